@@ -1,0 +1,229 @@
+//! Every domain error of the request path, and the one place that turns them into a
+//! status code and a page (browsers) or JSON (API clients).
+
+use http::{Response, StatusCode};
+use serde_json::json;
+
+use crate::http_util::{self, Body};
+use crate::login_state::StateError;
+use crate::pages::{self, Page, Text};
+use crate::proxy::ProxyError;
+use crate::session::StoreError;
+use crate::wechat::{ErrorClass, WechatError};
+
+/// Login-flow failures that are not WeChat's or the store's.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error("the callback carries no state")]
+    MissingState,
+    #[error("this login was already completed or never started here")]
+    StateUsed,
+    #[error("the user did not authorize the login")]
+    Refused,
+    #[error("this WeChat user is not allowed")]
+    NotAllowed,
+    #[error("the WeChat app this browser needs is not configured")]
+    AppNotConfigured,
+    #[error("no such endpoint")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+}
+
+/// Bad input to the JSON login endpoints (mobile app, mini program).
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("Content-Type must be application/json")]
+    UnsupportedMediaType,
+    #[error("request body larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("{0} login is not configured on this gateway")]
+    NotConfigured(&'static str),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
+    #[error(transparent)]
+    Wechat(#[from] WechatError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Login(#[from] LoginError),
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error(transparent)]
+    Crypto(#[from] crate::crypto::CryptoError),
+}
+
+impl GatewayError {
+    pub fn status(&self) -> StatusCode {
+        use GatewayError::*;
+        match self {
+            Proxy(ProxyError::Unreachable) => StatusCode::BAD_GATEWAY,
+            Proxy(ProxyError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
+            Wechat(e) => match e.class() {
+                ErrorClass::Relogin => StatusCode::BAD_REQUEST,
+                ErrorClass::Busy => StatusCode::SERVICE_UNAVAILABLE,
+                ErrorClass::Forbidden => StatusCode::FORBIDDEN,
+                ErrorClass::Upstream => StatusCode::BAD_GATEWAY,
+            },
+            State(_) => StatusCode::BAD_REQUEST,
+            Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Login(LoginError::Refused) => StatusCode::UNAUTHORIZED,
+            Login(LoginError::NotAllowed) => StatusCode::FORBIDDEN,
+            Login(LoginError::AppNotConfigured) | Login(LoginError::NotFound) => StatusCode::NOT_FOUND,
+            Login(LoginError::MethodNotAllowed) => StatusCode::METHOD_NOT_ALLOWED,
+            Login(_) => StatusCode::BAD_REQUEST,
+            Api(ApiError::UnsupportedMediaType) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Api(ApiError::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
+            Api(ApiError::NotConfigured(_)) => StatusCode::NOT_FOUND,
+            Api(ApiError::BadRequest(_)) | Crypto(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// Short machine-readable code for JSON answers.
+    pub fn code(&self) -> &'static str {
+        use GatewayError::*;
+        match self {
+            Proxy(ProxyError::Unreachable) => "upstream_unreachable",
+            Proxy(ProxyError::Timeout) => "upstream_timeout",
+            Wechat(e) => match e.class() {
+                ErrorClass::Relogin => "invalid_code",
+                ErrorClass::Busy => "wechat_busy",
+                ErrorClass::Forbidden => "wechat_forbidden",
+                ErrorClass::Upstream => "wechat_error",
+            },
+            State(_) => "invalid_state",
+            Store(_) => "store_unavailable",
+            Login(LoginError::Refused) => "access_denied",
+            Login(LoginError::NotAllowed) => "forbidden",
+            Login(LoginError::NotFound) => "not_found",
+            Login(LoginError::MethodNotAllowed) => "method_not_allowed",
+            Login(_) => "invalid_login",
+            Api(ApiError::UnsupportedMediaType) => "unsupported_media_type",
+            Api(ApiError::TooLarge(_)) => "body_too_large",
+            Api(ApiError::NotConfigured(_)) => "not_configured",
+            Api(ApiError::BadRequest(_)) => "invalid_request",
+            Crypto(_) => "invalid_encrypted_data",
+        }
+    }
+
+    fn texts(&self) -> (Text<'static>, Text<'static>) {
+        use GatewayError::*;
+        let t = |zh, en| Text { zh, en };
+        match self {
+            Proxy(ProxyError::Unreachable) => (
+                t("服务暂不可用", "Service unavailable"),
+                t("网关无法连接到后端服务，请稍后再试。", "The gateway could not reach the application. Please try again shortly."),
+            ),
+            Proxy(ProxyError::Timeout) => (
+                t("服务响应超时", "Gateway timeout"),
+                t("后端服务没有及时响应，请稍后再试。", "The application did not answer in time. Please try again."),
+            ),
+            Wechat(e) => match e.class() {
+                ErrorClass::Relogin => (
+                    t("登录已失效", "Login expired"),
+                    t("微信授权码无效、已使用或已过期，请重新登录。", "The WeChat authorization code is invalid, already used or expired. Please sign in again."),
+                ),
+                ErrorClass::Busy => (
+                    t("微信繁忙", "WeChat is busy"),
+                    t("微信服务繁忙，请稍后重新登录。", "WeChat is busy right now. Please sign in again in a moment."),
+                ),
+                ErrorClass::Forbidden => (
+                    t("微信拒绝了授权", "WeChat refused"),
+                    t("微信未授权此操作。", "WeChat did not authorize this request."),
+                ),
+                ErrorClass::Upstream => (
+                    t("微信服务出错", "WeChat error"),
+                    t("与微信服务器通信失败，请稍后再试。", "Talking to WeChat failed. Please try again later."),
+                ),
+            },
+            State(StateError::Expired) => (
+                t("登录已超时", "Login timed out"),
+                t("登录链接已过期，请重新登录。", "This login link has expired. Please sign in again."),
+            ),
+            State(StateError::WrongBrowser) => (
+                t("登录无法完成", "Login could not be completed"),
+                t("登录需在发起登录的同一浏览器中完成，请重新登录。", "The login must finish in the browser that started it. Please sign in again."),
+            ),
+            State(StateError::Malformed) | Login(LoginError::MissingState) => (
+                t("无效的登录请求", "Invalid login request"),
+                t("登录参数无效，请重新登录。", "The login parameters are invalid. Please sign in again."),
+            ),
+            Login(LoginError::StateUsed) => (
+                t("登录链接已使用", "Login link already used"),
+                t("此登录链接已使用过，请重新登录。", "This login link was already used. Please sign in again."),
+            ),
+            Login(LoginError::Refused) => (
+                t("您取消了授权", "Authorization declined"),
+                t("您没有同意微信授权，因此无法登录。", "You did not authorize the WeChat login, so you are not signed in."),
+            ),
+            Login(LoginError::NotAllowed) => (
+                t("无访问权限", "Access denied"),
+                t("您的微信账号没有访问本站的权限。", "Your WeChat account is not allowed to access this site."),
+            ),
+            Login(LoginError::AppNotConfigured) => (
+                t("无法在此浏览器登录", "Login not available here"),
+                t("本站未配置适用于此浏览器的微信登录方式。", "This site has no WeChat login configured for this kind of browser."),
+            ),
+            Login(LoginError::NotFound) => (t("页面不存在", "Not found"), t("没有这个地址。", "There is nothing at this address.")),
+            Login(LoginError::MethodNotAllowed) => (
+                t("不支持的请求方法", "Method not allowed"),
+                t("此地址不支持该请求方法。", "This address does not accept that method."),
+            ),
+            Store(_) => (
+                t("服务暂不可用", "Service unavailable"),
+                t("会话存储暂不可用，请稍后再试。", "The session store is unavailable. Please try again shortly."),
+            ),
+            Api(_) | Crypto(_) => (t("请求无效", "Bad request"), t("请求无效。", "The request is invalid.")),
+        }
+    }
+
+    /// Whether a "sign in again" link belongs on the page.
+    fn offers_retry(&self) -> bool {
+        matches!(
+            self,
+            GatewayError::Wechat(_) | GatewayError::State(_) | GatewayError::Login(LoginError::StateUsed | LoginError::Refused | LoginError::MissingState)
+        )
+    }
+
+    /// The response for this error. `retry` is the login URL to offer on pages.
+    pub fn into_response(self, json: bool, retry: &str) -> Response<Body> {
+        let status = self.status();
+        if let GatewayError::Wechat(e) = &self {
+            if e.is_config_error() {
+                tracing::error!(error = %e, "WeChat rejected the gateway's app credentials: check wechat.*.appid / secret");
+            } else {
+                tracing::warn!(error = %e, "WeChat call failed");
+            }
+        }
+        if json {
+            let message = match &self {
+                // These carry specific, safe words about the client's own input.
+                GatewayError::Api(e) => e.to_string(),
+                GatewayError::Crypto(e) => e.to_string(),
+                other => other.texts().1.en.to_string(),
+            };
+            return http_util::json(status, &json!({"error": self.code(), "message": message}));
+        }
+        let (title, message) = self.texts();
+        let action = if self.offers_retry() {
+            Some((retry, Text { zh: "重新登录", en: "Sign in again" }))
+        } else {
+            None
+        };
+        pages::render(Page {
+            status,
+            title,
+            message,
+            action,
+            extra_html: None,
+        })
+    }
+}

@@ -1,0 +1,318 @@
+//! The request path, in phases: strip spoofed identity → gateway endpoints → verification
+//! files → public paths → authenticate → authorize → inject identity → proxy.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::header::{HeaderValue, AUTHORIZATION, HOST};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::json;
+
+use crate::config::Settings;
+use crate::error::{GatewayError, LoginError};
+use crate::http_util::{self, Body};
+use crate::identity;
+use crate::login_state::StateSigner;
+use crate::metrics::{Metrics, Route};
+use crate::proxy::{self, Proxy};
+use crate::session::{Session, SessionId, SessionStore, Store, StoreError};
+use crate::verification::{self, Verification};
+use crate::wechat::WechatClient;
+
+pub struct Access {
+    pub allow_unionids: HashSet<String>,
+    pub allow_openids: HashSet<String>,
+    pub require_unionid: bool,
+}
+
+impl Access {
+    pub fn allows(&self, openid: &str, unionid: Option<&str>) -> bool {
+        if self.require_unionid && unionid.is_none() {
+            return false;
+        }
+        if self.allow_unionids.is_empty() && self.allow_openids.is_empty() {
+            return true;
+        }
+        unionid.is_some_and(|u| self.allow_unionids.contains(u)) || self.allow_openids.contains(openid)
+    }
+}
+
+/// Everything a request needs, built once at start.
+pub struct App {
+    pub settings: Settings,
+    pub proxy: Proxy,
+    pub store: Store,
+    pub wechat: WechatClient,
+    pub signer: StateSigner,
+    pub verification: Verification,
+    pub metrics: Metrics,
+    pub access: Access,
+    pub session_cookie: String,
+    pub login_cookie: String,
+    pub sign_secret: Option<Vec<u8>>,
+    /// `https` when this listener terminates TLS.
+    pub proto: &'static str,
+}
+
+/// A session found for a request, and how it was presented.
+pub struct Authenticated {
+    pub id: SessionId,
+    pub session: Arc<Session>,
+    pub bearer: bool,
+}
+
+impl App {
+    pub fn new(settings: Settings, store: Store) -> Result<Arc<App>, crate::wechat::WechatError> {
+        let raw = &settings.raw;
+        let wechat = WechatClient::new(&settings.api_base, Duration::from_millis(raw.wechat.timeout_ms))?;
+        let sign_secret = (!raw.headers.sign_secret.is_empty()).then(|| raw.headers.sign_secret.as_bytes().to_vec());
+        Ok(Arc::new(App {
+            proxy: Proxy::new(&settings),
+            wechat,
+            signer: StateSigner::new(settings.cookie_secret()),
+            verification: Verification::new(&raw.verification),
+            metrics: Metrics::new(),
+            access: Access {
+                allow_unionids: raw.access.allow_unionids.iter().cloned().collect(),
+                allow_openids: raw.access.allow_openids.iter().cloned().collect(),
+                require_unionid: raw.access.require_unionid,
+            },
+            session_cookie: raw.session.cookie_name.clone(),
+            login_cookie: format!("{}_login", raw.session.cookie_name),
+            sign_secret,
+            proto: if settings.tls.is_some() { "https" } else { "http" },
+            store,
+            settings,
+        }))
+    }
+
+    pub fn prefix(&self) -> &str {
+        self.settings.prefix()
+    }
+
+    /// `{public_url}{prefix}/login?rd=...`
+    pub fn login_url(&self, rd: &str) -> String {
+        format!(
+            "{}{}/login?rd={}",
+            self.settings.public.origin,
+            self.prefix(),
+            percent_encoding::utf8_percent_encode(rd, crate::flows::COMPONENT)
+        )
+    }
+
+    /// One request, start to end, with its log line and metrics.
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let path_for_log: Box<str> = req.uri().path().into();
+        let (resp, route, upstream) = self.route(req, peer).await;
+        let status = resp.status().as_u16();
+        self.metrics.request(route, status);
+        if let Some(up) = upstream {
+            self.metrics.upstream_seconds.observe(up.as_secs_f64());
+        }
+        tracing::info!(
+            target: "wxgate::access",
+            method = %method,
+            path = %path_for_log,
+            status,
+            latency_ms = started.elapsed().as_secs_f64() * 1e3,
+            upstream_ms = upstream.map(|d| d.as_secs_f64() * 1e3),
+            peer = %peer.ip(),
+        );
+        resp
+    }
+
+    async fn route(&self, mut req: Request<Incoming>, peer: SocketAddr) -> (Response<Body>, Route, Option<Duration>) {
+        // Phase 1: nothing that reads as an identity header survives, on any path.
+        identity::strip_identity_headers(req.headers_mut());
+
+        let path = req.uri().path();
+        let prefix = self.prefix();
+        if path.starts_with(prefix) && (path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/') {
+            let resp = crate::flows::handle(self, req).await;
+            return (resp, Route::Gateway, None);
+        }
+
+        if self.verification.is_enabled() && (req.method() == Method::GET || req.method() == Method::HEAD) {
+            if let Some(name) = verification::requested_name(path) {
+                if let Some(bytes) = self.verification.lookup(name).await {
+                    let resp = http_util::respond(StatusCode::OK, "text/plain", bytes);
+                    return (resp, Route::Verification, None);
+                }
+            }
+        }
+
+        if self.is_public(path) {
+            let (resp, up) = self.forward(req, peer, None).await;
+            return (resp, Route::Public, up);
+        }
+
+        let auth = match self.authenticate(req.headers()).await {
+            Ok(a) => a,
+            Err(e) => {
+                let json = http_util::wants_json(req.headers());
+                return (GatewayError::from(e).into_response(json, "/"), Route::Gateway, None);
+            }
+        };
+        match auth {
+            Some(a) if self.access.allows(&a.session.openid, a.session.unionid.as_deref()) => {
+                let (resp, up) = self.forward(req, peer, Some(&a)).await;
+                (resp, Route::Proxy, up)
+            }
+            Some(_) => {
+                let json = !http_util::is_navigation(req.method(), req.headers());
+                let resp = GatewayError::from(LoginError::NotAllowed).into_response(json, "/");
+                (resp, Route::Unauthenticated, None)
+            }
+            None => (self.unauthenticated(&req), Route::Unauthenticated, None),
+        }
+    }
+
+    /// 302 to login for browser navigations, 401 JSON for everything else.
+    pub fn unauthenticated(&self, req: &Request<Incoming>) -> Response<Body> {
+        let rd = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        if http_util::is_navigation(req.method(), req.headers()) {
+            let login = format!(
+                "{}/login?rd={}",
+                self.prefix(),
+                percent_encoding::utf8_percent_encode(rd, crate::flows::COMPONENT)
+            );
+            return http_util::redirect(&login);
+        }
+        let mut r = http_util::json(
+            StatusCode::UNAUTHORIZED,
+            &json!({"error": "unauthenticated", "login_url": self.login_url(rd)}),
+        );
+        r.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"wxgate\""),
+        );
+        r
+    }
+
+    fn is_public(&self, path: &str) -> bool {
+        let pp = &self.settings.raw.access.public_paths;
+        !pp.is_empty() && is_plain_path(path) && pp.iter().any(|p| path.starts_with(p.as_str()))
+    }
+
+    /// The session behind the request's cookie or bearer token, if it is live.
+    pub async fn authenticate(&self, headers: &http::HeaderMap) -> Result<Option<Authenticated>, StoreError> {
+        let now = http_util::unix_now();
+        if let Some(id) = identity::find_cookie(headers, &self.session_cookie).and_then(SessionId::parse) {
+            if let Some(session) = self.store.get(&id, now).await? {
+                return Ok(Some(Authenticated {
+                    id,
+                    session,
+                    bearer: false,
+                }));
+            }
+        }
+        if let Some(id) = identity::bearer_token(headers).and_then(SessionId::parse) {
+            if let Some(session) = self.store.get(&id, now).await? {
+                return Ok(Some(Authenticated {
+                    id,
+                    session,
+                    bearer: true,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Prepare headers and proxy. `auth` = the identity to vouch for (None on public paths).
+    async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        peer: SocketAddr,
+        auth: Option<&Authenticated>,
+    ) -> (Response<Body>, Option<Duration>) {
+        let h = req.headers_mut();
+        identity::strip_cookies(h, &[&self.session_cookie, &self.login_cookie]);
+        if let Some(a) = auth {
+            if a.bearer {
+                h.remove(AUTHORIZATION);
+            }
+            identity::insert_identity(h, &a.session, self.sign_secret.as_deref(), http_util::unix_now());
+        }
+        let host = req
+            .headers()
+            .get(HOST)
+            .cloned()
+            .or_else(|| req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+        let trusted = proxy::is_trusted(peer.ip(), &self.settings.trusted_proxies);
+        proxy::set_forwarded(req.headers_mut(), peer.ip(), trusted, self.proto, host);
+        let json = http_util::wants_json(req.headers());
+        match self.proxy.forward(req).await {
+            Ok((resp, took)) => (resp.map(http_body_util::Either::Left), Some(took)),
+            Err(e) => (GatewayError::from(e).into_response(json, "/"), None),
+        }
+    }
+}
+
+/// A path with nothing an upstream might normalise differently from us: no dot segments,
+/// no encoded dots or slashes, no backslashes, no empty segments.
+pub fn is_plain_path(path: &str) -> bool {
+    if path.contains("//") || path.contains('\\') {
+        return false;
+    }
+    let lower_has = |needle: &str| {
+        path.as_bytes()
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+    };
+    if lower_has("%2e") || lower_has("%2f") || lower_has("%5c") || lower_has("%00") {
+        return false;
+    }
+    !path.split('/').any(|seg| seg == "." || seg == "..")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_paths() {
+        assert!(is_plain_path("/static/app.js"));
+        assert!(is_plain_path("/static/a.b/c"));
+        for p in [
+            "/static/../admin",
+            "/static/%2e%2e/admin",
+            "/static/%2E./admin",
+            "/static/..%2fadmin",
+            "/static//admin",
+            "/static\\..\\admin",
+            "/static/.",
+        ] {
+            assert!(!is_plain_path(p), "{p}");
+        }
+    }
+
+    #[test]
+    fn access_rules() {
+        let open = Access {
+            allow_unionids: HashSet::new(),
+            allow_openids: HashSet::new(),
+            require_unionid: false,
+        };
+        assert!(open.allows("o", None));
+        let strict = Access {
+            allow_unionids: ["u1".to_string()].into(),
+            allow_openids: ["o2".to_string()].into(),
+            require_unionid: false,
+        };
+        assert!(strict.allows("o1", Some("u1")));
+        assert!(strict.allows("o2", None));
+        assert!(!strict.allows("o3", Some("u3")));
+        let need = Access {
+            allow_unionids: HashSet::new(),
+            allow_openids: HashSet::new(),
+            require_unionid: true,
+        };
+        assert!(!need.allows("o", None));
+        assert!(need.allows("o", Some("u")));
+    }
+}

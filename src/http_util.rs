@@ -1,0 +1,113 @@
+//! Small helpers shared by every handler: the response body type, canned responses,
+//! query parsing, and how a request says what it wants back.
+
+use bytes::Bytes;
+use http::header::{HeaderValue, ACCEPT, CACHE_CONTROL, CONTENT_TYPE, LOCATION};
+use http::{HeaderMap, Method, Response, StatusCode};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+
+/// Streamed upstream bodies and the gateway's own small bodies, without boxing.
+pub type Body = Either<Incoming, Full<Bytes>>;
+
+pub fn full(b: impl Into<Bytes>) -> Body {
+    Either::Right(Full::new(b.into()))
+}
+
+pub fn empty() -> Body {
+    Either::Right(Full::new(Bytes::new()))
+}
+
+pub const TEXT: &str = "text/plain; charset=utf-8";
+pub const HTML: &str = "text/html; charset=utf-8";
+pub const JSON: &str = "application/json";
+
+pub fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+pub fn json(status: StatusCode, v: &serde_json::Value) -> Response<Body> {
+    respond(status, JSON, v.to_string())
+}
+
+/// 302 to `location`; a location that cannot be a header value becomes `/`.
+pub fn redirect(location: &str) -> Response<Body> {
+    let mut r = Response::new(empty());
+    *r.status_mut() = StatusCode::FOUND;
+    let v = HeaderValue::from_str(location).unwrap_or(HeaderValue::from_static("/"));
+    r.headers_mut().insert(LOCATION, v);
+    r.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// The first value of `key` in a query string, percent-decoded.
+pub fn query_param(query: Option<&str>, key: &str) -> Option<String> {
+    url::form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// A browser navigation (as opposed to an API call or XHR), per DESIGN.md.
+pub fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
+    if !(method == Method::GET || method == Method::HEAD) || headers.contains_key("x-requested-with") {
+        return false;
+    }
+    let accept_html = headers
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    let navigate = headers
+        .get("sec-fetch-mode")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"navigate"));
+    accept_html || navigate
+}
+
+/// Clients that asked for JSON (or are not browsers) get JSON errors.
+pub fn wants_json(headers: &HeaderMap) -> bool {
+    let accept = headers.get(ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    (accept.contains("application/json") && !accept.contains("text/html")) || headers.contains_key("x-requested-with")
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn navigation_detection() {
+        let mut h = HeaderMap::new();
+        h.insert(ACCEPT, HeaderValue::from_static("text/html,application/xhtml+xml"));
+        assert!(is_navigation(&Method::GET, &h));
+        assert!(!is_navigation(&Method::POST, &h));
+        h.insert("x-requested-with", HeaderValue::from_static("XMLHttpRequest"));
+        assert!(!is_navigation(&Method::GET, &h));
+        let mut h = HeaderMap::new();
+        h.insert("sec-fetch-mode", HeaderValue::from_static("navigate"));
+        assert!(is_navigation(&Method::HEAD, &h));
+        assert!(!is_navigation(&Method::GET, &HeaderMap::new()));
+    }
+
+    #[test]
+    fn query() {
+        assert_eq!(query_param(Some("a=1&rd=%2Fx%3Fy%3D1"), "rd").as_deref(), Some("/x?y=1"));
+        assert_eq!(query_param(Some("a=1"), "rd"), None);
+        assert_eq!(query_param(None, "rd"), None);
+    }
+
+    #[test]
+    fn bad_location_falls_back() {
+        let r = redirect("/a\nb");
+        assert_eq!(r.headers()[LOCATION], "/");
+    }
+}

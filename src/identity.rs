@@ -1,0 +1,226 @@
+//! Identity headers: removing spoofed `X-WeChat-*` headers from every request, building the
+//! ones the gateway vouches for, signing them, and keeping the gateway's own credentials
+//! (cookies, bearer token) away from the upstream.
+
+use hmac::{Hmac, Mac};
+use http::header::{HeaderMap, HeaderName, HeaderValue, COOKIE};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use sha2::Sha256;
+
+use crate::session::Session;
+
+pub static OPENID: HeaderName = HeaderName::from_static("x-wechat-openid");
+pub static UNIONID: HeaderName = HeaderName::from_static("x-wechat-unionid");
+pub static APPID: HeaderName = HeaderName::from_static("x-wechat-appid");
+pub static SOURCE: HeaderName = HeaderName::from_static("x-wechat-source");
+pub static NICKNAME: HeaderName = HeaderName::from_static("x-wechat-nickname");
+pub static AVATAR: HeaderName = HeaderName::from_static("x-wechat-avatar");
+pub static SIGNATURE: HeaderName = HeaderName::from_static("x-wechat-signature");
+
+const PREFIX: &[u8] = b"x-wechat-";
+
+/// True when a header name reads as `X-WeChat-*` with `_` read as `-` (names are lowercase
+/// in `http`). Such headers may only come from the gateway.
+pub fn is_identity_header(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() > PREFIX.len()
+        && b[..PREFIX.len()]
+            .iter()
+            .zip(PREFIX)
+            .all(|(&c, &p)| c.to_ascii_lowercase() == p || (c == b'_' && p == b'-'))
+}
+
+/// Remove every spoofed identity header. Allocates only when one is present.
+pub fn strip_identity_headers(headers: &mut HeaderMap) {
+    if !headers.keys().any(|k| is_identity_header(k.as_str())) {
+        return;
+    }
+    let spoofed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| is_identity_header(k.as_str()))
+        .cloned()
+        .collect();
+    for name in spoofed {
+        headers.remove(&name);
+    }
+}
+
+/// Characters kept as they are in `X-WeChat-Nickname`: RFC 3986 unreserved.
+const NICK: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+pub fn encode_nickname(nick: &str) -> String {
+    utf8_percent_encode(nick, NICK).to_string()
+}
+
+/// `t=<unix>,v1=<hex hmac-sha256(secret, "<t>.<unionid>.<openid>")>`
+pub fn signature(secret: &[u8], t: u64, unionid: &str, openid: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("hmac takes any key length");
+    mac.update(t.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(unionid.as_bytes());
+    mac.update(b".");
+    mac.update(openid.as_bytes());
+    format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+fn value(s: &str) -> Option<HeaderValue> {
+    HeaderValue::from_str(s).ok()
+}
+
+/// Write the identity headers for `s` (after stripping, so nothing spoofed survives).
+pub fn insert_identity(headers: &mut HeaderMap, s: &Session, sign_secret: Option<&[u8]>, now: u64) {
+    if let Some(v) = value(&s.openid) {
+        headers.insert(OPENID.clone(), v);
+    }
+    if let Some(v) = s.unionid.as_deref().and_then(value) {
+        headers.insert(UNIONID.clone(), v);
+    }
+    if let Some(v) = value(&s.appid) {
+        headers.insert(APPID.clone(), v);
+    }
+    headers.insert(SOURCE.clone(), HeaderValue::from_static(s.source.as_str()));
+    if !s.nickname_enc.is_empty() {
+        if let Some(v) = value(&s.nickname_enc) {
+            headers.insert(NICKNAME.clone(), v);
+        }
+    }
+    if !s.avatar.is_empty() {
+        if let Some(v) = value(&s.avatar) {
+            headers.insert(AVATAR.clone(), v);
+        }
+    }
+    if let Some(secret) = sign_secret {
+        let sig = signature(secret, now, s.unionid.as_deref().unwrap_or(""), &s.openid);
+        if let Some(v) = value(&sig) {
+            headers.insert(SIGNATURE.clone(), v);
+        }
+    }
+}
+
+/// Drop the named cookies from every `Cookie` header; drop a header left empty.
+/// Allocates only when one of `names` is present.
+pub fn strip_cookies(headers: &mut HeaderMap, names: &[&str]) {
+    let touched = headers
+        .get_all(COOKIE)
+        .iter()
+        .any(|v| v.to_str().map(|s| cookie_pairs(s).any(|(n, _)| names.contains(&n))).unwrap_or(false));
+    if !touched {
+        return;
+    }
+    let kept: Vec<HeaderValue> = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| {
+            let s = match v.to_str() {
+                Ok(s) => s,
+                Err(_) => return Some(v.clone()),
+            };
+            let rest: Vec<&str> = s
+                .split(';')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .filter(|p| !names.contains(&p.split_once('=').map(|(n, _)| n.trim()).unwrap_or(p)))
+                .collect();
+            (!rest.is_empty()).then(|| HeaderValue::from_str(&rest.join("; ")).ok()).flatten()
+        })
+        .collect();
+    headers.remove(COOKIE);
+    for v in kept {
+        headers.append(COOKIE, v);
+    }
+}
+
+/// `name=value` pairs of one Cookie header value.
+pub fn cookie_pairs(s: &str) -> impl Iterator<Item = (&str, &str)> {
+    s.split(';').filter_map(|p| {
+        let p = p.trim();
+        let (n, v) = p.split_once('=')?;
+        Some((n.trim(), v.trim().trim_matches('"')))
+    })
+}
+
+/// The value of cookie `name` in the request, first occurrence.
+pub fn find_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(cookie_pairs)
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v)
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_names() {
+        for n in ["x-wechat-unionid", "x_wechat_unionid", "x-wechat_openid", "x_wechat-anything", "X-WeChat-Foo"] {
+            assert!(is_identity_header(n), "{n}");
+        }
+        for n in ["x-wechat", "x-wechat-", "x-wechatty", "wechat-unionid", "x-we-chat-id", "content-type"] {
+            assert!(!is_identity_header(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn strips_spoofs_only() {
+        let mut h = HeaderMap::new();
+        h.insert("x-wechat-unionid", HeaderValue::from_static("evil"));
+        h.insert("x_wechat_openid", HeaderValue::from_static("evil"));
+        h.insert("x-request-id", HeaderValue::from_static("keep"));
+        strip_identity_headers(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-request-id"));
+    }
+
+    #[test]
+    fn nickname_encoding() {
+        assert_eq!(encode_nickname("Alice 🐼"), "Alice%20%F0%9F%90%BC");
+        assert_eq!(encode_nickname("王"), "%E7%8E%8B");
+        assert_eq!(encode_nickname("a\r\nb"), "a%0D%0Ab");
+    }
+
+    #[test]
+    fn signature_format() {
+        let s = signature(b"secret", 1700000000, "u1", "o1");
+        assert!(s.starts_with("t=1700000000,v1="));
+        assert_eq!(s.len(), "t=1700000000,v1=".len() + 64);
+        assert_ne!(s, signature(b"secret", 1700000000, "u1", "o2"));
+    }
+
+    #[test]
+    fn cookie_stripping() {
+        let mut h = HeaderMap::new();
+        h.append(COOKIE, HeaderValue::from_static("a=1; _wxgate=sid; b=2"));
+        h.append(COOKIE, HeaderValue::from_static("_wxgate_login=x"));
+        strip_cookies(&mut h, &["_wxgate", "_wxgate_login"]);
+        let all: Vec<_> = h.get_all(COOKIE).iter().collect();
+        assert_eq!(all, vec![HeaderValue::from_static("a=1; b=2")]);
+
+        let mut h = HeaderMap::new();
+        h.insert(COOKIE, HeaderValue::from_static("_wxgate_other=1; x=_wxgate"));
+        strip_cookies(&mut h, &["_wxgate"]);
+        assert_eq!(h.get(COOKIE).unwrap(), "_wxgate_other=1; x=_wxgate");
+    }
+
+    #[test]
+    fn finds_cookie_and_bearer() {
+        let mut h = HeaderMap::new();
+        h.insert(COOKIE, HeaderValue::from_static("x=1; _wxgate=abc"));
+        h.insert(http::header::AUTHORIZATION, HeaderValue::from_static("bearer tok"));
+        assert_eq!(find_cookie(&h, "_wxgate"), Some("abc"));
+        assert_eq!(find_cookie(&h, "_wx"), None);
+        assert_eq!(bearer_token(&h), Some("tok"));
+        h.insert(http::header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert_eq!(bearer_token(&h), None);
+    }
+}

@@ -1,0 +1,330 @@
+//! Forwarding to the upstream: one pooled hyper-util client, bodies streamed both ways,
+//! hop-by-hop headers removed in both directions, `X-Forwarded-*` per `trusted_proxies`,
+//! WebSocket (HTTP/1.1 Upgrade) passed through.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{PathAndQuery, Uri};
+use http::{Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use ipnet::IpNet;
+
+use crate::config::Settings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("upstream unreachable")]
+    Unreachable,
+    #[error("upstream did not answer in time")]
+    Timeout,
+}
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+
+/// Remove hop-by-hop headers: those named in `Connection`, then the fixed list. With
+/// `upgrade`, `Connection: upgrade` and `Upgrade` survive (WebSocket handshakes).
+pub fn remove_hop_headers(h: &mut HeaderMap, upgrade: bool) {
+    if h.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = h
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .filter(|n| !(upgrade && n == header::UPGRADE))
+            .collect();
+        for n in named {
+            h.remove(&n);
+        }
+        h.remove(header::CONNECTION);
+    }
+    h.remove(&KEEP_ALIVE);
+    h.remove(header::PROXY_AUTHENTICATE);
+    h.remove(header::PROXY_AUTHORIZATION);
+    h.remove("proxy-connection");
+    h.remove(header::TRAILER);
+    h.remove(header::TRANSFER_ENCODING);
+    if let Some(te) = h.remove(header::TE) {
+        let trailers = te
+            .to_str()
+            .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers")))
+            .unwrap_or(false);
+        if trailers {
+            h.insert(header::TE, HeaderValue::from_static("trailers"));
+        }
+    }
+    if upgrade {
+        if h.contains_key(header::UPGRADE) {
+            h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        }
+    } else {
+        h.remove(header::UPGRADE);
+    }
+}
+
+/// An HTTP/1.1 upgrade request (`Connection: upgrade` + `Upgrade`).
+pub fn is_upgrade_request(h: &HeaderMap) -> bool {
+    h.contains_key(header::UPGRADE)
+        && h.get_all(header::CONNECTION).iter().any(|v| {
+            v.to_str()
+                .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+                .unwrap_or(false)
+        })
+}
+
+pub fn is_trusted(peer: IpAddr, trusted: &[IpNet]) -> bool {
+    let peer = match peer {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    };
+    trusted.iter().any(|n| n.contains(&peer))
+}
+
+/// `X-Forwarded-For/Proto/Host`. From an untrusted peer, incoming values are replaced;
+/// from a trusted one, the chain is extended and Proto/Host are kept when present.
+pub fn set_forwarded(h: &mut HeaderMap, peer: IpAddr, trusted: bool, proto: &'static str, host: Option<HeaderValue>) {
+    let peer_s = peer.to_string();
+    let xff = if trusted {
+        let prior: Vec<&str> = h
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        if prior.is_empty() {
+            peer_s
+        } else {
+            format!("{}, {peer_s}", prior.join(", "))
+        }
+    } else {
+        peer_s
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        h.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    if !(trusted && h.contains_key(&X_FORWARDED_PROTO)) {
+        h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    }
+    if !(trusted && h.contains_key(&X_FORWARDED_HOST)) {
+        match host {
+            Some(v) => {
+                h.insert(X_FORWARDED_HOST.clone(), v);
+            }
+            None => {
+                h.remove(&X_FORWARDED_HOST);
+            }
+        }
+    }
+}
+
+/// HTTP/2 may split `Cookie` into several fields; HTTP/1.1 upstreams want one (RFC 9113 8.2.3).
+pub fn join_cookies(h: &mut HeaderMap) {
+    let mut it = h.get_all(header::COOKIE).iter();
+    if it.next().is_none() || it.next().is_none() {
+        return;
+    }
+    let joined: Vec<u8> = h
+        .get_all(header::COOKIE)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect::<Vec<_>>()
+        .join(&b"; "[..]);
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        h.insert(header::COOKIE, v);
+    }
+}
+
+pub struct Proxy {
+    client: Client<HttpConnector, Incoming>,
+    authority: http::uri::Authority,
+    timeout: Duration,
+}
+
+impl Proxy {
+    pub fn new(s: &Settings) -> Self {
+        let mut conn = HttpConnector::new();
+        conn.set_nodelay(true);
+        conn.set_connect_timeout(Some(Duration::from_millis(s.raw.upstream.connect_timeout_ms)));
+        conn.set_keepalive(Some(Duration::from_secs(60)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(s.raw.upstream.pool_max_idle)
+            .build(conn);
+        Self {
+            client,
+            authority: s.upstream.clone(),
+            timeout: s.upstream_timeout(),
+        }
+    }
+
+    /// Send `req` (headers already prepared by the caller: identity, forwarded) upstream.
+    /// Returns the response with hop-by-hop headers removed and the time the upstream took.
+    pub async fn forward(&self, mut req: Request<Incoming>) -> Result<(Response<Incoming>, Duration), ProxyError> {
+        let upgrade = req.version() == Version::HTTP_11 && is_upgrade_request(req.headers());
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+
+        // Host is kept; HTTP/2 carries it as :authority.
+        if !req.headers().contains_key(header::HOST) {
+            if let Some(a) = req.uri().authority() {
+                if let Ok(v) = HeaderValue::from_str(a.as_str()) {
+                    req.headers_mut().insert(header::HOST, v);
+                }
+            }
+        }
+        if req.version() == Version::HTTP_2 {
+            join_cookies(req.headers_mut());
+        }
+        remove_hop_headers(req.headers_mut(), upgrade);
+        let pq = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(http::uri::Scheme::HTTP);
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(pq);
+        *req.uri_mut() = Uri::from_parts(parts).map_err(|_| ProxyError::Unreachable)?;
+        *req.version_mut() = Version::HTTP_11;
+
+        let started = Instant::now();
+        let mut resp = match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+            Err(_) => return Err(ProxyError::Timeout),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %ErrChain(&e), "upstream request failed");
+                return Err(ProxyError::Unreachable);
+            }
+            Ok(Ok(r)) => r,
+        };
+        let took = started.elapsed();
+
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(client_upgrade) = client_upgrade {
+                let upstream_upgrade = hyper::upgrade::on(&mut resp);
+                tokio::spawn(async move {
+                    match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                        Ok((c, u)) => {
+                            let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
+                            let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+                        }
+                        Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+                    }
+                });
+                remove_hop_headers(resp.headers_mut(), true);
+                return Ok((resp, took));
+            }
+        }
+        remove_hop_headers(resp.headers_mut(), false);
+        Ok((resp, took))
+    }
+}
+
+/// Display an error with its sources (hyper-util hides the cause behind "client error").
+pub struct ErrChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut src = self.0.source();
+        while let Some(s) = src {
+            write!(f, ": {s}")?;
+            src = s.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hm(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn hop_headers_removed() {
+        let mut h = hm(&[
+            ("connection", "keep-alive, x-secret-hop"),
+            ("x-secret-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-authorization", "Basic x"),
+            ("proxy-connection", "keep-alive"),
+            ("te", "gzip, trailers"),
+            ("trailer", "x-t"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("x-keep", "1"),
+        ]);
+        remove_hop_headers(&mut h, false);
+        let names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, vec!["te", "x-keep"]);
+        assert_eq!(h["te"], "trailers");
+    }
+
+    #[test]
+    fn te_without_trailers_dropped() {
+        let mut h = hm(&[("te", "gzip")]);
+        remove_hop_headers(&mut h, false);
+        assert!(h.is_empty());
+    }
+
+    #[test]
+    fn upgrade_kept_when_asked() {
+        let mut h = hm(&[("connection", "Upgrade"), ("upgrade", "websocket"), ("x-a", "1")]);
+        assert!(is_upgrade_request(&h));
+        remove_hop_headers(&mut h, true);
+        assert_eq!(h["connection"], "upgrade");
+        assert_eq!(h["upgrade"], "websocket");
+    }
+
+    #[test]
+    fn forwarded_untrusted_replaces() {
+        let mut h = hm(&[("x-forwarded-for", "6.6.6.6"), ("x-forwarded-proto", "http"), ("x-forwarded-host", "evil")]);
+        set_forwarded(&mut h, "10.0.0.1".parse().unwrap(), false, "https", Some(HeaderValue::from_static("app")));
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "app");
+    }
+
+    #[test]
+    fn forwarded_trusted_appends() {
+        let mut h = hm(&[("x-forwarded-for", "1.1.1.1"), ("x-forwarded-for", "2.2.2.2"), ("x-forwarded-proto", "https")]);
+        set_forwarded(&mut h, "10.0.0.1".parse().unwrap(), true, "http", Some(HeaderValue::from_static("app")));
+        assert_eq!(h["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 10.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "app");
+    }
+
+    #[test]
+    fn trust_matching() {
+        let nets: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()];
+        assert!(is_trusted("10.1.2.3".parse().unwrap(), &nets));
+        assert!(is_trusted("::ffff:10.1.2.3".parse().unwrap(), &nets));
+        assert!(is_trusted("::1".parse().unwrap(), &nets));
+        assert!(!is_trusted("11.0.0.1".parse().unwrap(), &nets));
+        assert!(!is_trusted("127.0.0.1".parse().unwrap(), &[]));
+    }
+
+    #[test]
+    fn cookies_joined() {
+        let mut h = hm(&[("cookie", "a=1"), ("cookie", "b=2")]);
+        join_cookies(&mut h);
+        assert_eq!(h.get_all("cookie").iter().count(), 1);
+        assert_eq!(h["cookie"], "a=1; b=2");
+    }
+}

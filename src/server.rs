@@ -1,0 +1,199 @@
+//! The listener: TLS (rustls, ALPN h2 + http/1.1) or plain HTTP, hyper-util's auto builder
+//! (HTTP/1.1 and HTTP/2) with header-read, handshake and size limits, and graceful shutdown.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::config::Settings;
+use crate::gateway::App;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("session store: {0}")]
+    Store(String),
+    #[error("WeChat client: {0}")]
+    Client(String),
+}
+
+/// A server that is accepting connections.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub app: Arc<App>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stop accepting, let in-flight requests finish (within the grace period), return.
+    pub async fn shutdown(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+
+    /// Wait until the server stops by itself (it does not, unless the task fails).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Build the app from settings and start serving on `settings.listen`.
+pub async fn serve(settings: Settings) -> Result<Running, ServeError> {
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: settings.listen,
+            source,
+        })?;
+    serve_on(listener, settings).await
+}
+
+/// Like [`serve`], on a listener the caller bound (tests bind `127.0.0.1:0`).
+pub async fn serve_on(listener: TcpListener, settings: Settings) -> Result<Running, ServeError> {
+    let store = crate::session::Store::connect(&settings.raw.session)
+        .await
+        .map_err(|e| ServeError::Store(e.to_string()))?;
+    let tls = match &settings.tls {
+        Some(files) => Some(tokio_rustls::TlsAcceptor::from(files.server_config().map_err(ServeError::Tls)?)),
+        None => None,
+    };
+    let app = App::new(settings, store).map_err(|e| ServeError::Client(e.to_string()))?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: app.settings.listen,
+        source,
+    })?;
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let task = tokio::spawn(accept_loop(listener, app.clone(), tls, stop_rx));
+    tracing::info!(%addr, tls = app.settings.tls.is_some(), upstream = %app.settings.upstream, "wxgate listening");
+    Ok(Running {
+        addr,
+        app,
+        stop: Some(stop_tx),
+        task,
+    })
+}
+
+fn builder(s: &Settings) -> auto::Builder<TokioExecutor> {
+    let c = &s.raw.server;
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(c.header_read_timeout_ms))
+        .max_buf_size(c.max_header_bytes.max(8192))
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(c.h2_max_concurrent_streams)
+        .max_header_list_size(c.max_header_bytes.min(u32::MAX as usize) as u32)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    b
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    app: Arc<App>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let builder = Arc::new(builder(&app.settings));
+    let graceful = GracefulShutdown::new();
+    let handshake = Duration::from_millis(app.settings.raw.server.tls_handshake_timeout_ms);
+    loop {
+        let (stream, peer) = tokio::select! {
+            biased;
+            _ = &mut stop => break,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let builder = builder.clone();
+        let tls = tls.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let app = app.clone();
+                async move { Ok::<_, Infallible>(app.handle(req, peer).await) }
+            });
+            match tls {
+                Some(acceptor) => {
+                    let stream = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                    if let Err(e) = watcher.watch(conn.into_owned()).await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                }
+                None => {
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                    if let Err(e) = watcher.watch(conn.into_owned()).await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                }
+            }
+        });
+    }
+    drop(listener);
+    let grace = Duration::from_secs(app.settings.raw.server.shutdown_grace_secs);
+    tracing::info!(grace_secs = grace.as_secs(), "shutting down: draining in-flight requests");
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all connections closed"),
+        _ = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = tokio::signal::ctrl_c() => {},
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("signal received");
+}
