@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod crypto;
+pub mod dev;
 pub mod error;
 pub mod flows;
 pub mod gateway;

@@ -1,1 +1,102 @@
-fn main() {}
+//! `wxgate` command line: run, check, dev, mock-wechat.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use wxgate::config::Config;
+
+#[derive(Parser)]
+#[command(name = "wxgate", version, about = "WeChat-login gateway: TLS reverse proxy, forward-auth backend and sidecar")]
+struct Cli {
+    /// Config file (default: $WXGATE_CONFIG, then ./wxgate.toml)
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve (the default).
+    Run,
+    /// Load and validate the config; print it with secrets redacted.
+    Check,
+    /// One-command local demo: mock WeChat + whoami upstream + the gateway on https://localhost:8443.
+    Dev(wxgate::dev::DevArgs),
+    /// The mock WeChat platform alone (tests, staging).
+    MockWechat {
+        #[arg(long, default_value = "127.0.0.1:9100")]
+        listen: SocketAddr,
+        /// Hosts accepted in redirect_uri (WeChat's registered callback domain); repeatable.
+        #[arg(long = "redirect-domain")]
+        redirect_domains: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd.unwrap_or(Cmd::Run) {
+        Cmd::Check => return check(cli.config),
+        Cmd::Run => run(cli.config),
+        Cmd::Dev(args) => runtime().and_then(|rt| rt.block_on(wxgate::dev::run(args))),
+        Cmd::MockWechat {
+            listen,
+            redirect_domains,
+        } => runtime().and_then(|rt| {
+            wxgate::logging::init("text");
+            let mut opts = wxgate::mock::MockOptions::default();
+            if !redirect_domains.is_empty() {
+                opts.redirect_domains = redirect_domains;
+            }
+            println!("mock WeChat listening on http://{listen}");
+            rt.block_on(wxgate::mock::run(listen, opts)).context("mock WeChat")
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wxgate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn config_path(flag: Option<PathBuf>) -> Option<PathBuf> {
+    flag.or_else(wxgate::config::default_path)
+}
+
+fn check(flag: Option<PathBuf>) -> ExitCode {
+    match Config::load(config_path(flag).as_deref()) {
+        Ok(s) => {
+            print!("{}", s.raw.redacted().to_toml());
+            eprintln!("wxgate: configuration OK");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("wxgate: configuration error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(flag: Option<PathBuf>) -> anyhow::Result<()> {
+    let settings = Config::load(config_path(flag).as_deref()).context("configuration error")?;
+    wxgate::logging::init(&settings.raw.log.format);
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let running = wxgate::server::serve(settings).await?;
+        wxgate::server::shutdown_signal().await;
+        running.shutdown().await;
+        Ok(())
+    })
+}

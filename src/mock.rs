@@ -405,7 +405,7 @@ impl State {
             return false;
         };
         let host = normalize_host(host);
-        self.redirect_domains.iter().any(|d| *d == host)
+        self.redirect_domains.contains(&host)
     }
 
     fn mint_code(
@@ -433,17 +433,17 @@ impl State {
     }
 
     /// Single-use, expiring, bound to its app.
-    fn take_code(&self, app: &App, code: &str) -> Result<Arc<CodeEntry>, Response<Full<Bytes>>> {
+    fn take_code(&self, app: &App, code: &str) -> Result<Arc<CodeEntry>, ApiErr> {
         let entry = self
             .codes
             .get(code)
             .filter(|e| e.app.appid == app.appid)
-            .ok_or_else(|| api_error(40029, "invalid code"))?;
+            .ok_or(ApiErr(40029, "invalid code"))?;
         if entry.used.swap(true, Ordering::AcqRel) {
-            return Err(api_error(40163, "code been used"));
+            return Err(ApiErr(40163, "code been used"));
         }
         if Instant::now() >= entry.expires_at {
-            return Err(api_error(42003, "code expired"));
+            return Err(ApiErr(42003, "code expired"));
         }
         Ok(entry)
     }
@@ -524,6 +524,26 @@ fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes
         header::HeaderValue::from_static("no-store"),
     );
     r
+}
+
+/// An API error before it becomes a response (kept small: `Result<_, Resp>` would be large).
+#[derive(Debug, Clone, Copy)]
+struct ApiErr(i64, &'static str);
+
+impl From<ApiErr> for Resp {
+    fn from(e: ApiErr) -> Resp {
+        api_error(e.0, e.1)
+    }
+}
+
+/// An authorize-page error: errcode, Chinese title, English text.
+#[derive(Debug, Clone, Copy)]
+struct PageErr(i64, &'static str, &'static str);
+
+impl From<PageErr> for Resp {
+    fn from(e: PageErr) -> Resp {
+        wechat_error_page(e.0, e.1, e.2)
+    }
 }
 
 /// WeChat style: HTTP 200, `text/plain`, `{"errcode":N,"errmsg":"... rid: ..."}`.
@@ -752,27 +772,23 @@ fn check_authorize(
     state: &State,
     q: &Query,
     kind: AppKind,
-) -> Result<(&'static App, &'static str, String), Resp> {
+) -> Result<(&'static App, &'static str, String), PageErr> {
     let app = param(q, "appid")
         .and_then(find_app)
         .filter(|a| a.kind == kind)
-        .ok_or_else(|| wechat_error_page(40013, "appid 参数错误", "invalid appid"))?;
+        .ok_or(PageErr(40013, "appid 参数错误", "invalid appid"))?;
     let redirect_uri = param(q, "redirect_uri")
         .filter(|u| state.redirect_allowed(u))
-        .ok_or_else(|| {
-            wechat_error_page(
-                10003,
-                "redirect_uri 参数错误",
-                "redirect_uri is not under the registered domain",
-            )
-        })?;
-    let scope = scope_for(app, param(q, "scope").unwrap_or_default()).ok_or_else(|| {
-        wechat_error_page(
-            10005,
-            "Scope 参数错误或没有 Scope 权限",
-            "invalid scope, or the app lacks that scope",
-        )
-    })?;
+        .ok_or(PageErr(
+            10003,
+            "redirect_uri 参数错误",
+            "redirect_uri is not under the registered domain",
+        ))?;
+    let scope = scope_for(app, param(q, "scope").unwrap_or_default()).ok_or(PageErr(
+        10005,
+        "Scope 参数错误或没有 Scope 权限",
+        "invalid scope, or the app lacks that scope",
+    ))?;
     Ok((app, scope, redirect_uri.to_string()))
 }
 
@@ -780,7 +796,7 @@ fn qrconnect(state: &State, q: &Query) -> Resp {
     Calls::bump(&state.calls.qrconnect);
     let (app, scope, redirect_uri) = match check_authorize(state, q, AppKind::Website) {
         Ok(x) => x,
-        Err(page) => return page,
+        Err(page) => return page.into(),
     };
     show_login(state, app, scope, redirect_uri, q)
 }
@@ -789,7 +805,7 @@ fn authorize(state: &State, q: &Query) -> Resp {
     Calls::bump(&state.calls.authorize);
     let (app, scope, redirect_uri) = match check_authorize(state, q, AppKind::OfficialAccount) {
         Ok(x) => x,
-        Err(page) => return page,
+        Err(page) => return page.into(),
     };
     let st = q.get("state").map(String::as_str).unwrap_or_default();
     if scope == SNSAPI_BASE {
@@ -891,31 +907,35 @@ async fn sns(state: &State, endpoint: &str, q: &Query) -> Resp {
 }
 
 /// appid / secret checks shared by the code exchanges.
-fn check_app(q: &Query) -> Result<&'static App, Resp> {
-    let appid = param(q, "appid").ok_or_else(|| api_error(41002, "appid missing"))?;
-    let app = find_app(appid).ok_or_else(|| api_error(40013, "invalid appid"))?;
-    let secret = param(q, "secret").ok_or_else(|| api_error(41004, "appsecret missing"))?;
+fn check_app(q: &Query) -> Result<&'static App, ApiErr> {
+    let appid = param(q, "appid").ok_or(ApiErr(41002, "appid missing"))?;
+    let app = find_app(appid).ok_or(ApiErr(40013, "invalid appid"))?;
+    let secret = param(q, "secret").ok_or(ApiErr(41004, "appsecret missing"))?;
     if secret != app.secret {
-        return Err(api_error(40125, "invalid appsecret"));
+        return Err(ApiErr(40125, "invalid appsecret"));
     }
     Ok(app)
 }
 
-fn check_grant(q: &Query, expected: &str) -> Result<(), Resp> {
+fn check_grant(q: &Query, expected: &str) -> Result<(), ApiErr> {
     if param(q, "grant_type") == Some(expected) {
         Ok(())
     } else {
-        Err(api_error(40002, "invalid grant_type"))
+        Err(ApiErr(40002, "invalid grant_type"))
     }
 }
 
 fn sns_access_token(state: &State, q: &Query) -> Resp {
-    let result = (|| {
+    sns_access_token_inner(state, q).unwrap_or_else(Resp::from)
+}
+
+fn sns_access_token_inner(state: &State, q: &Query) -> Result<Resp, ApiErr> {
+    {
         let app = check_app(q)?;
         if app.kind == AppKind::MiniProgram {
-            return Err(api_error(40013, "invalid appid, use jscode2session"));
+            return Err(ApiErr(40013, "invalid appid, use jscode2session"));
         }
-        let code = param(q, "code").ok_or_else(|| api_error(41008, "missing code"))?;
+        let code = param(q, "code").ok_or(ApiErr(41008, "missing code"))?;
         check_grant(q, "authorization_code")?;
         let entry = state.take_code(app, code)?;
         let body = state.issue_tokens(
@@ -928,22 +948,24 @@ fn sns_access_token(state: &State, q: &Query) -> Resp {
             None,
         );
         Ok(api_ok(body.to_string()))
-    })();
-    result.unwrap_or_else(|e| e)
+    }
 }
 
 fn sns_refresh_token(state: &State, q: &Query) -> Resp {
-    let result = (|| {
-        let appid = param(q, "appid").ok_or_else(|| api_error(41002, "appid missing"))?;
-        let app = find_app(appid).ok_or_else(|| api_error(40013, "invalid appid"))?;
+    sns_refresh_token_inner(state, q).unwrap_or_else(Resp::from)
+}
+
+fn sns_refresh_token_inner(state: &State, q: &Query) -> Result<Resp, ApiErr> {
+    {
+        let appid = param(q, "appid").ok_or(ApiErr(41002, "appid missing"))?;
+        let app = find_app(appid).ok_or(ApiErr(40013, "invalid appid"))?;
         check_grant(q, "refresh_token")?;
-        let rt =
-            param(q, "refresh_token").ok_or_else(|| api_error(41003, "refresh_token missing"))?;
+        let rt = param(q, "refresh_token").ok_or(ApiErr(41003, "refresh_token missing"))?;
         let entry = state
             .refresh_tokens
             .get(rt)
             .filter(|e| e.app.appid == app.appid)
-            .ok_or_else(|| api_error(40030, "invalid refresh_token"))?;
+            .ok_or(ApiErr(40030, "invalid refresh_token"))?;
         let body = state.issue_tokens(
             TokenEntry {
                 app: entry.app,
@@ -954,21 +976,18 @@ fn sns_refresh_token(state: &State, q: &Query) -> Resp {
             Some(rt.to_string()),
         );
         Ok(api_ok(body.to_string()))
-    })();
-    result.unwrap_or_else(|e| e)
+    }
 }
 
-fn check_access_token(state: &State, q: &Query) -> Result<Arc<TokenEntry>, Resp> {
-    let token = param(q, "access_token").ok_or_else(|| api_error(41001, "access_token missing"))?;
-    let entry = state.access_tokens.get(token).ok_or_else(|| {
-        api_error(
-            40001,
-            "invalid credential, access_token is invalid or not latest",
-        )
-    })?;
-    let openid = param(q, "openid").ok_or_else(|| api_error(41009, "missing openid"))?;
+fn check_access_token(state: &State, q: &Query) -> Result<Arc<TokenEntry>, ApiErr> {
+    let token = param(q, "access_token").ok_or(ApiErr(41001, "access_token missing"))?;
+    let entry = state.access_tokens.get(token).ok_or(ApiErr(
+        40001,
+        "invalid credential, access_token is invalid or not latest",
+    ))?;
+    let openid = param(q, "openid").ok_or(ApiErr(41009, "missing openid"))?;
     if openid != entry.openid {
-        return Err(api_error(40003, "invalid openid"));
+        return Err(ApiErr(40003, "invalid openid"));
     }
     Ok(entry)
 }
@@ -976,14 +995,14 @@ fn check_access_token(state: &State, q: &Query) -> Result<Arc<TokenEntry>, Resp>
 fn sns_auth(state: &State, q: &Query) -> Resp {
     match check_access_token(state, q) {
         Ok(_) => api_ok(json!({ "errcode": 0, "errmsg": "ok" }).to_string()),
-        Err(e) => e,
+        Err(e) => e.into(),
     }
 }
 
 fn sns_userinfo(state: &State, q: &Query) -> Resp {
     let entry = match check_access_token(state, q) {
         Ok(e) => e,
-        Err(e) => return e,
+        Err(e) => return e.into(),
     };
     if entry.scope == SNSAPI_BASE {
         return api_error(48001, "api unauthorized");
@@ -992,12 +1011,16 @@ fn sns_userinfo(state: &State, q: &Query) -> Resp {
 }
 
 fn sns_jscode2session(state: &State, q: &Query) -> Resp {
-    let result = (|| {
+    sns_jscode2session_inner(state, q).unwrap_or_else(Resp::from)
+}
+
+fn sns_jscode2session_inner(state: &State, q: &Query) -> Result<Resp, ApiErr> {
+    {
         let app = check_app(q)?;
         if app.kind != AppKind::MiniProgram {
-            return Err(api_error(40013, "invalid appid"));
+            return Err(ApiErr(40013, "invalid appid"));
         }
-        let code = param(q, "js_code").ok_or_else(|| api_error(41008, "missing code"))?;
+        let code = param(q, "js_code").ok_or(ApiErr(41008, "missing code"))?;
         check_grant(q, "authorization_code")?;
         let entry = state.take_code(app, code)?;
         let session_key = entry
@@ -1012,8 +1035,7 @@ fn sns_jscode2session(state: &State, q: &Query) -> Resp {
             body["unionid"] = Value::from(u);
         }
         Ok(api_ok(body.to_string()))
-    })();
-    result.unwrap_or_else(|e| e)
+    }
 }
 
 /// A fresh session key: (base64, raw bytes).

@@ -202,6 +202,8 @@ impl WechatClient {
             .use_preconfigured_tls(tls)
             .timeout(timeout)
             .connect_timeout(timeout)
+            // A 3xx is an answer like any other non-2xx: `Status`.
+            .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(50))
             .tcp_nodelay(true)
             .user_agent(concat!("wxgate/", env!("CARGO_PKG_VERSION")));

@@ -776,18 +776,17 @@ async fn failure_modes() {
         (r, code)
     }
 
-    let cases: Vec<(&str, Box<dyn Fn(&WechatError) -> bool>)> = vec![
-        (
-            "busy",
-            Box::new(|e| api_code(e) == -1 && e.class() == ErrorClass::Busy),
-        ),
-        (
-            "ratelimit",
-            Box::new(|e| api_code(e) == 45011 && e.class() == ErrorClass::Busy),
-        ),
-        ("garbage", Box::new(|e| *e == WechatError::Garbage)),
-        ("status500", Box::new(|e| *e == WechatError::Status(500))),
-        ("empty_gbk", Box::new(|e| *e == WechatError::Garbage)),
+    type Check = fn(&WechatError) -> bool;
+    let cases: [(&str, Check); 5] = [
+        ("busy", |e| {
+            api_code(e) == -1 && e.class() == ErrorClass::Busy
+        }),
+        ("ratelimit", |e| {
+            api_code(e) == 45011 && e.class() == ErrorClass::Busy
+        }),
+        ("garbage", |e| *e == WechatError::Garbage),
+        ("status500", |e| *e == WechatError::Status(500)),
+        ("empty_gbk", |e| *e == WechatError::Garbage),
     ];
     for (mode, check) in cases {
         fail(&m, mode, "").await;
@@ -893,6 +892,14 @@ async fn unreachable_and_stopped() {
 
     // Dropping the MockServer stops it.
     let m = start_mock().await;
+    // (Non-2xx statuses other than 5xx are Status too: a path prefix the mock does not serve.)
+    let lost = WechatClient::new(&format!("{}/prefix/", m.url()), Duration::from_secs(2)).unwrap();
+    let e = lost
+        .exchange_code(WEBSITE_APPID, WEBSITE_SECRET, "CODE4242")
+        .await
+        .unwrap_err();
+    assert_eq!(e, WechatError::Status(404));
+    assert_no_leak(&e, &[WEBSITE_SECRET, "CODE4242"]);
     let wx = client(&m);
     let (s, _) = post_json(&format!("{}/mock/reset", m.url())).await;
     assert_eq!(s, 200);

@@ -414,3 +414,197 @@ pub fn test_cert() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_wxgate")
 }
+
+// ---- WeChat login helpers (mock WeChat in process) ----
+
+pub use wxgate::mock::fixtures;
+
+pub struct Env {
+    pub up: Upstream,
+    pub mock: wxgate::mock::MockServer,
+    pub gw: Gateway,
+}
+
+pub const PC_UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/120 Safari/537.36";
+pub const WECHAT_UA: &str =
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148 MicroMessenger/8.0.47(0x18002f2c) NetType/WIFI Language/zh_CN";
+
+/// Every app kind, pointed at `mock`; `extra` is appended (sections of its own).
+pub fn full_config(upstream: SocketAddr, mock: &str, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+public_url = "http://127.0.0.1"
+
+[upstream]
+url = "http://{upstream}"
+timeout_secs = 2
+
+[wechat]
+api_base = "{mock}"
+open_base = "{mock}"
+timeout_ms = 1000
+
+[wechat.website]
+appid = "{wa}"
+secret = "{ws}"
+
+[wechat.official_account]
+appid = "{oa}"
+secret = "{os}"
+
+[wechat.mobile_app]
+appid = "{ma}"
+secret = "{ms}"
+
+[wechat.mini_program]
+appid = "{pa}"
+secret = "{ps}"
+
+[session]
+cookie_secret = "{SECRET}"
+{extra}
+"#,
+        wa = fixtures::WEBSITE_APPID,
+        ws = fixtures::WEBSITE_SECRET,
+        oa = fixtures::OFFICIAL_APPID,
+        os = fixtures::OFFICIAL_SECRET,
+        ma = fixtures::MOBILE_APPID,
+        ms = fixtures::MOBILE_SECRET,
+        pa = fixtures::MINI_APPID,
+        ps = fixtures::MINI_SECRET,
+    )
+}
+
+pub async fn start_mock(opts: wxgate::mock::MockOptions) -> wxgate::mock::MockServer {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    wxgate::mock::start(l, opts).await.unwrap()
+}
+
+pub async fn env(extra: &str) -> Env {
+    env_with(extra, wxgate::mock::MockOptions::default()).await
+}
+
+pub async fn env_with(extra: &str, opts: wxgate::mock::MockOptions) -> Env {
+    let up = start_upstream().await;
+    let mock = start_mock(opts).await;
+    let gw = start_gateway(&full_config(up.addr, &mock.url(), extra)).await;
+    Env { up, mock, gw }
+}
+
+/// A browser with its own cookie jar (only what the tests need: name=value per host-less jar).
+#[derive(Default, Clone)]
+pub struct Browser {
+    pub ua: String,
+    pub cookies: Vec<(String, String)>,
+}
+
+impl Browser {
+    pub fn pc() -> Self {
+        Browser {
+            ua: PC_UA.into(),
+            cookies: vec![],
+        }
+    }
+    pub fn wechat() -> Self {
+        Browser {
+            ua: WECHAT_UA.into(),
+            cookies: vec![],
+        }
+    }
+    pub fn cookie_header(&self) -> String {
+        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.cookies.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+    fn absorb(&mut self, r: &Reply) {
+        for sc in r.set_cookies() {
+            let first = sc.split(';').next().unwrap_or("");
+            if let Some((n, v)) = first.split_once('=') {
+                let expired = sc.to_ascii_lowercase().contains("max-age=0");
+                self.cookies.retain(|(k, _)| k != n);
+                if !expired && !v.is_empty() {
+                    self.cookies.push((n.to_string(), v.to_string()));
+                }
+            }
+        }
+    }
+    /// A top-level navigation (GET, Accept: text/html), cookies sent and absorbed.
+    pub async fn nav(&mut self, url: &str) -> Reply {
+        let mut b = Request::get(url)
+            .header("user-agent", &self.ua)
+            .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+            .header("sec-fetch-mode", "navigate");
+        if !self.cookies.is_empty() {
+            b = b.header("cookie", self.cookie_header());
+        }
+        let r = send(&client(), b.body(empty()).unwrap()).await;
+        self.absorb(&r);
+        r
+    }
+}
+
+pub fn html_unescape(s: &str) -> String {
+    s.replace("&amp;", "&").replace("&quot;", "\"").replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">")
+}
+
+/// The href of `<a ... id="ID" ... href="...">` in a page.
+pub fn find_link(html: &str, id: &str) -> Option<String> {
+    let at = html.find(&format!("id=\"{id}\""))?;
+    let tag_start = html[..at].rfind('<')?;
+    let tag_end = at + html[at..].find('>')?;
+    let tag = &html[tag_start..tag_end];
+    let h = tag.find("href=\"")? + 6;
+    let end = tag[h..].find('"')? + h;
+    Some(html_unescape(&tag[h..end]))
+}
+
+/// `state` from an authorize URL.
+pub fn state_of(url: &str) -> String {
+    let q = url.split('?').nth(1).unwrap().split('#').next().unwrap();
+    url::form_urlencoded::parse(q.as_bytes())
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .unwrap()
+}
+
+/// Browser login up to the callback URL WeChat sends back (not yet followed).
+/// Returns (authorize URL, callback URL).
+pub async fn to_callback(env: &Env, b: &mut Browser, rd: &str, user: &str) -> (String, String) {
+    let login = env.gw.url(&format!(
+        "/_wxgate/login?rd={}",
+        url::form_urlencoded::byte_serialize(rd.as_bytes()).collect::<String>()
+    ));
+    let r = b.nav(&login).await;
+    assert_eq!(r.status, StatusCode::FOUND, "login: {}", r.text());
+    let authorize = r.location();
+    let page_url = authorize.split('#').next().unwrap().to_string();
+    let page = b.nav(&page_url).await;
+    let cb = if page.status == StatusCode::FOUND {
+        page.location() // snsapi_base answers silently
+    } else {
+        assert_eq!(page.status, StatusCode::OK, "mock page: {}", page.text());
+        let link = if user == "deny" { find_link(&page.text(), "deny") } else { find_link(&page.text(), &format!("user-{user}")) }
+            .unwrap_or_else(|| panic!("no link for {user} in {}", page.text()));
+        let confirm = format!("{}{}", env.mock.url(), link);
+        let r = b.nav(&confirm).await;
+        assert_eq!(r.status, StatusCode::FOUND);
+        r.location()
+    };
+    (authorize, cb)
+}
+
+/// Full browser login; returns the final redirect target.
+pub async fn login(env: &Env, b: &mut Browser, rd: &str, user: &str) -> String {
+    let (_, cb) = to_callback(env, b, rd, user).await;
+    let r = b.nav(&cb).await;
+    assert_eq!(r.status, StatusCode::FOUND, "callback: {} {}", r.status, r.text());
+    r.location()
+}
+
+/// GET `path` on the gateway as this browser; returns the upstream echo (or whatever came back).
+pub async fn fetch(env: &Env, b: &mut Browser, path: &str) -> Reply {
+    b.nav(&env.gw.url(path)).await
+}

@@ -1,0 +1,205 @@
+//! `wxgate dev`: the whole demo in one command, no configuration: the mock WeChat platform,
+//! a "whoami" upstream that shows the headers it received, and the gateway on
+//! `https://localhost:8443` with a self-signed certificate generated into `certs/`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::mock::{self, fixtures};
+use crate::pages::escape;
+
+#[derive(Debug, clap::Args)]
+pub struct DevArgs {
+    /// Where the gateway listens.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub listen: SocketAddr,
+    /// Where the mock WeChat listens (browsers are sent there to "scan").
+    #[arg(long, default_value = "127.0.0.1:8444")]
+    pub mock_listen: SocketAddr,
+    /// Directory for the self-signed certificate (created when missing).
+    #[arg(long, default_value = "certs")]
+    pub certs: PathBuf,
+}
+
+/// The demo configuration: every app kind, pointed at the mock.
+pub fn dev_config(gateway: SocketAddr, mock_url: &str, upstream: SocketAddr, cert: &std::path::Path, key: &std::path::Path) -> String {
+    let secret = crate::login_state::random_hex(32);
+    format!(
+        r#"
+[server]
+listen = "{gateway}"
+public_url = "https://localhost:{port}"
+tls_cert = "{cert}"
+tls_key = "{key}"
+
+[upstream]
+url = "http://{upstream}"
+
+[wechat]
+api_base = "{mock_url}"
+open_base = "{mock_url}"
+
+[wechat.website]
+appid = "{wa}"
+secret = "{ws}"
+
+[wechat.official_account]
+appid = "{oa}"
+secret = "{os}"
+scope = "snsapi_userinfo"
+
+[wechat.mobile_app]
+appid = "{ma}"
+secret = "{ms}"
+
+[wechat.mini_program]
+appid = "{pa}"
+secret = "{ps}"
+
+[session]
+cookie_secret = "{secret}"
+
+[access]
+public_paths = ["/public/"]
+
+[verification]
+files = {{ "MP_verify_wxgatedemo.txt" = "wxgatedemo" }}
+"#,
+        port = gateway.port(),
+        cert = cert.display(),
+        key = key.display(),
+        wa = fixtures::WEBSITE_APPID,
+        ws = fixtures::WEBSITE_SECRET,
+        oa = fixtures::OFFICIAL_APPID,
+        os = fixtures::OFFICIAL_SECRET,
+        ma = fixtures::MOBILE_APPID,
+        ms = fixtures::MOBILE_SECRET,
+        pa = fixtures::MINI_APPID,
+        ps = fixtures::MINI_SECRET,
+    )
+}
+
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    crate::logging::init("text");
+    let (cert, key) = crate::tls::ensure_self_signed(&args.certs, &["localhost", "127.0.0.1"])
+        .with_context(|| format!("creating a self-signed certificate in {}", args.certs.display()))?;
+
+    let mock_listener = TcpListener::bind(args.mock_listen)
+        .await
+        .with_context(|| format!("mock WeChat cannot listen on {}", args.mock_listen))?;
+    let mock_port = mock_listener.local_addr()?.port();
+    let mock = mock::start(mock_listener, mock::MockOptions::default()).await?;
+    // Browsers reach the mock by the same name they reach the gateway by.
+    let mock_url = format!("http://localhost:{mock_port}");
+
+    let upstream = TcpListener::bind("127.0.0.1:0").await?;
+    let upstream_addr = upstream.local_addr()?;
+    tokio::spawn(serve_whoami(upstream));
+
+    let toml = dev_config(args.listen, &mock_url, upstream_addr, &cert, &key);
+    let mut settings = Config::from_toml(&toml).context("dev configuration")?;
+    settings.api_base = mock.url();
+    let running = crate::server::serve(settings).await?;
+    let url = format!("https://localhost:{}/", running.addr.port());
+
+    let users: Vec<String> = fixtures::USERS
+        .iter()
+        .map(|u| {
+            format!(
+                "{} ({}{})",
+                u.key,
+                u.nickname.replace(|c: char| c.is_control(), ""),
+                if u.unionid.is_none() { ", no unionid" } else { "" }
+            )
+        })
+        .collect();
+    println!();
+    println!("  wxgate dev is running — 微信登录网关演示");
+    println!();
+    println!("  Open        {url}");
+    println!("              (self-signed certificate {}; accept it in the browser)", cert.display());
+    println!("  Mock WeChat {mock_url}  test users: {}", users.join(", "));
+    println!("  Upstream    http://{upstream_addr}  (whoami: shows the headers it receives)");
+    println!("  In-WeChat flow: send a User-Agent containing MicroMessenger");
+    println!(
+        "  App login:   curl -s -XPOST '{mock_url}/mock/code?appid={}&user=alice'  then POST {{\"code\":...}} to {url}_wxgate/app/login",
+        fixtures::MOBILE_APPID
+    );
+    println!("  Ctrl-C stops.");
+    println!();
+    crate::server::shutdown_signal().await;
+    running.shutdown().await;
+    drop(mock);
+    Ok(())
+}
+
+/// The demo upstream: a page listing what it received, X-WeChat-* first.
+pub async fn serve_whoami(listener: TcpListener) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        tokio::spawn(async move {
+            let svc = service_fn(|req: Request<Incoming>| async move { Ok::<_, Infallible>(whoami(&req)) });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+fn whoami(req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let mut ids = String::new();
+    let mut rest = String::new();
+    for (name, value) in req.headers() {
+        let v = String::from_utf8_lossy(value.as_bytes());
+        let row = if name.as_str() == "x-wechat-nickname" {
+            let decoded = percent_encoding::percent_decode_str(&v).decode_utf8_lossy().into_owned();
+            format!(
+                "<tr><th>{}</th><td>{} <small>({})</small></td></tr>",
+                escape(name.as_str()),
+                escape(&v),
+                escape(&decoded)
+            )
+        } else {
+            format!("<tr><th>{}</th><td>{}</td></tr>", escape(name.as_str()), escape(&v))
+        };
+        if name.as_str().starts_with("x-wechat-") {
+            ids.push_str(&row);
+        } else {
+            rest.push_str(&row);
+        }
+    }
+    let who = req
+        .headers()
+        .get("x-wechat-nickname")
+        .map(|v| percent_encoding::percent_decode(v.as_bytes()).decode_utf8_lossy().into_owned())
+        .unwrap_or_else(|| "anonymous".into());
+    let html = format!(
+        "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><title>whoami</title>\
+<style>body{{font-family:sans-serif;max-width:50rem;margin:2rem auto}}th{{text-align:left;padding-right:1rem}}\
+table{{border-collapse:collapse}}td,th{{border-bottom:1px solid #ddd;padding:.3rem;font-family:monospace;word-break:break-all}}</style></head>\
+<body><h1 id=\"who\">你好, {who}</h1><p>The upstream received <code>{method} {uri}</code> with these headers.</p>\
+<h2>Identity (from wxgate)</h2><table id=\"identity\">{ids}</table><h2>Other headers</h2><table>{rest}</table>\
+<p><a href=\"/_wxgate/userinfo\">/_wxgate/userinfo</a> · <a href=\"/_wxgate/logout\">退出登录 / Log out</a></p></body></html>",
+        who = escape(&who),
+        method = escape(req.method().as_str()),
+        uri = escape(&req.uri().to_string()),
+    );
+    let mut r = Response::new(Full::new(Bytes::from(html)));
+    *r.status_mut() = StatusCode::OK;
+    r.headers_mut()
+        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/html; charset=utf-8"));
+    r
+}
