@@ -45,7 +45,9 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
         "/healthz" if get => Ok(http_util::respond(StatusCode::OK, http_util::TEXT, "ok")),
         "/readyz" if get => Ok(readyz(app).await),
         "/metrics" if get => {
-            app.metrics.sessions.set(app.store.len() as i64);
+            if let Some(n) = app.store.session_count() {
+                app.metrics.sessions.set(n as i64);
+            }
             Ok(http_util::respond(
                 StatusCode::OK,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",

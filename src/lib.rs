@@ -15,6 +15,7 @@ pub mod mock;
 pub mod pages;
 pub mod proxy;
 pub mod redirect;
+pub mod redis_store;
 pub mod server;
 pub mod session;
 pub mod tls;

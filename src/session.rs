@@ -125,8 +125,8 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Remember that a login finished, so a repeated callback from the same browser can redirect.
     fn put_completed(&self, nonce: &str, p: PendingLogin, ttl: Duration) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn get_completed(&self, nonce: &str) -> impl Future<Output = Result<Option<PendingLogin>, StoreError>> + Send;
-    /// Number of live sessions (approximate), for metrics.
-    fn len(&self) -> u64;
+    /// Number of live sessions (approximate), for metrics; `None` when the store cannot say cheaply.
+    fn session_count(&self) -> Option<u64>;
 }
 
 /// Sessions in process memory.
@@ -189,8 +189,64 @@ impl SessionStore for MemoryStore {
     async fn get_completed(&self, nonce: &str) -> Result<Option<PendingLogin>, StoreError> {
         Ok(self.completed.get(nonce))
     }
-    fn len(&self) -> u64 {
-        self.sessions.entry_count()
+    fn session_count(&self) -> Option<u64> {
+        Some(self.sessions.entry_count())
+    }
+}
+
+/// The configured store, chosen at start.
+pub enum Store {
+    Memory(MemoryStore),
+    Redis(crate::redis_store::RedisStore),
+}
+
+impl Store {
+    pub async fn connect(cfg: &crate::config::SessionConfig) -> Result<Store, StoreError> {
+        let (ttl, idle) = (Duration::from_secs(cfg.ttl_secs), Duration::from_secs(cfg.idle_secs));
+        if cfg.store == "redis" {
+            let r = crate::redis_store::RedisStore::connect(&cfg.redis_url, ttl, idle).await?;
+            return Ok(Store::Redis(r));
+        }
+        Ok(Store::Memory(MemoryStore::new(ttl, idle, cfg.max_sessions)))
+    }
+}
+
+macro_rules! delegate {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            Store::Memory($s) => $e,
+            Store::Redis($s) => $e,
+        }
+    };
+}
+
+impl SessionStore for Store {
+    async fn get(&self, id: &SessionId, now: u64) -> Result<Option<Arc<Session>>, StoreError> {
+        delegate!(self, s => s.get(id, now).await)
+    }
+    async fn insert(&self, id: SessionId, v: Session) -> Result<(), StoreError> {
+        delegate!(self, s => s.insert(id, v).await)
+    }
+    async fn remove(&self, id: &SessionId) -> Result<(), StoreError> {
+        delegate!(self, s => s.remove(id).await)
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        delegate!(self, s => s.ping().await)
+    }
+    async fn put_pending(&self, nonce: &str, p: PendingLogin, ttl: Duration) -> Result<(), StoreError> {
+        delegate!(self, s => s.put_pending(nonce, p, ttl).await)
+    }
+    async fn take_pending(&self, nonce: &str) -> Result<Option<PendingLogin>, StoreError> {
+        delegate!(self, s => s.take_pending(nonce).await)
+    }
+    async fn put_completed(&self, nonce: &str, p: PendingLogin, ttl: Duration) -> Result<(), StoreError> {
+        delegate!(self, s => s.put_completed(nonce, p, ttl).await)
+    }
+    async fn get_completed(&self, nonce: &str) -> Result<Option<PendingLogin>, StoreError> {
+        delegate!(self, s => s.get_completed(nonce).await)
+    }
+    fn session_count(&self) -> Option<u64> {
+        delegate!(self, s => s.session_count())
     }
 }
 
@@ -260,60 +316,5 @@ mod tests {
         st.put_pending("n1", p.clone(), Duration::from_secs(600)).await.unwrap();
         assert_eq!(st.take_pending("n1").await.unwrap(), Some(p));
         assert_eq!(st.take_pending("n1").await.unwrap(), None);
-    }
-}
-
-/// The configured store, chosen at start.
-pub enum Store {
-    Memory(MemoryStore),
-}
-
-impl Store {
-    pub async fn connect(cfg: &crate::config::SessionConfig) -> Result<Store, StoreError> {
-        match cfg.store.as_str() {
-            _ => Ok(Store::Memory(MemoryStore::new(
-                Duration::from_secs(cfg.ttl_secs),
-                Duration::from_secs(cfg.idle_secs),
-                cfg.max_sessions,
-            ))),
-        }
-    }
-}
-
-macro_rules! delegate {
-    ($self:ident, $s:ident => $e:expr) => {
-        match $self {
-            Store::Memory($s) => $e,
-        }
-    };
-}
-
-impl SessionStore for Store {
-    async fn get(&self, id: &SessionId, now: u64) -> Result<Option<Arc<Session>>, StoreError> {
-        delegate!(self, s => s.get(id, now).await)
-    }
-    async fn insert(&self, id: SessionId, v: Session) -> Result<(), StoreError> {
-        delegate!(self, s => s.insert(id, v).await)
-    }
-    async fn remove(&self, id: &SessionId) -> Result<(), StoreError> {
-        delegate!(self, s => s.remove(id).await)
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        delegate!(self, s => s.ping().await)
-    }
-    async fn put_pending(&self, nonce: &str, p: PendingLogin, ttl: Duration) -> Result<(), StoreError> {
-        delegate!(self, s => s.put_pending(nonce, p, ttl).await)
-    }
-    async fn take_pending(&self, nonce: &str) -> Result<Option<PendingLogin>, StoreError> {
-        delegate!(self, s => s.take_pending(nonce).await)
-    }
-    async fn put_completed(&self, nonce: &str, p: PendingLogin, ttl: Duration) -> Result<(), StoreError> {
-        delegate!(self, s => s.put_completed(nonce, p, ttl).await)
-    }
-    async fn get_completed(&self, nonce: &str) -> Result<Option<PendingLogin>, StoreError> {
-        delegate!(self, s => s.get_completed(nonce).await)
-    }
-    fn len(&self) -> u64 {
-        delegate!(self, s => s.len())
     }
 }

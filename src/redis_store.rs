@@ -1,0 +1,116 @@
+//! Sessions in Redis (`session.store = "redis"`): several gateway instances share logins and
+//! revocations. Records are JSON; keys expire after the idle timeout and are refreshed on
+//! read (GETEX); the absolute expiry is checked on every read. Login state uses GETDEL so a
+//! state is consumed once across all instances.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::session::{PendingLogin, Session, SessionId, SessionStore, StoreError};
+
+/// Longest a store operation may take before the request gets a 503.
+const OP_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub struct RedisStore {
+    conn: ConnectionManager,
+    idle_secs: u64,
+    ttl_secs: u64,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl RedisStore {
+    pub async fn connect(url: &str, ttl: Duration, idle: Duration) -> Result<RedisStore, StoreError> {
+        let client = redis::Client::open(url).map_err(|e| unavailable(format!("bad redis_url: {:?}", e.kind())))?;
+        let cfg = ConnectionManagerConfig::new()
+            .set_connection_timeout(OP_TIMEOUT)
+            .set_response_timeout(OP_TIMEOUT)
+            .set_number_of_retries(2)
+            .set_max_delay(1000);
+        let conn = tokio::time::timeout(OP_TIMEOUT * 2, client.get_connection_manager_with_config(cfg))
+            .await
+            .map_err(|_| unavailable("timed out connecting to redis"))?
+            .map_err(unavailable)?;
+        Ok(RedisStore {
+            conn,
+            idle_secs: idle.as_secs().max(1),
+            ttl_secs: ttl.as_secs().max(1),
+        })
+    }
+
+    async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(OP_TIMEOUT, cmd.query_async::<T>(&mut conn)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(unavailable(e)),
+            Err(_) => Err(unavailable("redis timed out")),
+        }
+    }
+}
+
+fn session_key(id: &SessionId) -> String {
+    format!("wxgate:s:{}", hex::encode(id.0))
+}
+
+impl SessionStore for RedisStore {
+    async fn get(&self, id: &SessionId, now: u64) -> Result<Option<Arc<Session>>, StoreError> {
+        let raw: Option<Vec<u8>> = self
+            .run(redis::cmd("GETEX").arg(session_key(id)).arg("EX").arg(self.idle_secs))
+            .await?;
+        let Some(raw) = raw else { return Ok(None) };
+        // A record we cannot read is no session (and never a crash).
+        let Ok(s) = serde_json::from_slice::<Session>(&raw) else {
+            return Ok(None);
+        };
+        Ok((s.expires_at > now).then(|| Arc::new(s)))
+    }
+    async fn insert(&self, id: SessionId, s: Session) -> Result<(), StoreError> {
+        let v = serde_json::to_vec(&s).map_err(unavailable)?;
+        let ex = self.idle_secs.min(self.ttl_secs);
+        self.run::<()>(redis::cmd("SET").arg(session_key(&id)).arg(v).arg("EX").arg(ex))
+            .await
+    }
+    async fn remove(&self, id: &SessionId) -> Result<(), StoreError> {
+        self.run::<i64>(redis::cmd("DEL").arg(session_key(id))).await.map(|_| ())
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.run::<String>(&redis::cmd("PING")).await.map(|_| ())
+    }
+    async fn put_pending(&self, nonce: &str, p: PendingLogin, ttl: Duration) -> Result<(), StoreError> {
+        let v = serde_json::to_vec(&p).map_err(unavailable)?;
+        self.run::<()>(
+            redis::cmd("SET")
+                .arg(format!("wxgate:p:{nonce}"))
+                .arg(v)
+                .arg("EX")
+                .arg(ttl.as_secs().max(1)),
+        )
+        .await
+    }
+    async fn take_pending(&self, nonce: &str) -> Result<Option<PendingLogin>, StoreError> {
+        let raw: Option<Vec<u8>> = self.run(redis::cmd("GETDEL").arg(format!("wxgate:p:{nonce}"))).await?;
+        Ok(raw.and_then(|r| serde_json::from_slice(&r).ok()))
+    }
+    async fn put_completed(&self, nonce: &str, p: PendingLogin, ttl: Duration) -> Result<(), StoreError> {
+        let v = serde_json::to_vec(&p).map_err(unavailable)?;
+        self.run::<()>(
+            redis::cmd("SET")
+                .arg(format!("wxgate:c:{nonce}"))
+                .arg(v)
+                .arg("EX")
+                .arg(ttl.as_secs().max(1)),
+        )
+        .await
+    }
+    async fn get_completed(&self, nonce: &str) -> Result<Option<PendingLogin>, StoreError> {
+        let raw: Option<Vec<u8>> = self.run(redis::cmd("GET").arg(format!("wxgate:c:{nonce}"))).await?;
+        Ok(raw.and_then(|r| serde_json::from_slice(&r).ok()))
+    }
+    fn session_count(&self) -> Option<u64> {
+        None
+    }
+}

@@ -1,0 +1,325 @@
+//! The `wxgate` binary: `check` (every config error names its key), environment overrides,
+//! `*_file` secrets, `run` with graceful shutdown on SIGTERM, and logs free of secrets.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const GOOD: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+public_url = "https://app.example.com"
+[wechat.website]
+appid = "wx1000000000000001"
+secret = "website-secret-value-1234"
+[session]
+cookie_secret = "0123456789abcdef0123456789abcdef-x"
+"#;
+
+fn check_with(toml: &str, envs: &[(&str, &str)]) -> (bool, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wxgate.toml");
+    std::fs::write(&path, toml).unwrap();
+    let mut cmd = Command::new(bin());
+    cmd.arg("check").arg("--config").arg(&path).current_dir(dir.path());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.env_remove("WXGATE_CONFIG").output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn check(toml: &str) -> (bool, String, String) {
+    check_with(toml, &[])
+}
+
+#[test]
+fn good_config_prints_redacted() {
+    let (ok, out, err) = check(GOOD);
+    assert!(ok, "{err}");
+    assert!(out.contains("[server]") && out.contains("public_url = \"https://app.example.com\""), "{out}");
+    assert!(!out.contains("website-secret-value-1234") && !out.contains("0123456789abcdef"), "{out}");
+    assert!(out.contains("<redacted>"));
+}
+
+#[test]
+fn every_config_error_names_its_key() {
+    let cases: Vec<(String, &str)> = vec![
+        (GOOD.replace("0123456789abcdef0123456789abcdef-x", "too-short"), "session.cookie_secret"),
+        (GOOD.replace("https://app.example.com", "not a url"), "server.public_url"),
+        (GOOD.replace("https://app.example.com", "ftp://app.example.com"), "server.public_url"),
+        (GOOD.replace("127.0.0.1:0", "localhost:abc"), "server.listen"),
+        (format!("{GOOD}\n[upstream]\nurl = \"::nope::\"\n"), "upstream.url"),
+        (format!("{GOOD}\n[upstream]\nurl = \"https://x.internal\"\n"), "upstream.url"),
+        (format!("{GOOD}\n[wechat]\napi_base = \"nope\"\n"), "wechat.api_base"),
+        (
+            GOOD.replace("[server]", "[server]\ntls_cert = \"/etc/hostname\""),
+            "server.tls_key",
+        ),
+        (
+            GOOD.replace("[server]", "[server]\ntls_key = \"/etc/hostname\""),
+            "server.tls_cert",
+        ),
+        (
+            GOOD.replace("[server]", "[server]\ntls_cert = \"/nonexistent/cert.pem\"\ntls_key = \"/nonexistent/key.pem\""),
+            "server.tls_cert",
+        ),
+        (
+            GOOD.replace("[server]", "[server]\ntls_cert = \"/etc/hostname\"\ntls_key = \"/etc/hostname\""),
+            "server.tls_cert",
+        ),
+        (
+            GOOD.replace("[wechat.website]\nappid = \"wx1000000000000001\"\nsecret = \"website-secret-value-1234\"\n", ""),
+            "no WeChat app configured",
+        ),
+        (GOOD.replace("secret = \"website-secret-value-1234\"", "secret = \"\""), "wechat.website.secret"),
+        (format!("{GOOD}\n[access]\nbogus_key = 1\n"), "bogus_key"),
+        (format!("{GOOD}\nsurprise = true\n"), "surprise"),
+        (GOOD.replace("[server]", "[server]\ntrusted_proxies = [\"10.0.0.0/33\"]"), "server.trusted_proxies[0]"),
+        (GOOD.replace("[session]", "[session]\nstore = \"etcd\""), "session.store"),
+        (GOOD.replace("[session]", "[session]\nstore = \"redis\""), "session.redis_url"),
+        (
+            GOOD.replace("[wechat.website]", "[wechat.official_account]\nappid = \"wx2\"\nsecret = \"s\"\nscope = \"snsapi_all\"\n[wechat.website]"),
+            "wechat.official_account.scope",
+        ),
+        (GOOD.replace("[server]", "[server]\nprefix = \"no-slash\""), "server.prefix"),
+        (format!("{GOOD}\n[verification]\nfiles = {{ \"../etc/passwd\" = \"x\" }}\n"), "verification.files"),
+        (format!("{GOOD}\n[verification]\ndir = \"/nonexistent-dir\"\n"), "verification.dir"),
+        (
+            GOOD.replace("0123456789abcdef0123456789abcdef-x", "x").replace("[session]", "[session]\ncookie_secret_file = \"/nonexistent\""),
+            "session.cookie_secret",
+        ),
+        ("this is [not toml".to_string(), "TOML"),
+    ];
+    for (toml, key) in cases {
+        let (ok, out, err) = check(&toml);
+        assert!(!ok, "should fail for {key}: {out}");
+        assert!(err.contains(key), "error for {key} does not name it: {err}");
+        assert!(!err.contains("website-secret-value-1234"), "secret leaked: {err}");
+    }
+}
+
+#[test]
+fn missing_config_file_is_an_error() {
+    let out = Command::new(bin()).args(["check", "--config", "/nonexistent/wxgate.toml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/wxgate.toml"));
+}
+
+#[test]
+fn environment_overrides_and_secret_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret_path = dir.path().join("cookie_secret");
+    std::fs::write(&secret_path, "  from-a-file-0123456789abcdef0123456789\n").unwrap();
+    let toml = GOOD.replace("cookie_secret = \"0123456789abcdef0123456789abcdef-x\"", "");
+    // No cookie_secret in the file: the environment provides it.
+    let (ok, _, err) = check_with(&toml, &[("WXGATE_SESSION__COOKIE_SECRET", "from-env-0123456789abcdef0123456789ab")]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = check_with(&toml, &[("WXGATE_SESSION__COOKIE_SECRET_FILE", secret_path.to_str().unwrap())]);
+    assert!(ok, "{err}");
+    // Nested app keys and plain values.
+    let (ok, out, err) = check_with(
+        GOOD,
+        &[("WXGATE_WECHAT__WEBSITE__APPID", "wxfromenv"), ("WXGATE_UPSTREAM__TIMEOUT_SECS", "7")],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("appid = \"wxfromenv\"") && out.contains("timeout_secs = 7"), "{out}");
+    // Env errors name the key too.
+    let (ok, _, err) = check_with(GOOD, &[("WXGATE_SESSION__COOKIE_SECRET", "short")]);
+    assert!(!ok && err.contains("session.cookie_secret"), "{err}");
+    let (ok, _, err) = check_with(GOOD, &[("WXGATE_SERVER__NO_SUCH_KEY", "1")]);
+    assert!(!ok && err.contains("no_such_key"), "{err}");
+    // Both a secret and its file: refused.
+    let (ok, _, err) = check_with(GOOD, &[("WXGATE_SESSION__COOKIE_SECRET_FILE", secret_path.to_str().unwrap())]);
+    assert!(!ok && err.contains("session.cookie_secret"), "{err}");
+}
+
+#[test]
+fn config_example_passes_check() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    wxgate::tls::ensure_self_signed(&dir.path().join("certs"), &["localhost"]).unwrap();
+    let out = Command::new(bin())
+        .args(["check", "--config"])
+        .arg(root.join("config.example.toml"))
+        .current_dir(dir.path())
+        .env_remove("WXGATE_CONFIG")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // And every key it documents is one the gateway knows (the file is the full list).
+    let text = std::fs::read_to_string(root.join("config.example.toml")).unwrap();
+    for key in [
+        "listen", "public_url", "tls_cert", "tls_key", "prefix", "trusted_proxies", "url", "connect_timeout_ms", "timeout_secs",
+        "api_base", "open_base", "timeout_ms", "appid", "secret", "scope", "cookie_name", "cookie_secret", "cookie_domain",
+        "ttl_secs", "idle_secs", "store", "redis_url", "max_sessions", "public_paths", "allow_unionids", "allow_openids",
+        "require_unionid", "redirect_hosts", "sign_secret", "dir", "files",
+    ] {
+        assert!(text.contains(&format!("\n{key} = ")), "config.example.toml lacks {key}");
+    }
+}
+
+/// A running `wxgate run` child with its stderr collected.
+struct Child {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_run(config: &Path, envs: &[(&str, &str)]) -> Child {
+    let mut cmd = Command::new(bin());
+    cmd.args(["run", "--config"]).arg(config).stderr(Stdio::piped()).stdout(Stdio::null());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let l2 = log.clone();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !sent && line.contains("wxgate listening") {
+                let at = line.find("addr").unwrap();
+                let rest = &line[at..];
+                let start = rest.find(|c: char| c.is_ascii_digit()).unwrap();
+                let end = rest[start..].find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':')).map(|e| start + e).unwrap_or(rest.len());
+                let _ = tx.send(rest[start..end].parse::<std::net::SocketAddr>().unwrap());
+                sent = true;
+            }
+            let mut g = l2.lock().unwrap();
+            g.push_str(&line);
+            g.push('\n');
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(20)).expect("wxgate did not start");
+    Child { child, addr, log }
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_request() {
+    let up = start_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("wxgate.toml");
+    let toml = config_toml(up.addr, "http://127.0.0.1:9", "[access]\npublic_paths = [\"/\"]\n")
+        .replace("timeout_secs = 2", "timeout_secs = 10");
+    std::fs::write(&cfg, toml).unwrap();
+    let mut child = spawn_run(&cfg, &[("RUST_LOG", "info")]);
+    let url = format!("http://{}/slow?ms=1500", child.addr);
+    let inflight = tokio::spawn(async move { send(&client(), http::Request::get(url).body(empty()).unwrap()).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = child.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let r = inflight.await.unwrap();
+    assert_eq!(r.status, http::StatusCode::OK);
+    assert_eq!(r.text(), "slow done");
+    let t = Instant::now();
+    loop {
+        if let Some(status) = child.child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "did not exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = child.log.lock().unwrap().clone();
+    assert!(log.contains("signal received") && log.contains("draining"), "{log}");
+}
+
+#[tokio::test]
+async fn logs_one_line_per_request_json_and_no_secrets() {
+    let up = start_upstream().await;
+    let mock = start_mock(Default::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("wxgate.toml");
+    let toml = full_config(up.addr, &mock.url(), "[log]\nformat = \"json\"\n");
+    // The public_url must match the port the child binds: use a fixed free port.
+    let port = closed_port().await.port();
+    let toml = toml
+        .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""))
+        .replace("public_url = \"http://127.0.0.1\"", &format!("public_url = \"http://127.0.0.1:{port}\""));
+    std::fs::write(&cfg, &toml).unwrap();
+    let child = spawn_run(&cfg, &[("RUST_LOG", "debug")]);
+
+    let gw = Gateway { addr: child.addr, running: None };
+    let env = Env { up, mock, gw };
+    let mut b = Browser::pc();
+    let (_, cb) = to_callback(&env, &mut b, "/after?token=abc", "alice").await;
+    let code = cb.split("code=").nth(1).unwrap().split('&').next().unwrap().to_string();
+    let state = state_of(&cb);
+    let r = b.nav(&cb).await;
+    assert_eq!(r.status, http::StatusCode::FOUND);
+    let session = b.cookie("_wxgate").unwrap();
+    let r = fetch(&env, &mut b, "/after?token=abc").await;
+    assert_eq!(r.status, http::StatusCode::OK);
+    // A failing code exchange logs too, without the code.
+    let (_, cb2) = to_callback(&env, &mut b, "/", "alice").await;
+    let code2 = cb2.split("code=").nth(1).unwrap().split('&').next().unwrap().to_string();
+    let _ = b.nav(&cb2.replace(&code2, &code)).await;
+    // App login: the token and the mini program's session_key must not be logged either.
+    let minted = send(
+        &client(),
+        http::Request::post(format!("{}/mock/code?appid={}&user=bob", env.mock.url(), fixtures::MINI_APPID)).body(empty()).unwrap(),
+    )
+    .await
+    .json();
+    let body = serde_json::json!({"code": minted["code"], "encryptedData": minted["encryptedData"], "iv": minted["iv"]});
+    let r = send(
+        &client(),
+        http::Request::post(env.gw.url("/_wxgate/miniprogram/login"))
+            .header("content-type", "application/json")
+            .body(common::body(body.to_string()))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, http::StatusCode::OK, "{}", r.text());
+    let token = r.json()["token"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(env);
+
+    let log = child.log.lock().unwrap().clone();
+    for secret in [
+        fixtures::WEBSITE_SECRET,
+        fixtures::MINI_SECRET,
+        SECRET,
+        code.as_str(),
+        code2.as_str(),
+        state.as_str(),
+        session.as_str(),
+        token.as_str(),
+        "token=abc",
+    ] {
+        assert!(!log.contains(secret), "log contains a secret ({secret}):\n{log}");
+    }
+    // No long random-looking runs at all (access tokens, refresh tokens, session keys).
+    for word in log.split(|c: char| !c.is_ascii_alphanumeric() && c != '+' && c != '/' && c != '=') {
+        assert!(word.len() < 32, "suspicious token-like string in log: {word}");
+    }
+    // One JSON access line per request with method, path (no query), status, latency, upstream time.
+    let access: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v.get("status").is_some() && v.get("method").is_some())
+        .collect();
+    let proxied = access.iter().find(|v| v["path"] == "/after").expect("access line for /after");
+    assert_eq!(proxied["status"], 200);
+    assert!(proxied["latency_ms"].is_number() && proxied["upstream_ms"].is_number(), "{proxied}");
+    assert!(access.iter().any(|v| v["path"] == "/_wxgate/callback" && v["status"] == 302));
+}
