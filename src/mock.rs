@@ -267,6 +267,9 @@ struct CodeEntry {
     /// Mini-program codes: the session_key jscode2session returns (fixed at mint time so the
     /// minted encryptedData decrypts with it).
     session_key: Option<String>,
+    /// Mini-program codes: whether jscode2session includes the unionid (WeChat leaves it out
+    /// in some cases; then only the encrypted user data carries it).
+    unionid_in_response: bool,
 }
 
 struct TokenEntry {
@@ -414,7 +417,7 @@ impl State {
         user: &'static TestUser,
         scope: &'static str,
         ttl: Option<Duration>,
-        session_key: Option<String>,
+        session_key: Option<(String, bool)>,
     ) -> String {
         let ttl = ttl.unwrap_or(self.code_ttl).min(self.max_code_ttl);
         let code = random_alnum(32);
@@ -426,7 +429,8 @@ impl State {
                 scope,
                 expires_at: Instant::now() + ttl,
                 used: AtomicBool::new(false),
-                session_key,
+                unionid_in_response: session_key.as_ref().is_none_or(|(_, u)| *u),
+                session_key: session_key.map(|(k, _)| k),
             }),
         );
         code
@@ -1031,7 +1035,7 @@ fn sns_jscode2session_inner(state: &State, q: &Query) -> Result<Resp, ApiErr> {
             "session_key": session_key,
             "openid": fixtures::openid(app.appid, entry.user.key),
         });
-        if let Some(u) = entry.user.unionid {
+        if let Some(u) = entry.user.unionid.filter(|_| entry.unionid_in_response) {
             body["unionid"] = Value::from(u);
         }
         Ok(api_ok(body.to_string()))
@@ -1080,7 +1084,9 @@ fn mock_code(state: &State, q: &Query) -> Resp {
             }
             let encrypted =
                 crate::crypto::encrypt_user_data(&key, &iv, data.to_string().as_bytes());
-            let code = state.mint_code(app, user, SNSAPI_USERINFO, ttl, Some(session_key));
+            // `unionid=data` mints a code whose jscode2session answer lacks the unionid.
+            let in_response = param(q, "unionid") != Some("data");
+            let code = state.mint_code(app, user, SNSAPI_USERINFO, ttl, Some((session_key, in_response)));
             use base64::Engine;
             control_json(
                 StatusCode::OK,

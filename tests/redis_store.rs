@@ -1,0 +1,206 @@
+//! The Redis session store with the real `redis-server` (Debian's package; installed by
+//! scripts/install-test-deps.sh, or here when missing and running as root).
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use http::{Request, StatusCode};
+
+struct Redis {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ensure_redis() {
+    if Command::new("redis-server").arg("--version").output().is_ok() {
+        return;
+    }
+    let root = Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
+    assert!(root, "redis-server is not installed; run scripts/install-test-deps.sh");
+    let ok = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/install-test-deps.sh"))
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "installing redis-server failed");
+}
+
+async fn start_redis_on(port: u16) -> Redis {
+    ensure_redis();
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server starts");
+    let t = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(t.elapsed() < Duration::from_secs(10), "redis did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Redis { child, port }
+}
+
+async fn start_redis() -> Redis {
+    start_redis_on(closed_port().await.port()).await
+}
+
+fn redis_extra(port: u16, more: &str) -> String {
+    format!("store = \"redis\"\nredis_url = \"redis://127.0.0.1:{port}/0\"\n{more}")
+}
+
+/// Two gateways sharing one Redis and one mock.
+async fn two_gateways(redis: &Redis, session_more: &str) -> (Env, Gateway) {
+    let up = start_upstream().await;
+    let mock = start_mock(Default::default()).await;
+    let toml = full_config(up.addr, &mock.url(), "").replace(
+        &format!("cookie_secret = \"{SECRET}\""),
+        &format!("cookie_secret = \"{SECRET}\"\n{}", redis_extra(redis.port, session_more)),
+    );
+    let a = start_gateway(&toml).await;
+    let b = start_gateway(&toml).await;
+    (Env { up, mock, gw: a }, b)
+}
+
+async fn get_with(url: String, cookie: &str) -> Reply {
+    send(
+        &client(),
+        Request::get(url).header("cookie", cookie).header("accept", "application/json").body(empty()).unwrap(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn sessions_shared_and_revoked_across_instances() {
+    let redis = start_redis().await;
+    let (env, other) = two_gateways(&redis, "").await;
+    let mut b = Browser::pc();
+    assert_eq!(login(&env, &mut b, "/x", "alice").await, "/x");
+    let cookie = b.cookie_header();
+    let r = get_with(other.url("/x"), &cookie).await;
+    assert_eq!(r.status, StatusCode::OK, "instance B knows the session");
+    assert_eq!(r.echoed_header("x-wechat-unionid").as_deref(), fixtures::user("alice").unwrap().unionid);
+    // Logout on B revokes on A.
+    let r = get_with(other.url("/_wxgate/logout"), &cookie).await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    assert_eq!(get_with(env.gw.url("/x"), &cookie).await.status, StatusCode::UNAUTHORIZED);
+
+    // Bearer sessions too.
+    let m = send(
+        &client(),
+        Request::post(format!("{}/mock/code?appid={}&user=bob", env.mock.url(), fixtures::MINI_APPID)).body(empty()).unwrap(),
+    )
+    .await
+    .json();
+    let r = send(
+        &client(),
+        Request::post(env.gw.url("/_wxgate/miniprogram/login"))
+            .header("content-type", "application/json")
+            .body(common::body(serde_json::json!({"code": m["code"], "encryptedData": m["encryptedData"], "iv": m["iv"]}).to_string()))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let token = r.json()["token"].as_str().unwrap().to_string();
+    let r = send(&client(), Request::get(other.url("/_wxgate/auth")).header("authorization", format!("Bearer {token}")).body(empty()).unwrap()).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    assert_eq!(r.headers["x-wechat-source"], "mini_program");
+}
+
+#[tokio::test]
+async fn login_state_consumed_once_across_instances() {
+    let redis = start_redis().await;
+    let (env, other) = two_gateways(&redis, "").await;
+    let mut b = Browser::pc();
+    let (_, cb) = to_callback(&env, &mut b, "/t", "alice").await;
+    // The callback lands on B (load balancer), with the login cookie from A: works.
+    let cb_b = cb.replace(&env.gw.addr.port().to_string(), &other.addr.port().to_string());
+    let r = b.nav(&cb_b).await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    assert_eq!(r.location(), "/t");
+    let first = b.cookie("_wxgate").unwrap();
+    // The same state again on A: a repeat from the same browser just redirects, no new session.
+    let r = b.nav(&cb).await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    assert_eq!(r.location(), "/t");
+    assert!(r.cookie_value("_wxgate").is_none());
+    assert_eq!(b.cookie("_wxgate").unwrap(), first);
+}
+
+#[tokio::test]
+async fn idle_and_absolute_expiry() {
+    let redis = start_redis().await;
+    let (env, _) = two_gateways(&redis, "idle_secs = 1\nttl_secs = 3\n").await;
+    let mut b = Browser::pc();
+    login(&env, &mut b, "/", "alice").await;
+    let cookie = b.cookie_header();
+    // Used every 0.5 s, it lives past the idle timeout ...
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(get_with(env.gw.url("/"), &cookie).await.status, StatusCode::OK);
+    }
+    // ... but not past the absolute lifetime (3 s).
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(get_with(env.gw.url("/"), &cookie).await.status, StatusCode::UNAUTHORIZED);
+
+    let mut b = Browser::pc();
+    login(&env, &mut b, "/", "bob").await;
+    let cookie = b.cookie_header();
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert_eq!(get_with(env.gw.url("/"), &cookie).await.status, StatusCode::UNAUTHORIZED, "idle too long");
+}
+
+#[tokio::test]
+async fn redis_down_means_not_ready_and_503_then_recovers() {
+    let redis = start_redis().await;
+    let port = redis.port;
+    let (env, _) = two_gateways(&redis, "").await;
+    let mut b = Browser::pc();
+    login(&env, &mut b, "/", "alice").await;
+    let cookie = b.cookie_header();
+    let ready = || async { send(&client(), Request::get(env.gw.url("/_wxgate/readyz")).body(empty()).unwrap()).await.status };
+    assert_eq!(ready().await, StatusCode::OK);
+    drop(redis);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(ready().await, StatusCode::SERVICE_UNAVAILABLE);
+    let r = get_with(env.gw.url("/"), &cookie).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.json()["error"], "store_unavailable");
+    let r = send(&client(), Request::get(env.gw.url("/_wxgate/healthz")).body(empty()).unwrap()).await;
+    assert_eq!(r.status, StatusCode::OK, "alive while not ready");
+    // Redis comes back (empty: sessions are gone, the gateway is ready again).
+    let _redis = start_redis_on(port).await;
+    let t = Instant::now();
+    while ready().await != StatusCode::OK {
+        assert!(t.elapsed() < Duration::from_secs(15), "did not recover");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(get_with(env.gw.url("/"), &cookie).await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn unreachable_redis_at_start_is_a_clear_error() {
+    let dead = closed_port().await;
+    let up = start_upstream().await;
+    let toml = config_toml(up.addr, "http://127.0.0.1:9", "").replace(
+        &format!("cookie_secret = \"{SECRET}\""),
+        &format!("cookie_secret = \"{SECRET}\"\n{}", redis_extra(dead.port(), "")),
+    );
+    let settings = wxgate::config::Config::from_toml(&toml).unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let err = match wxgate::server::serve_on(l, settings).await {
+        Ok(_) => panic!("started without redis"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("session store"), "{err}");
+}
