@@ -2,7 +2,10 @@
 # Install what wxgate's tests need, only when missing (idempotent; safe to run repeatedly).
 #
 #   Debian packages: nginx redis-server caddy chromium wrk
-#                    (nodejs npm too, only when no `npm` is on PATH)
+#                    fonts-wqy-microhei fonts-noto-color-emoji (CJK and emoji glyphs, so the
+#                    browser test's screenshot of "你好, Alice 🐼 小爱" is not tofu boxes)
+#                    (nodejs npm too, only when no `npm` is on PATH; playwright-core needs
+#                    Node.js >= 20, newer than bookworm's nodejs 18)
 #   npm:             tests/e2e/node_modules (playwright-core only; never a browser download:
 #                    the browser is Debian's /usr/bin/chromium)
 #
@@ -14,7 +17,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 E2E_DIR="$ROOT/tests/e2e"
-DEBIAN_PACKAGES=(nginx redis-server caddy chromium wrk)
+DEBIAN_PACKAGES=(nginx redis-server caddy chromium wrk fonts-wqy-microhei fonts-noto-color-emoji)
 
 log() { printf 'install-test-deps: %s\n' "$*"; }
 

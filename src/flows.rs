@@ -82,8 +82,7 @@ fn json_endpoint(r: Result<Response<Body>, GatewayError>, _app: &App) -> Respons
 /// Where "sign in again" points: `/login` with the same `rd`, when there is one.
 fn retry_url(app: &App, req: &Request<Incoming>) -> String {
     let rd = query_param(req.uri().query(), "rd").unwrap_or_else(|| "/".into());
-    let rd = safe_return(&rd, &app.settings.public, &app.settings.raw.access.redirect_hosts);
-    format!("{}/login?rd={}", app.prefix(), utf8_percent_encode(&rd, COMPONENT))
+    login_path(app, &safe_return(&rd, &app.settings.public, &app.settings.raw.access.redirect_hosts))
 }
 
 async fn readyz(app: &App) -> Response<Body> {
@@ -196,13 +195,24 @@ async fn callback(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, 
         }
         return Err(LoginError::StateUsed.into());
     };
+    // From here on the target is known: "sign in again" returns there.
+    let retry = login_path(app, &pending.rd);
+    match finish_login(app, q, nonce, pending).await {
+        Ok(r) => Ok(r),
+        Err(e) => Ok(e.into_response(false, &retry)),
+    }
+}
+
+fn login_path(app: &App, rd: &str) -> String {
+    format!("{}/login?rd={}", app.prefix(), utf8_percent_encode(rd, COMPONENT))
+}
+
+/// The callback once its state checked out: code → session → redirect.
+async fn finish_login(app: &App, q: Option<&str>, nonce: &str, pending: PendingLogin) -> Result<Response<Body>, GatewayError> {
     let source = pending.source;
-    let code = match query_param(q, "code").filter(|c| !c.is_empty()) {
-        Some(c) => c,
-        None => {
-            app.metrics.login(source.as_str(), "refused");
-            return Err(LoginError::Refused.into());
-        }
+    let Some(code) = query_param(q, "code").filter(|c| !c.is_empty()) else {
+        app.metrics.login(source.as_str(), "refused");
+        return Err(LoginError::Refused.into());
     };
     let w = &app.settings.raw.wechat;
     let cfg = match source {
@@ -210,35 +220,23 @@ async fn callback(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, 
         _ => w.website.as_ref(),
     }
     .ok_or(LoginError::AppNotConfigured)?;
-    let result = exchange_and_fetch(app, cfg, &code, true).await;
-    let (session, _) = match result {
-        Ok(v) => v,
-        Err(e) => {
-            app.metrics.login(source.as_str(), "wechat_error");
-            return Err(e);
-        }
-    };
-    let session = Session { source, ..session };
-    let rd = pending.rd.clone();
+    let session = exchange_and_fetch(app, cfg, &code, source)
+        .await
+        .inspect_err(|_| app.metrics.login(source.as_str(), "wechat_error"))?;
     let (id, cookie) = start_session(app, session).await?;
+    let mut r = http_util::redirect(&pending.rd);
     app.store
         .put_completed(nonce, pending, Duration::from_secs(LOGIN_TTL_SECS))
         .await?;
-    let mut r = http_util::redirect(&rd);
     r.headers_mut().append(SET_COOKIE, cookie);
     tracing::info!(source = source.as_str(), session = %id.fingerprint(), "login");
     Ok(r)
 }
 
 /// Code → token → userinfo (when the scope allows), as a session record (source to be set).
-async fn exchange_and_fetch(
-    app: &App,
-    cfg: &AppConfig,
-    code: &str,
-    fetch_userinfo: bool,
-) -> Result<(Session, Option<String>), GatewayError> {
+async fn exchange_and_fetch(app: &App, cfg: &AppConfig, code: &str, source: Source) -> Result<Session, GatewayError> {
     let tok = app.wechat.exchange_code(&cfg.appid, &cfg.secret, code).await?;
-    let wants_info = fetch_userinfo && (tok.scope.contains("snsapi_userinfo") || tok.scope.contains("snsapi_login"));
+    let wants_info = tok.scope.contains("snsapi_userinfo") || tok.scope.contains("snsapi_login");
     let (nickname, avatar, info_union) = if wants_info {
         let info = app.wechat.userinfo(&tok.access_token, &tok.openid).await?;
         (info.nickname, info.headimgurl, info.unionid)
@@ -247,20 +245,17 @@ async fn exchange_and_fetch(
     };
     let now = unix_now();
     let unionid = info_union.or(tok.unionid).filter(|u| !u.is_empty());
-    Ok((
-        Session {
-            openid: tok.openid.into(),
-            unionid: unionid.map(Into::into),
-            appid: cfg.appid.as_str().into(),
-            source: Source::Website,
-            nickname_enc: identity::encode_nickname(&nickname).into(),
-            avatar: avatar.into(),
-            created_at: now,
-            expires_at: now + app.settings.raw.session.ttl_secs,
-            session_key: None,
-        },
-        None,
-    ))
+    Ok(Session {
+        openid: tok.openid.into(),
+        unionid: unionid.map(Into::into),
+        appid: cfg.appid.as_str().into(),
+        source,
+        nickname_enc: identity::encode_nickname(&nickname).into(),
+        avatar: avatar.into(),
+        created_at: now,
+        expires_at: now + app.settings.raw.session.ttl_secs,
+        session_key: None,
+    })
 }
 
 /// Check access, store the session under a new id, and build its cookie.
@@ -394,13 +389,9 @@ async fn app_login(app: &App, req: Request<Incoming>) -> Result<Response<Body>, 
         .ok_or(ApiError::NotConfigured("mobile app"))?;
     let body = read_json(req).await?;
     let code = string_field(&body, "code", true)?.unwrap_or_default();
-    let (session, _) = exchange_and_fetch(app, &cfg, code, true).await.inspect_err(|_| {
-        app.metrics.login("mobile_app", "wechat_error");
-    })?;
-    let session = Session {
-        source: Source::MobileApp,
-        ..session
-    };
+    let session = exchange_and_fetch(app, &cfg, code, Source::MobileApp)
+        .await
+        .inspect_err(|_| app.metrics.login("mobile_app", "wechat_error"))?;
     let (openid, unionid) = (session.openid.clone(), session.unionid.clone());
     let (id, _) = start_session(app, session).await?;
     tracing::info!(source = "mobile_app", session = %id.fingerprint(), "login");

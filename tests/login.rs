@@ -318,7 +318,7 @@ async fn refused_consent_is_a_retry_page() {
     let r = b.nav(&cb).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     let t = r.text();
-    assert!(t.contains("/_wxgate/login?rd=") && t.contains("授权"), "{t}");
+    assert!(t.contains("/_wxgate/login?rd=%2Fwanted") && t.contains("授权"), "the retry keeps the target: {t}");
     assert!(b.cookie("_wxgate").is_none());
 }
 

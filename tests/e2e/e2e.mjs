@@ -146,8 +146,16 @@ async function main() {
     // 1. Logged out: / → /_wxgate/login → mock WeChat.
     step('open / (logged out) and expect the mock WeChat login page');
     await visitRootExpectLogin(page, 'first visit');
-    const loginCookie = (await context.cookies(GATEWAY)).filter((c) => c.name !== COOKIE_NAME);
-    console.log(`e2e:   gateway cookies before login: ${loginCookie.map((c) => c.name).join(', ') || '(none)'}`);
+    // The login state is bound to a short-lived HttpOnly cookie set by /login (DESIGN.md); the
+    // browser must hold one that it will send to the callback.
+    const loginCookies = await context.cookies(`${GATEWAY}/_wxgate/callback`);
+    console.log(
+      `e2e:   cookies for /_wxgate/callback before login: ${loginCookies.map((c) => `${c.name} (path ${c.path}, sameSite ${c.sameSite})`).join(', ') || '(none)'}`,
+    );
+    check(
+      loginCookies.some((c) => c.name !== COOKIE_NAME && c.httpOnly && c.secure),
+      'no HttpOnly, Secure login cookie for /_wxgate/callback after /_wxgate/login',
+    );
 
     // 2. The mock lists the test users.
     step('mock login page lists the test users');
@@ -207,7 +215,11 @@ async function main() {
     step('follow the logout link');
     const logout = page.locator('a[href="/_wxgate/logout"]');
     await logout.waitFor({ state: 'visible' });
-    await Promise.all([page.waitForURL((u) => !u.href.startsWith(`${GATEWAY}/_wxgate/logout`) && u.href !== `${GATEWAY}/`, { waitUntil: 'load' }), logout.click()]);
+    // Logout → 302 / → (logged out) 302 /_wxgate/login → mock page: wait for the URL to leave `/`.
+    await Promise.all([
+      page.waitForURL((u) => u.href !== `${GATEWAY}/` && !u.href.startsWith(`${GATEWAY}/_wxgate/logout`), { waitUntil: 'load' }),
+      logout.click(),
+    ]);
     console.log(`e2e:   after logout: ${page.url()}`);
     check(
       navLog.some((l) => l.includes(`${GATEWAY}/_wxgate/logout`)),
