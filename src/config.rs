@@ -246,7 +246,9 @@ impl Config {
             fig = fig.merge(Toml::file_exact(path));
         }
         fig = fig.merge(env_provider());
-        let cfg: Config = fig.extract().map_err(|e| ConfigError::Parse(describe_figment(e)))?;
+        let cfg: Config = fig
+            .extract()
+            .map_err(|e| ConfigError::Parse(describe_figment(e)))?;
         cfg.into_settings()
     }
 
@@ -358,8 +360,12 @@ fn resolve_file(key: &str, value: &mut String, file: &Option<PathBuf>) -> Result
             format!("set either {key} or {key}_file, not both"),
         ));
     }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| invalid(format!("{key}_file"), format!("cannot read {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        invalid(
+            format!("{key}_file"),
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
     *value = text.trim().to_string();
     if value.is_empty() {
         return Err(invalid(
@@ -436,10 +442,12 @@ impl Settings {
 
     fn validate(c: Config) -> Result<Settings, ConfigError> {
         let s = &c.server;
-        let listen: SocketAddr = s
-            .listen
-            .parse()
-            .map_err(|_| invalid("server.listen", format!("'{}' is not an address like 0.0.0.0:8443", s.listen)))?;
+        let listen: SocketAddr = s.listen.parse().map_err(|_| {
+            invalid(
+                "server.listen",
+                format!("'{}' is not an address like 0.0.0.0:8443", s.listen),
+            )
+        })?;
 
         if s.public_url.is_empty() {
             return Err(invalid(
@@ -447,10 +455,17 @@ impl Settings {
                 "required: the external origin users see, e.g. https://app.example.com",
             ));
         }
-        let url = url::Url::parse(&s.public_url)
-            .map_err(|e| invalid("server.public_url", format!("'{}' is not a URL: {e}", s.public_url)))?;
+        let url = url::Url::parse(&s.public_url).map_err(|e| {
+            invalid(
+                "server.public_url",
+                format!("'{}' is not a URL: {e}", s.public_url),
+            )
+        })?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(invalid("server.public_url", "must start with https:// or http://"));
+            return Err(invalid(
+                "server.public_url",
+                "must start with https:// or http://",
+            ));
         }
         let host = url
             .host_str()
@@ -475,7 +490,8 @@ impl Settings {
             || p.ends_with('/')
             || p.len() < 2
             || p.starts_with("//")
-            || p.bytes().any(|b| !(b.is_ascii_alphanumeric() || b"/-_.~".contains(&b)))
+            || p.bytes()
+                .any(|b| !(b.is_ascii_alphanumeric() || b"/-_.~".contains(&b)))
         {
             return Err(invalid(
                 "server.prefix",
@@ -488,23 +504,37 @@ impl Settings {
             let net = t
                 .parse::<IpNet>()
                 .or_else(|_| t.parse::<IpAddr>().map(IpNet::from))
-                .map_err(|_| invalid(format!("server.trusted_proxies[{i}]"), format!("'{t}' is not an IP or CIDR")))?;
+                .map_err(|_| {
+                    invalid(
+                        format!("server.trusted_proxies[{i}]"),
+                        format!("'{t}' is not an IP or CIDR"),
+                    )
+                })?;
             trusted.push(net);
         }
         if s.max_header_bytes < 1024 {
             return Err(invalid("server.max_header_bytes", "must be at least 1024"));
         }
         if s.h2_max_concurrent_streams == 0 {
-            return Err(invalid("server.h2_max_concurrent_streams", "must be at least 1"));
+            return Err(invalid(
+                "server.h2_max_concurrent_streams",
+                "must be at least 1",
+            ));
         }
 
         let tls = match (&s.tls_cert, &s.tls_key) {
             (None, None) => None,
             (Some(_), None) => {
-                return Err(invalid("server.tls_key", "tls_cert is set but tls_key is not; set both or neither"))
+                return Err(invalid(
+                    "server.tls_key",
+                    "tls_cert is set but tls_key is not; set both or neither",
+                ))
             }
             (None, Some(_)) => {
-                return Err(invalid("server.tls_cert", "tls_key is set but tls_cert is not; set both or neither"))
+                return Err(invalid(
+                    "server.tls_cert",
+                    "tls_key is set but tls_cert is not; set both or neither",
+                ))
             }
             (Some(cert), Some(key)) => Some(crate::tls::TlsFiles::load(cert, key)?),
         };
@@ -526,7 +556,10 @@ impl Settings {
             .cloned()
             .ok_or_else(|| invalid("upstream.url", "has no host"))?;
         if up.path() != "/" && !up.path().is_empty() {
-            return Err(invalid("upstream.url", "must not have a path; requests keep their own path"));
+            return Err(invalid(
+                "upstream.url",
+                "must not have a path; requests keep their own path",
+            ));
         }
         if u.timeout_secs == 0 {
             return Err(invalid("upstream.timeout_secs", "must be at least 1"));
@@ -536,8 +569,12 @@ impl Settings {
         }
 
         let w = &c.wechat;
-        for (key, val) in [("wechat.api_base", &w.api_base), ("wechat.open_base", &w.open_base)] {
-            let parsed = url::Url::parse(val).map_err(|e| invalid(key, format!("'{val}' is not a URL: {e}")))?;
+        for (key, val) in [
+            ("wechat.api_base", &w.api_base),
+            ("wechat.open_base", &w.open_base),
+        ] {
+            let parsed = url::Url::parse(val)
+                .map_err(|e| invalid(key, format!("'{val}' is not a URL: {e}")))?;
             if !matches!(parsed.scheme(), "http" | "https") {
                 return Err(invalid(key, "must be an http(s) URL"));
             }
@@ -553,7 +590,10 @@ impl Settings {
                 return Err(invalid(format!("wechat.{name}.appid"), "is empty"));
             }
             if !app.appid.bytes().all(|b| b.is_ascii_alphanumeric()) {
-                return Err(invalid(format!("wechat.{name}.appid"), "must be letters and digits (wx...)"));
+                return Err(invalid(
+                    format!("wechat.{name}.appid"),
+                    "must be letters and digits (wx...)",
+                ));
             }
             if app.secret.is_empty() {
                 return Err(invalid(
@@ -562,7 +602,10 @@ impl Settings {
                 ));
             }
             if app.scope.is_some() && name != "official_account" {
-                return Err(invalid(format!("wechat.{name}.scope"), "only wechat.official_account has a scope"));
+                return Err(invalid(
+                    format!("wechat.{name}.scope"),
+                    "only wechat.official_account has a scope",
+                ));
             }
         }
         if !any {
@@ -587,7 +630,10 @@ impl Settings {
         if se.cookie_secret.len() < 32 {
             return Err(invalid(
                 "session.cookie_secret",
-                format!("must be at least 32 bytes (got {}); generate one with `openssl rand -hex 32`", se.cookie_secret.len()),
+                format!(
+                    "must be at least 32 bytes (got {}); generate one with `openssl rand -hex 32`",
+                    se.cookie_secret.len()
+                ),
             ));
         }
         if se.cookie_name.is_empty()
@@ -596,7 +642,10 @@ impl Settings {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         {
-            return Err(invalid("session.cookie_name", "must be letters, digits, - _ ."));
+            return Err(invalid(
+                "session.cookie_name",
+                "must be letters, digits, - _ .",
+            ));
         }
         if !se.cookie_domain.is_empty()
             && !se
@@ -604,7 +653,10 @@ impl Settings {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
         {
-            return Err(invalid("session.cookie_domain", format!("'{}' is not a domain", se.cookie_domain)));
+            return Err(invalid(
+                "session.cookie_domain",
+                format!("'{}' is not a domain", se.cookie_domain),
+            ));
         }
         if se.ttl_secs == 0 {
             return Err(invalid("session.ttl_secs", "must be at least 1"));
@@ -619,7 +671,10 @@ impl Settings {
             "memory" => {}
             "redis" => {
                 if se.redis_url.is_empty() {
-                    return Err(invalid("session.redis_url", "required with store = \"redis\""));
+                    return Err(invalid(
+                        "session.redis_url",
+                        "required with store = \"redis\"",
+                    ));
                 }
                 let ru = url::Url::parse(&se.redis_url)
                     .map_err(|_| invalid("session.redis_url", "is not a redis:// URL"))?;
@@ -637,11 +692,18 @@ impl Settings {
 
         for (i, pp) in c.access.public_paths.iter().enumerate() {
             if !pp.starts_with('/') {
-                return Err(invalid(format!("access.public_paths[{i}]"), format!("'{pp}' must start with /")));
+                return Err(invalid(
+                    format!("access.public_paths[{i}]"),
+                    format!("'{pp}' must start with /"),
+                ));
             }
         }
         for (i, h) in c.access.redirect_hosts.iter().enumerate() {
-            if h.is_empty() || h.contains('/') || h.contains('@') || h.chars().any(|c| c.is_whitespace()) {
+            if h.is_empty()
+                || h.contains('/')
+                || h.contains('@')
+                || h.chars().any(|c| c.is_whitespace())
+            {
                 return Err(invalid(
                     format!("access.redirect_hosts[{i}]"),
                     format!("'{h}' must be a host name like shop.example.com (optionally :port)"),
@@ -654,7 +716,10 @@ impl Settings {
             let md = std::fs::metadata(&v.dir)
                 .map_err(|e| invalid("verification.dir", format!("cannot read {}: {e}", v.dir)))?;
             if !md.is_dir() {
-                return Err(invalid("verification.dir", format!("{} is not a directory", v.dir)));
+                return Err(invalid(
+                    "verification.dir",
+                    format!("{} is not a directory", v.dir),
+                ));
             }
         }
         for name in v.files.keys() {

@@ -33,7 +33,13 @@ pub struct DevArgs {
 }
 
 /// The demo configuration: every app kind, pointed at the mock.
-pub fn dev_config(gateway: SocketAddr, mock_url: &str, upstream: SocketAddr, cert: &std::path::Path, key: &std::path::Path) -> String {
+pub fn dev_config(
+    gateway: SocketAddr,
+    mock_url: &str,
+    upstream: SocketAddr,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> String {
     let secret = crate::login_state::random_hex(32);
     format!(
         r#"
@@ -93,7 +99,12 @@ files = {{ "MP_verify_wxgatedemo.txt" = "wxgatedemo" }}
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     crate::logging::init("text");
     let (cert, key) = crate::tls::ensure_self_signed(&args.certs, &["localhost", "127.0.0.1"])
-        .with_context(|| format!("creating a self-signed certificate in {}", args.certs.display()))?;
+        .with_context(|| {
+            format!(
+                "creating a self-signed certificate in {}",
+                args.certs.display()
+            )
+        })?;
 
     let mock_listener = TcpListener::bind(args.mock_listen)
         .await
@@ -120,7 +131,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                 "{} ({}{})",
                 u.key,
                 u.nickname.replace(|c: char| c.is_control(), ""),
-                if u.unionid.is_none() { ", no unionid" } else { "" }
+                if u.unionid.is_none() {
+                    ", no unionid"
+                } else {
+                    ""
+                }
             )
         })
         .collect();
@@ -128,7 +143,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     println!("  wxgate dev is running — 微信登录网关演示");
     println!();
     println!("  Open        {url}");
-    println!("              (self-signed certificate {}; accept it in the browser)", cert.display());
+    println!(
+        "              (self-signed certificate {}; accept it in the browser)",
+        cert.display()
+    );
     println!("  Mock WeChat {mock_url}  test users: {}", users.join(", "));
     println!("  Upstream    http://{upstream_addr}  (whoami: shows the headers it receives)");
     println!("  In-WeChat flow: send a User-Agent containing MicroMessenger");
@@ -151,7 +169,10 @@ pub async fn serve_whoami(listener: TcpListener) {
             continue;
         };
         tokio::spawn(async move {
-            let svc = service_fn(|req: Request<Incoming>| async move { Ok::<_, Infallible>(whoami(&req)) });
+            let svc =
+                service_fn(
+                    |req: Request<Incoming>| async move { Ok::<_, Infallible>(whoami(&req)) },
+                );
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
@@ -165,7 +186,9 @@ fn whoami(req: &Request<Incoming>) -> Response<Full<Bytes>> {
     for (name, value) in req.headers() {
         let v = String::from_utf8_lossy(value.as_bytes());
         let row = if name.as_str() == "x-wechat-nickname" {
-            let decoded = percent_encoding::percent_decode_str(&v).decode_utf8_lossy().into_owned();
+            let decoded = percent_encoding::percent_decode_str(&v)
+                .decode_utf8_lossy()
+                .into_owned();
             format!(
                 "<tr><th>{}</th><td>{} <small>({})</small></td></tr>",
                 escape(name.as_str()),
@@ -173,7 +196,11 @@ fn whoami(req: &Request<Incoming>) -> Response<Full<Bytes>> {
                 escape(&decoded)
             )
         } else {
-            format!("<tr><th>{}</th><td>{}</td></tr>", escape(name.as_str()), escape(&v))
+            format!(
+                "<tr><th>{}</th><td>{}</td></tr>",
+                escape(name.as_str()),
+                escape(&v)
+            )
         };
         if name.as_str().starts_with("x-wechat-") {
             ids.push_str(&row);
@@ -184,7 +211,11 @@ fn whoami(req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let who = req
         .headers()
         .get("x-wechat-nickname")
-        .map(|v| percent_encoding::percent_decode(v.as_bytes()).decode_utf8_lossy().into_owned())
+        .map(|v| {
+            percent_encoding::percent_decode(v.as_bytes())
+                .decode_utf8_lossy()
+                .into_owned()
+        })
         .unwrap_or_else(|| "anonymous".into());
     let html = format!(
         "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><title>whoami</title>\
@@ -199,7 +230,9 @@ table{{border-collapse:collapse}}td,th{{border-bottom:1px solid #ddd;padding:.3r
     );
     let mut r = Response::new(Full::new(Bytes::from(html)));
     *r.status_mut() = StatusCode::OK;
-    r.headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/html; charset=utf-8"));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     r
 }

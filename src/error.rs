@@ -77,7 +77,9 @@ impl GatewayError {
             Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             Login(LoginError::Refused) => StatusCode::UNAUTHORIZED,
             Login(LoginError::NotAllowed) => StatusCode::FORBIDDEN,
-            Login(LoginError::AppNotConfigured) | Login(LoginError::NotFound) => StatusCode::NOT_FOUND,
+            Login(LoginError::AppNotConfigured) | Login(LoginError::NotFound) => {
+                StatusCode::NOT_FOUND
+            }
             Login(LoginError::MethodNotAllowed) => StatusCode::METHOD_NOT_ALLOWED,
             Login(_) => StatusCode::BAD_REQUEST,
             Api(ApiError::UnsupportedMediaType) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -189,7 +191,11 @@ impl GatewayError {
     fn offers_retry(&self) -> bool {
         matches!(
             self,
-            GatewayError::Wechat(_) | GatewayError::State(_) | GatewayError::Login(LoginError::StateUsed | LoginError::Refused | LoginError::MissingState)
+            GatewayError::Wechat(_)
+                | GatewayError::State(_)
+                | GatewayError::Login(
+                    LoginError::StateUsed | LoginError::Refused | LoginError::MissingState
+                )
         )
     }
 
@@ -214,7 +220,13 @@ impl GatewayError {
         }
         let (title, message) = self.texts();
         let action = if self.offers_retry() {
-            Some((retry, Text { zh: "重新登录", en: "Sign in again" }))
+            Some((
+                retry,
+                Text {
+                    zh: "重新登录",
+                    en: "Sign in again",
+                },
+            ))
         } else {
             None
         };

@@ -61,9 +61,11 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
         "/auth" => auth(app, &req).await,
         "/userinfo" if get => userinfo(app, &req).await,
         "/app/login" if m == Method::POST => return json_endpoint(app_login(app, req).await, app),
-        "/miniprogram/login" if m == Method::POST => return json_endpoint(mini_login(app, req).await, app),
-        "/healthz" | "/readyz" | "/metrics" | "/login" | "/callback" | "/logout" | "/userinfo" | "/app/login"
-        | "/miniprogram/login" => Err(LoginError::MethodNotAllowed.into()),
+        "/miniprogram/login" if m == Method::POST => {
+            return json_endpoint(mini_login(app, req).await, app)
+        }
+        "/healthz" | "/readyz" | "/metrics" | "/login" | "/callback" | "/logout" | "/userinfo"
+        | "/app/login" | "/miniprogram/login" => Err(LoginError::MethodNotAllowed.into()),
         _ => Err(LoginError::NotFound.into()),
     };
     match result {
@@ -82,7 +84,14 @@ fn json_endpoint(r: Result<Response<Body>, GatewayError>, _app: &App) -> Respons
 /// Where "sign in again" points: `/login` with the same `rd`, when there is one.
 fn retry_url(app: &App, req: &Request<Incoming>) -> String {
     let rd = query_param(req.uri().query(), "rd").unwrap_or_else(|| "/".into());
-    login_path(app, &safe_return(&rd, &app.settings.public, &app.settings.raw.access.redirect_hosts))
+    login_path(
+        app,
+        &safe_return(
+            &rd,
+            &app.settings.public,
+            &app.settings.raw.access.redirect_hosts,
+        ),
+    )
 }
 
 async fn readyz(app: &App) -> Response<Body> {
@@ -90,7 +99,11 @@ async fn readyz(app: &App) -> Response<Body> {
         Ok(()) => http_util::respond(StatusCode::OK, http_util::TEXT, "ready"),
         Err(e) => {
             tracing::warn!(error = %e, "not ready");
-            http_util::respond(StatusCode::SERVICE_UNAVAILABLE, http_util::TEXT, "session store unavailable")
+            http_util::respond(
+                StatusCode::SERVICE_UNAVAILABLE,
+                http_util::TEXT,
+                "session store unavailable",
+            )
         }
     }
 }
@@ -121,7 +134,14 @@ fn cookie_header(app: &App, name: &str, value: &str, path: &str, max_age: i64) -
 }
 
 /// The authorize URL, exactly as WeChat pattern-matches it.
-pub fn authorize_url(open_base: &str, source: Source, appid: &str, callback: &str, scope: &str, state: &str) -> String {
+pub fn authorize_url(
+    open_base: &str,
+    source: Source,
+    appid: &str,
+    callback: &str,
+    scope: &str,
+    state: &str,
+) -> String {
     let enc = utf8_percent_encode(callback, COMPONENT);
     match source {
         Source::OfficialAccount => format!(
@@ -144,7 +164,12 @@ async fn login(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, Gat
         (false, _, Some(web)) => (Source::Website, web),
         (false, Some(_), None) => {
             // A PC browser, and only an official account: scan to continue inside WeChat.
-            let here = format!("{}{}/login?rd={}", s.public.origin, app.prefix(), utf8_percent_encode(&rd, COMPONENT));
+            let here = format!(
+                "{}{}/login?rd={}",
+                s.public.origin,
+                app.prefix(),
+                utf8_percent_encode(&rd, COMPONENT)
+            );
             return Ok(crate::pages::open_in_wechat(&here));
         }
         (true, None, Some(web)) => (Source::Website, web),
@@ -171,18 +196,33 @@ async fn login(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, Gat
     } else {
         "snsapi_login"
     };
-    let url = authorize_url(&s.open_base, source, &app_cfg.appid, &s.callback_url, scope, &state);
+    let url = authorize_url(
+        &s.open_base,
+        source,
+        &app_cfg.appid,
+        &s.callback_url,
+        scope,
+        &state,
+    );
     let mut r = http_util::redirect(&url);
     r.headers_mut().append(
         SET_COOKIE,
-        cookie_header(app, &app.login_cookie, &binding, app.prefix(), LOGIN_TTL_SECS as i64),
+        cookie_header(
+            app,
+            &app.login_cookie,
+            &binding,
+            app.prefix(),
+            LOGIN_TTL_SECS as i64,
+        ),
     );
     Ok(r)
 }
 
 async fn callback(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, GatewayError> {
     let q = req.uri().query();
-    let state = query_param(q, "state").filter(|s| !s.is_empty()).ok_or(LoginError::MissingState)?;
+    let state = query_param(q, "state")
+        .filter(|s| !s.is_empty())
+        .ok_or(LoginError::MissingState)?;
     let binding = identity::find_cookie(req.headers(), &app.login_cookie);
     let now = unix_now();
     let nonce = app.signer.verify(&state, binding, now)?;
@@ -204,11 +244,20 @@ async fn callback(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, 
 }
 
 fn login_path(app: &App, rd: &str) -> String {
-    format!("{}/login?rd={}", app.prefix(), utf8_percent_encode(rd, COMPONENT))
+    format!(
+        "{}/login?rd={}",
+        app.prefix(),
+        utf8_percent_encode(rd, COMPONENT)
+    )
 }
 
 /// The callback once its state checked out: code → session → redirect.
-async fn finish_login(app: &App, q: Option<&str>, nonce: &str, pending: PendingLogin) -> Result<Response<Body>, GatewayError> {
+async fn finish_login(
+    app: &App,
+    q: Option<&str>,
+    nonce: &str,
+    pending: PendingLogin,
+) -> Result<Response<Body>, GatewayError> {
     let source = pending.source;
     let Some(code) = query_param(q, "code").filter(|c| !c.is_empty()) else {
         app.metrics.login(source.as_str(), "refused");
@@ -234,8 +283,16 @@ async fn finish_login(app: &App, q: Option<&str>, nonce: &str, pending: PendingL
 }
 
 /// Code → token → userinfo (when the scope allows), as a session record (source to be set).
-async fn exchange_and_fetch(app: &App, cfg: &AppConfig, code: &str, source: Source) -> Result<Session, GatewayError> {
-    let tok = app.wechat.exchange_code(&cfg.appid, &cfg.secret, code).await?;
+async fn exchange_and_fetch(
+    app: &App,
+    cfg: &AppConfig,
+    code: &str,
+    source: Source,
+) -> Result<Session, GatewayError> {
+    let tok = app
+        .wechat
+        .exchange_code(&cfg.appid, &cfg.secret, code)
+        .await?;
     let wants_info = tok.scope.contains("snsapi_userinfo") || tok.scope.contains("snsapi_login");
     let (nickname, avatar, info_union) = if wants_info {
         let info = app.wechat.userinfo(&tok.access_token, &tok.openid).await?;
@@ -270,7 +327,10 @@ async fn start_session(app: &App, s: Session) -> Result<(SessionId, HeaderValue)
     app.store.insert(id, s).await?;
     app.metrics.login(source, "ok");
     let ttl = app.settings.raw.session.ttl_secs as i64;
-    Ok((id, cookie_header(app, &app.session_cookie, &id.encode(), "/", ttl)))
+    Ok((
+        id,
+        cookie_header(app, &app.session_cookie, &id.encode(), "/", ttl),
+    ))
 }
 
 async fn logout(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, GatewayError> {
@@ -279,10 +339,16 @@ async fn logout(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, Ga
         tracing::info!(session = %a.id.fingerprint(), "logout");
     }
     let rd = query_param(req.uri().query(), "rd").unwrap_or_else(|| "/".into());
-    let rd = safe_return(&rd, &app.settings.public, &app.settings.raw.access.redirect_hosts);
+    let rd = safe_return(
+        &rd,
+        &app.settings.public,
+        &app.settings.raw.access.redirect_hosts,
+    );
     let mut r = http_util::redirect(&rd);
-    r.headers_mut()
-        .append(SET_COOKIE, cookie_header(app, &app.session_cookie, "", "/", 0));
+    r.headers_mut().append(
+        SET_COOKIE,
+        cookie_header(app, &app.session_cookie, "", "/", 0),
+    );
     Ok(r)
 }
 
@@ -295,11 +361,19 @@ async fn auth(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, Gate
             &json!({"error": "unauthenticated", "login_url": app.login_url(&rd)}),
         ));
     };
-    if !app.access.allows(&a.session.openid, a.session.unionid.as_deref()) {
+    if !app
+        .access
+        .allows(&a.session.openid, a.session.unionid.as_deref())
+    {
         return Err(LoginError::NotAllowed.into());
     }
     let mut r = http_util::respond(StatusCode::ACCEPTED, http_util::TEXT, "");
-    identity::insert_identity(r.headers_mut(), &a.session, app.sign_secret.as_deref(), unix_now());
+    identity::insert_identity(
+        r.headers_mut(),
+        &a.session,
+        app.sign_secret.as_deref(),
+        unix_now(),
+    );
     Ok(r)
 }
 
@@ -338,7 +412,11 @@ async fn userinfo(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, 
 // ---- JSON logins: mobile app and mini program ----
 
 async fn read_json(req: Request<Incoming>) -> Result<serde_json::Map<String, Value>, GatewayError> {
-    let ct = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let ct = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let mime = ct.split(';').next().unwrap_or("").trim();
     if !mime.eq_ignore_ascii_case("application/json") {
         return Err(ApiError::UnsupportedMediaType.into());
@@ -346,8 +424,12 @@ async fn read_json(req: Request<Incoming>) -> Result<serde_json::Map<String, Val
     let limited = http_body_util::Limited::new(req.into_body(), MAX_JSON_BODY);
     let bytes: Bytes = match limited.collect().await {
         Ok(c) => c.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(ApiError::TooLarge(MAX_JSON_BODY).into()),
-        Err(_) => return Err(ApiError::BadRequest("could not read the request body".into()).into()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(ApiError::TooLarge(MAX_JSON_BODY).into())
+        }
+        Err(_) => {
+            return Err(ApiError::BadRequest("could not read the request body".into()).into())
+        }
     };
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(Value::Object(m)) => Ok(m),
@@ -356,18 +438,35 @@ async fn read_json(req: Request<Incoming>) -> Result<serde_json::Map<String, Val
     }
 }
 
-fn string_field<'a>(m: &'a serde_json::Map<String, Value>, key: &str, required: bool) -> Result<Option<&'a str>, ApiError> {
+fn string_field<'a>(
+    m: &'a serde_json::Map<String, Value>,
+    key: &str,
+    required: bool,
+) -> Result<Option<&'a str>, ApiError> {
     match m.get(key) {
-        None | Some(Value::Null) if required => Err(ApiError::BadRequest(format!("field `{key}` is required"))),
+        None | Some(Value::Null) if required => {
+            Err(ApiError::BadRequest(format!("field `{key}` is required")))
+        }
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.is_empty() => Err(ApiError::BadRequest(format!("field `{key}` must not be empty"))),
-        Some(Value::String(s)) if s.len() > 4096 => Err(ApiError::BadRequest(format!("field `{key}` is too long"))),
+        Some(Value::String(s)) if s.is_empty() => Err(ApiError::BadRequest(format!(
+            "field `{key}` must not be empty"
+        ))),
+        Some(Value::String(s)) if s.len() > 4096 => {
+            Err(ApiError::BadRequest(format!("field `{key}` is too long")))
+        }
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(ApiError::BadRequest(format!("field `{key}` must be a string"))),
+        Some(_) => Err(ApiError::BadRequest(format!(
+            "field `{key}` must be a string"
+        ))),
     }
 }
 
-fn token_response(app: &App, id: &SessionId, s_openid: &str, s_unionid: Option<&str>) -> Response<Body> {
+fn token_response(
+    app: &App,
+    id: &SessionId,
+    s_openid: &str,
+    s_unionid: Option<&str>,
+) -> Response<Body> {
     http_util::json(
         StatusCode::OK,
         &json!({
@@ -413,8 +512,16 @@ async fn mini_login(app: &App, req: Request<Incoming>) -> Result<Response<Body>,
     let enc_iv = match (enc, iv) {
         (Some(e), Some(i)) => Some((e, i)),
         (None, None) => None,
-        (Some(_), None) => return Err(ApiError::BadRequest("field `iv` is required with `encryptedData`".into()).into()),
-        (None, Some(_)) => return Err(ApiError::BadRequest("field `encryptedData` is required with `iv`".into()).into()),
+        (Some(_), None) => {
+            return Err(
+                ApiError::BadRequest("field `iv` is required with `encryptedData`".into()).into(),
+            )
+        }
+        (None, Some(_)) => {
+            return Err(
+                ApiError::BadRequest("field `encryptedData` is required with `iv`".into()).into(),
+            )
+        }
     };
     let js = app
         .wechat
@@ -425,7 +532,9 @@ async fn mini_login(app: &App, req: Request<Incoming>) -> Result<Response<Body>,
     if let Some((enc, iv)) = enc_iv {
         let data = crate::crypto::decrypt_and_verify(&js.session_key, enc, iv, &cfg.appid)?;
         if data.open_id.as_deref().is_some_and(|o| o != js.openid) {
-            return Err(ApiError::BadRequest("encryptedData belongs to another user".into()).into());
+            return Err(
+                ApiError::BadRequest("encryptedData belongs to another user".into()).into(),
+            );
         }
         nickname = data.nick_name.unwrap_or_default();
         avatar = data.avatar_url.unwrap_or_default();

@@ -36,7 +36,8 @@ impl Access {
         if self.allow_unionids.is_empty() && self.allow_openids.is_empty() {
             return true;
         }
-        unionid.is_some_and(|u| self.allow_unionids.contains(u)) || self.allow_openids.contains(openid)
+        unionid.is_some_and(|u| self.allow_unionids.contains(u))
+            || self.allow_openids.contains(openid)
     }
 }
 
@@ -67,8 +68,12 @@ pub struct Authenticated {
 impl App {
     pub fn new(settings: Settings, store: Store) -> Result<Arc<App>, crate::wechat::WechatError> {
         let raw = &settings.raw;
-        let wechat = WechatClient::new(&settings.api_base, Duration::from_millis(raw.wechat.timeout_ms))?;
-        let sign_secret = (!raw.headers.sign_secret.is_empty()).then(|| raw.headers.sign_secret.as_bytes().to_vec());
+        let wechat = WechatClient::new(
+            &settings.api_base,
+            Duration::from_millis(raw.wechat.timeout_ms),
+        )?;
+        let sign_secret = (!raw.headers.sign_secret.is_empty())
+            .then(|| raw.headers.sign_secret.as_bytes().to_vec());
         Ok(Arc::new(App {
             proxy: Proxy::new(&settings),
             wechat,
@@ -83,7 +88,11 @@ impl App {
             session_cookie: raw.session.cookie_name.clone(),
             login_cookie: format!("{}_login", raw.session.cookie_name),
             sign_secret,
-            proto: if settings.tls.is_some() { "https" } else { "http" },
+            proto: if settings.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            },
             store,
             settings,
         }))
@@ -104,7 +113,11 @@ impl App {
     }
 
     /// One request, start to end, with its log line and metrics.
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<Body> {
         let started = Instant::now();
         let method = req.method().clone();
         let path_for_log: Box<str> = req.uri().path().into();
@@ -126,18 +139,26 @@ impl App {
         resp
     }
 
-    async fn route(&self, mut req: Request<Incoming>, peer: SocketAddr) -> (Response<Body>, Route, Option<Duration>) {
+    async fn route(
+        &self,
+        mut req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> (Response<Body>, Route, Option<Duration>) {
         // Phase 1: nothing that reads as an identity header survives, on any path.
         identity::strip_identity_headers(req.headers_mut());
 
         let path = req.uri().path();
         let prefix = self.prefix();
-        if path.starts_with(prefix) && (path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/') {
+        if path.starts_with(prefix)
+            && (path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/')
+        {
             let resp = crate::flows::handle(self, req).await;
             return (resp, Route::Gateway, None);
         }
 
-        if self.verification.is_enabled() && (req.method() == Method::GET || req.method() == Method::HEAD) {
+        if self.verification.is_enabled()
+            && (req.method() == Method::GET || req.method() == Method::HEAD)
+        {
             if let Some(name) = verification::requested_name(path) {
                 if let Some(bytes) = self.verification.lookup(name).await {
                     let resp = http_util::respond(StatusCode::OK, "text/plain", bytes);
@@ -155,11 +176,19 @@ impl App {
             Ok(a) => a,
             Err(e) => {
                 let json = http_util::wants_json(req.headers());
-                return (GatewayError::from(e).into_response(json, "/"), Route::Gateway, None);
+                return (
+                    GatewayError::from(e).into_response(json, "/"),
+                    Route::Gateway,
+                    None,
+                );
             }
         };
         match auth {
-            Some(a) if self.access.allows(&a.session.openid, a.session.unionid.as_deref()) => {
+            Some(a)
+                if self
+                    .access
+                    .allows(&a.session.openid, a.session.unionid.as_deref()) =>
+            {
                 let (resp, up) = self.forward(req, peer, Some(&a)).await;
                 (resp, Route::Proxy, up)
             }
@@ -174,7 +203,11 @@ impl App {
 
     /// 302 to login for browser navigations, 401 JSON for everything else.
     pub fn unauthenticated(&self, req: &Request<Incoming>) -> Response<Body> {
-        let rd = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let rd = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
         if http_util::is_navigation(req.method(), req.headers()) {
             let login = format!(
                 "{}/login?rd={}",
@@ -200,9 +233,14 @@ impl App {
     }
 
     /// The session behind the request's cookie or bearer token, if it is live.
-    pub async fn authenticate(&self, headers: &http::HeaderMap) -> Result<Option<Authenticated>, StoreError> {
+    pub async fn authenticate(
+        &self,
+        headers: &http::HeaderMap,
+    ) -> Result<Option<Authenticated>, StoreError> {
         let now = http_util::unix_now();
-        if let Some(id) = identity::find_cookie(headers, &self.session_cookie).and_then(SessionId::parse) {
+        if let Some(id) =
+            identity::find_cookie(headers, &self.session_cookie).and_then(SessionId::parse)
+        {
             if let Some(session) = self.store.get(&id, now).await? {
                 return Ok(Some(Authenticated {
                     id,
@@ -236,13 +274,18 @@ impl App {
             if a.bearer {
                 h.remove(AUTHORIZATION);
             }
-            identity::insert_identity(h, &a.session, self.sign_secret.as_deref(), http_util::unix_now());
+            identity::insert_identity(
+                h,
+                &a.session,
+                self.sign_secret.as_deref(),
+                http_util::unix_now(),
+            );
         }
-        let host = req
-            .headers()
-            .get(HOST)
-            .cloned()
-            .or_else(|| req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+        let host = req.headers().get(HOST).cloned().or_else(|| {
+            req.uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
         let trusted = proxy::is_trusted(peer.ip(), &self.settings.trusted_proxies);
         proxy::set_forwarded(req.headers_mut(), peer.ip(), trusted, self.proto, host);
         let json = http_util::wants_json(req.headers());

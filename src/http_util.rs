@@ -22,7 +22,11 @@ pub const TEXT: &str = "text/plain; charset=utf-8";
 pub const HTML: &str = "text/html; charset=utf-8";
 pub const JSON: &str = "application/json";
 
-pub fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+pub fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
     let mut r = Response::new(full(body));
     *r.status_mut() = status;
     let h = r.headers_mut();
@@ -41,7 +45,8 @@ pub fn redirect(location: &str) -> Response<Body> {
     *r.status_mut() = StatusCode::FOUND;
     let v = HeaderValue::from_str(location).unwrap_or(HeaderValue::from_static("/"));
     r.headers_mut().insert(LOCATION, v);
-    r.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
 
@@ -54,7 +59,9 @@ pub fn query_param(query: Option<&str>, key: &str) -> Option<String> {
 
 /// A browser navigation (as opposed to an API call or XHR), per DESIGN.md.
 pub fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
-    if !(method == Method::GET || method == Method::HEAD) || headers.contains_key("x-requested-with") {
+    if !(method == Method::GET || method == Method::HEAD)
+        || headers.contains_key("x-requested-with")
+    {
         return false;
     }
     let accept_html = headers
@@ -69,8 +76,12 @@ pub fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
 
 /// Clients that asked for JSON (or are not browsers) get JSON errors.
 pub fn wants_json(headers: &HeaderMap) -> bool {
-    let accept = headers.get(ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
-    (accept.contains("application/json") && !accept.contains("text/html")) || headers.contains_key("x-requested-with")
+    let accept = headers
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    (accept.contains("application/json") && !accept.contains("text/html"))
+        || headers.contains_key("x-requested-with")
 }
 
 pub fn unix_now() -> u64 {
@@ -87,10 +98,16 @@ mod tests {
     #[test]
     fn navigation_detection() {
         let mut h = HeaderMap::new();
-        h.insert(ACCEPT, HeaderValue::from_static("text/html,application/xhtml+xml"));
+        h.insert(
+            ACCEPT,
+            HeaderValue::from_static("text/html,application/xhtml+xml"),
+        );
         assert!(is_navigation(&Method::GET, &h));
         assert!(!is_navigation(&Method::POST, &h));
-        h.insert("x-requested-with", HeaderValue::from_static("XMLHttpRequest"));
+        h.insert(
+            "x-requested-with",
+            HeaderValue::from_static("XMLHttpRequest"),
+        );
         assert!(!is_navigation(&Method::GET, &h));
         let mut h = HeaderMap::new();
         h.insert("sec-fetch-mode", HeaderValue::from_static("navigate"));
@@ -100,7 +117,10 @@ mod tests {
 
     #[test]
     fn query() {
-        assert_eq!(query_param(Some("a=1&rd=%2Fx%3Fy%3D1"), "rd").as_deref(), Some("/x?y=1"));
+        assert_eq!(
+            query_param(Some("a=1&rd=%2Fx%3Fy%3D1"), "rd").as_deref(),
+            Some("/x?y=1")
+        );
         assert_eq!(query_param(Some("a=1"), "rd"), None);
         assert_eq!(query_param(None, "rd"), None);
     }

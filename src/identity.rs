@@ -46,7 +46,11 @@ pub fn strip_identity_headers(headers: &mut HeaderMap) {
 }
 
 /// Characters kept as they are in `X-WeChat-Nickname`: RFC 3986 unreserved.
-const NICK: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+const NICK: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 pub fn encode_nickname(nick: &str) -> String {
     utf8_percent_encode(nick, NICK).to_string()
@@ -100,10 +104,11 @@ pub fn insert_identity(headers: &mut HeaderMap, s: &Session, sign_secret: Option
 /// Drop the named cookies from every `Cookie` header; drop a header left empty.
 /// Allocates only when one of `names` is present.
 pub fn strip_cookies(headers: &mut HeaderMap, names: &[&str]) {
-    let touched = headers
-        .get_all(COOKIE)
-        .iter()
-        .any(|v| v.to_str().map(|s| cookie_pairs(s).any(|(n, _)| names.contains(&n))).unwrap_or(false));
+    let touched = headers.get_all(COOKIE).iter().any(|v| {
+        v.to_str()
+            .map(|s| cookie_pairs(s).any(|(n, _)| names.contains(&n)))
+            .unwrap_or(false)
+    });
     if !touched {
         return;
     }
@@ -121,7 +126,9 @@ pub fn strip_cookies(headers: &mut HeaderMap, names: &[&str]) {
                 .filter(|p| !p.is_empty())
                 .filter(|p| !names.contains(&p.split_once('=').map(|(n, _)| n.trim()).unwrap_or(p)))
                 .collect();
-            (!rest.is_empty()).then(|| HeaderValue::from_str(&rest.join("; ")).ok()).flatten()
+            (!rest.is_empty())
+                .then(|| HeaderValue::from_str(&rest.join("; ")).ok())
+                .flatten()
         })
         .collect();
     headers.remove(COOKIE);
@@ -154,7 +161,10 @@ pub fn find_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 #[cfg(test)]
@@ -163,10 +173,23 @@ mod tests {
 
     #[test]
     fn identity_names() {
-        for n in ["x-wechat-unionid", "x_wechat_unionid", "x-wechat_openid", "x_wechat-anything", "X-WeChat-Foo"] {
+        for n in [
+            "x-wechat-unionid",
+            "x_wechat_unionid",
+            "x-wechat_openid",
+            "x_wechat-anything",
+            "X-WeChat-Foo",
+        ] {
             assert!(is_identity_header(n), "{n}");
         }
-        for n in ["x-wechat", "x-wechat-", "x-wechatty", "wechat-unionid", "x-we-chat-id", "content-type"] {
+        for n in [
+            "x-wechat",
+            "x-wechat-",
+            "x-wechatty",
+            "wechat-unionid",
+            "x-we-chat-id",
+            "content-type",
+        ] {
             assert!(!is_identity_header(n), "{n}");
         }
     }
@@ -207,7 +230,10 @@ mod tests {
         assert_eq!(all, vec![HeaderValue::from_static("a=1; b=2")]);
 
         let mut h = HeaderMap::new();
-        h.insert(COOKIE, HeaderValue::from_static("_wxgate_other=1; x=_wxgate"));
+        h.insert(
+            COOKIE,
+            HeaderValue::from_static("_wxgate_other=1; x=_wxgate"),
+        );
         strip_cookies(&mut h, &["_wxgate"]);
         assert_eq!(h.get(COOKIE).unwrap(), "_wxgate_other=1; x=_wxgate");
     }
@@ -216,11 +242,17 @@ mod tests {
     fn finds_cookie_and_bearer() {
         let mut h = HeaderMap::new();
         h.insert(COOKIE, HeaderValue::from_static("x=1; _wxgate=abc"));
-        h.insert(http::header::AUTHORIZATION, HeaderValue::from_static("bearer tok"));
+        h.insert(
+            http::header::AUTHORIZATION,
+            HeaderValue::from_static("bearer tok"),
+        );
         assert_eq!(find_cookie(&h, "_wxgate"), Some("abc"));
         assert_eq!(find_cookie(&h, "_wx"), None);
         assert_eq!(bearer_token(&h), Some("tok"));
-        h.insert(http::header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        h.insert(
+            http::header::AUTHORIZATION,
+            HeaderValue::from_static("Basic abc"),
+        );
         assert_eq!(bearer_token(&h), None);
     }
 }

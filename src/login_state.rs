@@ -59,8 +59,17 @@ impl StateSigner {
     }
 
     /// Check a state from the callback against this browser's binding; returns the nonce.
-    pub fn verify<'a>(&self, state: &'a str, binding: Option<&str>, now: u64) -> Result<&'a str, StateError> {
-        if state.len() != STATE_LEN || !state.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    pub fn verify<'a>(
+        &self,
+        state: &'a str,
+        binding: Option<&str>,
+        now: u64,
+    ) -> Result<&'a str, StateError> {
+        if state.len() != STATE_LEN
+            || !state
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(StateError::Malformed);
         }
         let (nonce, rest) = state.split_at(32);
@@ -87,7 +96,9 @@ pub fn random_hex(bytes: usize) -> String {
 
 /// A login cookie value we issued: 32 lowercase hex digits.
 pub fn is_binding(s: &str) -> bool {
-    s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 32
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[cfg(test)]
@@ -102,8 +113,14 @@ mod tests {
         assert_eq!(state.len(), STATE_LEN);
         assert!(state.len() <= 128 && state.bytes().all(|c| c.is_ascii_alphanumeric()));
         assert_eq!(s.verify(&state, Some(&b), 1001), Ok(nonce.as_str()));
-        assert_eq!(s.verify(&state, Some(&b), 1000 + LOGIN_TTL_SECS), Err(StateError::Expired));
-        assert_eq!(s.verify(&state, Some(&random_hex(16)), 1001), Err(StateError::WrongBrowser));
+        assert_eq!(
+            s.verify(&state, Some(&b), 1000 + LOGIN_TTL_SECS),
+            Err(StateError::Expired)
+        );
+        assert_eq!(
+            s.verify(&state, Some(&random_hex(16)), 1001),
+            Err(StateError::WrongBrowser)
+        );
         assert_eq!(s.verify(&state, None, 1001), Err(StateError::WrongBrowser));
     }
 
@@ -115,10 +132,22 @@ mod tests {
         // Push the expiry forward: the tag no longer matches.
         let mut t = state.clone().into_bytes();
         t[32] = if t[32] == b'f' { b'e' } else { b'f' };
-        assert_eq!(s.verify(std::str::from_utf8(&t).unwrap(), Some(&b), 1001), Err(StateError::WrongBrowser));
-        assert_eq!(s.verify(&state[..71], Some(&b), 1001), Err(StateError::Malformed));
-        assert_eq!(s.verify(&state.to_uppercase(), Some(&b), 1001), Err(StateError::Malformed));
+        assert_eq!(
+            s.verify(std::str::from_utf8(&t).unwrap(), Some(&b), 1001),
+            Err(StateError::WrongBrowser)
+        );
+        assert_eq!(
+            s.verify(&state[..71], Some(&b), 1001),
+            Err(StateError::Malformed)
+        );
+        assert_eq!(
+            s.verify(&state.to_uppercase(), Some(&b), 1001),
+            Err(StateError::Malformed)
+        );
         let other = StateSigner::new(b"another secret that is long enough!!");
-        assert_eq!(other.verify(&state, Some(&b), 1001), Err(StateError::WrongBrowser));
+        assert_eq!(
+            other.verify(&state, Some(&b), 1001),
+            Err(StateError::WrongBrowser)
+        );
     }
 }

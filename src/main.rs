@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 use wxgate::config::Config;
 
 #[derive(Parser)]
-#[command(name = "wxgate", version, about = "WeChat-login gateway: TLS reverse proxy, forward-auth backend and sidecar")]
+#[command(
+    name = "wxgate",
+    version,
+    about = "WeChat-login gateway: TLS reverse proxy, forward-auth backend and sidecar"
+)]
 struct Cli {
     /// Config file (default: $WXGATE_CONFIG, then ./wxgate.toml)
     #[arg(long, global = true)]
@@ -52,7 +56,8 @@ fn main() -> ExitCode {
                 opts.redirect_domains = redirect_domains;
             }
             println!("mock WeChat listening on http://{listen}");
-            rt.block_on(wxgate::mock::run(listen, opts)).context("mock WeChat")
+            rt.block_on(wxgate::mock::run(listen, opts))
+                .context("mock WeChat")
         }),
     };
     match result {

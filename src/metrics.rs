@@ -69,9 +69,16 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("wxgate");
         let requests = Family::<RequestLabels, Counter>::default();
-        registry.register("requests", "Requests handled, by route and status class", requests.clone());
+        registry.register(
+            "requests",
+            "Requests handled, by route and status class",
+            requests.clone(),
+        );
         let upstream_seconds = Histogram::new(
-            [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0].into_iter(),
+            [
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]
+            .into_iter(),
         );
         registry.register(
             "upstream_seconds",
@@ -79,9 +86,17 @@ impl Metrics {
             upstream_seconds.clone(),
         );
         let logins = Family::<LoginLabels, Counter>::default();
-        registry.register("logins", "Login attempts by source and outcome", logins.clone());
+        registry.register(
+            "logins",
+            "Login attempts by source and outcome",
+            logins.clone(),
+        );
         let sessions = Gauge::default();
-        registry.register("sessions", "Live sessions in the store (approximate)", sessions.clone());
+        registry.register(
+            "sessions",
+            "Live sessions in the store (approximate)",
+            sessions.clone(),
+        );
         Self {
             registry,
             requests,
@@ -101,7 +116,9 @@ impl Metrics {
     }
 
     pub fn login(&self, source: &'static str, outcome: &'static str) {
-        self.logins.get_or_create(&LoginLabels { source, outcome }).inc();
+        self.logins
+            .get_or_create(&LoginLabels { source, outcome })
+            .inc();
     }
 
     pub fn render(&self) -> String {
@@ -122,7 +139,10 @@ mod tests {
         m.request(Route::Proxy, 200);
         m.login("website", "ok");
         let t = m.render();
-        assert!(t.contains("wxgate_requests_total{route=\"proxy\",class=\"2xx\"} 1"), "{t}");
+        assert!(
+            t.contains("wxgate_requests_total{route=\"proxy\",class=\"2xx\"} 1"),
+            "{t}"
+        );
         assert!(t.contains("wxgate_logins_total"));
     }
 }

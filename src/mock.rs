@@ -1086,7 +1086,13 @@ fn mock_code(state: &State, q: &Query) -> Resp {
                 crate::crypto::encrypt_user_data(&key, &iv, data.to_string().as_bytes());
             // `unionid=data` mints a code whose jscode2session answer lacks the unionid.
             let in_response = param(q, "unionid") != Some("data");
-            let code = state.mint_code(app, user, SNSAPI_USERINFO, ttl, Some((session_key, in_response)));
+            let code = state.mint_code(
+                app,
+                user,
+                SNSAPI_USERINFO,
+                ttl,
+                Some((session_key, in_response)),
+            );
             use base64::Engine;
             control_json(
                 StatusCode::OK,

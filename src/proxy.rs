@@ -55,7 +55,10 @@ pub fn remove_hop_headers(h: &mut HeaderMap, upgrade: bool) {
     if let Some(te) = h.remove(header::TE) {
         let trailers = te
             .to_str()
-            .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers")))
+            .map(|s| {
+                s.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+            })
             .unwrap_or(false);
         if trailers {
             h.insert(header::TE, HeaderValue::from_static("trailers"));
@@ -75,14 +78,20 @@ pub fn is_upgrade_request(h: &HeaderMap) -> bool {
     h.contains_key(header::UPGRADE)
         && h.get_all(header::CONNECTION).iter().any(|v| {
             v.to_str()
-                .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+                .map(|s| {
+                    s.split(',')
+                        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+                })
                 .unwrap_or(false)
         })
 }
 
 pub fn is_trusted(peer: IpAddr, trusted: &[IpNet]) -> bool {
     let peer = match peer {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
         v4 => v4,
     };
     trusted.iter().any(|n| n.contains(&peer))
@@ -90,7 +99,13 @@ pub fn is_trusted(peer: IpAddr, trusted: &[IpNet]) -> bool {
 
 /// `X-Forwarded-For/Proto/Host`. From an untrusted peer, incoming values are replaced;
 /// from a trusted one, the chain is extended and Proto/Host are kept when present.
-pub fn set_forwarded(h: &mut HeaderMap, peer: IpAddr, trusted: bool, proto: &'static str, host: Option<HeaderValue>) {
+pub fn set_forwarded(
+    h: &mut HeaderMap,
+    peer: IpAddr,
+    trusted: bool,
+    proto: &'static str,
+    host: Option<HeaderValue>,
+) {
     let peer_s = peer.to_string();
     let xff = if trusted {
         let prior: Vec<&str> = h
@@ -153,7 +168,9 @@ impl Proxy {
     pub fn new(s: &Settings) -> Self {
         let mut conn = HttpConnector::new();
         conn.set_nodelay(true);
-        conn.set_connect_timeout(Some(Duration::from_millis(s.raw.upstream.connect_timeout_ms)));
+        conn.set_connect_timeout(Some(Duration::from_millis(
+            s.raw.upstream.connect_timeout_ms,
+        )));
         conn.set_keepalive(Some(Duration::from_secs(60)));
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
@@ -169,7 +186,10 @@ impl Proxy {
 
     /// Send `req` (headers already prepared by the caller: identity, forwarded) upstream.
     /// Returns the response with hop-by-hop headers removed and the time the upstream took.
-    pub async fn forward(&self, mut req: Request<Incoming>) -> Result<(Response<Incoming>, Duration), ProxyError> {
+    pub async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+    ) -> Result<(Response<Incoming>, Duration), ProxyError> {
         let upgrade = req.version() == Version::HTTP_11 && is_upgrade_request(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
@@ -251,7 +271,10 @@ mod tests {
     fn hm(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         h
     }
@@ -285,7 +308,11 @@ mod tests {
 
     #[test]
     fn upgrade_kept_when_asked() {
-        let mut h = hm(&[("connection", "Upgrade"), ("upgrade", "websocket"), ("x-a", "1")]);
+        let mut h = hm(&[
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+            ("x-a", "1"),
+        ]);
         assert!(is_upgrade_request(&h));
         remove_hop_headers(&mut h, true);
         assert_eq!(h["connection"], "upgrade");
@@ -294,8 +321,18 @@ mod tests {
 
     #[test]
     fn forwarded_untrusted_replaces() {
-        let mut h = hm(&[("x-forwarded-for", "6.6.6.6"), ("x-forwarded-proto", "http"), ("x-forwarded-host", "evil")]);
-        set_forwarded(&mut h, "10.0.0.1".parse().unwrap(), false, "https", Some(HeaderValue::from_static("app")));
+        let mut h = hm(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-proto", "http"),
+            ("x-forwarded-host", "evil"),
+        ]);
+        set_forwarded(
+            &mut h,
+            "10.0.0.1".parse().unwrap(),
+            false,
+            "https",
+            Some(HeaderValue::from_static("app")),
+        );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "app");
@@ -303,8 +340,18 @@ mod tests {
 
     #[test]
     fn forwarded_trusted_appends() {
-        let mut h = hm(&[("x-forwarded-for", "1.1.1.1"), ("x-forwarded-for", "2.2.2.2"), ("x-forwarded-proto", "https")]);
-        set_forwarded(&mut h, "10.0.0.1".parse().unwrap(), true, "http", Some(HeaderValue::from_static("app")));
+        let mut h = hm(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-for", "2.2.2.2"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        set_forwarded(
+            &mut h,
+            "10.0.0.1".parse().unwrap(),
+            true,
+            "http",
+            Some(HeaderValue::from_static("app")),
+        );
         assert_eq!(h["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 10.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "app");

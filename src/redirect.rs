@@ -35,9 +35,12 @@ pub fn safe_return(rd: &str, public: &PublicUrl, redirect_hosts: &[String]) -> S
     };
     let host = host.to_ascii_lowercase();
     let allowed = if host == public.host {
-        u.scheme() == public.url.scheme() && u.port_or_known_default() == public.url.port_or_known_default()
+        u.scheme() == public.url.scheme()
+            && u.port_or_known_default() == public.url.port_or_known_default()
     } else {
-        redirect_hosts.iter().any(|h| host_matches(h, &host, u.port()))
+        redirect_hosts
+            .iter()
+            .any(|h| host_matches(h, &host, u.port()))
     };
     if allowed {
         u.to_string()
@@ -71,7 +74,11 @@ mod tests {
     }
 
     fn check(rd: &str) -> String {
-        safe_return(rd, &public(), &["shop.example.com".into(), "admin.example.com:8443".into()])
+        safe_return(
+            rd,
+            &public(),
+            &["shop.example.com".into(), "admin.example.com:8443".into()],
+        )
     }
 
     #[test]
@@ -115,9 +122,21 @@ mod tests {
 
     #[test]
     fn allowed_hosts() {
-        assert_eq!(check("https://app.example.com/x?y=1"), "https://app.example.com/x?y=1");
-        assert_eq!(check("https://APP.example.com/x"), "https://app.example.com/x");
-        assert_eq!(check("https://shop.example.com/cart"), "https://shop.example.com/cart");
-        assert_eq!(check("https://admin.example.com:8443/"), "https://admin.example.com:8443/");
+        assert_eq!(
+            check("https://app.example.com/x?y=1"),
+            "https://app.example.com/x?y=1"
+        );
+        assert_eq!(
+            check("https://APP.example.com/x"),
+            "https://app.example.com/x"
+        );
+        assert_eq!(
+            check("https://shop.example.com/cart"),
+            "https://shop.example.com/cart"
+        );
+        assert_eq!(
+            check("https://admin.example.com:8443/"),
+            "https://admin.example.com:8443/"
+        );
     }
 }

@@ -24,17 +24,25 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl RedisStore {
-    pub async fn connect(url: &str, ttl: Duration, idle: Duration) -> Result<RedisStore, StoreError> {
-        let client = redis::Client::open(url).map_err(|e| unavailable(format!("bad redis_url: {:?}", e.kind())))?;
+    pub async fn connect(
+        url: &str,
+        ttl: Duration,
+        idle: Duration,
+    ) -> Result<RedisStore, StoreError> {
+        let client = redis::Client::open(url)
+            .map_err(|e| unavailable(format!("bad redis_url: {:?}", e.kind())))?;
         let cfg = ConnectionManagerConfig::new()
             .set_connection_timeout(OP_TIMEOUT)
             .set_response_timeout(OP_TIMEOUT)
             .set_number_of_retries(2)
             .set_max_delay(1000);
-        let conn = tokio::time::timeout(OP_TIMEOUT * 2, client.get_connection_manager_with_config(cfg))
-            .await
-            .map_err(|_| unavailable("timed out connecting to redis"))?
-            .map_err(unavailable)?;
+        let conn = tokio::time::timeout(
+            OP_TIMEOUT * 2,
+            client.get_connection_manager_with_config(cfg),
+        )
+        .await
+        .map_err(|_| unavailable("timed out connecting to redis"))?
+        .map_err(unavailable)?;
         Ok(RedisStore {
             conn,
             idle_secs: idle.as_secs().max(1),
@@ -59,7 +67,12 @@ fn session_key(id: &SessionId) -> String {
 impl SessionStore for RedisStore {
     async fn get(&self, id: &SessionId, now: u64) -> Result<Option<Arc<Session>>, StoreError> {
         let raw: Option<Vec<u8>> = self
-            .run(redis::cmd("GETEX").arg(session_key(id)).arg("EX").arg(self.idle_secs))
+            .run(
+                redis::cmd("GETEX")
+                    .arg(session_key(id))
+                    .arg("EX")
+                    .arg(self.idle_secs),
+            )
             .await?;
         let Some(raw) = raw else { return Ok(None) };
         // A record we cannot read is no session (and never a crash).
@@ -71,16 +84,29 @@ impl SessionStore for RedisStore {
     async fn insert(&self, id: SessionId, s: Session) -> Result<(), StoreError> {
         let v = serde_json::to_vec(&s).map_err(unavailable)?;
         let ex = self.idle_secs.min(self.ttl_secs);
-        self.run::<()>(redis::cmd("SET").arg(session_key(&id)).arg(v).arg("EX").arg(ex))
-            .await
+        self.run::<()>(
+            redis::cmd("SET")
+                .arg(session_key(&id))
+                .arg(v)
+                .arg("EX")
+                .arg(ex),
+        )
+        .await
     }
     async fn remove(&self, id: &SessionId) -> Result<(), StoreError> {
-        self.run::<i64>(redis::cmd("DEL").arg(session_key(id))).await.map(|_| ())
+        self.run::<i64>(redis::cmd("DEL").arg(session_key(id)))
+            .await
+            .map(|_| ())
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.run::<String>(&redis::cmd("PING")).await.map(|_| ())
     }
-    async fn put_pending(&self, nonce: &str, p: PendingLogin, ttl: Duration) -> Result<(), StoreError> {
+    async fn put_pending(
+        &self,
+        nonce: &str,
+        p: PendingLogin,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
         let v = serde_json::to_vec(&p).map_err(unavailable)?;
         self.run::<()>(
             redis::cmd("SET")
@@ -92,10 +118,17 @@ impl SessionStore for RedisStore {
         .await
     }
     async fn take_pending(&self, nonce: &str) -> Result<Option<PendingLogin>, StoreError> {
-        let raw: Option<Vec<u8>> = self.run(redis::cmd("GETDEL").arg(format!("wxgate:p:{nonce}"))).await?;
+        let raw: Option<Vec<u8>> = self
+            .run(redis::cmd("GETDEL").arg(format!("wxgate:p:{nonce}")))
+            .await?;
         Ok(raw.and_then(|r| serde_json::from_slice(&r).ok()))
     }
-    async fn put_completed(&self, nonce: &str, p: PendingLogin, ttl: Duration) -> Result<(), StoreError> {
+    async fn put_completed(
+        &self,
+        nonce: &str,
+        p: PendingLogin,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
         let v = serde_json::to_vec(&p).map_err(unavailable)?;
         self.run::<()>(
             redis::cmd("SET")
@@ -107,7 +140,9 @@ impl SessionStore for RedisStore {
         .await
     }
     async fn get_completed(&self, nonce: &str) -> Result<Option<PendingLogin>, StoreError> {
-        let raw: Option<Vec<u8>> = self.run(redis::cmd("GET").arg(format!("wxgate:c:{nonce}"))).await?;
+        let raw: Option<Vec<u8>> = self
+            .run(redis::cmd("GET").arg(format!("wxgate:c:{nonce}")))
+            .await?;
         Ok(raw.and_then(|r| serde_json::from_slice(&r).ok()))
     }
     fn session_count(&self) -> Option<u64> {

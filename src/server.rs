@@ -20,7 +20,10 @@ use crate::gateway::App;
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("TLS: {0}")]
     Tls(String),
     #[error("session store: {0}")]
@@ -69,7 +72,9 @@ pub async fn serve_on(listener: TcpListener, settings: Settings) -> Result<Runni
         .await
         .map_err(|e| ServeError::Store(e.to_string()))?;
     let tls = match &settings.tls {
-        Some(files) => Some(tokio_rustls::TlsAcceptor::from(files.server_config().map_err(ServeError::Tls)?)),
+        Some(files) => Some(tokio_rustls::TlsAcceptor::from(
+            files.server_config().map_err(ServeError::Tls)?,
+        )),
         None => None,
     };
     let app = App::new(settings, store).map_err(|e| ServeError::Client(e.to_string()))?;
@@ -140,17 +145,18 @@ async fn accept_loop(
             });
             match tls {
                 Some(acceptor) => {
-                    let stream = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
+                    let stream =
+                        match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
                     if let Err(e) = watcher.watch(conn.into_owned()).await {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -167,7 +173,10 @@ async fn accept_loop(
     }
     drop(listener);
     let grace = Duration::from_secs(app.settings.raw.server.shutdown_grace_secs);
-    tracing::info!(grace_secs = grace.as_secs(), "shutting down: draining in-flight requests");
+    tracing::info!(
+        grace_secs = grace.as_secs(),
+        "shutting down: draining in-flight requests"
+    );
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("all connections closed"),
         _ = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),

@@ -114,17 +114,41 @@ pub enum StoreError {
 
 /// The session store. Implementations: [`MemoryStore`] and [`crate::redis_store::RedisStore`].
 pub trait SessionStore: Send + Sync + 'static {
-    fn get(&self, id: &SessionId, now: u64) -> impl Future<Output = Result<Option<Arc<Session>>, StoreError>> + Send;
-    fn insert(&self, id: SessionId, s: Session) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn get(
+        &self,
+        id: &SessionId,
+        now: u64,
+    ) -> impl Future<Output = Result<Option<Arc<Session>>, StoreError>> + Send;
+    fn insert(
+        &self,
+        id: SessionId,
+        s: Session,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn remove(&self, id: &SessionId) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Remember a login in flight under its nonce, for at most `ttl`.
-    fn put_pending(&self, nonce: &str, p: PendingLogin, ttl: Duration) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn put_pending(
+        &self,
+        nonce: &str,
+        p: PendingLogin,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Take (and so consume) a login in flight: the second caller gets `None`.
-    fn take_pending(&self, nonce: &str) -> impl Future<Output = Result<Option<PendingLogin>, StoreError>> + Send;
+    fn take_pending(
+        &self,
+        nonce: &str,
+    ) -> impl Future<Output = Result<Option<PendingLogin>, StoreError>> + Send;
     /// Remember that a login finished, so a repeated callback from the same browser can redirect.
-    fn put_completed(&self, nonce: &str, p: PendingLogin, ttl: Duration) -> impl Future<Output = Result<(), StoreError>> + Send;
-    fn get_completed(&self, nonce: &str) -> impl Future<Output = Result<Option<PendingLogin>, StoreError>> + Send;
+    fn put_completed(
+        &self,
+        nonce: &str,
+        p: PendingLogin,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn get_completed(
+        &self,
+        nonce: &str,
+    ) -> impl Future<Output = Result<Option<PendingLogin>, StoreError>> + Send;
     /// Number of live sessions (approximate), for metrics; `None` when the store cannot say cheaply.
     fn session_count(&self) -> Option<u64>;
 }
@@ -175,14 +199,24 @@ impl SessionStore for MemoryStore {
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
-    async fn put_pending(&self, nonce: &str, p: PendingLogin, _ttl: Duration) -> Result<(), StoreError> {
+    async fn put_pending(
+        &self,
+        nonce: &str,
+        p: PendingLogin,
+        _ttl: Duration,
+    ) -> Result<(), StoreError> {
         self.pending.insert(nonce.into(), p);
         Ok(())
     }
     async fn take_pending(&self, nonce: &str) -> Result<Option<PendingLogin>, StoreError> {
         Ok(self.pending.remove(nonce))
     }
-    async fn put_completed(&self, nonce: &str, p: PendingLogin, _ttl: Duration) -> Result<(), StoreError> {
+    async fn put_completed(
+        &self,
+        nonce: &str,
+        p: PendingLogin,
+        _ttl: Duration,
+    ) -> Result<(), StoreError> {
         self.completed.insert(nonce.into(), p);
         Ok(())
     }
@@ -202,7 +236,10 @@ pub enum Store {
 
 impl Store {
     pub async fn connect(cfg: &crate::config::SessionConfig) -> Result<Store, StoreError> {
-        let (ttl, idle) = (Duration::from_secs(cfg.ttl_secs), Duration::from_secs(cfg.idle_secs));
+        let (ttl, idle) = (
+            Duration::from_secs(cfg.ttl_secs),
+            Duration::from_secs(cfg.idle_secs),
+        );
         if cfg.store == "redis" {
             let r = crate::redis_store::RedisStore::connect(&cfg.redis_url, ttl, idle).await?;
             return Ok(Store::Redis(r));
@@ -233,13 +270,23 @@ impl SessionStore for Store {
     async fn ping(&self) -> Result<(), StoreError> {
         delegate!(self, s => s.ping().await)
     }
-    async fn put_pending(&self, nonce: &str, p: PendingLogin, ttl: Duration) -> Result<(), StoreError> {
+    async fn put_pending(
+        &self,
+        nonce: &str,
+        p: PendingLogin,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
         delegate!(self, s => s.put_pending(nonce, p, ttl).await)
     }
     async fn take_pending(&self, nonce: &str) -> Result<Option<PendingLogin>, StoreError> {
         delegate!(self, s => s.take_pending(nonce).await)
     }
-    async fn put_completed(&self, nonce: &str, p: PendingLogin, ttl: Duration) -> Result<(), StoreError> {
+    async fn put_completed(
+        &self,
+        nonce: &str,
+        p: PendingLogin,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
         delegate!(self, s => s.put_completed(nonce, p, ttl).await)
     }
     async fn get_completed(&self, nonce: &str) -> Result<Option<PendingLogin>, StoreError> {
@@ -300,7 +347,10 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(120)).await;
         assert!(st.get(&id, 0).await.unwrap().is_some());
         tokio::time::sleep(Duration::from_millis(120)).await;
-        assert!(st.get(&id, 0).await.unwrap().is_some(), "a read keeps it alive");
+        assert!(
+            st.get(&id, 0).await.unwrap().is_some(),
+            "a read keeps it alive"
+        );
         tokio::time::sleep(Duration::from_millis(350)).await;
         assert!(st.get(&id, 0).await.unwrap().is_none(), "idle too long");
     }
@@ -313,7 +363,9 @@ mod tests {
             binding: "b".into(),
             source: Source::Website,
         };
-        st.put_pending("n1", p.clone(), Duration::from_secs(600)).await.unwrap();
+        st.put_pending("n1", p.clone(), Duration::from_secs(600))
+            .await
+            .unwrap();
         assert_eq!(st.take_pending("n1").await.unwrap(), Some(p));
         assert_eq!(st.take_pending("n1").await.unwrap(), None);
     }

@@ -43,29 +43,54 @@ fn bad(key: &str, reason: String) -> ConfigError {
 
 impl TlsFiles {
     pub fn load(cert: &Path, key: &Path) -> Result<TlsFiles, ConfigError> {
-        let cert_pem = std::fs::read(cert)
-            .map_err(|e| bad("server.tls_cert", format!("cannot read {}: {e}", cert.display())))?;
+        let cert_pem = std::fs::read(cert).map_err(|e| {
+            bad(
+                "server.tls_cert",
+                format!("cannot read {}: {e}", cert.display()),
+            )
+        })?;
         let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| bad("server.tls_cert", format!("{} is not PEM: {e}", cert.display())))?;
+            .map_err(|e| {
+                bad(
+                    "server.tls_cert",
+                    format!("{} is not PEM: {e}", cert.display()),
+                )
+            })?;
         if certs.is_empty() {
             return Err(bad(
                 "server.tls_cert",
                 format!("{} holds no CERTIFICATE block", cert.display()),
             ));
         }
-        let key_pem = std::fs::read(key)
-            .map_err(|e| bad("server.tls_key", format!("cannot read {}: {e}", key.display())))?;
+        let key_pem = std::fs::read(key).map_err(|e| {
+            bad(
+                "server.tls_key",
+                format!("cannot read {}: {e}", key.display()),
+            )
+        })?;
         let key_der = rustls_pemfile::private_key(&mut key_pem.as_slice())
-            .map_err(|e| bad("server.tls_key", format!("{} is not PEM: {e}", key.display())))?
-            .ok_or_else(|| bad("server.tls_key", format!("{} holds no private key", key.display())))?;
+            .map_err(|e| {
+                bad(
+                    "server.tls_key",
+                    format!("{} is not PEM: {e}", key.display()),
+                )
+            })?
+            .ok_or_else(|| {
+                bad(
+                    "server.tls_key",
+                    format!("{} holds no private key", key.display()),
+                )
+            })?;
         let files = TlsFiles {
             cert_path: cert.to_path_buf(),
             certs,
             key: key_der,
         };
         // Fail at load, not at the first handshake, when key and certificate do not fit.
-        files.server_config().map_err(|e| bad("server.tls_key", e))?;
+        files
+            .server_config()
+            .map_err(|e| bad("server.tls_key", e))?;
         Ok(files)
     }
 
@@ -92,8 +117,9 @@ pub fn ensure_self_signed(dir: &Path, names: &[&str]) -> std::io::Result<(PathBu
         return Ok((cert, key));
     }
     std::fs::create_dir_all(dir)?;
-    let ck = rcgen::generate_simple_self_signed(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-        .map_err(std::io::Error::other)?;
+    let ck =
+        rcgen::generate_simple_self_signed(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .map_err(std::io::Error::other)?;
     write_private(&key, ck.key_pair.serialize_pem().as_bytes())?;
     std::fs::write(&cert, ck.cert.pem())?;
     Ok((cert, key))
@@ -127,7 +153,8 @@ mod tests {
 
     #[test]
     fn missing_cert_names_key() {
-        let e = TlsFiles::load(Path::new("/nonexistent.crt"), Path::new("/nonexistent.key")).unwrap_err();
+        let e = TlsFiles::load(Path::new("/nonexistent.crt"), Path::new("/nonexistent.key"))
+            .unwrap_err();
         assert!(e.to_string().contains("server.tls_cert"));
     }
 }

@@ -92,7 +92,10 @@ mod tests {
 
     #[test]
     fn paths() {
-        assert_eq!(requested_name("/MP_verify_abc.txt"), Some("MP_verify_abc.txt"));
+        assert_eq!(
+            requested_name("/MP_verify_abc.txt"),
+            Some("MP_verify_abc.txt")
+        );
         assert_eq!(requested_name("/x/MP_verify_abc.txt"), None);
         assert_eq!(requested_name("/%2e%2e/MP_verify_abc.txt"), None);
         assert_eq!(requested_name("/..%2fMP_verify_abc.txt"), None);

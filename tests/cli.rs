@@ -26,7 +26,10 @@ fn check_with(toml: &str, envs: &[(&str, &str)]) -> (bool, String, String) {
     let path = dir.path().join("wxgate.toml");
     std::fs::write(&path, toml).unwrap();
     let mut cmd = Command::new(bin());
-    cmd.arg("check").arg("--config").arg(&path).current_dir(dir.path());
+    cmd.arg("check")
+        .arg("--config")
+        .arg(&path)
+        .current_dir(dir.path());
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -46,8 +49,14 @@ fn check(toml: &str) -> (bool, String, String) {
 fn good_config_prints_redacted() {
     let (ok, out, err) = check(GOOD);
     assert!(ok, "{err}");
-    assert!(out.contains("[server]") && out.contains("public_url = \"https://app.example.com\""), "{out}");
-    assert!(!out.contains("website-secret-value-1234") && !out.contains("0123456789abcdef"), "{out}");
+    assert!(
+        out.contains("[server]") && out.contains("public_url = \"https://app.example.com\""),
+        "{out}"
+    );
+    assert!(
+        !out.contains("website-secret-value-1234") && !out.contains("0123456789abcdef"),
+        "{out}"
+    );
     assert!(out.contains("<redacted>"));
 }
 
@@ -104,13 +113,19 @@ fn every_config_error_names_its_key() {
         let (ok, out, err) = check(&toml);
         assert!(!ok, "should fail for {key}: {out}");
         assert!(err.contains(key), "error for {key} does not name it: {err}");
-        assert!(!err.contains("website-secret-value-1234"), "secret leaked: {err}");
+        assert!(
+            !err.contains("website-secret-value-1234"),
+            "secret leaked: {err}"
+        );
     }
 }
 
 #[test]
 fn missing_config_file_is_an_error() {
-    let out = Command::new(bin()).args(["check", "--config", "/nonexistent/wxgate.toml"]).output().unwrap();
+    let out = Command::new(bin())
+        .args(["check", "--config", "/nonexistent/wxgate.toml"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/wxgate.toml"));
 }
@@ -122,24 +137,48 @@ fn environment_overrides_and_secret_files() {
     std::fs::write(&secret_path, "  from-a-file-0123456789abcdef0123456789\n").unwrap();
     let toml = GOOD.replace("cookie_secret = \"0123456789abcdef0123456789abcdef-x\"", "");
     // No cookie_secret in the file: the environment provides it.
-    let (ok, _, err) = check_with(&toml, &[("WXGATE_SESSION__COOKIE_SECRET", "from-env-0123456789abcdef0123456789ab")]);
+    let (ok, _, err) = check_with(
+        &toml,
+        &[(
+            "WXGATE_SESSION__COOKIE_SECRET",
+            "from-env-0123456789abcdef0123456789ab",
+        )],
+    );
     assert!(ok, "{err}");
-    let (ok, _, err) = check_with(&toml, &[("WXGATE_SESSION__COOKIE_SECRET_FILE", secret_path.to_str().unwrap())]);
+    let (ok, _, err) = check_with(
+        &toml,
+        &[(
+            "WXGATE_SESSION__COOKIE_SECRET_FILE",
+            secret_path.to_str().unwrap(),
+        )],
+    );
     assert!(ok, "{err}");
     // Nested app keys and plain values.
     let (ok, out, err) = check_with(
         GOOD,
-        &[("WXGATE_WECHAT__WEBSITE__APPID", "wxfromenv"), ("WXGATE_UPSTREAM__TIMEOUT_SECS", "7")],
+        &[
+            ("WXGATE_WECHAT__WEBSITE__APPID", "wxfromenv"),
+            ("WXGATE_UPSTREAM__TIMEOUT_SECS", "7"),
+        ],
     );
     assert!(ok, "{err}");
-    assert!(out.contains("appid = \"wxfromenv\"") && out.contains("timeout_secs = 7"), "{out}");
+    assert!(
+        out.contains("appid = \"wxfromenv\"") && out.contains("timeout_secs = 7"),
+        "{out}"
+    );
     // Env errors name the key too.
     let (ok, _, err) = check_with(GOOD, &[("WXGATE_SESSION__COOKIE_SECRET", "short")]);
     assert!(!ok && err.contains("session.cookie_secret"), "{err}");
     let (ok, _, err) = check_with(GOOD, &[("WXGATE_SERVER__NO_SUCH_KEY", "1")]);
     assert!(!ok && err.contains("no_such_key"), "{err}");
     // Both a secret and its file: refused.
-    let (ok, _, err) = check_with(GOOD, &[("WXGATE_SESSION__COOKIE_SECRET_FILE", secret_path.to_str().unwrap())]);
+    let (ok, _, err) = check_with(
+        GOOD,
+        &[(
+            "WXGATE_SESSION__COOKIE_SECRET_FILE",
+            secret_path.to_str().unwrap(),
+        )],
+    );
     assert!(!ok && err.contains("session.cookie_secret"), "{err}");
 }
 
@@ -155,16 +194,50 @@ fn config_example_passes_check() {
         .env_remove("WXGATE_CONFIG")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // And every key it documents is one the gateway knows (the file is the full list).
     let text = std::fs::read_to_string(root.join("config.example.toml")).unwrap();
     for key in [
-        "listen", "public_url", "tls_cert", "tls_key", "prefix", "trusted_proxies", "url", "connect_timeout_ms", "timeout_secs",
-        "api_base", "open_base", "timeout_ms", "appid", "secret", "scope", "cookie_name", "cookie_secret", "cookie_domain",
-        "ttl_secs", "idle_secs", "store", "redis_url", "max_sessions", "public_paths", "allow_unionids", "allow_openids",
-        "require_unionid", "redirect_hosts", "sign_secret", "dir", "files",
+        "listen",
+        "public_url",
+        "tls_cert",
+        "tls_key",
+        "prefix",
+        "trusted_proxies",
+        "url",
+        "connect_timeout_ms",
+        "timeout_secs",
+        "api_base",
+        "open_base",
+        "timeout_ms",
+        "appid",
+        "secret",
+        "scope",
+        "cookie_name",
+        "cookie_secret",
+        "cookie_domain",
+        "ttl_secs",
+        "idle_secs",
+        "store",
+        "redis_url",
+        "max_sessions",
+        "public_paths",
+        "allow_unionids",
+        "allow_openids",
+        "require_unionid",
+        "redirect_hosts",
+        "sign_secret",
+        "dir",
+        "files",
     ] {
-        assert!(text.contains(&format!("\n{key} = ")), "config.example.toml lacks {key}");
+        assert!(
+            text.contains(&format!("\n{key} = ")),
+            "config.example.toml lacks {key}"
+        );
     }
 }
 
@@ -184,7 +257,10 @@ impl Drop for Child {
 
 fn spawn_run(config: &Path, envs: &[(&str, &str)]) -> Child {
     let mut cmd = Command::new(bin());
-    cmd.args(["run", "--config"]).arg(config).stderr(Stdio::piped()).stdout(Stdio::null());
+    cmd.args(["run", "--config"])
+        .arg(config)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null());
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -200,7 +276,10 @@ fn spawn_run(config: &Path, envs: &[(&str, &str)]) -> Child {
                 let at = line.find("addr").unwrap();
                 let rest = &line[at..];
                 let start = rest.find(|c: char| c.is_ascii_digit()).unwrap();
-                let end = rest[start..].find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':')).map(|e| start + e).unwrap_or(rest.len());
+                let end = rest[start..]
+                    .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':'))
+                    .map(|e| start + e)
+                    .unwrap_or(rest.len());
                 let _ = tx.send(rest[start..end].parse::<std::net::SocketAddr>().unwrap());
                 sent = true;
             }
@@ -209,7 +288,9 @@ fn spawn_run(config: &Path, envs: &[(&str, &str)]) -> Child {
             g.push('\n');
         }
     });
-    let addr = rx.recv_timeout(Duration::from_secs(20)).expect("wxgate did not start");
+    let addr = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("wxgate did not start");
     Child { child, addr, log }
 }
 
@@ -218,15 +299,25 @@ async fn sigterm_drains_in_flight_request() {
     let up = start_upstream().await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("wxgate.toml");
-    let toml = config_toml(up.addr, "http://127.0.0.1:9", "[access]\npublic_paths = [\"/\"]\n")
-        .replace("timeout_secs = 2", "timeout_secs = 10");
+    let toml = config_toml(
+        up.addr,
+        "http://127.0.0.1:9",
+        "[access]\npublic_paths = [\"/\"]\n",
+    )
+    .replace("timeout_secs = 2", "timeout_secs = 10");
     std::fs::write(&cfg, toml).unwrap();
     let mut child = spawn_run(&cfg, &[("RUST_LOG", "info")]);
     let url = format!("http://{}/slow?ms=1500", child.addr);
-    let inflight = tokio::spawn(async move { send(&client(), http::Request::get(url).body(empty()).unwrap()).await });
+    let inflight = tokio::spawn(async move {
+        send(&client(), http::Request::get(url).body(empty()).unwrap()).await
+    });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let pid = child.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
     let r = inflight.await.unwrap();
     assert_eq!(r.status, http::StatusCode::OK);
     assert_eq!(r.text(), "slow done");
@@ -236,11 +327,17 @@ async fn sigterm_drains_in_flight_request() {
             assert!(status.success(), "exit status {status}");
             break;
         }
-        assert!(t.elapsed() < Duration::from_secs(10), "did not exit after SIGTERM");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "did not exit after SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let log = child.log.lock().unwrap().clone();
-    assert!(log.contains("signal received") && log.contains("draining"), "{log}");
+    assert!(
+        log.contains("signal received") && log.contains("draining"),
+        "{log}"
+    );
 }
 
 #[tokio::test]
@@ -253,16 +350,32 @@ async fn logs_one_line_per_request_json_and_no_secrets() {
     // The public_url must match the port the child binds: use a fixed free port.
     let port = closed_port().await.port();
     let toml = toml
-        .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""))
-        .replace("public_url = \"http://127.0.0.1\"", &format!("public_url = \"http://127.0.0.1:{port}\""));
+        .replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{port}\""),
+        )
+        .replace(
+            "public_url = \"http://127.0.0.1\"",
+            &format!("public_url = \"http://127.0.0.1:{port}\""),
+        );
     std::fs::write(&cfg, &toml).unwrap();
     let child = spawn_run(&cfg, &[("RUST_LOG", "debug")]);
 
-    let gw = Gateway { addr: child.addr, running: None };
+    let gw = Gateway {
+        addr: child.addr,
+        running: None,
+    };
     let env = Env { up, mock, gw };
     let mut b = Browser::pc();
     let (_, cb) = to_callback(&env, &mut b, "/after?token=abc", "alice").await;
-    let code = cb.split("code=").nth(1).unwrap().split('&').next().unwrap().to_string();
+    let code = cb
+        .split("code=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_string();
     let state = state_of(&cb);
     let r = b.nav(&cb).await;
     assert_eq!(r.status, http::StatusCode::FOUND);
@@ -271,12 +384,25 @@ async fn logs_one_line_per_request_json_and_no_secrets() {
     assert_eq!(r.status, http::StatusCode::OK);
     // A failing code exchange logs too, without the code.
     let (_, cb2) = to_callback(&env, &mut b, "/", "alice").await;
-    let code2 = cb2.split("code=").nth(1).unwrap().split('&').next().unwrap().to_string();
+    let code2 = cb2
+        .split("code=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_string();
     let _ = b.nav(&cb2.replace(&code2, &code)).await;
     // App login: the token and the mini program's session_key must not be logged either.
     let minted = send(
         &client(),
-        http::Request::post(format!("{}/mock/code?appid={}&user=bob", env.mock.url(), fixtures::MINI_APPID)).body(empty()).unwrap(),
+        http::Request::post(format!(
+            "{}/mock/code?appid={}&user=bob",
+            env.mock.url(),
+            fixtures::MINI_APPID
+        ))
+        .body(empty())
+        .unwrap(),
     )
     .await
     .json();
@@ -306,11 +432,18 @@ async fn logs_one_line_per_request_json_and_no_secrets() {
         token.as_str(),
         "token=abc",
     ] {
-        assert!(!log.contains(secret), "log contains a secret ({secret}):\n{log}");
+        assert!(
+            !log.contains(secret),
+            "log contains a secret ({secret}):\n{log}"
+        );
     }
     // No long random-looking runs at all (access tokens, refresh tokens, session keys).
-    for word in log.split(|c: char| !c.is_ascii_alphanumeric() && c != '+' && c != '/' && c != '=') {
-        assert!(word.len() < 32, "suspicious token-like string in log: {word}");
+    for word in log.split(|c: char| !c.is_ascii_alphanumeric() && c != '+' && c != '/' && c != '=')
+    {
+        assert!(
+            word.len() < 32,
+            "suspicious token-like string in log: {word}"
+        );
     }
     // One JSON access line per request with method, path (no query), status, latency, upstream time.
     let access: Vec<serde_json::Value> = log
@@ -318,8 +451,51 @@ async fn logs_one_line_per_request_json_and_no_secrets() {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|v| v.get("status").is_some() && v.get("method").is_some())
         .collect();
-    let proxied = access.iter().find(|v| v["path"] == "/after").expect("access line for /after");
+    let proxied = access
+        .iter()
+        .find(|v| v["path"] == "/after")
+        .expect("access line for /after");
     assert_eq!(proxied["status"], 200);
-    assert!(proxied["latency_ms"].is_number() && proxied["upstream_ms"].is_number(), "{proxied}");
-    assert!(access.iter().any(|v| v["path"] == "/_wxgate/callback" && v["status"] == 302));
+    assert!(
+        proxied["latency_ms"].is_number() && proxied["upstream_ms"].is_number(),
+        "{proxied}"
+    );
+    assert!(access
+        .iter()
+        .any(|v| v["path"] == "/_wxgate/callback" && v["status"] == 302));
+}
+
+#[tokio::test]
+async fn mock_wechat_command_serves() {
+    let port = closed_port().await.port();
+    let mut child = Command::new(bin())
+        .args(["mock-wechat", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    let reply = loop {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            let url = format!(
+                "http://127.0.0.1:{port}/sns/oauth2/access_token?appid={}&secret=wrong&code=x&grant_type=authorization_code",
+                fixtures::WEBSITE_APPID
+            );
+            break send(&client(), http::Request::get(url).body(empty()).unwrap()).await;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "mock did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    // Like WeChat: an error is HTTP 200 with errcode, as text/plain.
+    assert_eq!(reply.status, http::StatusCode::OK);
+    assert!(reply.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    assert_eq!(reply.json()["errcode"], 40125);
 }

@@ -9,7 +9,12 @@ use serde_json::{json, Value};
 async fn mint(env: &Env, appid: &str, user: &str, extra: &str) -> Value {
     let r = send(
         &client(),
-        Request::post(format!("{}/mock/code?appid={appid}&user={user}{extra}", env.mock.url())).body(empty()).unwrap(),
+        Request::post(format!(
+            "{}/mock/code?appid={appid}&user={user}{extra}",
+            env.mock.url()
+        ))
+        .body(empty())
+        .unwrap(),
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
@@ -42,8 +47,16 @@ async fn with_bearer(env: &Env, method: &str, path: &str, token: &str) -> Reply 
 }
 
 async fn app_login(env: &Env, user: &str) -> Value {
-    let code = mint(env, fixtures::MOBILE_APPID, user, "").await["code"].as_str().unwrap().to_string();
-    let r = post_json(env, "/_wxgate/app/login", &json!({ "code": code }).to_string()).await;
+    let code = mint(env, fixtures::MOBILE_APPID, user, "").await["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = post_json(
+        env,
+        "/_wxgate/app/login",
+        &json!({ "code": code }).to_string(),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     r.json()
 }
@@ -64,8 +77,14 @@ async fn mini_login(env: &Env, user: &str, with_data: bool) -> Value {
 async fn app_login_end_to_end() {
     let env = env("").await;
     let v = app_login(&env, "alice").await;
-    assert_eq!(v["openid"], fixtures::openid(fixtures::MOBILE_APPID, "alice"));
-    assert_eq!(v["unionid"], fixtures::user("alice").unwrap().unionid.unwrap());
+    assert_eq!(
+        v["openid"],
+        fixtures::openid(fixtures::MOBILE_APPID, "alice")
+    );
+    assert_eq!(
+        v["unionid"],
+        fixtures::user("alice").unwrap().unionid.unwrap()
+    );
     assert_eq!(v["expires_in"], 604800);
     let token = v["token"].as_str().unwrap();
     assert!(token.len() >= 22);
@@ -75,10 +94,23 @@ async fn app_login_end_to_end() {
     // The bearer token works on protected paths; the upstream sees identity, not the token.
     let r = with_bearer(&env, "GET", "/api/orders", token).await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(r.echoed_header("x-wechat-source").as_deref(), Some("mobile_app"));
-    assert_eq!(r.echoed_header("x-wechat-appid").as_deref(), Some(fixtures::MOBILE_APPID));
-    assert_eq!(r.echoed_header("x-wechat-nickname").as_deref(), Some("Alice%20%F0%9F%90%BC%20%E5%B0%8F%E7%88%B1"));
-    assert_eq!(r.echoed_header("authorization"), None, "the gateway's bearer token is not forwarded");
+    assert_eq!(
+        r.echoed_header("x-wechat-source").as_deref(),
+        Some("mobile_app")
+    );
+    assert_eq!(
+        r.echoed_header("x-wechat-appid").as_deref(),
+        Some(fixtures::MOBILE_APPID)
+    );
+    assert_eq!(
+        r.echoed_header("x-wechat-nickname").as_deref(),
+        Some("Alice%20%F0%9F%90%BC%20%E5%B0%8F%E7%88%B1")
+    );
+    assert_eq!(
+        r.echoed_header("authorization"),
+        None,
+        "the gateway's bearer token is not forwarded"
+    );
     // /auth and /userinfo accept it too.
     let r = with_bearer(&env, "GET", "/_wxgate/auth", token).await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
@@ -109,7 +141,10 @@ async fn foreign_authorization_headers_pass_with_cookie_sessions() {
             .unwrap(),
     )
     .await;
-    assert_eq!(r.echoed_header("authorization").as_deref(), Some("Basic dXNlcjpwYXNz"));
+    assert_eq!(
+        r.echoed_header("authorization").as_deref(),
+        Some("Basic dXNlcjpwYXNz")
+    );
 }
 
 #[tokio::test]
@@ -117,19 +152,37 @@ async fn mini_program_login_with_and_without_encrypted_data() {
     let env = env("").await;
     let v = mini_login(&env, "alice", true).await;
     assert_eq!(v["openid"], fixtures::openid(fixtures::MINI_APPID, "alice"));
-    assert_eq!(v["unionid"], fixtures::user("alice").unwrap().unionid.unwrap());
+    assert_eq!(
+        v["unionid"],
+        fixtures::user("alice").unwrap().unionid.unwrap()
+    );
     let token = v["token"].as_str().unwrap();
     let r = with_bearer(&env, "GET", "/profile", token).await;
-    assert_eq!(r.echoed_header("x-wechat-source").as_deref(), Some("mini_program"));
-    assert_eq!(r.echoed_header("x-wechat-nickname").as_deref(), Some("Alice%20%F0%9F%90%BC%20%E5%B0%8F%E7%88%B1"));
-    assert_eq!(r.echoed_header("x-wechat-avatar").as_deref(), Some(fixtures::user("alice").unwrap().avatar));
+    assert_eq!(
+        r.echoed_header("x-wechat-source").as_deref(),
+        Some("mini_program")
+    );
+    assert_eq!(
+        r.echoed_header("x-wechat-nickname").as_deref(),
+        Some("Alice%20%F0%9F%90%BC%20%E5%B0%8F%E7%88%B1")
+    );
+    assert_eq!(
+        r.echoed_header("x-wechat-avatar").as_deref(),
+        Some(fixtures::user("alice").unwrap().avatar)
+    );
     let u = with_bearer(&env, "GET", "/_wxgate/userinfo", token).await;
     let text = u.text();
-    assert!(!text.contains("session_key") && !text.contains("sessionKey"), "{text}");
+    assert!(
+        !text.contains("session_key") && !text.contains("sessionKey"),
+        "{text}"
+    );
 
     // Without encryptedData: openid/unionid from jscode2session only.
     let v = mini_login(&env, "bob", false).await;
-    assert_eq!(v["unionid"], fixtures::user("bob").unwrap().unionid.unwrap());
+    assert_eq!(
+        v["unionid"],
+        fixtures::user("bob").unwrap().unionid.unwrap()
+    );
     // A user without unionid.
     let v = mini_login(&env, "carol", true).await;
     assert_eq!(v["unionid"], Value::Null);
@@ -142,14 +195,22 @@ async fn mini_program_unionid_from_decrypted_data() {
     let env = env("").await;
     let m = mint(&env, fixtures::MINI_APPID, "alice", "&unionid=data").await;
     // Without the data, jscode2session gives no unionid ...
-    let r = post_json(&env, "/_wxgate/miniprogram/login", &json!({"code": m["code"]}).to_string()).await;
+    let r = post_json(
+        &env,
+        "/_wxgate/miniprogram/login",
+        &json!({"code": m["code"]}).to_string(),
+    )
+    .await;
     assert_eq!(r.json()["unionid"], Value::Null);
     // ... with it, the decrypted data does.
     let m = mint(&env, fixtures::MINI_APPID, "alice", "&unionid=data").await;
     let body = json!({"code": m["code"], "encryptedData": m["encryptedData"], "iv": m["iv"]});
     let r = post_json(&env, "/_wxgate/miniprogram/login", &body.to_string()).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-    assert_eq!(r.json()["unionid"], fixtures::user("alice").unwrap().unionid.unwrap());
+    assert_eq!(
+        r.json()["unionid"],
+        fixtures::user("alice").unwrap().unionid.unwrap()
+    );
 }
 
 #[tokio::test]
@@ -157,11 +218,20 @@ async fn same_unionid_across_website_app_and_mini_program() {
     let env = env("").await;
     let mut b = Browser::pc();
     login(&env, &mut b, "/", "bob").await;
-    let web = fetch(&env, &mut b, "/").await.echoed_header("x-wechat-unionid").unwrap();
+    let web = fetch(&env, &mut b, "/")
+        .await
+        .echoed_header("x-wechat-unionid")
+        .unwrap();
     let app = app_login(&env, "bob").await;
-    let app_u = with_bearer(&env, "GET", "/", app["token"].as_str().unwrap()).await.echoed_header("x-wechat-unionid").unwrap();
+    let app_u = with_bearer(&env, "GET", "/", app["token"].as_str().unwrap())
+        .await
+        .echoed_header("x-wechat-unionid")
+        .unwrap();
     let mini = mini_login(&env, "bob", true).await;
-    let mini_u = with_bearer(&env, "GET", "/", mini["token"].as_str().unwrap()).await.echoed_header("x-wechat-unionid").unwrap();
+    let mini_u = with_bearer(&env, "GET", "/", mini["token"].as_str().unwrap())
+        .await
+        .echoed_header("x-wechat-unionid")
+        .unwrap();
     assert_eq!(web, app_u);
     assert_eq!(web, mini_u);
     // ... while the openids differ per app.
@@ -171,11 +241,21 @@ async fn same_unionid_across_website_app_and_mini_program() {
 #[tokio::test]
 async fn foreign_watermark_rejected() {
     let env = env("").await;
-    let m = mint(&env, fixtures::MINI_APPID, "alice", "&watermark_appid=wxOTHERAPP00000000").await;
+    let m = mint(
+        &env,
+        fixtures::MINI_APPID,
+        "alice",
+        "&watermark_appid=wxOTHERAPP00000000",
+    )
+    .await;
     let body = json!({"code": m["code"], "encryptedData": m["encryptedData"], "iv": m["iv"]});
     let r = post_json(&env, "/_wxgate/miniprogram/login", &body.to_string()).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.json()["message"].as_str().unwrap().contains("watermark"), "{}", r.text());
+    assert!(
+        r.json()["message"].as_str().unwrap().contains("watermark"),
+        "{}",
+        r.text()
+    );
 }
 
 #[tokio::test]
@@ -187,21 +267,111 @@ async fn every_bad_input_gets_a_json_4xx() {
     // Each case: (path, content-type, body, expected status, words in the message).
     let long = format!("{{\"code\":\"{}\"}}", "a".repeat(40_000));
     let cases: Vec<(&str, &str, String, u16, &str)> = vec![
-        ("/_wxgate/app/login", "application/json", "not json".into(), 400, "not valid JSON"),
-        ("/_wxgate/app/login", "text/plain", "{\"code\":\"x\"}".into(), 415, "application/json"),
-        ("/_wxgate/app/login", "", "{\"code\":\"x\"}".into(), 415, "application/json"),
-        ("/_wxgate/app/login", "application/json", "[1,2]".into(), 400, "JSON object"),
-        ("/_wxgate/app/login", "application/json", "{}".into(), 400, "`code` is required"),
-        ("/_wxgate/app/login", "application/json", "{\"code\":42}".into(), 400, "`code` must be a string"),
-        ("/_wxgate/app/login", "application/json", "{\"code\":\"\"}".into(), 400, "must not be empty"),
-        ("/_wxgate/app/login", "application/json", "{\"code\":\"nosuchcode\"}".into(), 400, "invalid"),
-        ("/_wxgate/app/login", "application/json", long, 413, "larger than"),
-        ("/_wxgate/miniprogram/login", "application/json", "{\"code\":null}".into(), 400, "`code` is required"),
-        ("/_wxgate/miniprogram/login", "application/json", "{\"code\":\"nosuchcode\"}".into(), 400, "invalid"),
-        ("/_wxgate/miniprogram/login", "application/json", json!({"code":"c","encryptedData": enc}).to_string(), 400, "`iv` is required"),
-        ("/_wxgate/miniprogram/login", "application/json", json!({"code":"c","iv": iv}).to_string(), 400, "`encryptedData` is required"),
-        ("/_wxgate/miniprogram/login", "application/json", json!({"code":"c","iv": 5, "encryptedData": enc}).to_string(), 400, "`iv` must be a string"),
-        ("/_wxgate/miniprogram/login", "application/json; charset=utf-8", "{\"code\":".into(), 400, "not valid JSON"),
+        (
+            "/_wxgate/app/login",
+            "application/json",
+            "not json".into(),
+            400,
+            "not valid JSON",
+        ),
+        (
+            "/_wxgate/app/login",
+            "text/plain",
+            "{\"code\":\"x\"}".into(),
+            415,
+            "application/json",
+        ),
+        (
+            "/_wxgate/app/login",
+            "",
+            "{\"code\":\"x\"}".into(),
+            415,
+            "application/json",
+        ),
+        (
+            "/_wxgate/app/login",
+            "application/json",
+            "[1,2]".into(),
+            400,
+            "JSON object",
+        ),
+        (
+            "/_wxgate/app/login",
+            "application/json",
+            "{}".into(),
+            400,
+            "`code` is required",
+        ),
+        (
+            "/_wxgate/app/login",
+            "application/json",
+            "{\"code\":42}".into(),
+            400,
+            "`code` must be a string",
+        ),
+        (
+            "/_wxgate/app/login",
+            "application/json",
+            "{\"code\":\"\"}".into(),
+            400,
+            "must not be empty",
+        ),
+        (
+            "/_wxgate/app/login",
+            "application/json",
+            "{\"code\":\"nosuchcode\"}".into(),
+            400,
+            "invalid",
+        ),
+        (
+            "/_wxgate/app/login",
+            "application/json",
+            long,
+            413,
+            "larger than",
+        ),
+        (
+            "/_wxgate/miniprogram/login",
+            "application/json",
+            "{\"code\":null}".into(),
+            400,
+            "`code` is required",
+        ),
+        (
+            "/_wxgate/miniprogram/login",
+            "application/json",
+            "{\"code\":\"nosuchcode\"}".into(),
+            400,
+            "invalid",
+        ),
+        (
+            "/_wxgate/miniprogram/login",
+            "application/json",
+            json!({"code":"c","encryptedData": enc}).to_string(),
+            400,
+            "`iv` is required",
+        ),
+        (
+            "/_wxgate/miniprogram/login",
+            "application/json",
+            json!({"code":"c","iv": iv}).to_string(),
+            400,
+            "`encryptedData` is required",
+        ),
+        (
+            "/_wxgate/miniprogram/login",
+            "application/json",
+            json!({"code":"c","iv": 5, "encryptedData": enc}).to_string(),
+            400,
+            "`iv` must be a string",
+        ),
+        (
+            "/_wxgate/miniprogram/login",
+            "application/json; charset=utf-8",
+            "{\"code\":".into(),
+            400,
+            "not valid JSON",
+        ),
     ];
     for (path, ct, body, status, words) in cases {
         let mut req = Request::post(env.gw.url(path));
@@ -209,66 +379,132 @@ async fn every_bad_input_gets_a_json_4xx() {
             req = req.header("content-type", ct);
         }
         let r = send(&client(), req.body(common::body(body.clone())).unwrap()).await;
-        assert_eq!(r.status.as_u16(), status, "{path} {}: {}", &body[..body.len().min(60)], r.text());
-        assert!(r.headers["content-type"].to_str().unwrap().starts_with("application/json"));
+        assert_eq!(
+            r.status.as_u16(),
+            status,
+            "{path} {}: {}",
+            &body[..body.len().min(60)],
+            r.text()
+        );
+        assert!(r.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json"));
         let v = r.json();
         assert!(v["error"].is_string());
         let msg = v["message"].as_str().unwrap();
-        assert!(msg.contains(words), "{path}: message {msg:?} lacks {words:?}");
+        assert!(
+            msg.contains(words),
+            "{path}: message {msg:?} lacks {words:?}"
+        );
     }
     // Wrong method.
-    let r = send(&client(), Request::get(env.gw.url("/_wxgate/app/login")).body(empty()).unwrap()).await;
+    let r = send(
+        &client(),
+        Request::get(env.gw.url("/_wxgate/app/login"))
+            .body(empty())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
 }
 
 #[tokio::test]
 async fn used_and_expired_codes() {
     let env = env("").await;
-    let code = mint(&env, fixtures::MOBILE_APPID, "alice", "").await["code"].as_str().unwrap().to_string();
+    let code = mint(&env, fixtures::MOBILE_APPID, "alice", "").await["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let body = json!({ "code": code }).to_string();
-    assert_eq!(post_json(&env, "/_wxgate/app/login", &body).await.status, StatusCode::OK);
+    assert_eq!(
+        post_json(&env, "/_wxgate/app/login", &body).await.status,
+        StatusCode::OK
+    );
     let r = post_json(&env, "/_wxgate/app/login", &body).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.json()["error"], "invalid_code");
     assert!(!r.text().contains(&code), "the code is not echoed");
 
-    let code = mint(&env, fixtures::MOBILE_APPID, "alice", "&ttl_secs=0").await["code"].as_str().unwrap().to_string();
-    let r = post_json(&env, "/_wxgate/app/login", &json!({ "code": code }).to_string()).await;
+    let code = mint(&env, fixtures::MOBILE_APPID, "alice", "&ttl_secs=0").await["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = post_json(
+        &env,
+        "/_wxgate/app/login",
+        &json!({ "code": code }).to_string(),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 
     let m = mint(&env, fixtures::MINI_APPID, "alice", "").await;
     let body = json!({"code": m["code"]}).to_string();
-    assert_eq!(post_json(&env, "/_wxgate/miniprogram/login", &body).await.status, StatusCode::OK);
+    assert_eq!(
+        post_json(&env, "/_wxgate/miniprogram/login", &body)
+            .await
+            .status,
+        StatusCode::OK
+    );
     let r = post_json(&env, "/_wxgate/miniprogram/login", &body).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let m = mint(&env, fixtures::MINI_APPID, "alice", "&ttl_secs=0").await;
-    let r = post_json(&env, "/_wxgate/miniprogram/login", &json!({"code": m["code"]}).to_string()).await;
+    let r = post_json(
+        &env,
+        "/_wxgate/miniprogram/login",
+        &json!({"code": m["code"]}).to_string(),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     // A code minted for the mobile app is not a mini-program code.
-    let code = mint(&env, fixtures::MOBILE_APPID, "alice", "").await["code"].as_str().unwrap().to_string();
-    let r = post_json(&env, "/_wxgate/miniprogram/login", &json!({"code": code}).to_string()).await;
+    let code = mint(&env, fixtures::MOBILE_APPID, "alice", "").await["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = post_json(
+        &env,
+        "/_wxgate/miniprogram/login",
+        &json!({"code": code}).to_string(),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test]
 async fn broken_encrypted_data_inputs() {
     let env = env("").await;
-    let cases: Vec<(Box<dyn Fn(&str, &str) -> (String, String)>, &str)> = vec![
-        (Box::new(|_e, i| ("%%%not base64%%%".into(), i.into())), "base64"),
+    type Mangle = Box<dyn Fn(&str, &str) -> (String, String)>;
+    let cases: Vec<(Mangle, &str)> = vec![
+        (
+            Box::new(|_e, i| ("%%%not base64%%%".into(), i.into())),
+            "base64",
+        ),
         (Box::new(|e, _i| (e.into(), "@@@@".into())), "base64"),
         (Box::new(|e, _i| (e.into(), "AAAAAAAA".into())), "iv"),
-        (Box::new(|_e, i| ("QUJD".into(), i.into())), "multiple of 16"),
+        (
+            Box::new(|_e, i| ("QUJD".into(), i.into())),
+            "multiple of 16",
+        ),
         // A valid block of garbage under the right key: bad padding or not JSON.
-        (Box::new(|e, i| (e[..e.len().min(44)].to_string(), i.into())), ""),
+        (
+            Box::new(|e, i| (e[..e.len().min(44)].to_string(), i.into())),
+            "",
+        ),
     ];
     for (f, words) in cases {
         let m = mint(&env, fixtures::MINI_APPID, "alice", "").await;
-        let (enc, iv) = f(m["encryptedData"].as_str().unwrap(), m["iv"].as_str().unwrap());
+        let (enc, iv) = f(
+            m["encryptedData"].as_str().unwrap(),
+            m["iv"].as_str().unwrap(),
+        );
         let body = json!({"code": m["code"], "encryptedData": enc, "iv": iv});
         let r = post_json(&env, "/_wxgate/miniprogram/login", &body.to_string()).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
         let msg = r.json()["message"].as_str().unwrap().to_string();
-        assert!(msg.to_lowercase().contains(words), "{msg:?} lacks {words:?}");
+        assert!(
+            msg.to_lowercase().contains(words),
+            "{msg:?} lacks {words:?}"
+        );
     }
     // Wrong iv (right length): decrypts to garbage → bad padding or not JSON, never a panic.
     let m = mint(&env, fixtures::MINI_APPID, "alice", "").await;
@@ -297,12 +533,25 @@ async fn random_or_revoked_bearer_is_401() {
 #[tokio::test]
 async fn access_rules_apply_to_app_logins() {
     let env = env("[access]\nrequire_unionid = true\n").await;
-    let code = mint(&env, fixtures::MOBILE_APPID, "carol", "").await["code"].as_str().unwrap().to_string();
-    let r = post_json(&env, "/_wxgate/app/login", &json!({ "code": code }).to_string()).await;
+    let code = mint(&env, fixtures::MOBILE_APPID, "carol", "").await["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = post_json(
+        &env,
+        "/_wxgate/app/login",
+        &json!({ "code": code }).to_string(),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(r.json()["error"], "forbidden");
     let m = mint(&env, fixtures::MINI_APPID, "carol", "").await;
-    let r = post_json(&env, "/_wxgate/miniprogram/login", &json!({"code": m["code"]}).to_string()).await;
+    let r = post_json(
+        &env,
+        "/_wxgate/miniprogram/login",
+        &json!({"code": m["code"]}).to_string(),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
 
@@ -315,7 +564,10 @@ async fn unconfigured_endpoints_say_so() {
     let env = Env { up, mock, gw };
     let r = post_json(&env, "/_wxgate/app/login", "{\"code\":\"x\"}").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    assert!(r.json()["message"].as_str().unwrap().contains("not configured"));
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("not configured"));
     let r = post_json(&env, "/_wxgate/miniprogram/login", "{\"code\":\"x\"}").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
@@ -326,8 +578,12 @@ fn wechat_sample_vector_decrypts() {
     let session_key = "tiihtNczf5v6AKRyjwEUhQ==";
     let iv = "r7BXXKkLb8qrSNn05n0qiA==";
     let enc = "CiyLU1Aw2KjvrjMdj8YKliAjtP4gsMZMQmRzooG2xrDcvSnxIMXFufNstNGTyaGS9uT5geRa0W4oTOb1WT7fJlAC+oNPdbB+3hVbJSRgv+4lGOETKUQz6OYStslQ142dNCuabNPGBzlooOmB231qMM85d2/fV6ChevvXvQP8Hkue1poOFtnEtpyxVLW1zAo6/1Xx1COxFvrc2d7UL/lmHInNlxuacJXwu0fjpXfz/YqYzBIBzD6WUfTIF9GRHpOn/Hz7saL8xz+W//FRAUid1OksQaQx4CMs8LOddcQhULW4ucetDf96JcR3g0gfRK4PC7E/r7Z6xNrXd2UIeorGj5Ef7b1pJAYB6Y5anaHqZ9J6nKEBvB4DnNLIVWSgARns/8wR2SiRS7MNACwTyrGvt9ts8p12PKFdlqYTopNHR1Vf7XjfhQlVsAJdNiKdYmYVoKlaRv85IfVunYzO0IKXsyl7JCUjCpoG20f0a04COwfneQAGGwd5oa+T8yO5hzuyDb/XcxxmK01EpqOyuxINew==";
-    let data = wxgate::crypto::decrypt_and_verify(session_key, enc, iv, "wx4f4bc4dec97d474b").unwrap();
-    assert_eq!(data.open_id.as_deref(), Some("oGZUI0egBJY1zhBYw2KhdUfwVJJE"));
+    let data =
+        wxgate::crypto::decrypt_and_verify(session_key, enc, iv, "wx4f4bc4dec97d474b").unwrap();
+    assert_eq!(
+        data.open_id.as_deref(),
+        Some("oGZUI0egBJY1zhBYw2KhdUfwVJJE")
+    );
     assert_eq!(data.nick_name.as_deref(), Some("Band"));
     assert!(wxgate::crypto::decrypt_and_verify(session_key, enc, iv, "wxSOMEOTHERAPP").is_err());
 }
