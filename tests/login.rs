@@ -34,23 +34,53 @@ async fn pc_browser_full_flow() {
     let r = b.nav(&cb).await;
     assert_eq!(r.status, StatusCode::FOUND);
     assert_eq!(r.location(), "/dest/page?x=1&y=%2F");
-    let sc = r.set_cookies().into_iter().find(|c| c.starts_with("_wxgate=")).unwrap();
+    let sc = r
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("_wxgate="))
+        .unwrap();
     for attr in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=604800"] {
         assert!(sc.contains(attr), "{attr} missing in {sc}");
     }
-    assert!(!sc.contains("Secure"), "plain-http public_url: no Secure ({sc})");
+    assert!(
+        !sc.contains("Secure"),
+        "plain-http public_url: no Secure ({sc})"
+    );
 
     let r = fetch(&env, &mut b, "/dest/page?x=1").await;
     assert_eq!(r.status, StatusCode::OK);
     let h = |n: &str| r.echoed_header(n);
-    assert_eq!(h("x-wechat-openid"), Some(fixtures::openid(fixtures::WEBSITE_APPID, "alice")));
-    assert_eq!(h("x-wechat-unionid").as_deref(), fixtures::user("alice").unwrap().unionid);
-    assert_eq!(h("x-wechat-appid").as_deref(), Some(fixtures::WEBSITE_APPID));
+    assert_eq!(
+        h("x-wechat-openid"),
+        Some(fixtures::openid(fixtures::WEBSITE_APPID, "alice"))
+    );
+    assert_eq!(
+        h("x-wechat-unionid").as_deref(),
+        fixtures::user("alice").unwrap().unionid
+    );
+    assert_eq!(
+        h("x-wechat-appid").as_deref(),
+        Some(fixtures::WEBSITE_APPID)
+    );
     assert_eq!(h("x-wechat-source").as_deref(), Some("website"));
-    assert_eq!(h("x-wechat-nickname").as_deref(), Some("Alice%20%F0%9F%90%BC%20%E5%B0%8F%E7%88%B1"));
-    assert_eq!(h("x-wechat-avatar").as_deref(), Some(fixtures::user("alice").unwrap().avatar));
-    assert_eq!(h("x-wechat-signature"), None, "no sign_secret, no signature");
-    assert_eq!(h("cookie"), None, "the gateway's cookies are not sent upstream");
+    assert_eq!(
+        h("x-wechat-nickname").as_deref(),
+        Some("Alice%20%F0%9F%90%BC%20%E5%B0%8F%E7%88%B1")
+    );
+    assert_eq!(
+        h("x-wechat-avatar").as_deref(),
+        Some(fixtures::user("alice").unwrap().avatar)
+    );
+    assert_eq!(
+        h("x-wechat-signature"),
+        None,
+        "no sign_secret, no signature"
+    );
+    assert_eq!(
+        h("cookie"),
+        None,
+        "the gateway's cookies are not sent upstream"
+    );
 }
 
 #[tokio::test]
@@ -71,24 +101,39 @@ async fn wechat_browser_full_flow_same_unionid() {
     let r = b.nav(&cb).await;
     assert_eq!(r.location(), "/m");
     let r = fetch(&env, &mut b, "/m").await;
-    assert_eq!(r.echoed_header("x-wechat-source").as_deref(), Some("official_account"));
-    assert_eq!(r.echoed_header("x-wechat-openid"), Some(fixtures::openid(fixtures::OFFICIAL_APPID, "alice")));
-    assert_eq!(r.echoed_header("x-wechat-unionid").as_deref(), fixtures::user("alice").unwrap().unionid);
+    assert_eq!(
+        r.echoed_header("x-wechat-source").as_deref(),
+        Some("official_account")
+    );
+    assert_eq!(
+        r.echoed_header("x-wechat-openid"),
+        Some(fixtures::openid(fixtures::OFFICIAL_APPID, "alice"))
+    );
+    assert_eq!(
+        r.echoed_header("x-wechat-unionid").as_deref(),
+        fixtures::user("alice").unwrap().unionid
+    );
     // Case-insensitive User-Agent detection.
     let mut b2 = Browser {
         ua: "Mozilla/5.0 micromessenger/7.0".into(),
         cookies: vec![],
     };
     let r = b2.nav(&env.gw.url("/_wxgate/login")).await;
-    assert!(r.location().contains("/connect/oauth2/authorize?"), "{}", r.location());
+    assert!(
+        r.location().contains("/connect/oauth2/authorize?"),
+        "{}",
+        r.location()
+    );
 }
 
 #[tokio::test]
 async fn snsapi_base_is_silent_and_openid_only() {
     let env = env("").await;
     drop(env.gw);
-    let toml = full_config(env.up.addr, &env.mock.url(), "")
-        .replace("secret = \"mock-official-secret-00000000000002\"", "secret = \"mock-official-secret-00000000000002\"\nscope = \"snsapi_base\"");
+    let toml = full_config(env.up.addr, &env.mock.url(), "").replace(
+        "secret = \"mock-official-secret-00000000000002\"",
+        "secret = \"mock-official-secret-00000000000002\"\nscope = \"snsapi_base\"",
+    );
     let gw = start_gateway(&toml).await;
     let env = Env { gw, ..env };
     let mut b = Browser::wechat();
@@ -97,7 +142,10 @@ async fn snsapi_base_is_silent_and_openid_only() {
     let r = b.nav(&cb).await;
     assert_eq!(r.status, StatusCode::FOUND);
     let r = fetch(&env, &mut b, "/").await;
-    assert_eq!(r.echoed_header("x-wechat-openid"), Some(fixtures::openid(fixtures::OFFICIAL_APPID, "alice")));
+    assert_eq!(
+        r.echoed_header("x-wechat-openid"),
+        Some(fixtures::openid(fixtures::OFFICIAL_APPID, "alice"))
+    );
     assert_eq!(r.echoed_header("x-wechat-unionid"), None);
     assert_eq!(r.echoed_header("x-wechat-nickname"), None);
 }
@@ -110,7 +158,10 @@ async fn user_without_unionid_and_control_char_nickname() {
     let r = fetch(&env, &mut carol, "/").await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.echoed_header("x-wechat-unionid"), None);
-    assert_eq!(r.echoed_header("x-wechat-openid"), Some(fixtures::openid(fixtures::WEBSITE_APPID, "carol")));
+    assert_eq!(
+        r.echoed_header("x-wechat-openid"),
+        Some(fixtures::openid(fixtures::WEBSITE_APPID, "carol"))
+    );
     let mut req = Request::get(env.gw.url("/_wxgate/userinfo"));
     req = req.header("cookie", carol.cookie_header());
     let u = send(&client(), req.body(empty()).unwrap()).await;
@@ -129,10 +180,20 @@ async fn userinfo_and_auth_endpoints() {
     let mut b = Browser::pc();
     login(&env, &mut b, "/", "alice").await;
     let c = client();
-    let r = send(&c, Request::get(env.gw.url("/_wxgate/userinfo")).header("cookie", b.cookie_header()).body(empty()).unwrap()).await;
+    let r = send(
+        &c,
+        Request::get(env.gw.url("/_wxgate/userinfo"))
+            .header("cookie", b.cookie_header())
+            .body(empty())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK);
     let v = r.json();
-    assert_eq!(v["openid"], fixtures::openid(fixtures::WEBSITE_APPID, "alice"));
+    assert_eq!(
+        v["openid"],
+        fixtures::openid(fixtures::WEBSITE_APPID, "alice")
+    );
     assert_eq!(v["nickname"], "Alice 🐼 小爱");
     assert_eq!(v["source"], "website");
     assert_eq!(v["appid"], fixtures::WEBSITE_APPID);
@@ -155,18 +216,31 @@ async fn userinfo_and_auth_endpoints() {
         )
         .await;
         assert_eq!(r.status, StatusCode::ACCEPTED, "{method}");
-        assert_eq!(r.headers["x-wechat-unionid"], fixtures::user("alice").unwrap().unionid.unwrap());
+        assert_eq!(
+            r.headers["x-wechat-unionid"],
+            fixtures::user("alice").unwrap().unionid.unwrap()
+        );
         assert_eq!(r.headers["x-wechat-source"], "website");
     }
     // No session: 401, never a redirect, even for a browser navigation.
     let r = send(
         &c,
-        Request::get(env.gw.url("/_wxgate/auth")).header("accept", "text/html").header("sec-fetch-mode", "navigate").body(empty()).unwrap(),
+        Request::get(env.gw.url("/_wxgate/auth"))
+            .header("accept", "text/html")
+            .header("sec-fetch-mode", "navigate")
+            .body(empty())
+            .unwrap(),
     )
     .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert!(r.headers.get("location").is_none());
-    let r = send(&c, Request::get(env.gw.url("/_wxgate/userinfo")).body(empty()).unwrap()).await;
+    let r = send(
+        &c,
+        Request::get(env.gw.url("/_wxgate/userinfo"))
+            .body(empty())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(env.up.hits(), 0);
 }
@@ -177,23 +251,45 @@ async fn unauthenticated_navigation_redirects_and_api_gets_401() {
     let mut b = Browser::pc();
     let r = fetch(&env, &mut b, "/orders/42?tab=items&x=%2F").await;
     assert_eq!(r.status, StatusCode::FOUND);
-    assert_eq!(r.location(), format!("/_wxgate/login?rd={}", "%2Forders%2F42%3Ftab%3Ditems%26x%3D%252F"));
+    assert_eq!(
+        r.location(),
+        format!(
+            "/_wxgate/login?rd={}",
+            "%2Forders%2F42%3Ftab%3Ditems%26x%3D%252F"
+        )
+    );
     // The rd round-trips through the whole login.
     let target = login(&env, &mut b, "/orders/42?tab=items&x=%2F", "alice").await;
     assert_eq!(target, "/orders/42?tab=items&x=%2F");
 
     let c = client();
     for req in [
-        Request::get(env.gw.url("/api/x")).header("accept", "application/json").body(empty()).unwrap(),
-        Request::post(env.gw.url("/api/x")).header("accept", "text/html").body(empty()).unwrap(),
-        Request::get(env.gw.url("/api/x")).header("accept", "text/html").header("x-requested-with", "XMLHttpRequest").body(empty()).unwrap(),
+        Request::get(env.gw.url("/api/x"))
+            .header("accept", "application/json")
+            .body(empty())
+            .unwrap(),
+        Request::post(env.gw.url("/api/x"))
+            .header("accept", "text/html")
+            .body(empty())
+            .unwrap(),
+        Request::get(env.gw.url("/api/x"))
+            .header("accept", "text/html")
+            .header("x-requested-with", "XMLHttpRequest")
+            .body(empty())
+            .unwrap(),
         Request::get(env.gw.url("/api/x")).body(empty()).unwrap(),
     ] {
         let r = send(&c, req).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
         let v = r.json();
         assert_eq!(v["error"], "unauthenticated");
-        assert!(v["login_url"].as_str().unwrap().contains("/_wxgate/login?rd=%2Fapi%2Fx"), "{v}");
+        assert!(
+            v["login_url"]
+                .as_str()
+                .unwrap()
+                .contains("/_wxgate/login?rd=%2Fapi%2Fx"),
+            "{v}"
+        );
     }
     assert_eq!(env.up.hits(), 0);
 }
@@ -212,7 +308,12 @@ async fn tampered_state_rejected() {
     assert!(r.text().contains("重新登录") && r.text().contains("Sign in again"));
     assert!(b.cookie("_wxgate").is_none());
     // Garbage and missing states.
-    for q in ["state=%3Cscript%3E&code=x", "code=x", "state=&code=x", &format!("state={}&code=x", "a".repeat(5000))] {
+    for q in [
+        "state=%3Cscript%3E&code=x",
+        "code=x",
+        "state=&code=x",
+        &format!("state={}&code=x", "a".repeat(5000)),
+    ] {
         let r = b.nav(&env.gw.url(&format!("/_wxgate/callback?{q}"))).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{q}");
         assert!(!r.text().contains("<script>"));
@@ -243,7 +344,9 @@ async fn foreign_browser_state_rejected() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(other.cookie("_wxgate").is_none());
     let mut other2 = Browser::pc();
-    other2.cookies.push(("_wxgate_login".into(), "0".repeat(32)));
+    other2
+        .cookies
+        .push(("_wxgate_login".into(), "0".repeat(32)));
     let r = other2.nav(&cb).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     // The rightful browser can still finish.
@@ -282,12 +385,27 @@ async fn used_code_is_a_retry_page() {
     assert_eq!(b.nav(&cb1).await.status, StatusCode::FOUND);
     // A new login whose callback carries the already used code.
     let (_, cb2) = to_callback(&env, &mut b, "/again", "alice").await;
-    let code1 = cb1.split("code=").nth(1).unwrap().split('&').next().unwrap();
-    let code2 = cb2.split("code=").nth(1).unwrap().split('&').next().unwrap();
+    let code1 = cb1
+        .split("code=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let code2 = cb2
+        .split("code=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
     let r = b.nav(&cb2.replace(code2, code1)).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let t = r.text();
-    assert!(t.contains("/_wxgate/login?rd=") && t.contains("Sign in again"), "{t}");
+    assert!(
+        t.contains("/_wxgate/login?rd=") && t.contains("Sign in again"),
+        "{t}"
+    );
     assert!(!t.contains(code1), "the code is not echoed");
 }
 
@@ -318,7 +436,10 @@ async fn refused_consent_is_a_retry_page() {
     let r = b.nav(&cb).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     let t = r.text();
-    assert!(t.contains("/_wxgate/login?rd=%2Fwanted") && t.contains("授权"), "the retry keeps the target: {t}");
+    assert!(
+        t.contains("/_wxgate/login?rd=%2Fwanted") && t.contains("授权"),
+        "the retry keeps the target: {t}"
+    );
     assert!(b.cookie("_wxgate").is_none());
 }
 
@@ -328,15 +449,27 @@ async fn wechat_failure(mode: &str, want: StatusCode) {
     let (_, cb) = to_callback(&env, &mut b, "/", "alice").await;
     let r = send(
         &client(),
-        Request::post(format!("{}/mock/fail?mode={mode}&count=5&delay_ms=5000", env.mock.url())).body(empty()).unwrap(),
+        Request::post(format!(
+            "{}/mock/fail?mode={mode}&count=5&delay_ms=5000",
+            env.mock.url()
+        ))
+        .body(empty())
+        .unwrap(),
     )
     .await;
     assert_eq!(r.status, StatusCode::OK);
     let t = Instant::now();
     let r = b.nav(&cb).await;
     assert_eq!(r.status, want, "{mode}: {}", r.text());
-    assert!(t.elapsed() < Duration::from_secs(3), "{mode} took {:?}", t.elapsed());
-    assert!(r.headers["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "{mode} took {:?}",
+        t.elapsed()
+    );
+    assert!(r.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
     assert!(b.cookie("_wxgate").is_none());
 }
 
@@ -407,22 +540,39 @@ async fn open_redirects_become_root() {
     .map(|s| (s.to_string(), "/".to_string()))
     .collect();
     cases.push(("/ok/path?a=1".into(), "/ok/path?a=1".into()));
-    cases.push((format!("http://127.0.0.1:{port}/abs"), format!("http://127.0.0.1:{port}/abs")));
-    cases.push(("https://shop.example.com/cart".into(), "https://shop.example.com/cart".into()));
+    cases.push((
+        format!("http://127.0.0.1:{port}/abs"),
+        format!("http://127.0.0.1:{port}/abs"),
+    ));
+    cases.push((
+        "https://shop.example.com/cart".into(),
+        "https://shop.example.com/cart".into(),
+    ));
     for (rd, want) in cases {
         // `%2F%2Fevil` and `/%09/evil` are sent as written (one decoding gives //evil, /<TAB>/evil).
-        let raw_rd = if rd.contains('%') { rd.clone() } else { enc(&rd) };
+        let raw_rd = if rd.contains('%') {
+            rd.clone()
+        } else {
+            enc(&rd)
+        };
         let mut b = Browser::pc();
-        let r = b.nav(&env.gw.url(&format!("/_wxgate/login?rd={raw_rd}"))).await;
+        let r = b
+            .nav(&env.gw.url(&format!("/_wxgate/login?rd={raw_rd}")))
+            .await;
         assert_eq!(r.status, StatusCode::FOUND);
         let authorize = r.location();
         let page = b.nav(authorize.split('#').next().unwrap()).await;
         let link = find_link(&page.text(), "user-alice").unwrap();
-        let cb = b.nav(&format!("{}{}", env.mock.url(), link)).await.location();
+        let cb = b
+            .nav(&format!("{}{}", env.mock.url(), link))
+            .await
+            .location();
         let r = b.nav(&cb).await;
         assert_eq!(r.location(), want, "rd={rd}");
 
-        let r = b.nav(&env.gw.url(&format!("/_wxgate/logout?rd={raw_rd}"))).await;
+        let r = b
+            .nav(&env.gw.url(&format!("/_wxgate/logout?rd={raw_rd}")))
+            .await;
         assert_eq!(r.location(), want, "logout rd={rd}");
     }
 }
@@ -446,13 +596,24 @@ async fn forged_truncated_oversized_cookies() {
     ] {
         let r = send(
             &c,
-            Request::get(env.gw.url("/api")).header("cookie", format!("_wxgate={bad}")).body(empty()).unwrap(),
+            Request::get(env.gw.url("/api"))
+                .header("cookie", format!("_wxgate={bad}"))
+                .body(empty())
+                .unwrap(),
         )
         .await;
-        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", &bad[..bad.len().min(40)]);
+        assert_eq!(
+            r.status,
+            StatusCode::UNAUTHORIZED,
+            "{}",
+            &bad[..bad.len().min(40)]
+        );
         let r = send(
             &c,
-            Request::get(env.gw.url("/_wxgate/auth")).header("cookie", format!("_wxgate={bad}")).body(empty()).unwrap(),
+            Request::get(env.gw.url("/_wxgate/auth"))
+                .header("cookie", format!("_wxgate={bad}"))
+                .body(empty())
+                .unwrap(),
         )
         .await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
@@ -469,23 +630,58 @@ async fn logout_revokes_server_side() {
     login(&env, &mut b, "/", "alice").await;
     let copied = b.cookie_header();
     let c = client();
-    let ok = send(&c, Request::get(env.gw.url("/x")).header("cookie", &copied).body(empty()).unwrap()).await;
+    let ok = send(
+        &c,
+        Request::get(env.gw.url("/x"))
+            .header("cookie", &copied)
+            .body(empty())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(ok.status, StatusCode::OK);
     let r = b.nav(&env.gw.url("/_wxgate/logout?rd=%2Fbye")).await;
     assert_eq!(r.status, StatusCode::FOUND);
     assert_eq!(r.location(), "/bye");
-    assert!(r.set_cookies().iter().any(|c| c.starts_with("_wxgate=;") && c.contains("Max-Age=0")));
-    let r = send(&c, Request::get(env.gw.url("/x")).header("cookie", &copied).body(empty()).unwrap()).await;
-    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "a copied cookie stops working after logout");
+    assert!(r
+        .set_cookies()
+        .iter()
+        .any(|c| c.starts_with("_wxgate=;") && c.contains("Max-Age=0")));
+    let r = send(
+        &c,
+        Request::get(env.gw.url("/x"))
+            .header("cookie", &copied)
+            .body(empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "a copied cookie stops working after logout"
+    );
 
     // POST works too.
     let mut b = Browser::pc();
     login(&env, &mut b, "/", "bob").await;
     let copied = b.cookie_header();
-    let r = send(&c, Request::post(env.gw.url("/_wxgate/logout")).header("cookie", &copied).body(empty()).unwrap()).await;
+    let r = send(
+        &c,
+        Request::post(env.gw.url("/_wxgate/logout"))
+            .header("cookie", &copied)
+            .body(empty())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::FOUND);
     assert_eq!(r.location(), "/");
-    let r = send(&c, Request::get(env.gw.url("/_wxgate/auth")).header("cookie", &copied).body(empty()).unwrap()).await;
+    let r = send(
+        &c,
+        Request::get(env.gw.url("/_wxgate/auth"))
+            .header("cookie", &copied)
+            .body(empty())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
 
@@ -535,12 +731,19 @@ async fn spoofed_identity_with_real_login() {
     login(&env, &mut b, "/", "carol").await;
     for path in ["/pub/a", "/private"] {
         for with_session in [false, true] {
-            let cookie = if with_session { format!("Cookie: {}\r\n", b.cookie_header()) } else { String::new() };
+            let cookie = if with_session {
+                format!("Cookie: {}\r\n", b.cookie_header())
+            } else {
+                String::new()
+            };
             let req = format!(
                 "GET {path} HTTP/1.1\r\nHost: x\r\n{cookie}X-WeChat-UnionId: spoofU\r\nX_WeChat_UnionId: spoofV\r\nx_wechat_openid: spoofO\r\nConnection: close\r\n\r\n"
             );
             let out = raw(env.gw.addr, req.as_bytes()).await;
-            assert!(!out.contains("spoof"), "{path} session={with_session}: {out}");
+            assert!(
+                !out.contains("spoof"),
+                "{path} session={with_session}: {out}"
+            );
         }
     }
 }
@@ -569,31 +772,55 @@ async fn missing_app_pages() {
     let mock = start_mock(Default::default()).await;
     // Only an official account: a PC browser gets the "open in WeChat" page with a QR code.
     let toml = full_config(up.addr, &mock.url(), "");
-    let only_oa = remove_section(&remove_section(&remove_section(&toml, "[wechat.website]"), "[wechat.mobile_app]"), "[wechat.mini_program]");
+    let only_oa = remove_section(
+        &remove_section(
+            &remove_section(&toml, "[wechat.website]"),
+            "[wechat.mobile_app]",
+        ),
+        "[wechat.mini_program]",
+    );
     let gw = start_gateway(&only_oa).await;
     let env = Env { up, mock, gw };
     let mut b = Browser::pc();
     let r = b.nav(&env.gw.url("/_wxgate/login?rd=%2Fx")).await;
     assert_eq!(r.status, StatusCode::OK);
     let t = r.text();
-    assert!(t.contains("<svg") && t.contains("请在微信中打开") && t.contains("Open this page in WeChat"), "{t}");
+    assert!(
+        t.contains("<svg")
+            && t.contains("请在微信中打开")
+            && t.contains("Open this page in WeChat"),
+        "{t}"
+    );
     // Inside WeChat it works.
     let mut w = Browser::wechat();
     login(&env, &mut w, "/", "alice").await;
 
     // Only a mini program: no browser login at all.
     let toml = full_config(env.up.addr, &env.mock.url(), "");
-    let only_mini = remove_section(&remove_section(&remove_section(&toml, "[wechat.website]"), "[wechat.mobile_app]"), "[wechat.official_account]");
+    let only_mini = remove_section(
+        &remove_section(
+            &remove_section(&toml, "[wechat.website]"),
+            "[wechat.mobile_app]",
+        ),
+        "[wechat.official_account]",
+    );
     let gw = start_gateway(&only_mini).await;
     let r = Browser::pc().nav(&gw.url("/_wxgate/login")).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    assert!(r.text().contains("not configured") || r.text().contains("no WeChat login"), "{}", r.text());
+    assert!(
+        r.text().contains("not configured") || r.text().contains("no WeChat login"),
+        "{}",
+        r.text()
+    );
 }
 
 fn remove_section(toml: &str, header: &str) -> String {
     let start = toml.find(header).unwrap();
     let rest = &toml[start + header.len()..];
-    let end = rest.find("\n[").map(|i| start + header.len() + i + 1).unwrap_or(toml.len());
+    let end = rest
+        .find("\n[")
+        .map(|i| start + header.len() + i + 1)
+        .unwrap_or(toml.len());
     format!("{}{}", &toml[..start], &toml[end..])
 }
 
@@ -601,8 +828,13 @@ fn remove_section(toml: &str, header: &str) -> String {
 async fn pages_are_bilingual_and_self_contained() {
     let env = env("").await;
     let mut b = Browser::pc();
-    let r = b.nav(&env.gw.url("/_wxgate/callback?state=zz&code=1")).await;
+    let r = b
+        .nav(&env.gw.url("/_wxgate/callback?state=zz&code=1"))
+        .await;
     let t = r.text();
     assert!(t.contains("lang=\"zh-CN\"") && t.contains("无效") && t.contains("Invalid"));
-    assert!(!t.contains("http://") && !t.contains("https://"), "no external assets: {t}");
+    assert!(
+        !t.contains("http://") && !t.contains("https://"),
+        "no external assets: {t}"
+    );
 }

@@ -76,7 +76,10 @@ async fn upload_8mib_streamed_with_and_without_length() {
     let r = send(&c, req).await;
     assert_eq!(r.json()["body_len"], n);
     assert_eq!(r.json()["body_sha256"], pattern_sha(n));
-    assert_eq!(r.echoed_header("content-length").as_deref(), Some(n.to_string().as_str()));
+    assert_eq!(
+        r.echoed_header("content-length").as_deref(),
+        Some(n.to_string().as_str())
+    );
 }
 
 #[tokio::test]
@@ -106,9 +109,19 @@ async fn chunked_request_body() {
     let v: serde_json::Value = serde_json::from_str(body).unwrap();
     assert_eq!(v["body_len"], 11);
     use sha2::Digest;
-    assert_eq!(v["body_sha256"], hex::encode(sha2::Sha256::digest(b"hello world")));
-    let te = v["headers"].as_array().unwrap().iter().any(|p| p[0] == "transfer-encoding" && p[1] == "chunked");
-    assert!(te, "the upstream request is re-framed as chunked, not buffered: {v}");
+    assert_eq!(
+        v["body_sha256"],
+        hex::encode(sha2::Sha256::digest(b"hello world"))
+    );
+    let te = v["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p[0] == "transfer-encoding" && p[1] == "chunked");
+    assert!(
+        te,
+        "the upstream request is re-framed as chunked, not buffered: {v}"
+    );
 }
 
 #[tokio::test]
@@ -129,15 +142,34 @@ async fn hop_by_hop_removed_both_ways() {
         .unwrap();
     let r = send(&client(), req).await;
     let names: Vec<String> = r.echoed_headers().into_iter().map(|(k, _)| k).collect();
-    for hop in ["x-secret-hop", "keep-alive", "proxy-authorization", "proxy-connection", "trailer", "upgrade"] {
-        assert!(!names.contains(&hop.to_string()), "{hop} reached the upstream: {names:?}");
+    for hop in [
+        "x-secret-hop",
+        "keep-alive",
+        "proxy-authorization",
+        "proxy-connection",
+        "trailer",
+        "upgrade",
+    ] {
+        assert!(
+            !names.contains(&hop.to_string()),
+            "{hop} reached the upstream: {names:?}"
+        );
     }
     assert_eq!(r.echoed_header("te").as_deref(), Some("trailers"));
     assert_eq!(r.echoed_header("x-end-to-end").as_deref(), Some("kept"));
 
-    let req = Request::get(gw.url("/hop")).header("cookie", &cookie).body(empty()).unwrap();
+    let req = Request::get(gw.url("/hop"))
+        .header("cookie", &cookie)
+        .body(empty())
+        .unwrap();
     let r = send(&client(), req).await;
-    for hop in ["x-hop-secret", "keep-alive", "proxy-authenticate", "trailer", "upgrade"] {
+    for hop in [
+        "x-hop-secret",
+        "keep-alive",
+        "proxy-authenticate",
+        "trailer",
+        "upgrade",
+    ] {
         assert!(!r.headers.contains_key(hop), "{hop} reached the client");
     }
     assert_eq!(r.headers["x-end-to-end"], "kept");
@@ -155,10 +187,23 @@ async fn forwarded_headers_untrusted_peer() {
         .body(empty())
         .unwrap();
     let r = send(&client(), req).await;
-    assert_eq!(r.echoed_header("x-forwarded-for").as_deref(), Some("127.0.0.1"));
-    assert_eq!(r.echoed_header("x-forwarded-proto").as_deref(), Some("http"));
-    assert_eq!(r.echoed_header("x-forwarded-host").as_deref(), Some("app.example.com"));
-    assert_eq!(r.echoed_header("host").as_deref(), Some("app.example.com"), "Host is kept");
+    assert_eq!(
+        r.echoed_header("x-forwarded-for").as_deref(),
+        Some("127.0.0.1")
+    );
+    assert_eq!(
+        r.echoed_header("x-forwarded-proto").as_deref(),
+        Some("http")
+    );
+    assert_eq!(
+        r.echoed_header("x-forwarded-host").as_deref(),
+        Some("app.example.com")
+    );
+    assert_eq!(
+        r.echoed_header("host").as_deref(),
+        Some("app.example.com"),
+        "Host is kept"
+    );
 }
 
 #[tokio::test]
@@ -182,9 +227,18 @@ async fn forwarded_headers_trusted_peer() {
         .body(empty())
         .unwrap();
     let r = send(&client(), req).await;
-    assert_eq!(r.echoed_header("x-forwarded-for").as_deref(), Some("203.0.113.9, 127.0.0.1"));
-    assert_eq!(r.echoed_header("x-forwarded-proto").as_deref(), Some("https"));
-    assert_eq!(r.echoed_header("x-forwarded-host").as_deref(), Some("app.example.com"));
+    assert_eq!(
+        r.echoed_header("x-forwarded-for").as_deref(),
+        Some("203.0.113.9, 127.0.0.1")
+    );
+    assert_eq!(
+        r.echoed_header("x-forwarded-proto").as_deref(),
+        Some("https")
+    );
+    assert_eq!(
+        r.echoed_header("x-forwarded-host").as_deref(),
+        Some("app.example.com")
+    );
     assert_eq!(r.echoed_header("host").as_deref(), Some("internal:8080"));
 }
 
@@ -194,16 +248,23 @@ async fn http2_over_alpn_and_http1_over_tls() {
     let (_dir, cert, key) = test_cert();
     let toml = config_toml(up.addr, "http://127.0.0.1:9", "").replace(
         "[upstream]",
-        &format!("tls_cert = \"{}\"\ntls_key = \"{}\"\n[upstream]", cert.display(), key.display()),
+        &format!(
+            "tls_cert = \"{}\"\ntls_key = \"{}\"\n[upstream]",
+            cert.display(),
+            key.display()
+        ),
     );
     let gw = start_gateway(&toml).await;
     let cookie = session_cookie(&gw, Some("u1")).await;
 
     let (tls, proto) = tls_connect(gw.addr, &[b"h2", b"http/1.1"]).await;
     assert_eq!(proto.as_deref(), Some(&b"h2"[..]));
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tls))
-        .await
-        .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
     tokio::spawn(conn);
     let req = Request::get(format!("https://app.example.com:{}/h2?x=1", gw.addr.port()))
         .header("cookie", "a=1")
@@ -214,22 +275,42 @@ async fn http2_over_alpn_and_http1_over_tls() {
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.version(), http::Version::HTTP_2);
     use http_body_util::BodyExt;
-    let v: serde_json::Value = serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
     assert_eq!(v["uri"], "/h2?x=1");
     assert_eq!(v["version"], "HTTP/1.1");
     let hdr = |n: &str| {
-        v["headers"].as_array().unwrap().iter().find(|p| p[0] == n).map(|p| p[1].as_str().unwrap().to_string())
+        v["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p[0] == n)
+            .map(|p| p[1].as_str().unwrap().to_string())
     };
-    assert_eq!(hdr("host").as_deref(), Some(format!("app.example.com:{}", gw.addr.port()).as_str()));
+    assert_eq!(
+        hdr("host").as_deref(),
+        Some(format!("app.example.com:{}", gw.addr.port()).as_str())
+    );
     assert_eq!(hdr("x-forwarded-proto").as_deref(), Some("https"));
     assert_eq!(hdr("x-wechat-unionid").as_deref(), Some("u1"));
-    assert_eq!(hdr("cookie").as_deref(), Some("a=1"), "gateway cookie removed, others joined");
+    assert_eq!(
+        hdr("cookie").as_deref(),
+        Some("a=1"),
+        "gateway cookie removed, others joined"
+    );
 
     let (tls, proto) = tls_connect(gw.addr, &[b"http/1.1"]).await;
     assert_eq!(proto.as_deref(), Some(&b"http/1.1"[..]));
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
     tokio::spawn(conn);
-    let req = Request::get("/h1").header("host", "localhost").header("cookie", &cookie).body(empty()).unwrap();
+    let req = Request::get("/h1")
+        .header("host", "localhost")
+        .header("cookie", &cookie)
+        .body(empty())
+        .unwrap();
     let resp = sender.send_request(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
 }
@@ -239,17 +320,27 @@ async fn websocket_echo_through_gateway() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
     let (_up, gw, cookie) = setup("").await;
-    let mut req = format!("ws://{}/ws", gw.addr).into_client_request().unwrap();
+    let mut req = format!("ws://{}/ws", gw.addr)
+        .into_client_request()
+        .unwrap();
     req.headers_mut().insert("cookie", cookie.parse().unwrap());
     let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    let (mut ws, resp) = tokio_tungstenite::client_async(req, tcp).await.expect("websocket handshake");
+    let (mut ws, resp) = tokio_tungstenite::client_async(req, tcp)
+        .await
+        .expect("websocket handshake");
     assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
     for msg in ["hello", "你好 🐼", &"x".repeat(100_000)] {
         ws.send(Message::text(msg)).await.unwrap();
-        let back = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap();
+        let back = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         assert_eq!(back.into_text().unwrap().as_str(), msg);
     }
-    ws.send(Message::binary(vec![0u8, 1, 2, 255])).await.unwrap();
+    ws.send(Message::binary(vec![0u8, 1, 2, 255]))
+        .await
+        .unwrap();
     let back = ws.next().await.unwrap().unwrap();
     assert_eq!(back.into_data(), vec![0u8, 1, 2, 255]);
     ws.close(None).await.ok();
@@ -259,7 +350,9 @@ async fn websocket_echo_through_gateway() {
 async fn websocket_without_session_is_refused() {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let (up, gw, _cookie) = setup("").await;
-    let req = format!("ws://{}/ws", gw.addr).into_client_request().unwrap();
+    let req = format!("ws://{}/ws", gw.addr)
+        .into_client_request()
+        .unwrap();
     let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     let err = tokio_tungstenite::client_async(req, tcp).await.unwrap_err();
     assert!(err.to_string().contains("401"), "{err}");
@@ -271,41 +364,73 @@ async fn upstream_unreachable_is_502() {
     let dead = closed_port().await;
     let gw = start_gateway(&config_toml(dead, "http://127.0.0.1:9", "")).await;
     let cookie = session_cookie(&gw, None).await;
-    let req = Request::get(gw.url("/x")).header("cookie", &cookie).header("accept", "text/html").body(empty()).unwrap();
+    let req = Request::get(gw.url("/x"))
+        .header("cookie", &cookie)
+        .header("accept", "text/html")
+        .body(empty())
+        .unwrap();
     let r = send(&client(), req).await;
     assert_eq!(r.status, StatusCode::BAD_GATEWAY);
     assert!(r.text().contains("502"));
-    assert!(r.headers["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(r.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
     // Still serving.
-    let r = send(&client(), Request::get(gw.url("/_wxgate/healthz")).body(empty()).unwrap()).await;
+    let r = send(
+        &client(),
+        Request::get(gw.url("/_wxgate/healthz"))
+            .body(empty())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK);
 }
 
 #[tokio::test]
 async fn upstream_timeout_is_504() {
     let up = start_upstream().await;
-    let toml = config_toml(up.addr, "http://127.0.0.1:9", "").replace("timeout_secs = 2", "timeout_secs = 1");
+    let toml = config_toml(up.addr, "http://127.0.0.1:9", "")
+        .replace("timeout_secs = 2", "timeout_secs = 1");
     let gw = start_gateway(&toml).await;
     let cookie = session_cookie(&gw, None).await;
     let t = Instant::now();
-    let req = Request::get(gw.url("/slow?ms=5000")).header("cookie", &cookie).body(empty()).unwrap();
+    let req = Request::get(gw.url("/slow?ms=5000"))
+        .header("cookie", &cookie)
+        .body(empty())
+        .unwrap();
     let r = send(&client(), req).await;
     assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT);
-    assert!(t.elapsed() < Duration::from_secs(4), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        t.elapsed()
+    );
 }
 
 #[tokio::test]
 async fn spoofed_identity_headers_never_reach_upstream() {
     let (_up, gw, cookie) = setup("[access]\npublic_paths = [\"/public/\"]\n").await;
-    for (path, with_session) in [("/public/x", false), ("/public/x", true), ("/private", true)] {
+    for (path, with_session) in [
+        ("/public/x", false),
+        ("/public/x", true),
+        ("/private", true),
+    ] {
         // Raw bytes, so names with `_` and odd case go out exactly as written.
-        let cookie_line = if with_session { format!("Cookie: {cookie}\r\n") } else { String::new() };
+        let cookie_line = if with_session {
+            format!("Cookie: {cookie}\r\n")
+        } else {
+            String::new()
+        };
         let req = format!(
             "GET {path} HTTP/1.1\r\nHost: x\r\n{cookie_line}X-WeChat-UnionId: evil1\r\nX_WeChat_OpenId: evil2\r\nx-wechat-appid: evil3\r\nX_WECHAT_NICKNAME: evil4\r\nX-Wechat_Source: evil5\r\nx-wechat-signature: evil6\r\nX-WeChat-Anything: evil7\r\nConnection: close\r\n\r\n"
         );
         let out = raw(gw.addr, req.as_bytes()).await;
         assert!(out.starts_with("HTTP/1.1 200"), "{path}: {out}");
-        assert!(!out.contains("evil"), "spoofed header reached the upstream on {path}: {out}");
+        assert!(
+            !out.contains("evil"),
+            "spoofed header reached the upstream on {path}: {out}"
+        );
         if with_session && path == "/private" {
             assert!(out.contains("oUnionTest"), "real identity injected: {out}");
         }
@@ -328,7 +453,10 @@ async fn verification_files_and_traversal() {
     );
     let gw = start_gateway(&config_toml(up.addr, "http://127.0.0.1:9", &extra)).await;
     let c = client();
-    for (path, want) in [("/MP_verify_inline42.txt", "inline42"), ("/MP_verify_fromDir123.txt", "fromDir123")] {
+    for (path, want) in [
+        ("/MP_verify_inline42.txt", "inline42"),
+        ("/MP_verify_fromDir123.txt", "fromDir123"),
+    ] {
         let r = send(&c, Request::get(gw.url(path)).body(empty()).unwrap()).await;
         assert_eq!(r.status, StatusCode::OK, "{path}");
         assert_eq!(r.text(), want);
@@ -364,10 +492,15 @@ async fn malformed_requests_get_4xx_and_gateway_keeps_serving() {
         b"GET  HTTP/1.1\r\n\r\n".to_vec(),
         b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n".to_vec(),
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n".to_vec(),
-        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!".to_vec(),
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"
+            .to_vec(),
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n".to_vec(),
         b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".to_vec(),
-        format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(200_000)).into_bytes(),
+        format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+            "a".repeat(200_000)
+        )
+        .into_bytes(),
         format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(100_000)).into_bytes(),
         vec![0xff, 0xfe, 0x00, 0x01, b'\r', b'\n', b'\r', b'\n'],
     ];
@@ -381,26 +514,34 @@ async fn malformed_requests_get_4xx_and_gateway_keeps_serving() {
             &out[..out.len().min(200)]
         );
     }
-    let req = Request::get(gw.url("/still")).header("cookie", &cookie).body(empty()).unwrap();
+    let req = Request::get(gw.url("/still"))
+        .header("cookie", &cookie)
+        .body(empty())
+        .unwrap();
     assert_eq!(send(&client(), req).await.status, StatusCode::OK);
 }
 
 #[tokio::test]
 async fn oversized_headers_get_431() {
     let (_up, gw, _cookie) = setup("").await;
-    let req = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(100_000));
+    let req = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(100_000)
+    );
     let out = raw(gw.addr, req.as_bytes()).await;
-    assert!(out.starts_with("HTTP/1.1 431"), "{}", &out[..out.len().min(100)]);
+    assert!(
+        out.starts_with("HTTP/1.1 431"),
+        "{}",
+        &out[..out.len().min(100)]
+    );
 }
 
 #[tokio::test]
 async fn slow_header_client_is_cut_off() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let up = start_upstream().await;
-    let toml = config_toml(up.addr, "http://127.0.0.1:9", "").replace(
-        "[upstream]",
-        "header_read_timeout_ms = 300\n[upstream]",
-    );
+    let toml = config_toml(up.addr, "http://127.0.0.1:9", "")
+        .replace("[upstream]", "header_read_timeout_ms = 300\n[upstream]");
     let gw = start_gateway(&toml).await;
     let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
@@ -434,11 +575,29 @@ async fn slow_tls_handshake_is_cut_off() {
 #[tokio::test]
 async fn health_and_readiness() {
     let (_up, gw, _c) = setup("").await;
-    let r = send(&client(), Request::get(gw.url("/_wxgate/healthz")).body(empty()).unwrap()).await;
+    let r = send(
+        &client(),
+        Request::get(gw.url("/_wxgate/healthz"))
+            .body(empty())
+            .unwrap(),
+    )
+    .await;
     assert_eq!((r.status, r.text().as_str()), (StatusCode::OK, "ok"));
-    let r = send(&client(), Request::get(gw.url("/_wxgate/readyz")).body(empty()).unwrap()).await;
+    let r = send(
+        &client(),
+        Request::get(gw.url("/_wxgate/readyz"))
+            .body(empty())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK);
-    let r = send(&client(), Request::get(gw.url("/_wxgate/metrics")).body(empty()).unwrap()).await;
+    let r = send(
+        &client(),
+        Request::get(gw.url("/_wxgate/metrics"))
+            .body(empty())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.text().contains("wxgate_requests_total"));
 }
@@ -449,7 +608,10 @@ async fn graceful_shutdown_finishes_in_flight_request() {
     let url = gw.url("/slow?ms=1500");
     let c = client();
     let inflight = tokio::spawn(async move {
-        let req = Request::get(url).header("cookie", &cookie).body(empty()).unwrap();
+        let req = Request::get(url)
+            .header("cookie", &cookie)
+            .body(empty())
+            .unwrap();
         send(&c, req).await
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -457,9 +619,15 @@ async fn graceful_shutdown_finishes_in_flight_request() {
     let addr = gw.addr;
     let stopping = tokio::spawn(running.shutdown());
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "still accepting after shutdown began");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "still accepting after shutdown began"
+    );
     let r = inflight.await.unwrap();
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.text(), "slow done");
-    tokio::time::timeout(Duration::from_secs(5), stopping).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), stopping)
+        .await
+        .unwrap()
+        .unwrap();
 }

@@ -22,13 +22,27 @@ impl Drop for Redis {
 }
 
 fn ensure_redis() {
-    if Command::new("redis-server").arg("--version").output().is_ok() {
+    if Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
         return;
     }
-    let root = Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
-    assert!(root, "redis-server is not installed; run scripts/install-test-deps.sh");
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false);
+    assert!(
+        root,
+        "redis-server is not installed; run scripts/install-test-deps.sh"
+    );
     let ok = Command::new("bash")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/install-test-deps.sh"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/install-test-deps.sh"
+        ))
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
@@ -38,14 +52,29 @@ fn ensure_redis() {
 async fn start_redis_on(port: u16) -> Redis {
     ensure_redis();
     let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("redis-server starts");
     let t = Instant::now();
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        assert!(t.elapsed() < Duration::from_secs(10), "redis did not come up");
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "redis did not come up"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Redis { child, port }
@@ -65,7 +94,10 @@ async fn two_gateways(redis: &Redis, session_more: &str) -> (Env, Gateway) {
     let mock = start_mock(Default::default()).await;
     let toml = full_config(up.addr, &mock.url(), "").replace(
         &format!("cookie_secret = \"{SECRET}\""),
-        &format!("cookie_secret = \"{SECRET}\"\n{}", redis_extra(redis.port, session_more)),
+        &format!(
+            "cookie_secret = \"{SECRET}\"\n{}",
+            redis_extra(redis.port, session_more)
+        ),
     );
     let a = start_gateway(&toml).await;
     let b = start_gateway(&toml).await;
@@ -75,7 +107,11 @@ async fn two_gateways(redis: &Redis, session_more: &str) -> (Env, Gateway) {
 async fn get_with(url: String, cookie: &str) -> Reply {
     send(
         &client(),
-        Request::get(url).header("cookie", cookie).header("accept", "application/json").body(empty()).unwrap(),
+        Request::get(url)
+            .header("cookie", cookie)
+            .header("accept", "application/json")
+            .body(empty())
+            .unwrap(),
     )
     .await
 }
@@ -89,16 +125,28 @@ async fn sessions_shared_and_revoked_across_instances() {
     let cookie = b.cookie_header();
     let r = get_with(other.url("/x"), &cookie).await;
     assert_eq!(r.status, StatusCode::OK, "instance B knows the session");
-    assert_eq!(r.echoed_header("x-wechat-unionid").as_deref(), fixtures::user("alice").unwrap().unionid);
+    assert_eq!(
+        r.echoed_header("x-wechat-unionid").as_deref(),
+        fixtures::user("alice").unwrap().unionid
+    );
     // Logout on B revokes on A.
     let r = get_with(other.url("/_wxgate/logout"), &cookie).await;
     assert_eq!(r.status, StatusCode::FOUND);
-    assert_eq!(get_with(env.gw.url("/x"), &cookie).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        get_with(env.gw.url("/x"), &cookie).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 
     // Bearer sessions too.
     let m = send(
         &client(),
-        Request::post(format!("{}/mock/code?appid={}&user=bob", env.mock.url(), fixtures::MINI_APPID)).body(empty()).unwrap(),
+        Request::post(format!(
+            "{}/mock/code?appid={}&user=bob",
+            env.mock.url(),
+            fixtures::MINI_APPID
+        ))
+        .body(empty())
+        .unwrap(),
     )
     .await
     .json();
@@ -112,7 +160,14 @@ async fn sessions_shared_and_revoked_across_instances() {
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let token = r.json()["token"].as_str().unwrap().to_string();
-    let r = send(&client(), Request::get(other.url("/_wxgate/auth")).header("authorization", format!("Bearer {token}")).body(empty()).unwrap()).await;
+    let r = send(
+        &client(),
+        Request::get(other.url("/_wxgate/auth"))
+            .header("authorization", format!("Bearer {token}"))
+            .body(empty())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     assert_eq!(r.headers["x-wechat-source"], "mini_program");
 }
@@ -124,7 +179,10 @@ async fn login_state_consumed_once_across_instances() {
     let mut b = Browser::pc();
     let (_, cb) = to_callback(&env, &mut b, "/t", "alice").await;
     // The callback lands on B (load balancer), with the login cookie from A: works.
-    let cb_b = cb.replace(&env.gw.addr.port().to_string(), &other.addr.port().to_string());
+    let cb_b = cb.replace(
+        &env.gw.addr.port().to_string(),
+        &other.addr.port().to_string(),
+    );
     let r = b.nav(&cb_b).await;
     assert_eq!(r.status, StatusCode::FOUND);
     assert_eq!(r.location(), "/t");
@@ -147,17 +205,27 @@ async fn idle_and_absolute_expiry() {
     // Used every 0.5 s, it lives past the idle timeout ...
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(get_with(env.gw.url("/"), &cookie).await.status, StatusCode::OK);
+        assert_eq!(
+            get_with(env.gw.url("/"), &cookie).await.status,
+            StatusCode::OK
+        );
     }
     // ... but not past the absolute lifetime (3 s).
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(get_with(env.gw.url("/"), &cookie).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        get_with(env.gw.url("/"), &cookie).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 
     let mut b = Browser::pc();
     login(&env, &mut b, "/", "bob").await;
     let cookie = b.cookie_header();
     tokio::time::sleep(Duration::from_millis(2200)).await;
-    assert_eq!(get_with(env.gw.url("/"), &cookie).await.status, StatusCode::UNAUTHORIZED, "idle too long");
+    assert_eq!(
+        get_with(env.gw.url("/"), &cookie).await.status,
+        StatusCode::UNAUTHORIZED,
+        "idle too long"
+    );
 }
 
 #[tokio::test]
@@ -168,7 +236,16 @@ async fn redis_down_means_not_ready_and_503_then_recovers() {
     let mut b = Browser::pc();
     login(&env, &mut b, "/", "alice").await;
     let cookie = b.cookie_header();
-    let ready = || async { send(&client(), Request::get(env.gw.url("/_wxgate/readyz")).body(empty()).unwrap()).await.status };
+    let ready = || async {
+        send(
+            &client(),
+            Request::get(env.gw.url("/_wxgate/readyz"))
+                .body(empty())
+                .unwrap(),
+        )
+        .await
+        .status
+    };
     assert_eq!(ready().await, StatusCode::OK);
     drop(redis);
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -176,7 +253,13 @@ async fn redis_down_means_not_ready_and_503_then_recovers() {
     let r = get_with(env.gw.url("/"), &cookie).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(r.json()["error"], "store_unavailable");
-    let r = send(&client(), Request::get(env.gw.url("/_wxgate/healthz")).body(empty()).unwrap()).await;
+    let r = send(
+        &client(),
+        Request::get(env.gw.url("/_wxgate/healthz"))
+            .body(empty())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "alive while not ready");
     // Redis comes back (empty: sessions are gone, the gateway is ready again).
     let _redis = start_redis_on(port).await;
@@ -185,7 +268,10 @@ async fn redis_down_means_not_ready_and_503_then_recovers() {
         assert!(t.elapsed() < Duration::from_secs(15), "did not recover");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(get_with(env.gw.url("/"), &cookie).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        get_with(env.gw.url("/"), &cookie).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]
@@ -194,7 +280,10 @@ async fn unreachable_redis_at_start_is_a_clear_error() {
     let up = start_upstream().await;
     let toml = config_toml(up.addr, "http://127.0.0.1:9", "").replace(
         &format!("cookie_secret = \"{SECRET}\""),
-        &format!("cookie_secret = \"{SECRET}\"\n{}", redis_extra(dead.port(), "")),
+        &format!(
+            "cookie_secret = \"{SECRET}\"\n{}",
+            redis_extra(dead.port(), "")
+        ),
     );
     let settings = wxgate::config::Config::from_toml(&toml).unwrap();
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

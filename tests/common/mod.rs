@@ -88,7 +88,12 @@ async fn upstream_handle(req: Request<Incoming>) -> Response<BoxBody> {
             let headers: Vec<(String, String)> = req
                 .headers()
                 .iter()
-                .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
                 .collect();
             let mut hasher = Sha256::new();
             let mut len = 0usize;
@@ -120,11 +125,16 @@ async fn websocket_echo(mut req: Request<Incoming>) -> Response<BoxBody> {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
     let Some(key) = req.headers().get("sec-websocket-key").cloned() else {
-        return Response::builder().status(400).body(full_box("no key")).unwrap();
+        return Response::builder()
+            .status(400)
+            .body(full_box("no key"))
+            .unwrap();
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
-        let Ok(upgraded) = on_upgrade.await else { return };
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
         let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
             TokioIo::new(upgraded),
             tokio_tungstenite::tungstenite::protocol::Role::Server,
@@ -157,7 +167,9 @@ pub async fn start_upstream() -> Upstream {
     let h = hits.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let h = h.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req| {
@@ -229,7 +241,9 @@ pub async fn start_gateway(toml: &str) -> Gateway {
         &format!("public_url = \"http://127.0.0.1:{}\"", addr.port()),
     );
     let settings = wxgate::config::Config::from_toml(&toml).expect("test config");
-    let running = wxgate::server::serve_on(listener, settings).await.expect("gateway starts");
+    let running = wxgate::server::serve_on(listener, settings)
+        .await
+        .expect("gateway starts");
     Gateway {
         addr,
         running: Some(running),
@@ -270,7 +284,12 @@ impl Reply {
             .as_array()
             .map(|a| {
                 a.iter()
-                    .map(|p| (p[0].as_str().unwrap().to_string(), p[1].as_str().unwrap().to_string()))
+                    .map(|p| {
+                        (
+                            p[0].as_str().unwrap().to_string(),
+                            p[1].as_str().unwrap().to_string(),
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default()
@@ -365,7 +384,12 @@ pub fn insecure_tls(alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
             c: &CertificateDer<'_>,
             d: &rustls::DigitallySignedStruct,
         ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+            rustls::crypto::verify_tls12_signature(
+                m,
+                c,
+                d,
+                &self.0.signature_verification_algorithms,
+            )
         }
         fn verify_tls13_signature(
             &self,
@@ -373,7 +397,12 @@ pub fn insecure_tls(alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
             c: &CertificateDer<'_>,
             d: &rustls::DigitallySignedStruct,
         ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+            rustls::crypto::verify_tls13_signature(
+                m,
+                c,
+                d,
+                &self.0.signature_verification_algorithms,
+            )
         }
         fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
             self.0.signature_verification_algorithms.supported_schemes()
@@ -394,7 +423,10 @@ pub fn insecure_tls(alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
 pub async fn tls_connect(
     addr: SocketAddr,
     alpn: &[&[u8]],
-) -> (tokio_rustls::client::TlsStream<tokio::net::TcpStream>, Option<Vec<u8>>) {
+) -> (
+    tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    Option<Vec<u8>>,
+) {
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let conn = tokio_rustls::TlsConnector::from(insecure_tls(alpn));
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
@@ -425,7 +457,8 @@ pub struct Env {
     pub gw: Gateway,
 }
 
-pub const PC_UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/120 Safari/537.36";
+pub const PC_UA: &str =
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/120 Safari/537.36";
 pub const WECHAT_UA: &str =
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148 MicroMessenger/8.0.47(0x18002f2c) NetType/WIFI Language/zh_CN";
 
@@ -514,10 +547,17 @@ impl Browser {
         }
     }
     pub fn cookie_header(&self) -> String {
-        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
     }
     pub fn cookie(&self, name: &str) -> Option<String> {
-        self.cookies.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        self.cookies
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
     }
     fn absorb(&mut self, r: &Reply) {
         for sc in r.set_cookies() {
@@ -547,7 +587,11 @@ impl Browser {
 }
 
 pub fn html_unescape(s: &str) -> String {
-    s.replace("&amp;", "&").replace("&quot;", "\"").replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">")
+    s.replace("&amp;", "&")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
 }
 
 /// The href of `<a ... id="ID" ... href="...">` in a page.
@@ -586,8 +630,12 @@ pub async fn to_callback(env: &Env, b: &mut Browser, rd: &str, user: &str) -> (S
         page.location() // snsapi_base answers silently
     } else {
         assert_eq!(page.status, StatusCode::OK, "mock page: {}", page.text());
-        let link = if user == "deny" { find_link(&page.text(), "deny") } else { find_link(&page.text(), &format!("user-{user}")) }
-            .unwrap_or_else(|| panic!("no link for {user} in {}", page.text()));
+        let link = if user == "deny" {
+            find_link(&page.text(), "deny")
+        } else {
+            find_link(&page.text(), &format!("user-{user}"))
+        }
+        .unwrap_or_else(|| panic!("no link for {user} in {}", page.text()));
         let confirm = format!("{}{}", env.mock.url(), link);
         let r = b.nav(&confirm).await;
         assert_eq!(r.status, StatusCode::FOUND);
@@ -600,7 +648,13 @@ pub async fn to_callback(env: &Env, b: &mut Browser, rd: &str, user: &str) -> (S
 pub async fn login(env: &Env, b: &mut Browser, rd: &str, user: &str) -> String {
     let (_, cb) = to_callback(env, b, rd, user).await;
     let r = b.nav(&cb).await;
-    assert_eq!(r.status, StatusCode::FOUND, "callback: {} {}", r.status, r.text());
+    assert_eq!(
+        r.status,
+        StatusCode::FOUND,
+        "callback: {} {}",
+        r.status,
+        r.text()
+    );
     r.location()
 }
 
