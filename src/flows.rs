@@ -19,7 +19,7 @@ use crate::http_util::{self, query_param, unix_now, Body};
 use crate::identity;
 use crate::login_state::{self, LOGIN_TTL_SECS};
 use crate::redirect::safe_return;
-use crate::session::{PendingLogin, Session, SessionId, SessionStore, Source};
+use crate::session::{NewSession, PendingLogin, Session, SessionId, SessionStore, Source};
 
 /// `encodeURIComponent`: everything but `A-Za-z0-9-_.!~*'()` is escaped.
 pub const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -275,7 +275,11 @@ async fn finish_login(
     let (id, cookie) = start_session(app, session).await?;
     let mut r = http_util::redirect(&pending.rd);
     app.store
-        .put_completed(nonce, pending, Duration::from_secs(LOGIN_TTL_SECS))
+        .put_completed(
+            nonce,
+            pending,
+            Duration::from_secs(login_state::COMPLETED_TTL_SECS),
+        )
         .await?;
     r.headers_mut().append(SET_COOKIE, cookie);
     tracing::info!(source = source.as_str(), session = %id.fingerprint(), "login");
@@ -302,23 +306,23 @@ async fn exchange_and_fetch(
     };
     let now = unix_now();
     let unionid = info_union.or(tok.unionid).filter(|u| !u.is_empty());
-    Ok(Session {
-        openid: tok.openid.into(),
-        unionid: unionid.map(Into::into),
-        appid: cfg.appid.as_str().into(),
+    Ok(Session::new(&NewSession {
+        openid: &tok.openid,
+        unionid: unionid.as_deref(),
+        appid: &cfg.appid,
         source,
-        nickname_enc: identity::encode_nickname(&nickname).into(),
-        avatar: avatar.into(),
+        nickname: &nickname,
+        avatar: &avatar,
         created_at: now,
         expires_at: now + app.settings.raw.session.ttl_secs,
         session_key: None,
-    })
+    }))
 }
 
 /// Check access, store the session under a new id, and build its cookie.
 async fn start_session(app: &App, s: Session) -> Result<(SessionId, HeaderValue), GatewayError> {
-    let source = s.source.as_str();
-    if !app.access.allows(&s.openid, s.unionid.as_deref()) {
+    let source = s.source().as_str();
+    if !app.access.allows(&s.openid(), s.unionid()) {
         app.metrics.login(source, "forbidden");
         tracing::info!(source, "login refused by access rules");
         return Err(LoginError::NotAllowed.into());
@@ -361,10 +365,7 @@ async fn auth(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, Gate
             &json!({"error": "unauthenticated", "login_url": app.login_url(&rd)}),
         ));
     };
-    if !app
-        .access
-        .allows(&a.session.openid, a.session.unionid.as_deref())
-    {
+    if !app.access.allows(&a.session.openid(), a.session.unionid()) {
         return Err(LoginError::NotAllowed.into());
     }
     let mut r = http_util::respond(StatusCode::ACCEPTED, http_util::TEXT, "");
@@ -398,13 +399,13 @@ async fn userinfo(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, 
     Ok(http_util::json(
         StatusCode::OK,
         &json!({
-            "openid": &*s.openid,
-            "unionid": s.unionid.as_deref(),
-            "appid": &*s.appid,
-            "source": s.source.as_str(),
+            "openid": s.openid(),
+            "unionid": s.unionid(),
+            "appid": s.appid(),
+            "source": s.source().as_str(),
             "nickname": s.nickname(),
-            "avatar": &*s.avatar,
-            "expires_at": s.expires_at,
+            "avatar": s.avatar(),
+            "expires_at": s.expires_at(),
         }),
     ))
 }
@@ -491,7 +492,10 @@ async fn app_login(app: &App, req: Request<Incoming>) -> Result<Response<Body>, 
     let session = exchange_and_fetch(app, &cfg, code, Source::MobileApp)
         .await
         .inspect_err(|_| app.metrics.login("mobile_app", "wechat_error"))?;
-    let (openid, unionid) = (session.openid.clone(), session.unionid.clone());
+    let (openid, unionid) = (
+        session.openid().to_string(),
+        session.unionid().map(str::to_string),
+    );
     let (id, _) = start_session(app, session).await?;
     tracing::info!(source = "mobile_app", session = %id.fingerprint(), "login");
     Ok(token_response(app, &id, &openid, unionid.as_deref()))
@@ -542,18 +546,21 @@ async fn mini_login(app: &App, req: Request<Incoming>) -> Result<Response<Body>,
     }
     let now = unix_now();
     let unionid = js.unionid.or(data_union).filter(|u| !u.is_empty());
-    let session = Session {
-        openid: js.openid.as_str().into(),
-        unionid: unionid.map(Into::into),
-        appid: cfg.appid.as_str().into(),
+    let session = Session::new(&NewSession {
+        openid: &js.openid,
+        unionid: unionid.as_deref(),
+        appid: &cfg.appid,
         source: Source::MiniProgram,
-        nickname_enc: identity::encode_nickname(&nickname).into(),
-        avatar: avatar.into(),
+        nickname: &nickname,
+        avatar: &avatar,
         created_at: now,
         expires_at: now + app.settings.raw.session.ttl_secs,
-        session_key: Some(js.session_key.into()),
-    };
-    let (openid, unionid) = (session.openid.clone(), session.unionid.clone());
+        session_key: Some(&js.session_key),
+    });
+    let (openid, unionid) = (
+        session.openid().to_string(),
+        session.unionid().map(str::to_string),
+    );
     let (id, _) = start_session(app, session).await?;
     tracing::info!(source = "mini_program", session = %id.fingerprint(), "login");
     Ok(token_response(app, &id, &openid, unionid.as_deref()))

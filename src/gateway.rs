@@ -61,7 +61,7 @@ pub struct App {
 /// A session found for a request, and how it was presented.
 pub struct Authenticated {
     pub id: SessionId,
-    pub session: Arc<Session>,
+    pub session: Session,
     pub bearer: bool,
 }
 
@@ -184,11 +184,7 @@ impl App {
             }
         };
         match auth {
-            Some(a)
-                if self
-                    .access
-                    .allows(&a.session.openid, a.session.unionid.as_deref()) =>
-            {
+            Some(a) if self.access.allows(&a.session.openid(), a.session.unionid()) => {
                 let (resp, up) = self.forward(req, peer, Some(&a)).await;
                 (resp, Route::Proxy, up)
             }

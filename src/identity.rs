@@ -52,6 +52,10 @@ const NICK: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
+pub fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
 pub fn encode_nickname(nick: &str) -> String {
     utf8_percent_encode(nick, NICK).to_string()
 }
@@ -67,35 +71,31 @@ pub fn signature(secret: &[u8], t: u64, unionid: &str, openid: &str) -> String {
     format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-fn value(s: &str) -> Option<HeaderValue> {
-    HeaderValue::from_str(s).ok()
-}
-
 /// Write the identity headers for `s` (after stripping, so nothing spoofed survives).
+/// The values are zero-copy slices of the session record: no allocation per request.
 pub fn insert_identity(headers: &mut HeaderMap, s: &Session, sign_secret: Option<&[u8]>, now: u64) {
-    if let Some(v) = value(&s.openid) {
+    if let Some(v) = s.openid_header() {
         headers.insert(OPENID.clone(), v);
     }
-    if let Some(v) = s.unionid.as_deref().and_then(value) {
+    if let Some(v) = s.unionid_header() {
         headers.insert(UNIONID.clone(), v);
     }
-    if let Some(v) = value(&s.appid) {
+    if let Some(v) = s.appid_header() {
         headers.insert(APPID.clone(), v);
     }
-    headers.insert(SOURCE.clone(), HeaderValue::from_static(s.source.as_str()));
-    if !s.nickname_enc.is_empty() {
-        if let Some(v) = value(&s.nickname_enc) {
-            headers.insert(NICKNAME.clone(), v);
-        }
+    headers.insert(
+        SOURCE.clone(),
+        HeaderValue::from_static(s.source().as_str()),
+    );
+    if let Some(v) = s.nickname_header() {
+        headers.insert(NICKNAME.clone(), v);
     }
-    if !s.avatar.is_empty() {
-        if let Some(v) = value(&s.avatar) {
-            headers.insert(AVATAR.clone(), v);
-        }
+    if let Some(v) = s.avatar_header() {
+        headers.insert(AVATAR.clone(), v);
     }
     if let Some(secret) = sign_secret {
-        let sig = signature(secret, now, s.unionid.as_deref().unwrap_or(""), &s.openid);
-        if let Some(v) = value(&sig) {
+        let sig = signature(secret, now, s.unionid().unwrap_or(""), s.openid());
+        if let Ok(v) = HeaderValue::from_str(&sig) {
             headers.insert(SIGNATURE.clone(), v);
         }
     }

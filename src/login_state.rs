@@ -11,6 +11,9 @@ use subtle::ConstantTimeEq;
 pub const STATE_LEN: usize = 32 + 8 + 32;
 /// Lifetime of a login in flight.
 pub const LOGIN_TTL_SECS: u64 = 600;
+/// How long a finished login is remembered, so that WeChat's repeated callback (within
+/// seconds) sends the same browser to its target instead of failing.
+pub const COMPLETED_TTL_SECS: u64 = 60;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum StateError {

@@ -8,6 +8,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use wxgate::config::Config;
 
+/// mimalloc: faster small allocations on the request path, and a million sessions fit in
+/// less memory than with glibc's malloc (measured: bench/README.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "wxgate",

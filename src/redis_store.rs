@@ -1,9 +1,8 @@
 //! Sessions in Redis (`session.store = "redis"`): several gateway instances share logins and
-//! revocations. Records are JSON; keys expire after the idle timeout and are refreshed on
+//! revocations. Records are the session's compact binary form; keys expire after the idle timeout and are refreshed on
 //! read (GETEX); the absolute expiry is checked on every read. Login state uses GETDEL so a
 //! state is consumed once across all instances.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -65,7 +64,7 @@ fn session_key(id: &SessionId) -> String {
 }
 
 impl SessionStore for RedisStore {
-    async fn get(&self, id: &SessionId, now: u64) -> Result<Option<Arc<Session>>, StoreError> {
+    async fn get(&self, id: &SessionId, now: u64) -> Result<Option<Session>, StoreError> {
         let raw: Option<Vec<u8>> = self
             .run(
                 redis::cmd("GETEX")
@@ -74,20 +73,17 @@ impl SessionStore for RedisStore {
                     .arg(self.idle_secs),
             )
             .await?;
-        let Some(raw) = raw else { return Ok(None) };
         // A record we cannot read is no session (and never a crash).
-        let Ok(s) = serde_json::from_slice::<Session>(&raw) else {
-            return Ok(None);
-        };
-        Ok((s.expires_at > now).then(|| Arc::new(s)))
+        Ok(raw
+            .and_then(|r| Session::from_bytes(r.into()))
+            .filter(|s| s.expires_at() > now))
     }
     async fn insert(&self, id: SessionId, s: Session) -> Result<(), StoreError> {
-        let v = serde_json::to_vec(&s).map_err(unavailable)?;
         let ex = self.idle_secs.min(self.ttl_secs);
         self.run::<()>(
             redis::cmd("SET")
                 .arg(session_key(&id))
-                .arg(v)
+                .arg(s.as_bytes().as_ref())
                 .arg("EX")
                 .arg(ex),
         )

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use http::{Request, StatusCode};
-use wxgate::session::{Session, SessionId, SessionStore, Source};
+use wxgate::session::{NewSession, Session, SessionId, SessionStore, Source};
 
 /// Put a session straight into the running gateway's store; returns the Cookie header value.
 async fn session_cookie(gw: &Gateway, unionid: Option<&str>) -> String {
@@ -16,17 +16,17 @@ async fn session_cookie(gw: &Gateway, unionid: Option<&str>) -> String {
     app.store
         .insert(
             id,
-            Session {
-                openid: "oOpenIdTest".into(),
-                unionid: unionid.map(Into::into),
-                appid: "wx1000000000000001".into(),
+            Session::new(&NewSession {
+                openid: "oOpenIdTest",
+                unionid,
+                appid: "wx1000000000000001",
                 source: Source::Website,
-                nickname_enc: wxgate::identity::encode_nickname("Tester 🐼").into(),
-                avatar: "https://thirdwx.qlogo.cn/x/132".into(),
+                nickname: "Tester 🐼",
+                avatar: "https://thirdwx.qlogo.cn/x/132",
                 created_at: now,
                 expires_at: now + 3600,
                 session_key: None,
-            },
+            }),
         )
         .await
         .unwrap();
