@@ -184,7 +184,7 @@ impl App {
             }
         };
         match auth {
-            Some(a) if self.access.allows(&a.session.openid(), a.session.unionid()) => {
+            Some(a) if self.access.allows(a.session.openid(), a.session.unionid()) => {
                 let (resp, up) = self.forward(req, peer, Some(&a)).await;
                 (resp, Route::Proxy, up)
             }
