@@ -2,7 +2,6 @@
 //! files → public paths → authenticate → authorize → inject identity → proxy.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +16,7 @@ use crate::http_util::{self, Body};
 use crate::identity;
 use crate::login_state::StateSigner;
 use crate::metrics::{Metrics, Route};
-use crate::proxy::{self, Proxy};
+use crate::proxy::{self, Peer, Proxy};
 use crate::session::{Session, SessionId, SessionStore, Store, StoreError};
 use crate::verification::{self, Verification};
 use crate::wechat::WechatClient;
@@ -113,14 +112,11 @@ impl App {
     }
 
     /// One request, start to end, with its log line and metrics.
-    pub async fn handle(
-        self: Arc<Self>,
-        req: Request<Incoming>,
-        peer: SocketAddr,
-    ) -> Response<Body> {
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: &Peer) -> Response<Body> {
         let started = Instant::now();
         let method = req.method().clone();
-        let path_for_log: Box<str> = req.uri().path().into();
+        // A refcount, not a copy: the path is logged after the request is consumed.
+        let pq = req.uri().path_and_query().cloned();
         let (resp, route, upstream) = self.route(req, peer).await;
         let status = resp.status().as_u16();
         self.metrics.request(route, status);
@@ -130,11 +126,11 @@ impl App {
         tracing::info!(
             target: "wxgate::access",
             method = %method,
-            path = %path_for_log,
+            path = pq.as_ref().map(|p| p.path()).unwrap_or("/"),
             status,
             latency_ms = started.elapsed().as_secs_f64() * 1e3,
             upstream_ms = upstream.map(|d| d.as_secs_f64() * 1e3),
-            peer = %peer.ip(),
+            peer = %peer.addr.ip(),
         );
         resp
     }
@@ -142,7 +138,7 @@ impl App {
     async fn route(
         &self,
         mut req: Request<Incoming>,
-        peer: SocketAddr,
+        peer: &Peer,
     ) -> (Response<Body>, Route, Option<Duration>) {
         // Phase 1: nothing that reads as an identity header survives, on any path.
         identity::strip_identity_headers(req.headers_mut());
@@ -261,7 +257,7 @@ impl App {
     async fn forward(
         &self,
         mut req: Request<Incoming>,
-        peer: SocketAddr,
+        peer: &Peer,
         auth: Option<&Authenticated>,
     ) -> (Response<Body>, Option<Duration>) {
         let h = req.headers_mut();
@@ -282,8 +278,7 @@ impl App {
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
-        let trusted = proxy::is_trusted(peer.ip(), &self.settings.trusted_proxies);
-        proxy::set_forwarded(req.headers_mut(), peer.ip(), trusted, self.proto, host);
+        proxy::set_forwarded(req.headers_mut(), peer, self.proto, host);
         let json = http_util::wants_json(req.headers());
         match self.proxy.forward(req).await {
             Ok((resp, took)) => (resp.map(http_body_util::Either::Left), Some(took)),

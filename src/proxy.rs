@@ -97,17 +97,38 @@ pub fn is_trusted(peer: IpAddr, trusted: &[IpNet]) -> bool {
     trusted.iter().any(|n| n.contains(&peer))
 }
 
+/// The client end of a connection, worked out once per connection, not per request.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub addr: std::net::SocketAddr,
+    /// In `server.trusted_proxies`: its `X-Forwarded-*` are believed.
+    pub trusted: bool,
+    /// The peer IP as a header value (the whole `X-Forwarded-For` of an untrusted peer).
+    pub ip_value: HeaderValue,
+}
+
+impl Peer {
+    pub fn new(addr: std::net::SocketAddr, trusted: &[IpNet]) -> Peer {
+        let ip = addr.ip();
+        Peer {
+            addr,
+            trusted: is_trusted(ip, trusted),
+            ip_value: HeaderValue::from_str(&ip.to_string())
+                .unwrap_or(HeaderValue::from_static("unknown")),
+        }
+    }
+}
+
 /// `X-Forwarded-For/Proto/Host`. From an untrusted peer, incoming values are replaced;
 /// from a trusted one, the chain is extended and Proto/Host are kept when present.
 pub fn set_forwarded(
     h: &mut HeaderMap,
-    peer: IpAddr,
-    trusted: bool,
+    peer: &Peer,
     proto: &'static str,
     host: Option<HeaderValue>,
 ) {
-    let peer_s = peer.to_string();
-    let xff = if trusted {
+    let trusted = peer.trusted;
+    if trusted {
         let prior: Vec<&str> = h
             .get_all(&X_FORWARDED_FOR)
             .iter()
@@ -115,16 +136,16 @@ pub fn set_forwarded(
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .collect();
-        if prior.is_empty() {
-            peer_s
+        let xff = if prior.is_empty() {
+            peer.addr.ip().to_string()
         } else {
-            format!("{}, {peer_s}", prior.join(", "))
+            format!("{}, {}", prior.join(", "), peer.addr.ip())
+        };
+        if let Ok(v) = HeaderValue::from_str(&xff) {
+            h.insert(X_FORWARDED_FOR.clone(), v);
         }
     } else {
-        peer_s
-    };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        h.insert(X_FORWARDED_FOR.clone(), v);
+        h.insert(X_FORWARDED_FOR.clone(), peer.ip_value.clone());
     }
     if !(trusted && h.contains_key(&X_FORWARDED_PROTO)) {
         h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
@@ -327,10 +348,10 @@ mod tests {
             ("x-forwarded-proto", "http"),
             ("x-forwarded-host", "evil"),
         ]);
+        let peer = Peer::new("10.0.0.1:5000".parse().unwrap(), &[]);
         set_forwarded(
             &mut h,
-            "10.0.0.1".parse().unwrap(),
-            false,
+            &peer,
             "https",
             Some(HeaderValue::from_static("app")),
         );
@@ -346,13 +367,12 @@ mod tests {
             ("x-forwarded-for", "2.2.2.2"),
             ("x-forwarded-proto", "https"),
         ]);
-        set_forwarded(
-            &mut h,
-            "10.0.0.1".parse().unwrap(),
-            true,
-            "http",
-            Some(HeaderValue::from_static("app")),
+        let peer = Peer::new(
+            "10.0.0.1:5000".parse().unwrap(),
+            &["10.0.0.0/8".parse().unwrap()],
         );
+        assert!(peer.trusted);
+        set_forwarded(&mut h, &peer, "http", Some(HeaderValue::from_static("app")));
         assert_eq!(h["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 10.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "app");

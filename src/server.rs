@@ -135,13 +135,15 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
+        let peer_info = Arc::new(crate::proxy::Peer::new(peer, &app.settings.trusted_proxies));
         let builder = builder.clone();
         let tls = tls.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let app = app.clone();
-                async move { Ok::<_, Infallible>(app.handle(req, peer).await) }
+                let peer = peer_info.clone();
+                async move { Ok::<_, Infallible>(app.handle(req, &peer).await) }
             });
             match tls {
                 Some(acceptor) => {
