@@ -59,6 +59,31 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    async fn put_login(
+        &self,
+        key: &str,
+        p: &PendingLogin,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let v = serde_json::to_vec(p).map_err(unavailable)?;
+        self.run::<()>(
+            redis::cmd("SET")
+                .arg(key)
+                .arg(v)
+                .arg("EX")
+                .arg(ttl.as_secs().max(1)),
+        )
+        .await
+    }
+
+    /// `GET` or `GETDEL` (consume) a login record.
+    async fn get_login(&self, verb: &str, key: &str) -> Result<Option<PendingLogin>, StoreError> {
+        let raw: Option<Vec<u8>> = self.run(redis::cmd(verb).arg(key)).await?;
+        Ok(raw.and_then(|r| serde_json::from_slice(&r).ok()))
+    }
+}
+
 fn session_key(id: &SessionId) -> String {
     format!("wxgate:s:{}", hex::encode(id.0))
 }
@@ -103,21 +128,10 @@ impl SessionStore for RedisStore {
         p: PendingLogin,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        let v = serde_json::to_vec(&p).map_err(unavailable)?;
-        self.run::<()>(
-            redis::cmd("SET")
-                .arg(format!("wxgate:p:{nonce}"))
-                .arg(v)
-                .arg("EX")
-                .arg(ttl.as_secs().max(1)),
-        )
-        .await
+        self.put_login(&format!("wxgate:p:{nonce}"), &p, ttl).await
     }
     async fn take_pending(&self, nonce: &str) -> Result<Option<PendingLogin>, StoreError> {
-        let raw: Option<Vec<u8>> = self
-            .run(redis::cmd("GETDEL").arg(format!("wxgate:p:{nonce}")))
-            .await?;
-        Ok(raw.and_then(|r| serde_json::from_slice(&r).ok()))
+        self.get_login("GETDEL", &format!("wxgate:p:{nonce}")).await
     }
     async fn put_completed(
         &self,
@@ -125,21 +139,10 @@ impl SessionStore for RedisStore {
         p: PendingLogin,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        let v = serde_json::to_vec(&p).map_err(unavailable)?;
-        self.run::<()>(
-            redis::cmd("SET")
-                .arg(format!("wxgate:c:{nonce}"))
-                .arg(v)
-                .arg("EX")
-                .arg(ttl.as_secs().max(1)),
-        )
-        .await
+        self.put_login(&format!("wxgate:c:{nonce}"), &p, ttl).await
     }
     async fn get_completed(&self, nonce: &str) -> Result<Option<PendingLogin>, StoreError> {
-        let raw: Option<Vec<u8>> = self
-            .run(redis::cmd("GET").arg(format!("wxgate:c:{nonce}")))
-            .await?;
-        Ok(raw.and_then(|r| serde_json::from_slice(&r).ok()))
+        self.get_login("GET", &format!("wxgate:c:{nonce}")).await
     }
     fn session_count(&self) -> Option<u64> {
         None
