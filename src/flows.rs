@@ -36,7 +36,11 @@ pub const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
 /// Largest JSON body accepted by the login endpoints.
 pub const MAX_JSON_BODY: usize = 16 * 1024;
 
-pub async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(
+    app: &App,
+    req: Request<Incoming>,
+    peer: &crate::proxy::Peer,
+) -> Response<Body> {
     let sub = &req.uri().path()[app.prefix().len()..];
     let m = req.method();
     let get = m == Method::GET || m == Method::HEAD;
@@ -58,7 +62,7 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
         "/callback" if get => callback(app, &req).await,
         "/logout" if get || m == Method::POST => logout(app, &req).await,
         // nginx auth_request keeps the original method: answer any.
-        "/auth" => auth(app, &req).await,
+        "/auth" => auth(app, &req, peer).await,
         "/userinfo" if get => userinfo(app, &req).await,
         "/app/login" if m == Method::POST => return json_endpoint(app_login(app, req).await, app),
         "/miniprogram/login" if m == Method::POST => {
@@ -127,7 +131,9 @@ fn cookie_header(app: &App, name: &str, value: &str, path: &str, max_age: i64) -
         .secure(app.settings.public.secure)
         .max_age(cookie::time::Duration::seconds(max_age));
     let domain = &app.settings.raw.session.cookie_domain;
-    if !domain.is_empty() && path == "/" {
+    // Both the session and the login cookie: in a multi-site setup the login may start on
+    // one subdomain and come back through public_url's host.
+    if !domain.is_empty() {
         c = c.domain(domain.clone());
     }
     HeaderValue::from_str(&c.build().to_string()).unwrap_or(HeaderValue::from_static(""))
@@ -357,9 +363,14 @@ async fn logout(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, Ga
 }
 
 /// nginx `auth_request` / Caddy `forward_auth` / Traefik `forwardAuth`: never redirects.
-async fn auth(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, GatewayError> {
+async fn auth(
+    app: &App,
+    req: &Request<Incoming>,
+    peer: &crate::proxy::Peer,
+) -> Result<Response<Body>, GatewayError> {
     let Some(a) = app.authenticate(req.headers()).await? else {
-        let rd = forwarded_uri(req).unwrap_or_else(|| "/".into());
+        let uri = forwarded_uri(req).unwrap_or_else(|| "/".into());
+        let rd = app.return_target(req.headers(), req.uri().authority(), &uri, peer);
         return Ok(http_util::json(
             StatusCode::UNAUTHORIZED,
             &json!({"error": "unauthenticated", "login_url": app.login_url(&rd)}),

@@ -148,7 +148,7 @@ impl App {
         if path.starts_with(prefix)
             && (path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/')
         {
-            let resp = crate::flows::handle(self, req).await;
+            let resp = crate::flows::handle(self, req, peer).await;
             return (resp, Route::Gateway, None);
         }
 
@@ -189,34 +189,91 @@ impl App {
                 let resp = GatewayError::from(LoginError::NotAllowed).into_response(json, "/");
                 (resp, Route::Unauthenticated, None)
             }
-            None => (self.unauthenticated(&req), Route::Unauthenticated, None),
+            None => (
+                self.unauthenticated(&req, peer),
+                Route::Unauthenticated,
+                None,
+            ),
         }
     }
 
     /// 302 to login for browser navigations, 401 JSON for everything else.
-    pub fn unauthenticated(&self, req: &Request<Incoming>) -> Response<Body> {
-        let rd = req
+    pub fn unauthenticated(&self, req: &Request<Incoming>, peer: &Peer) -> Response<Body> {
+        let pq = req
             .uri()
             .path_and_query()
             .map(|p| p.as_str())
             .unwrap_or("/");
+        let rd = self.return_target(req.headers(), req.uri().authority(), pq, peer);
         if http_util::is_navigation(req.method(), req.headers()) {
+            // Same site: a relative redirect. Another site (multi-site): log in on public_url.
+            let origin = if rd.starts_with('/') {
+                ""
+            } else {
+                self.settings.public.origin.as_str()
+            };
             let login = format!(
-                "{}/login?rd={}",
+                "{origin}{}/login?rd={}",
                 self.prefix(),
-                percent_encoding::utf8_percent_encode(rd, crate::flows::COMPONENT)
+                percent_encoding::utf8_percent_encode(&rd, crate::flows::COMPONENT)
             );
             return http_util::redirect(&login);
         }
         let mut r = http_util::json(
             StatusCode::UNAUTHORIZED,
-            &json!({"error": "unauthenticated", "login_url": self.login_url(rd)}),
+            &json!({"error": "unauthenticated", "login_url": self.login_url(&rd)}),
         );
         r.headers_mut().insert(
             http::header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Bearer realm=\"wxgate\""),
         );
         r
+    }
+
+    /// Where to return after login for a request for `pq`: the path itself on public_url's
+    /// host, an absolute URL on a host of `access.redirect_hosts` (multi-site), else the path.
+    /// The host is `X-Forwarded-Host` from a trusted proxy, else `Host` / `:authority`.
+    pub fn return_target(
+        &self,
+        headers: &http::HeaderMap,
+        authority: Option<&http::uri::Authority>,
+        pq: &str,
+        peer: &Peer,
+    ) -> String {
+        let forwarded = |name: &str| {
+            peer.trusted
+                .then(|| headers.get(name).and_then(|v| v.to_str().ok()))
+                .flatten()
+                .map(|v| v.split(',').next().unwrap_or("").trim())
+                .filter(|v| !v.is_empty())
+        };
+        let host = forwarded("x-forwarded-host")
+            .or_else(|| headers.get(HOST).and_then(|v| v.to_str().ok()))
+            .or_else(|| authority.map(|a| a.as_str()));
+        let Some(host) = host else {
+            return pq.to_string();
+        };
+        let public = &self.settings.public;
+        let proto = forwarded("x-forwarded-proto")
+            .filter(|p| *p == "https" || *p == "http")
+            .unwrap_or(public.url.scheme());
+        let abs = format!("{proto}://{host}{pq}");
+        let Ok(u) = url::Url::parse(&abs) else {
+            return pq.to_string();
+        };
+        let on_public = u
+            .host_str()
+            .is_some_and(|h| h.eq_ignore_ascii_case(&public.host));
+        if on_public {
+            return pq.to_string();
+        }
+        let checked =
+            crate::redirect::safe_return(&abs, public, &self.settings.raw.access.redirect_hosts);
+        if checked == "/" {
+            pq.to_string()
+        } else {
+            checked
+        }
     }
 
     fn is_public(&self, path: &str) -> bool {

@@ -838,3 +838,91 @@ async fn pages_are_bilingual_and_self_contained() {
         "no external assets: {t}"
     );
 }
+
+#[tokio::test]
+async fn multi_site_return_targets() {
+    let env = env("[access]\nredirect_hosts = [\"shop.example.com\"]\n").await;
+    let port = env.gw.addr.port();
+    let c = client();
+    let nav = |host: &str, extra: Option<(&str, &str)>| {
+        let mut b = Request::get(env.gw.url("/cart?id=1&x=2"))
+            .header("host", host)
+            .header("accept", "text/html");
+        if let Some((k, v)) = extra {
+            b = b.header(k, v);
+        }
+        b.body(empty()).unwrap()
+    };
+    // Another allowed site: log in on public_url, come back to the absolute URL.
+    let r = send(&c, nav("shop.example.com", None)).await;
+    assert_eq!(
+        r.location(),
+        format!("http://127.0.0.1:{port}/_wxgate/login?rd=http%3A%2F%2Fshop.example.com%2Fcart%3Fid%3D1%26x%3D2")
+    );
+    // The public host itself, and hosts that are not allowed: a relative path.
+    let r = send(&c, nav(&format!("127.0.0.1:{port}"), None)).await;
+    assert_eq!(r.location(), "/_wxgate/login?rd=%2Fcart%3Fid%3D1%26x%3D2");
+    let r = send(&c, nav("evil.example", None)).await;
+    assert_eq!(r.location(), "/_wxgate/login?rd=%2Fcart%3Fid%3D1%26x%3D2");
+    // X-Forwarded-Host from an untrusted peer is ignored.
+    let r = send(
+        &c,
+        nav(
+            "evil.example",
+            Some(("x-forwarded-host", "shop.example.com")),
+        ),
+    )
+    .await;
+    assert_eq!(r.location(), "/_wxgate/login?rd=%2Fcart%3Fid%3D1%26x%3D2");
+    // API calls get the same target in login_url; /auth uses X-Original-URI + Host.
+    let r = send(
+        &c,
+        Request::get(env.gw.url("/api"))
+            .header("host", "shop.example.com")
+            .body(empty())
+            .unwrap(),
+    )
+    .await;
+    assert!(
+        r.json()["login_url"]
+            .as_str()
+            .unwrap()
+            .ends_with("rd=http%3A%2F%2Fshop.example.com%2Fapi"),
+        "{}",
+        r.text()
+    );
+    let r = send(
+        &c,
+        Request::get(env.gw.url("/_wxgate/auth"))
+            .header("host", "shop.example.com")
+            .header("x-original-uri", "/orders?a=1")
+            .body(empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        r.json()["login_url"]
+            .as_str()
+            .unwrap()
+            .ends_with("rd=http%3A%2F%2Fshop.example.com%2Forders%3Fa%3D1"),
+        "{}",
+        r.text()
+    );
+}
+
+#[tokio::test]
+async fn cookie_domain_applies_to_login_and_session_cookies() {
+    let env = env("cookie_domain = \".example.com\"\n").await;
+    let mut b = Browser::pc();
+    let r = b.nav(&env.gw.url("/_wxgate/login")).await;
+    let login = r
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("_wxgate_login="))
+        .unwrap();
+    assert!(
+        login.contains("Domain=example.com") || login.contains("Domain=.example.com"),
+        "{login}"
+    );
+}
