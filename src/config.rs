@@ -64,6 +64,8 @@ pub struct ServerConfig {
     pub h2_max_concurrent_streams: u32,
     /// Grace period for in-flight requests on SIGTERM/SIGINT.
     pub shutdown_grace_secs: u64,
+    /// Worker threads (one event loop and upstream pool each); 0 = one per CPU.
+    pub workers: usize,
 }
 
 impl Default for ServerConfig {
@@ -80,6 +82,7 @@ impl Default for ServerConfig {
             max_header_bytes: 64 * 1024,
             h2_max_concurrent_streams: 256,
             shutdown_grace_secs: 30,
+            workers: 0,
         }
     }
 }
@@ -514,6 +517,12 @@ impl Settings {
         }
         if s.max_header_bytes < 1024 {
             return Err(invalid("server.max_header_bytes", "must be at least 1024"));
+        }
+        if s.workers > 1024 {
+            return Err(invalid(
+                "server.workers",
+                "must be at most 1024 (0 = one per CPU)",
+            ));
         }
         if s.h2_max_concurrent_streams == 0 {
             return Err(invalid(

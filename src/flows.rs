@@ -17,7 +17,7 @@ use crate::error::{ApiError, GatewayError, LoginError};
 use crate::gateway::App;
 use crate::http_util::{self, query_param, unix_now, Body};
 use crate::identity;
-use crate::login_state::{self, LOGIN_TTL_SECS};
+use crate::login_state::{self, LoginCookie, LOGIN_TTL_SECS};
 use crate::redirect::safe_return;
 use crate::session::{NewSession, PendingLogin, Session, SessionId, SessionStore, Source};
 
@@ -181,19 +181,15 @@ async fn login(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, Gat
         (true, None, Some(web)) => (Source::Website, web),
         _ => return Err(LoginError::AppNotConfigured.into()),
     };
-    let binding = identity::find_cookie(req.headers(), &app.login_cookie)
-        .filter(|b| login_state::is_binding(b))
+    let binding = LoginCookie::parse(identity::find_cookie(req.headers(), &app.login_cookie))
+        .binding
         .map(str::to_string)
         .unwrap_or_else(|| login_state::random_hex(16));
     let (state, nonce) = app.signer.issue(&binding, unix_now());
     app.store
         .put_pending(
             &nonce,
-            PendingLogin {
-                rd,
-                binding: binding.clone(),
-                source,
-            },
+            PendingLogin { rd, source },
             Duration::from_secs(LOGIN_TTL_SECS),
         )
         .await?;
@@ -229,21 +225,27 @@ async fn callback(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, 
     let state = query_param(q, "state")
         .filter(|s| !s.is_empty())
         .ok_or(LoginError::MissingState)?;
-    let binding = identity::find_cookie(req.headers(), &app.login_cookie);
-    let now = unix_now();
-    let nonce = app.signer.verify(&state, binding, now)?;
+    let cookie = LoginCookie::parse(identity::find_cookie(req.headers(), &app.login_cookie));
+    let nonce = app.signer.verify(&state, cookie.binding, unix_now())?;
+    // Verified: the binding is this browser's.
+    let binding = cookie.binding.unwrap_or_default();
     let Some(pending) = app.store.take_pending(nonce).await? else {
         // WeChat sometimes calls twice: the same browser that finished goes where it meant to.
-        if let Some(done) = app.store.get_completed(nonce).await? {
-            if Some(done.binding.as_str()) == binding {
-                return Ok(http_util::redirect(&done.rd));
+        if let Some((done, rd)) = &cookie.completed {
+            if *done == nonce {
+                let s = &app.settings;
+                return Ok(http_util::redirect(&safe_return(
+                    rd,
+                    &s.public,
+                    &s.raw.access.redirect_hosts,
+                )));
             }
         }
         return Err(LoginError::StateUsed.into());
     };
     // From here on the target is known: "sign in again" returns there.
     let retry = login_path(app, &pending.rd);
-    match finish_login(app, q, nonce, pending).await {
+    match finish_login(app, q, nonce, binding, pending).await {
         Ok(r) => Ok(r),
         Err(e) => Ok(e.into_response(false, &retry)),
     }
@@ -262,6 +264,7 @@ async fn finish_login(
     app: &App,
     q: Option<&str>,
     nonce: &str,
+    binding: &str,
     pending: PendingLogin,
 ) -> Result<Response<Body>, GatewayError> {
     let source = pending.source;
@@ -280,14 +283,13 @@ async fn finish_login(
         .inspect_err(|_| app.metrics.login(source.as_str(), "wechat_error"))?;
     let (id, cookie) = start_session(app, session).await?;
     let mut r = http_util::redirect(&pending.rd);
-    app.store
-        .put_completed(
-            nonce,
-            pending,
-            Duration::from_secs(login_state::COMPLETED_TTL_SECS),
-        )
-        .await?;
     r.headers_mut().append(SET_COOKIE, cookie);
+    let done = LoginCookie::completed_value(binding, nonce, &pending.rd);
+    let ttl = login_state::COMPLETED_TTL_SECS as i64;
+    r.headers_mut().append(
+        SET_COOKIE,
+        cookie_header(app, &app.login_cookie, &done, app.prefix(), ttl),
+    );
     tracing::info!(source = source.as_str(), session = %id.fingerprint(), "login");
     Ok(r)
 }

@@ -43,7 +43,6 @@ impl Access {
 /// Everything a request needs, built once at start.
 pub struct App {
     pub settings: Settings,
-    pub proxy: Proxy,
     pub store: Store,
     pub wechat: WechatClient,
     pub signer: StateSigner,
@@ -74,7 +73,6 @@ impl App {
         let sign_secret = (!raw.headers.sign_secret.is_empty())
             .then(|| raw.headers.sign_secret.as_bytes().to_vec());
         Ok(Arc::new(App {
-            proxy: Proxy::new(&settings),
             wechat,
             signer: StateSigner::new(settings.cookie_secret()),
             verification: Verification::new(&raw.verification),
@@ -112,12 +110,17 @@ impl App {
     }
 
     /// One request, start to end, with its log line and metrics.
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: &Peer) -> Response<Body> {
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: &Peer,
+        proxy: &Proxy,
+    ) -> Response<Body> {
         let started = Instant::now();
         let method = req.method().clone();
         // A refcount, not a copy: the path is logged after the request is consumed.
         let pq = req.uri().path_and_query().cloned();
-        let (resp, route, upstream) = self.route(req, peer).await;
+        let (resp, route, upstream) = self.route(req, peer, proxy).await;
         let status = resp.status().as_u16();
         self.metrics.request(route, status);
         if let Some(up) = upstream {
@@ -139,6 +142,7 @@ impl App {
         &self,
         mut req: Request<Incoming>,
         peer: &Peer,
+        proxy: &Proxy,
     ) -> (Response<Body>, Route, Option<Duration>) {
         // Phase 1: nothing that reads as an identity header survives, on any path.
         identity::strip_identity_headers(req.headers_mut());
@@ -164,7 +168,7 @@ impl App {
         }
 
         if self.is_public(path) {
-            let (resp, up) = self.forward(req, peer, None).await;
+            let (resp, up) = self.forward(req, peer, proxy, None).await;
             return (resp, Route::Public, up);
         }
 
@@ -181,7 +185,7 @@ impl App {
         };
         match auth {
             Some(a) if self.access.allows(a.session.openid(), a.session.unionid()) => {
-                let (resp, up) = self.forward(req, peer, Some(&a)).await;
+                let (resp, up) = self.forward(req, peer, proxy, Some(&a)).await;
                 (resp, Route::Proxy, up)
             }
             Some(_) => {
@@ -315,6 +319,7 @@ impl App {
         &self,
         mut req: Request<Incoming>,
         peer: &Peer,
+        proxy: &Proxy,
         auth: Option<&Authenticated>,
     ) -> (Response<Body>, Option<Duration>) {
         let h = req.headers_mut();
@@ -337,7 +342,7 @@ impl App {
         });
         proxy::set_forwarded(req.headers_mut(), peer, self.proto, host);
         let json = http_util::wants_json(req.headers());
-        match self.proxy.forward(req).await {
+        match proxy.forward(req).await {
             Ok((resp, took)) => (resp.map(http_body_util::Either::Left), Some(took)),
             Err(e) => (GatewayError::from(e).into_response(json, "/"), None),
         }

@@ -3,6 +3,8 @@
 //! expiry and the browser binding (the value of the short-lived login cookie). Only
 //! alphanumerics, well under WeChat's 128-byte limit, useless in another browser.
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
@@ -104,6 +106,41 @@ pub fn is_binding(s: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+/// The short-lived login cookie: `<binding>` while a login is in flight, and
+/// `<binding>.<nonce>.<base64url(rd)>` for a minute after one finished, so that WeChat's
+/// repeated callback sends this browser to its target. Nothing about finished logins is kept
+/// on the server.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct LoginCookie<'a> {
+    pub binding: Option<&'a str>,
+    /// The nonce of the login this browser just finished, and where it went.
+    pub completed: Option<(&'a str, String)>,
+}
+
+impl<'a> LoginCookie<'a> {
+    pub fn parse(v: Option<&'a str>) -> LoginCookie<'a> {
+        let Some(v) = v else {
+            return LoginCookie::default();
+        };
+        let mut parts = v.splitn(3, '.');
+        let binding = parts.next().filter(|b| is_binding(b));
+        let completed = match (binding, parts.next(), parts.next()) {
+            (Some(_), Some(nonce), Some(rd)) if is_binding(nonce) => URL_SAFE_NO_PAD
+                .decode(rd)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .map(|rd| (nonce, rd)),
+            _ => None,
+        };
+        LoginCookie { binding, completed }
+    }
+
+    /// The value after a login with `nonce` finished, going to `rd`.
+    pub fn completed_value(binding: &str, nonce: &str, rd: &str) -> String {
+        format!("{binding}.{nonce}.{}", URL_SAFE_NO_PAD.encode(rd))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +162,27 @@ mod tests {
             Err(StateError::WrongBrowser)
         );
         assert_eq!(s.verify(&state, None, 1001), Err(StateError::WrongBrowser));
+    }
+
+    #[test]
+    fn login_cookie_forms() {
+        let b = random_hex(16);
+        let n = random_hex(16);
+        assert_eq!(LoginCookie::parse(None), LoginCookie::default());
+        assert_eq!(LoginCookie::parse(Some(&b)).binding, Some(b.as_str()));
+        assert_eq!(LoginCookie::parse(Some("nothex")).binding, None);
+        let v = LoginCookie::completed_value(&b, &n, "/x?y=1");
+        let c = LoginCookie::parse(Some(&v));
+        assert_eq!(c.binding, Some(b.as_str()));
+        assert_eq!(c.completed, Some((n.as_str(), "/x?y=1".to_string())));
+        assert_eq!(
+            LoginCookie::parse(Some(&format!("{b}.{n}.%%%"))).completed,
+            None
+        );
+        assert_eq!(
+            LoginCookie::parse(Some(&format!("{b}.short.L3g"))).completed,
+            None
+        );
     }
 
     #[test]

@@ -133,17 +133,6 @@ impl SessionStore for RedisStore {
     async fn take_pending(&self, nonce: &str) -> Result<Option<PendingLogin>, StoreError> {
         self.get_login("GETDEL", &format!("wxgate:p:{nonce}")).await
     }
-    async fn put_completed(
-        &self,
-        nonce: &str,
-        p: PendingLogin,
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
-        self.put_login(&format!("wxgate:c:{nonce}"), &p, ttl).await
-    }
-    async fn get_completed(&self, nonce: &str) -> Result<Option<PendingLogin>, StoreError> {
-        self.get_login("GET", &format!("wxgate:c:{nonce}")).await
-    }
     fn session_count(&self) -> Option<u64> {
         None
     }

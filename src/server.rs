@@ -11,11 +11,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use tokio::sync::{oneshot, watch};
 
 use crate::config::Settings;
 use crate::gateway::App;
+use crate::proxy::Proxy;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -36,22 +36,17 @@ pub enum ServeError {
 pub struct Running {
     pub addr: SocketAddr,
     pub app: Arc<App>,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
+    stop: watch::Sender<bool>,
+    done: Vec<oneshot::Receiver<()>>,
 }
 
 impl Running {
     /// Stop accepting, let in-flight requests finish (within the grace period), return.
-    pub async fn shutdown(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for d in self.done {
+            let _ = d.await;
         }
-        let _ = (&mut self.task).await;
-    }
-
-    /// Wait until the server stops by itself (it does not, unless the task fails).
-    pub async fn wait(self) {
-        let _ = self.task.await;
     }
 }
 
@@ -66,7 +61,21 @@ pub async fn serve(settings: Settings) -> Result<Running, ServeError> {
     serve_on(listener, settings).await
 }
 
+/// How many worker threads serve connections: `server.workers`, or one per CPU.
+fn worker_count(s: &Settings) -> usize {
+    match s.raw.server.workers {
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        n => n,
+    }
+}
+
 /// Like [`serve`], on a listener the caller bound (tests bind `127.0.0.1:0`).
+///
+/// Thread per core, like nginx's workers: each worker thread runs its own single-threaded
+/// runtime, accepts on the shared listener, and keeps its own upstream connection pool, so a
+/// request never hops threads between the client connection and the upstream connection.
 pub async fn serve_on(listener: TcpListener, settings: Settings) -> Result<Running, ServeError> {
     let store = crate::session::Store::connect(&settings.raw.session)
         .await
@@ -77,19 +86,50 @@ pub async fn serve_on(listener: TcpListener, settings: Settings) -> Result<Runni
         )),
         None => None,
     };
+    let workers = worker_count(&settings);
     let app = App::new(settings, store).map_err(|e| ServeError::Client(e.to_string()))?;
-    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+    let bind_err = |source| ServeError::Bind {
         addr: app.settings.listen,
         source,
-    })?;
-    let (stop_tx, stop_rx) = oneshot::channel();
-    let task = tokio::spawn(accept_loop(listener, app.clone(), tls, stop_rx));
-    tracing::info!(%addr, tls = app.settings.tls.is_some(), upstream = %app.settings.upstream, "wxgate listening");
+    };
+    let addr = listener.local_addr().map_err(bind_err)?;
+    let std_listener = listener.into_std().map_err(bind_err)?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut done = Vec::with_capacity(workers);
+    for i in 0..workers {
+        let l = std_listener.try_clone().map_err(bind_err)?;
+        let (app, tls, stop) = (app.clone(), tls.clone(), stop_rx.clone());
+        let (done_tx, done_rx) = oneshot::channel();
+        std::thread::Builder::new()
+            .name(format!("wxgate-worker-{i}"))
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!(error = %e, "worker runtime failed to start");
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    match TcpListener::from_std(l) {
+                        Ok(l) => accept_loop(l, app, tls, stop).await,
+                        Err(e) => tracing::error!(error = %e, "worker cannot use the listener"),
+                    }
+                });
+                let _ = done_tx.send(());
+            })
+            .map_err(|e| ServeError::Client(format!("cannot start worker thread: {e}")))?;
+        done.push(done_rx);
+    }
+    tracing::info!(%addr, tls = app.settings.tls.is_some(), workers, upstream = %app.settings.upstream, "wxgate listening");
     Ok(Running {
         addr,
         app,
-        stop: Some(stop_tx),
-        task,
+        stop: stop_tx,
+        done,
     })
 }
 
@@ -114,19 +154,23 @@ async fn accept_loop(
     listener: TcpListener,
     app: Arc<App>,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    mut stop: oneshot::Receiver<()>,
+    mut stop: watch::Receiver<bool>,
 ) {
+    // This worker's own upstream pool: its connections live on this thread.
+    let proxy = Arc::new(Proxy::new(&app.settings));
     let builder = Arc::new(builder(&app.settings));
     let graceful = GracefulShutdown::new();
     let handshake = Duration::from_millis(app.settings.raw.server.tls_handshake_timeout_ms);
     loop {
         let (stream, peer) = tokio::select! {
             biased;
-            _ = &mut stop => break,
+            _ = stop.wait_for(|s| *s) => break,
             r = listener.accept() => match r {
                 Ok(c) => c,
+                // Another worker took it (shared listener), or out of file descriptors and
+                // the like: back off briefly instead of spinning.
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                 Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
@@ -135,6 +179,7 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
+        let proxy = proxy.clone();
         let peer_info = Arc::new(crate::proxy::Peer::new(peer, &app.settings.trusted_proxies));
         let builder = builder.clone();
         let tls = tls.clone();
@@ -142,8 +187,9 @@ async fn accept_loop(
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let app = app.clone();
+                let proxy = proxy.clone();
                 let peer = peer_info.clone();
-                async move { Ok::<_, Infallible>(app.handle(req, &peer).await) }
+                async move { Ok::<_, Infallible>(app.handle(req, &peer, &proxy).await) }
             });
             match tls {
                 Some(acceptor) => {
@@ -180,7 +226,7 @@ async fn accept_loop(
         "shutting down: draining in-flight requests"
     );
     tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("all connections closed"),
+        _ = graceful.shutdown() => tracing::debug!("all connections closed"),
         _ = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
     }
 }

@@ -1,6 +1,6 @@
 //! Sessions: the server-side record behind a cookie or bearer token, the store trait, and the
 //! in-memory store on moka (absolute TTL, idle timeout, bounded capacity). The same store
-//! keeps the short-lived login-state records (pending and completed logins).
+//! keeps the short-lived records of logins in flight.
 
 use std::future::Future;
 use std::time::Duration;
@@ -326,11 +326,11 @@ impl std::fmt::Debug for SessionId {
     }
 }
 
-/// What `/login` leaves behind for `/callback`: where to go, and which browser started it.
+/// What `/login` leaves behind for `/callback`: where to go, and through which app. (Which
+/// browser started it is in the signed state.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PendingLogin {
     pub rd: String,
-    pub binding: String,
     pub source: Source,
 }
 
@@ -366,17 +366,6 @@ pub trait SessionStore: Send + Sync + 'static {
         &self,
         nonce: &str,
     ) -> impl Future<Output = Result<Option<PendingLogin>, StoreError>> + Send;
-    /// Remember that a login finished, so a repeated callback from the same browser can redirect.
-    fn put_completed(
-        &self,
-        nonce: &str,
-        p: PendingLogin,
-        ttl: Duration,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    fn get_completed(
-        &self,
-        nonce: &str,
-    ) -> impl Future<Output = Result<Option<PendingLogin>, StoreError>> + Send;
     /// Number of live sessions (approximate), for metrics; `None` when the store cannot say cheaply.
     fn session_count(&self) -> Option<u64>;
 }
@@ -385,7 +374,6 @@ pub trait SessionStore: Send + Sync + 'static {
 pub struct MemoryStore {
     sessions: moka::sync::Cache<SessionId, Session>,
     pending: moka::sync::Cache<Box<str>, PendingLogin>,
-    completed: moka::sync::Cache<Box<str>, PendingLogin>,
 }
 
 /// Upper bound on logins in flight kept in memory.
@@ -406,11 +394,6 @@ impl MemoryStore {
             pending: moka::sync::Cache::builder()
                 .max_capacity(MAX_PENDING)
                 .time_to_live(login_ttl)
-                .build(),
-            // Only for WeChat's repeated callback, which follows within seconds.
-            completed: moka::sync::Cache::builder()
-                .max_capacity(MAX_PENDING)
-                .time_to_live(Duration::from_secs(crate::login_state::COMPLETED_TTL_SECS))
                 .build(),
         }
     }
@@ -442,18 +425,6 @@ impl SessionStore for MemoryStore {
     }
     async fn take_pending(&self, nonce: &str) -> Result<Option<PendingLogin>, StoreError> {
         Ok(self.pending.remove(nonce))
-    }
-    async fn put_completed(
-        &self,
-        nonce: &str,
-        p: PendingLogin,
-        _ttl: Duration,
-    ) -> Result<(), StoreError> {
-        self.completed.insert(nonce.into(), p);
-        Ok(())
-    }
-    async fn get_completed(&self, nonce: &str) -> Result<Option<PendingLogin>, StoreError> {
-        Ok(self.completed.get(nonce))
     }
     fn session_count(&self) -> Option<u64> {
         Some(self.sessions.entry_count())
@@ -512,17 +483,6 @@ impl SessionStore for Store {
     }
     async fn take_pending(&self, nonce: &str) -> Result<Option<PendingLogin>, StoreError> {
         delegate!(self, s => s.take_pending(nonce).await)
-    }
-    async fn put_completed(
-        &self,
-        nonce: &str,
-        p: PendingLogin,
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
-        delegate!(self, s => s.put_completed(nonce, p, ttl).await)
-    }
-    async fn get_completed(&self, nonce: &str) -> Result<Option<PendingLogin>, StoreError> {
-        delegate!(self, s => s.get_completed(nonce).await)
     }
     fn session_count(&self) -> Option<u64> {
         delegate!(self, s => s.session_count())
@@ -666,7 +626,6 @@ mod tests {
         let st = MemoryStore::new(Duration::from_secs(60), Duration::from_secs(60), 10);
         let p = PendingLogin {
             rd: "/x".into(),
-            binding: "b".into(),
             source: Source::Website,
         };
         st.put_pending("n1", p.clone(), Duration::from_secs(600))
