@@ -11,7 +11,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::Settings;
 use crate::gateway::App;
@@ -74,8 +74,10 @@ fn worker_count(s: &Settings) -> usize {
 /// Like [`serve`], on a listener the caller bound (tests bind `127.0.0.1:0`).
 ///
 /// Thread per core, like nginx's workers: each worker thread runs its own single-threaded
-/// runtime, accepts on the shared listener, and keeps its own upstream connection pool, so a
-/// request never hops threads between the client connection and the upstream connection.
+/// runtime and its own upstream connection pool, so a request never hops threads between the
+/// client connection and the upstream connection. One acceptor deals new connections to the
+/// workers in turn, so keep-alive load spreads evenly (a shared accept queue lets one worker
+/// grab most connections).
 pub async fn serve_on(listener: TcpListener, settings: Settings) -> Result<Running, ServeError> {
     let store = crate::session::Store::connect(&settings.raw.session)
         .await
@@ -88,42 +90,39 @@ pub async fn serve_on(listener: TcpListener, settings: Settings) -> Result<Runni
     };
     let workers = worker_count(&settings);
     let app = App::new(settings, store).map_err(|e| ServeError::Client(e.to_string()))?;
-    let bind_err = |source| ServeError::Bind {
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
         addr: app.settings.listen,
         source,
-    };
-    let addr = listener.local_addr().map_err(bind_err)?;
-    let std_listener = listener.into_std().map_err(bind_err)?;
+    })?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut done = Vec::with_capacity(workers);
+    let mut done = Vec::with_capacity(workers + 1);
+    let mut queues = Vec::with_capacity(workers);
     for i in 0..workers {
-        let l = std_listener.try_clone().map_err(bind_err)?;
+        let (conn_tx, conn_rx) = mpsc::unbounded_channel::<(std::net::TcpStream, SocketAddr)>();
         let (app, tls, stop) = (app.clone(), tls.clone(), stop_rx.clone());
         let (done_tx, done_rx) = oneshot::channel();
         std::thread::Builder::new()
             .name(format!("wxgate-worker-{i}"))
             .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
+                match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                 {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        tracing::error!(error = %e, "worker runtime failed to start");
-                        return;
-                    }
-                };
-                rt.block_on(async move {
-                    match TcpListener::from_std(l) {
-                        Ok(l) => accept_loop(l, app, tls, stop).await,
-                        Err(e) => tracing::error!(error = %e, "worker cannot use the listener"),
-                    }
-                });
+                    Ok(rt) => rt.block_on(worker(conn_rx, app, tls, stop)),
+                    Err(e) => tracing::error!(error = %e, "worker runtime failed to start"),
+                }
                 let _ = done_tx.send(());
             })
             .map_err(|e| ServeError::Client(format!("cannot start worker thread: {e}")))?;
+        queues.push(conn_tx);
         done.push(done_rx);
     }
+    let (acceptor_done_tx, acceptor_done_rx) = oneshot::channel();
+    tokio::spawn(async move {
+        acceptor(listener, queues, stop_rx).await;
+        let _ = acceptor_done_tx.send(());
+    });
+    done.push(acceptor_done_rx);
     tracing::info!(%addr, tls = app.settings.tls.is_some(), workers, upstream = %app.settings.upstream, "wxgate listening");
     Ok(Running {
         addr,
@@ -131,6 +130,46 @@ pub async fn serve_on(listener: TcpListener, settings: Settings) -> Result<Runni
         stop: stop_tx,
         done,
     })
+}
+
+/// Resolves once shutdown has been asked for (the watch guard is not held across awaits).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Accept connections and hand them to the workers in turn, until told to stop.
+async fn acceptor(
+    listener: TcpListener,
+    queues: Vec<mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr)>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut next = 0usize;
+    loop {
+        let (stream, peer) = tokio::select! {
+            biased;
+            _ = stopped(&mut stop) => break,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        // Re-registered on the worker's own runtime.
+        let Ok(std_stream) = stream.into_std() else {
+            continue;
+        };
+        if queues.is_empty() {
+            break;
+        }
+        next = (next + 1) % queues.len();
+        let _ = queues[next].send((std_stream, peer));
+    }
+    // Dropping the listener stops accepting; dropping the queues lets workers drain and end.
 }
 
 fn builder(s: &Settings) -> auto::Builder<TokioExecutor> {
@@ -150,8 +189,8 @@ fn builder(s: &Settings) -> auto::Builder<TokioExecutor> {
     b
 }
 
-async fn accept_loop(
-    listener: TcpListener,
+async fn worker(
+    mut conns: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
     app: Arc<App>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
@@ -164,20 +203,19 @@ async fn accept_loop(
     loop {
         let (stream, peer) = tokio::select! {
             biased;
-            _ = stop.wait_for(|s| *s) => break,
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                // Another worker took it (shared listener), or out of file descriptors and
-                // the like: back off briefly instead of spinning.
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
+            _ = stopped(&mut stop) => break,
+            c = conns.recv() => match c {
+                Some(c) => c,
+                None => break,
             },
         };
-        let _ = stream.set_nodelay(true);
+        let stream = match tokio::net::TcpStream::from_std(stream) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot register connection");
+                continue;
+            }
+        };
         let app = app.clone();
         let proxy = proxy.clone();
         let peer_info = Arc::new(crate::proxy::Peer::new(peer, &app.settings.trusted_proxies));
@@ -219,7 +257,7 @@ async fn accept_loop(
             }
         });
     }
-    drop(listener);
+    drop(conns);
     let grace = Duration::from_secs(app.settings.raw.server.shutdown_grace_secs);
     tracing::info!(
         grace_secs = grace.as_secs(),
