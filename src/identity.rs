@@ -57,7 +57,14 @@ pub fn is_unreserved(b: u8) -> bool {
 }
 
 pub fn encode_nickname(nick: &str) -> String {
-    utf8_percent_encode(nick, NICK).to_string()
+    // Exact size up front: one allocation, no regrowth (this runs per request).
+    let len = nick
+        .bytes()
+        .map(|b| if is_unreserved(b) { 1 } else { 3 })
+        .sum();
+    let mut out = String::with_capacity(len);
+    out.extend(utf8_percent_encode(nick, NICK));
+    out
 }
 
 /// `t=<unix>,v1=<hex hmac-sha256(secret, "<t>.<unionid>.<openid>")>`

@@ -490,9 +490,12 @@ impl State {
 }
 
 fn cache<V: Clone + Send + Sync + 'static>(ttl: Duration) -> Cache<String, V> {
+    // LRU: at capacity the oldest entries go, new codes and tokens are always admitted
+    // (moka's default TinyLFU may refuse a new entry, and a login benchmark fills the cache).
     Cache::builder()
         .max_capacity(CAPACITY)
         .time_to_live(ttl)
+        .eviction_policy(moka::policy::EvictionPolicy::lru())
         .build()
 }
 

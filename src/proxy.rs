@@ -32,7 +32,20 @@ static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 /// Remove hop-by-hop headers: those named in `Connection`, then the fixed list. With
 /// `upgrade`, `Connection: upgrade` and `Upgrade` survive (WebSocket handshakes).
 pub fn remove_hop_headers(h: &mut HeaderMap, upgrade: bool) {
-    if h.contains_key(header::CONNECTION) {
+    // `Connection: keep-alive` / `close` (nearly every message) name nothing else to remove:
+    // skip the allocation below for them.
+    let only_plain_tokens = h.get_all(header::CONNECTION).iter().all(|v| {
+        v.to_str().is_ok_and(|s| {
+            s.split(',').map(str::trim).all(|t| {
+                t.is_empty()
+                    || t.eq_ignore_ascii_case("keep-alive")
+                    || t.eq_ignore_ascii_case("close")
+            })
+        })
+    });
+    if only_plain_tokens {
+        h.remove(header::CONNECTION);
+    } else if h.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = h
             .get_all(header::CONNECTION)
             .iter()
@@ -319,6 +332,16 @@ mod tests {
         names.sort();
         assert_eq!(names, vec!["te", "x-keep"]);
         assert_eq!(h["te"], "trailers");
+    }
+
+    #[test]
+    fn plain_connection_tokens_fast_path() {
+        for v in ["keep-alive", "close", "Keep-Alive, close", ""] {
+            let mut h = hm(&[("connection", v), ("keep-alive", "timeout=5"), ("close", "not-a-hop")]);
+            remove_hop_headers(&mut h, false);
+            assert!(!h.contains_key("connection") && !h.contains_key("keep-alive"), "{v}");
+            assert!(h.contains_key("close"), "only named headers go: {v}");
+        }
     }
 
     #[test]

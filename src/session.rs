@@ -394,6 +394,7 @@ impl MemoryStore {
             pending: moka::sync::Cache::builder()
                 .max_capacity(MAX_PENDING)
                 .time_to_live(login_ttl)
+                .eviction_policy(moka::policy::EvictionPolicy::lru())
                 .build(),
         }
     }
