@@ -1,0 +1,857 @@
+#!/usr/bin/env bash
+# wxgate benchmark (see bench/README.md). Everything listens on 127.0.0.1 only; every process
+# this script starts is stopped on exit.
+#
+#   bench/run.sh [compare]  A upstream direct / B nginx proxy_pass TLS / C nginx auth_request
+#                           + wxgate /auth / D wxgate inline TLS, in alternating rounds
+#   bench/run.sh sessions   setup D with 1 000 and with 1 000 000 live sessions; RSS
+#   bench/run.sh logins     login cost: logins/s through /callback; CPU of gateway vs mock
+#   bench/run.sh profile    setup D under load: perf profile, syscalls and mallocs per request
+#   bench/run.sh serve      start A-D, log in, print URLs/cookies/pids, wait (experiments by hand)
+#
+# Knobs (environment): ROUNDS=5 DURATION=10 (seconds per wrk run) CONNECTIONS=64 THREADS=2
+# WARMUP=2 PORT_BASE=18000 ACCESS_LOG=0|1 SKIP_BUILD=0|1 KEEP_RUN_DIR=0|1 NGINX_WORKERS=auto
+# sessions: SESSIONS_SMALL=1000 SESSIONS_LARGE=1000000 ROTATE_MAX=100000 LOGIN_CONCURRENCY=128
+#           LOGIN_BATCH=150000 MAX_SESSIONS=1000000
+# logins: LOGINS=20000   profile: PROFILE_SECS=8 PERF_FREQ=499
+set -euo pipefail
+
+MODE=${1:-compare}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH=$ROOT/bench
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-10}
+CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-2}
+WARMUP=${WARMUP:-2}
+PORT_BASE=${PORT_BASE:-18000}
+ACCESS_LOG=${ACCESS_LOG:-0}
+NGINX_WORKERS=${NGINX_WORKERS:-auto}
+SKIP_BUILD=${SKIP_BUILD:-0}
+KEEP_RUN_DIR=${KEEP_RUN_DIR:-0}
+SESSIONS_SMALL=${SESSIONS_SMALL:-1000}
+SESSIONS_LARGE=${SESSIONS_LARGE:-1000000}
+MAX_SESSIONS=${MAX_SESSIONS:-1000000}
+ROTATE_MAX=${ROTATE_MAX:-100000}
+LOGIN_CONCURRENCY=${LOGIN_CONCURRENCY:-128}
+LOGIN_BATCH=${LOGIN_BATCH:-150000}
+LOGINS=${LOGINS:-20000}
+PROFILE_SECS=${PROFILE_SECS:-8}
+PERF_FREQ=${PERF_FREQ:-499}
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN=$TARGET_DIR/release/wxgate
+LOAD=$TARGET_DIR/release/examples/login_load
+
+UPSTREAM_PORT=$((PORT_BASE + 80))
+MOCK_PORT=$((PORT_BASE + 100))
+B_PORT=$((PORT_BASE + 443))
+C_PORT=$((PORT_BASE + 444))
+D_PORT=$((PORT_BASE + 445))
+AUTH_PORT=$((PORT_BASE + 446))
+MOCK_URL=http://127.0.0.1:$MOCK_PORT
+WEBSITE_APPID=wx1000000000000001
+WEBSITE_SECRET=mock-website-secret-000000000000001
+
+case $MODE in
+compare | sessions | logins | profile | serve) ;;
+-h | --help | help)
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
+    exit 0
+    ;;
+*)
+    echo "usage: bench/run.sh [compare|sessions|logins|profile|serve]" >&2
+    exit 2
+    ;;
+esac
+
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+RESULTS=$BENCH/results/$STAMP-$MODE
+RUN=$(mktemp -d /tmp/wxgate-bench.XXXXXX)
+chmod 755 "$RUN"
+mkdir -p "$RESULTS" "$RUN/tmp" "$RUN/certs"
+
+# ------------------------------------------------------------------------------------------
+# processes
+
+PIDS=()
+NAMES=()
+PERF_PROBES=0
+PROBE_GROUP=probe_libc
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() {
+    log "ERROR: $*"
+    exit 1
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    local i order
+    order=$(printf '%s\n' "${!PIDS[@]}" | sort -rn)
+    for i in $order; do
+        kill -TERM "${PIDS[i]}" 2>/dev/null || true
+    done
+    for i in $order; do
+        local n=0
+        while kill -0 "${PIDS[i]}" 2>/dev/null && ((n < 50)); do
+            sleep 0.1
+            n=$((n + 1))
+        done
+        if kill -0 "${PIDS[i]}" 2>/dev/null; then
+            log "${NAMES[i]} (pid ${PIDS[i]}) did not stop; killing"
+            kill -KILL "${PIDS[i]}" 2>/dev/null || true
+        fi
+        wait "${PIDS[i]}" 2>/dev/null || true
+    done
+    if ((PERF_PROBES)); then
+        perf probe -q -d "$PROBE_GROUP:*" >/dev/null 2>&1 || true
+    fi
+    mkdir -p "$RESULTS/logs"
+    cp "$RUN"/*.log "$RUN"/*.conf "$RUN"/*.toml "$RESULTS/logs/" 2>/dev/null || true
+    if [[ $KEEP_RUN_DIR == 1 ]]; then
+        log "run directory kept: $RUN"
+    else
+        rm -rf "$RUN"
+    fi
+    log "results in ${RESULTS#"$ROOT"/}"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# start NAME CMD...: run in the background, output to $RUN/NAME.log, remember the pid.
+start() {
+    local name=$1
+    shift
+    "$@" >"$RUN/$name.log" 2>&1 &
+    PIDS+=($!)
+    NAMES+=("$name")
+    eval "PID_${name//-/_}=$!"
+}
+
+pid_of() {
+    local v="PID_${1//-/_}"
+    echo "${!v}"
+}
+
+# stop NAME: stop one process started by start() and forget its pid.
+stop() {
+    local i pid
+    pid=$(pid_of "$1")
+    for i in "${!PIDS[@]}"; do
+        if [[ ${PIDS[i]} == "$pid" ]]; then
+            kill -TERM "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+            unset 'PIDS[i]' 'NAMES[i]'
+        fi
+    done
+}
+
+# wait_http URL: until something answers (any HTTP status).
+wait_http() {
+    local url=$1 n=0
+    until [[ $(curl -sk -o /dev/null -w '%{http_code}' --max-time 1 "$url" 2>/dev/null || true) =~ ^[1-5] ]]; do
+        n=$((n + 1))
+        ((n < 100)) || die "nothing answers at $url (see $RUN/*.log)"
+        sleep 0.1
+    done
+}
+
+check_ports() {
+    local p
+    for p in "$@"; do
+        if [[ -n $(ss -Htln "sport = :$p") ]]; then
+            die "port $p is in use (set PORT_BASE)"
+        fi
+    done
+}
+
+# ------------------------------------------------------------------------------------------
+# build, certificates, configuration
+
+build() {
+    if [[ $SKIP_BUILD == 1 ]]; then
+        [[ -x $BIN && -x $LOAD ]] || die "SKIP_BUILD=1 but $BIN or $LOAD is missing"
+        return
+    fi
+    log "cargo build --release --bin wxgate --example login_load"
+    (cd "$ROOT" && cargo build --release --quiet --bin wxgate --example login_load)
+}
+
+gen_certs() {
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+        -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+        -keyout "$RUN/certs/server.key" -out "$RUN/certs/server.crt" 2>/dev/null
+}
+
+nginx_conf() { # TEMPLATE OUT
+    local access=off
+    [[ $ACCESS_LOG == 1 ]] && access="$RUN/$(basename "$2" .conf).access.log"
+    sed -e "s|@RUN@|$RUN|g" -e "s|@NGINX_WORKERS@|$NGINX_WORKERS|g" \
+        -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" -e "s|@B_PORT@|$B_PORT|g" \
+        -e "s|@C_PORT@|$C_PORT|g" -e "s|@AUTH_PORT@|$AUTH_PORT|g" \
+        -e "s|@ACCESS_LOG@|$access|g" "$1" >"$2"
+}
+
+start_nginx() { # NAME (upstream|front)
+    local name=$1
+    nginx_conf "$BENCH/nginx/$name.conf.in" "$RUN/$name.conf"
+    nginx -t -q -p "$RUN" -e "$RUN/$name.error.log" -c "$RUN/$name.conf" ||
+        die "nginx -t failed for $name"
+    start "nginx-$name" nginx -p "$RUN" -e "$RUN/$name.error.log" -c "$RUN/$name.conf" -g 'daemon off;'
+}
+
+# gateway_conf FILE LISTEN_PORT PUBLIC_URL TLS(0|1)
+gateway_conf() {
+    local file=$1 port=$2 public=$3 tls=$4
+    {
+        echo "[server]"
+        echo "listen = \"127.0.0.1:$port\""
+        echo "public_url = \"$public\""
+        if [[ $tls == 1 ]]; then
+            echo "tls_cert = \"$RUN/certs/server.crt\""
+            echo "tls_key = \"$RUN/certs/server.key\""
+        fi
+        echo "shutdown_grace_secs = 1"
+        echo
+        echo "[upstream]"
+        echo "url = \"http://127.0.0.1:$UPSTREAM_PORT\""
+        echo
+        echo "[wechat]"
+        echo "api_base = \"$MOCK_URL\""
+        echo "open_base = \"$MOCK_URL\""
+        echo
+        echo "[wechat.website]"
+        echo "appid = \"$WEBSITE_APPID\""
+        echo "secret = \"$WEBSITE_SECRET\""
+        echo
+        echo "[session]"
+        echo "cookie_secret = \"$(openssl rand -hex 32)\""
+        echo "max_sessions = $MAX_SESSIONS"
+    } >"$file"
+}
+
+start_gateway() { # NAME PORT PUBLIC_URL TLS
+    local name=$1
+    gateway_conf "$RUN/$name.toml" "$2" "$3" "$4"
+    local level=warn
+    [[ $ACCESS_LOG == 1 ]] && level=info
+    start "$name" env RUST_LOG="$level" "$BIN" run --config "$RUN/$name.toml"
+}
+
+start_mock() {
+    start mock env RUST_LOG=warn "$BIN" mock-wechat --listen "127.0.0.1:$MOCK_PORT"
+}
+
+# ------------------------------------------------------------------------------------------
+# logging in like a browser: /login → mock page → pick alice → /callback
+
+header() { # NAME < curl -D output: first value of that header
+    grep -i "^$1:" | sed -n 1p | cut -d' ' -f2- | tr -d '\r'
+}
+
+set_cookie() { # NAME < curl -D output
+    grep -i '^set-cookie:' | tr -d '\r' | sed -n -E "s/^[Ss]et-[Cc]ookie: *$1=([^;]*).*/\1/p" | sed -n 1p
+}
+
+# browser_login PUBLIC_URL PORT → prints the session cookie value
+browser_login() {
+    local base=$1 port=$2 h loc binding page href cookie
+    local resolve=(--resolve "localhost:$port:127.0.0.1")
+    h=$(curl -sk "${resolve[@]}" -D - -o /dev/null "$base/_wxgate/login?rd=%2Fwhoami")
+    loc=$(header location <<<"$h")
+    binding=$(set_cookie _wxgate_login <<<"$h")
+    [[ $loc == "$MOCK_URL/connect/qrconnect?"* && -n $binding ]] ||
+        die "login at $base: expected a 302 to the mock and a _wxgate_login cookie, got: $h"
+    page=$(curl -s "${loc%%#*}")
+    href=$(grep -o 'id="user-alice" href="[^"]*"' <<<"$page" | sed -E 's/.*href="([^"]*)"/\1/; s/&amp;/\&/g')
+    [[ -n $href ]] || die "mock login page has no user-alice link: $page"
+    h=$(curl -s -D - -o /dev/null "$MOCK_URL$href")
+    loc=$(header location <<<"$h")
+    [[ $loc == "$base/_wxgate/callback?"* ]] || die "mock confirm: expected a 302 to $base/_wxgate/callback, got: $h"
+    h=$(curl -sk "${resolve[@]}" -D - -o /dev/null -H "Cookie: _wxgate_login=$binding" "$loc")
+    cookie=$(set_cookie _wxgate <<<"$h")
+    [[ $(sed -n 1p <<<"$h") == *" 302"* && -n $cookie ]] || die "callback: expected 302 + _wxgate cookie, got: $h"
+    echo "$cookie"
+}
+
+# ------------------------------------------------------------------------------------------
+# checks before measuring
+
+expect() { # DESCRIPTION EXPECTED ACTUAL
+    if [[ $2 == "$3" ]]; then
+        log "ok    $1: $3"
+    else
+        die "check failed: $1: expected '$2', got '$3'"
+    fi
+}
+
+code() { curl -sk -o /dev/null -w '%{http_code}' "$@"; }
+
+tls_info() { # URL → "TLSv1.3 / TLS_AES_256_GCM_SHA384 / ALPN"
+    curl -skv -o /dev/null "$1" 2>&1 | sed -n -E 's/^\* SSL connection using (.*)/\1/p' | sed -n 1p
+}
+
+verify_d() { # COOKIE
+    local c=$1 d=https://127.0.0.1:$D_PORT h
+    expect "D without cookie (API client)" 401 "$(code "$d/")"
+    expect "D without cookie (browser)" 302 "$(code -H 'Accept: text/html' "$d/")"
+    expect "D /_wxgate/auth with cookie" 202 "$(code -H "Cookie: _wxgate=$c" "$d/_wxgate/auth")"
+    h=$(curl -sk -D - -o /dev/null -H "Cookie: _wxgate=$c" "$d/_wxgate/auth")
+    [[ -n $(header x-wechat-openid <<<"$h") ]] || die "D /_wxgate/auth: no X-WeChat-OpenId in: $h"
+    expect "D / with cookie" "200 ok" "$(curl -sk -w '%{http_code} ' -o /dev/null -H "Cookie: _wxgate=$c" "$d/")$(curl -sk -H "Cookie: _wxgate=$c" "$d/")"
+    h=$(curl -sk -D - -o /dev/null -H "Cookie: _wxgate=$c; other=1" -H 'X-WeChat-OpenId: spoofed' "$d/whoami")
+    [[ -n $(header x-seen-openid <<<"$h") && $(header x-seen-openid <<<"$h") != spoofed ]] ||
+        die "D: upstream did not receive the injected X-WeChat-OpenId: $h"
+    expect "D upstream sees X-WeChat-Source" website "$(header x-seen-source <<<"$h")"
+    expect "D upstream sees Cookie without _wxgate" "other=1" "$(header x-seen-cookie <<<"$h")"
+    log "ok    D upstream sees X-WeChat-OpenId: $(header x-seen-openid <<<"$h")"
+    log "      D TLS: $(tls_info "$d/")"
+}
+
+verify_c() { # COOKIE
+    local c=$1 u=https://127.0.0.1:$C_PORT h
+    expect "C without cookie" 302 "$(code "$u/")"
+    expect "C with a bad cookie" 302 "$(code -H "Cookie: _wxgate=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" "$u/")"
+    expect "C / with cookie" "ok" "$(curl -sk -H "Cookie: _wxgate=$c" "$u/")"
+    expect "C / with cookie, status" 200 "$(code -H "Cookie: _wxgate=$c" "$u/")"
+    h=$(curl -sk -D - -o /dev/null -H "Cookie: _wxgate=$c" "$u/whoami")
+    [[ -n $(header x-seen-openid <<<"$h") ]] || die "C: upstream did not receive X-WeChat-OpenId: $h"
+    expect "C upstream sees X-WeChat-Source" website "$(header x-seen-source <<<"$h")"
+    log "ok    C upstream sees X-WeChat-OpenId: $(header x-seen-openid <<<"$h")"
+    log "      C TLS: $(tls_info "$u/")"
+}
+
+verify_ab() {
+    expect "A / (upstream direct)" ok "$(curl -s "http://127.0.0.1:$UPSTREAM_PORT/")"
+    expect "B / (nginx proxy_pass)" ok "$(curl -sk "https://127.0.0.1:$B_PORT/")"
+    log "      B TLS: $(tls_info "https://127.0.0.1:$B_PORT/")"
+}
+
+# ------------------------------------------------------------------------------------------
+# wrk and its numbers
+
+busy_warning() {
+    if pgrep -x rustc >/dev/null || pgrep -x cargo >/dev/null; then
+        log "WARNING: a cargo/rustc build is running on this machine: numbers will be noisy"
+        echo "warning: cargo/rustc running at $(date -u +%T)" >>"$RESULTS/env.txt"
+    fi
+}
+
+# run_wrk LABEL URL OUTFILE [extra wrk args...]
+run_wrk() {
+    local label=$1 url=$2 out=$3
+    shift 3
+    local TIMEFORMAT='%U %S'
+    { time wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$url" "$@" >"$out" 2>&1; } 2>"$out.time" ||
+        die "wrk failed for $label: $(cat "$out")"
+}
+
+# parse_wrk FILE → "rps p50_ms p99_ms non2xx socket_errors requests"
+parse_wrk() {
+    awk '
+    function ms(v,   n, u) {
+        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+        if (u == "us") return n / 1000
+        if (u == "ms") return n
+        if (u == "s") return n * 1000
+        if (u == "m") return n * 60000
+        return n
+    }
+    /^ +50% / { p50 = ms($2) }
+    /^ +99% / { p99 = ms($2) }
+    /^Requests\/sec:/ { rps = $2 }
+    /Non-2xx or 3xx responses:/ { non2xx = $NF }
+    /Socket errors:/ { gsub(/,/, ""); err = $4 + $6 + $8 + $10 }
+    / requests in / { reqs = $1 }
+    END { printf "%.1f %.3f %.3f %d %d %d\n", rps, p50, p99, non2xx, err, reqs }' "$1"
+}
+
+median() { # numbers on stdin → median
+    sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) { print "nan"; exit } if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+# tree_ticks PID... → "user system" CPU ticks of these processes and their children
+tree_ticks() {
+    local p c u=0 k=0 a b
+    for p in "$@"; do
+        for c in "$p" $(pgrep -P "$p" || true); do
+            if read -r a b < <(awk '{ print $14, $15 }' "/proc/$c/stat" 2>/dev/null); then
+                u=$((u + a))
+                k=$((k + b))
+            fi
+        done
+    done
+    echo "$u $k"
+}
+
+# Which processes are "the proxy" of a setup (for CPU per request): label → pids.
+declare -A PROXY_PIDS=()
+
+# measure LABEL URL ROUND [wrk args...]: one run, appended to $RESULTS/runs.tsv with the CPU
+# time per request of the proxy under test, of the upstream nginx and of wrk.
+measure() {
+    local label=$1 url=$2 round=$3
+    shift 3
+    local out=$RESULTS/wrk-r$round-$label.txt
+    local proxy=${PROXY_PIDS[$label]:-} upstream pu0 ps0 pu1 ps1 uu0 us0 uu1 us1
+    upstream=$(pid_of nginx-upstream)
+    # shellcheck disable=SC2086 # word splitting wanted: a list of pids
+    read -r pu0 ps0 < <(tree_ticks $proxy)
+    read -r uu0 us0 < <(tree_ticks "$upstream")
+    run_wrk "$label" "$url" "$out" "$@"
+    # shellcheck disable=SC2086
+    read -r pu1 ps1 < <(tree_ticks $proxy)
+    read -r uu1 us1 < <(tree_ticks "$upstream")
+    local line
+    line=$(parse_wrk "$out")
+    read -r rps p50 p99 non2xx errs reqs <<<"$line"
+    local wu ws cpu
+    read -r wu ws <"$out.time"
+    cpu=$(awk -v n="$reqs" -v pu=$((pu1 - pu0)) -v ps=$((ps1 - ps0)) -v u=$((uu1 - uu0 + us1 - us0)) \
+        -v w="$(awk -v a="$wu" -v b="$ws" 'BEGIN { print a + b }')" -v t="$(getconf CLK_TCK)" 'BEGIN {
+            if (n == 0) n = 1
+            printf "%.1f %.1f %.1f %.1f %.1f", 1e6 * (pu + ps) / t / n, 1e6 * pu / t / n, 1e6 * ps / t / n, 1e6 * u / t / n, 1e6 * w / n }')
+    read -r pcpu pusr psys ucpu wcpu <<<"$cpu"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$round" "$rps" "$p50" "$p99" "$non2xx" "$errs" \
+        "$pcpu" "$ucpu" "$wcpu" "$pusr" "$psys" >>"$RESULTS/runs.tsv"
+    log "round $round $label: $rps req/s  p50 ${p50}ms  p99 ${p99}ms  non-2xx $non2xx  socket errors $errs  CPU us/req: proxy $pcpu (user $pusr sys $psys) upstream $ucpu wrk $wcpu"
+    if ((non2xx > 0 || errs > 0)); then
+        log "WARNING: $label had $non2xx non-2xx responses and $errs socket errors (see $out)"
+    fi
+}
+
+# summary LABEL... → table of medians per label (from runs.tsv)
+summary() {
+    printf '%-22s %10s %8s %8s %7s %7s %-23s %11s %9s\n' setup "req/s" "p50 ms" "p99 ms" non2xx errors "proxy CPU us/req" "upstream us" "wrk us"
+    local l
+    for l in "$@"; do
+        local rows rps p50 p99 bad errs
+        rows=$(awk -F'\t' -v l="$l" '$1 == l' "$RESULTS/runs.tsv")
+        rps=$(cut -f3 <<<"$rows" | median)
+        p50=$(cut -f4 <<<"$rows" | median)
+        p99=$(cut -f5 <<<"$rows" | median)
+        bad=$(cut -f6 <<<"$rows" | awk "{ s += \$1 } END { print s + 0 }")
+        errs=$(cut -f7 <<<"$rows" | awk "{ s += \$1 } END { print s + 0 }")
+        local pc uc wc
+        pc=$(cut -f8 <<<"$rows" | median)
+        uc=$(cut -f9 <<<"$rows" | median)
+        wc=$(cut -f10 <<<"$rows" | median)
+        local pus pks
+        pus=$(cut -f11 <<<"$rows" | median)
+        pks=$(cut -f12 <<<"$rows" | median)
+        printf '%-22s %10.0f %8.3f %8.3f %7d %7d %7.1f =%5.1fu+%5.1fs %11.1f %9.1f\n' "$l" "$rps" "$p50" "$p99" "$bad" "$errs" "$pc" "$pus" "$pks" "$uc" "$wc"
+        eval "MED_RPS_${l//[^A-Za-z0-9]/_}=$rps MED_P99_${l//[^A-Za-z0-9]/_}=$p99"
+    done
+}
+
+med() { # KIND LABEL → the median computed by summary()
+    local v="MED_$1_${2//[^A-Za-z0-9]/_}"
+    echo "${!v}"
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "nan" }'; }
+
+env_info() {
+    {
+        echo "date: $(date -u +%FT%TZ)"
+        echo "mode: $MODE"
+        echo "git: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$ROOT" && git diff --quiet -- src 2>/dev/null || echo ' (src modified)')"
+        echo "kernel: $(uname -sr)"
+        echo "cpus: $(nproc) ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | sed -n 1p))"
+        echo "memory: $(free -m | awk '/^Mem:/ { print $2 " MiB" }')"
+        echo "nginx: $(nginx -v 2>&1)"
+        echo "wrk: $(wrk -v 2>&1 | sed -n 1p)"
+        echo "rustc: $(rustc --version 2>/dev/null)"
+        echo "wrk settings: -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency, keep-alive"
+        echo "rounds: $ROUNDS  access logs: $([[ $ACCESS_LOG == 1 ]] && echo 'on (files)' || echo 'off (nginx access_log off, wxgate RUST_LOG=warn)')"
+        echo "loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+        [[ -x $BIN ]] && echo "binary before build: $BIN ($(date -u -r "$BIN" +%FT%TZ))"
+    } >>"$RESULTS/env.txt"
+}
+
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+sessions_gauge() {
+    curl -sk "https://127.0.0.1:$D_PORT/_wxgate/metrics" | awk '/^wxgate_sessions /{ print $2 }'
+}
+proxied_count() {
+    curl -sk "https://127.0.0.1:$D_PORT/_wxgate/metrics" |
+        awk '/^wxgate_requests_total\{/ && /route="proxy"/ && /class="2xx"/ { print $2 }'
+}
+
+# login_run NAME ARGS... : login_load with CPU accounting of the gateway (D) and the mock.
+# Sets LR_OUT (its stdout), prints a summary line.
+login_run() {
+    local name=$1
+    shift
+    local gw mock t0 g0 m0 t1 g1 m1 wall
+    gw=$(pid_of gateway-d)
+    mock=$(pid_of mock)
+    g0=$(cpu_ticks "$gw")
+    m0=$(cpu_ticks "$mock")
+    t0=$(date +%s.%N)
+    local TIMEFORMAT='%U %S'
+    { time "$LOAD" --gateway "https://127.0.0.1:$D_PORT" --mock "$MOCK_URL" "$@" \
+        >"$RUN/$name.out" 2>"$RUN/$name.log"; } 2>"$RUN/$name.time" ||
+        die "login_load failed: $(tail -n5 "$RUN/$name.log")"
+    t1=$(date +%s.%N)
+    g1=$(cpu_ticks "$gw")
+    m1=$(cpu_ticks "$mock")
+    cp "$RUN/$name.out" "$RUN/$name.log" "$RESULTS/"
+    LR_OUT=$(cat "$RUN/$name.out")
+    local tck lu ls
+    tck=$(getconf CLK_TCK)
+    read -r lu ls <"$RUN/$name.time"
+    wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+    local n
+    n=$(sed -n -E 's/^(logins|mints)_ok=([0-9]+).*/\2/p' "$RUN/$name.out")
+    awk -v n="$n" -v w="$wall" -v g=$((g1 - g0)) -v m=$((m1 - m0)) -v lu="$lu" -v ls="$ls" -v t="$tck" -v name="$name" 'BEGIN {
+        printf "%s: %d in %.1fs = %.0f/s | CPU (%% of one core): gateway %.0f%%  mock %.0f%%  login_load %.0f%% | CPU ms per item: gateway %.3f  mock %.3f  login_load %.3f\n",
+            name, n, w, n / w, 100 * g / t / w, 100 * m / t / w, 100 * (lu + ls) / w,
+            1000 * g / t / n, 1000 * m / t / n, 1000 * (lu + ls) / n }' | tee -a "$RESULTS/summary.txt"
+}
+
+# ------------------------------------------------------------------------------------------
+# modes
+
+# Start A, B, C and D, log in, check them (sets COOKIE_C and COOKIE_D).
+start_all() {
+    check_ports "$UPSTREAM_PORT" "$MOCK_PORT" "$B_PORT" "$C_PORT" "$D_PORT" "$AUTH_PORT"
+    start_nginx upstream
+    start_mock
+    start_gateway gateway-d "$D_PORT" "https://localhost:$D_PORT" 1
+    start_gateway gateway-auth "$AUTH_PORT" "https://localhost:$C_PORT" 0
+    start_nginx front
+    wait_http "http://127.0.0.1:$UPSTREAM_PORT/"
+    wait_http "$MOCK_URL/"
+    wait_http "https://127.0.0.1:$D_PORT/_wxgate/healthz"
+    wait_http "http://127.0.0.1:$AUTH_PORT/_wxgate/healthz"
+    wait_http "https://127.0.0.1:$B_PORT/"
+
+    log "logging in through the mock (browser flow with curl)"
+    COOKIE_D=$(browser_login "https://localhost:$D_PORT" "$D_PORT")
+    COOKIE_C=$(browser_login "https://localhost:$C_PORT" "$C_PORT")
+    verify_ab
+    verify_c "$COOKIE_C"
+    verify_d "$COOKIE_D"
+}
+
+# Everything up, for experiments by hand (perf, strace, wrk with other settings); Ctrl-C stops.
+mode_serve() {
+    start_all
+    {
+        echo "A=http://127.0.0.1:$UPSTREAM_PORT/"
+        echo "B=https://127.0.0.1:$B_PORT/"
+        echo "C=https://127.0.0.1:$C_PORT/"
+        echo "D=https://127.0.0.1:$D_PORT/"
+        echo "COOKIE_C=$COOKIE_C"
+        echo "COOKIE_D=$COOKIE_D"
+        echo "PID_D=$(pid_of gateway-d)"
+        echo "PID_AUTH=$(pid_of gateway-auth)"
+        echo "PID_NGINX_FRONT=$(pid_of nginx-front)"
+        echo "PID_NGINX_UPSTREAM=$(pid_of nginx-upstream)"
+        echo "MOCK=$MOCK_URL"
+    } | tee "$RESULTS/serve.env"
+    log "serving; variables in ${RESULTS#"$ROOT"/}/serve.env; Ctrl-C (or SIGTERM to $$) stops"
+    start idle sleep infinity
+    wait "$(pid_of idle)" || true
+}
+
+mode_compare() {
+    start_all
+    local cd=$COOKIE_D cc=$COOKIE_C
+
+    local -A url=(
+        [A-upstream]="http://127.0.0.1:$UPSTREAM_PORT/"
+        [B-nginx-proxy]="https://127.0.0.1:$B_PORT/"
+        [C-nginx-auth_request]="https://127.0.0.1:$C_PORT/"
+        [D-wxgate]="https://127.0.0.1:$D_PORT/"
+    )
+    local -A cookie=(
+        [A-upstream]=$cd [B-nginx-proxy]=$cd [C-nginx-auth_request]=$cc [D-wxgate]=$cd
+    )
+    local order=(A-upstream B-nginx-proxy C-nginx-auth_request D-wxgate)
+    PROXY_PIDS=(
+        [B-nginx-proxy]="$(pid_of nginx-front)"
+        [C-nginx-auth_request]="$(pid_of nginx-front) $(pid_of gateway-auth)"
+        [D-wxgate]="$(pid_of gateway-d)"
+    )
+    printf 'setup\tround\trps\tp50_ms\tp99_ms\tnon2xx\tsocket_errors\tproxy_cpu_us_per_req\tupstream_cpu_us_per_req\twrk_cpu_us_per_req\tproxy_user_us_per_req\tproxy_sys_us_per_req\n' >"$RESULTS/runs.tsv"
+    local s r
+    log "warm-up: ${WARMUP}s per setup"
+    for s in "${order[@]}"; do
+        wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -H "Cookie: _wxgate=${cookie[$s]}" "${url[$s]}" >/dev/null
+    done
+    busy_warning
+    for ((r = 1; r <= ROUNDS; r++)); do
+        for s in "${order[@]}"; do
+            measure "$s" "${url[$s]}" "$r" -H "Cookie: _wxgate=${cookie[$s]}"
+            sleep 1
+        done
+        busy_warning
+    done
+    # The gateways must still hold the sessions (nothing measured was a 401/302).
+    verify_d "$cd" >/dev/null 2>&1 || die "D lost its session during the run"
+
+    {
+        echo
+        echo "wxgate bench compare: $ROUNDS rounds x ${DURATION}s, wrk -t$THREADS -c$CONNECTIONS, keep-alive, medians"
+        summary "${order[@]}"
+        echo
+        local d b c
+        d=$(med RPS D-wxgate)
+        b=$(med RPS B-nginx-proxy)
+        c=$(med RPS C-nginx-auth_request)
+        echo "throughput  D/B (wxgate / nginx proxy_pass):   $(ratio "$d" "$b")x   (target >= 1.2)"
+        echo "throughput  D/C (wxgate / nginx auth_request): $(ratio "$d" "$c")x   (target >= 2)"
+        echo "p99 ms      D $(med P99 D-wxgate)   B $(med P99 B-nginx-proxy)   C $(med P99 C-nginx-auth_request)   (target: D <= B)"
+    } | tee -a "$RESULTS/summary.txt"
+}
+
+mode_sessions() {
+    check_ports "$UPSTREAM_PORT" "$MOCK_PORT" "$D_PORT"
+    start_nginx upstream
+    start_mock
+    start_gateway gateway-d "$D_PORT" "https://localhost:$D_PORT" 1
+    wait_http "http://127.0.0.1:$UPSTREAM_PORT/"
+    wait_http "$MOCK_URL/"
+    wait_http "https://127.0.0.1:$D_PORT/_wxgate/healthz"
+    local gw
+    gw=$(pid_of gateway-d)
+    local d=https://127.0.0.1:$D_PORT/
+    echo "RSS of an idle gateway: $(rss_kib "$gw") KiB" | tee -a "$RESULTS/summary.txt"
+
+    log "creating $SESSIONS_SMALL sessions with login_load"
+    login_run logins-small --logins "$SESSIONS_SMALL" --concurrency "$LOGIN_CONCURRENCY" \
+        --cookies-out "$RUN/cookies-small.txt" --progress-secs 0
+    local last
+    last=$(sed -n 's/^last_cookie=//p' <<<"$LR_OUT")
+    verify_d "$last"
+    sleep 2
+    echo "sessions in store (gauge): $(sessions_gauge)  RSS: $(rss_kib "$gw") KiB" | tee -a "$RESULTS/summary.txt"
+
+    printf 'setup\tround\trps\tp50_ms\tp99_ms\tnon2xx\tsocket_errors\tproxy_cpu_us_per_req\tupstream_cpu_us_per_req\twrk_cpu_us_per_req\tproxy_user_us_per_req\tproxy_sys_us_per_req\n' >"$RESULTS/runs.tsv"
+    local r n
+    for n in "$SESSIONS_SMALL" "$SESSIONS_LARGE"; do
+        PROXY_PIDS[D-$n-one]=$gw
+        PROXY_PIDS[D-$n-rotate]=$gw
+    done
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -H "Cookie: _wxgate=$last" "$d" >/dev/null
+    busy_warning
+    for ((r = 1; r <= ROUNDS; r++)); do
+        measure "D-${SESSIONS_SMALL}-one" "$d" "$r" -H "Cookie: _wxgate=$last"
+        sleep 1
+        measure "D-${SESSIONS_SMALL}-rotate" "$d" "$r" -s "$BENCH/rotate.lua" -- "$RUN/cookies-small.txt"
+        sleep 1
+    done
+
+    local more=$((SESSIONS_LARGE - SESSIONS_SMALL)) done_=0 batch=0 size t0 t1
+    log "creating $more more sessions with login_load (total $SESSIONS_LARGE), in batches of $LOGIN_BATCH"
+    : >"$RUN/cookies-large.txt"
+    t0=$(date +%s.%N)
+    while ((done_ < more)); do
+        batch=$((batch + 1))
+        size=$((more - done_ < LOGIN_BATCH ? more - done_ : LOGIN_BATCH))
+        if ((batch > 1)); then
+            # The mock keeps used codes and tokens in bounded caches (200 000 entries) that stop
+            # admitting new ones when full: a fresh mock per batch (sessions live in the gateway).
+            stop mock
+            start_mock
+            wait_http "$MOCK_URL/"
+        fi
+        login_run "logins-large-$batch" --logins "$size" --concurrency "$LOGIN_CONCURRENCY" \
+            --cookies-out "$RUN/cookies-batch.txt" --progress-secs 0
+        cat "$RUN/cookies-batch.txt" >>"$RUN/cookies-large.txt"
+        done_=$((done_ + size))
+        grep -q '_failed=0 ' <<<"$LR_OUT" || log "WARNING: failed logins in batch $batch: $LR_OUT"
+    done
+    t1=$(date +%s.%N)
+    awk -v n="$(wc -l <"$RUN/cookies-large.txt")" -v a="$t0" -v b="$t1" 'BEGIN {
+        printf "logins-large total: %d sessions created in %.0fs = %.0f logins/s (mock restarts included)\n", n, b - a, n / (b - a) }' |
+        tee -a "$RESULTS/summary.txt"
+    last=$(sed -n 's/^last_cookie=//p' <<<"$LR_OUT")
+    verify_d "$last" >/dev/null 2>&1 || die "the last login's session does not work"
+    local count
+    sleep 2 # moka applies pending writes lazily: let the count settle
+    count=$(sessions_gauge)
+    {
+        echo "sessions in store (gauge): $count  RSS: $(rss_kib "$gw") KiB  (VmHWM $(hwm_kib "$gw") KiB)"
+    } | tee -a "$RESULTS/summary.txt"
+    cat "$RUN/cookies-small.txt" "$RUN/cookies-large.txt" | shuf -n "$ROTATE_MAX" >"$RUN/cookies-rotate.txt"
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -H "Cookie: _wxgate=$last" "$d" >/dev/null
+    busy_warning
+    for ((r = 1; r <= ROUNDS; r++)); do
+        measure "D-${SESSIONS_LARGE}-one" "$d" "$r" -H "Cookie: _wxgate=$last"
+        sleep 1
+        measure "D-${SESSIONS_LARGE}-rotate" "$d" "$r" -s "$BENCH/rotate.lua" -- "$RUN/cookies-rotate.txt"
+        sleep 1
+    done
+    local rss_end
+    rss_end=$(rss_kib "$gw")
+    {
+        echo
+        echo "wxgate bench sessions: $ROUNDS rounds x ${DURATION}s, wrk -t$THREADS -c$CONNECTIONS, keep-alive, medians"
+        echo "(-one: every request with the same session cookie; -rotate: each request a different one of"
+        echo " $(wc -l <"$RUN/cookies-small.txt") resp. $(wc -l <"$RUN/cookies-rotate.txt") cookies, via bench/rotate.lua)"
+        summary "D-${SESSIONS_SMALL}-one" "D-${SESSIONS_SMALL}-rotate" "D-${SESSIONS_LARGE}-one" "D-${SESSIONS_LARGE}-rotate"
+        echo
+        echo "throughput ${SESSIONS_LARGE}/${SESSIONS_SMALL} sessions, one cookie: $(ratio "$(med RPS "D-${SESSIONS_LARGE}-one")" "$(med RPS "D-${SESSIONS_SMALL}-one")")x   rotating: $(ratio "$(med RPS "D-${SESSIONS_LARGE}-rotate")" "$(med RPS "D-${SESSIONS_SMALL}-rotate")")x   (target >= 0.9)"
+        echo "gateway RSS with $count sessions: $((rss_end / 1024)) MiB (VmHWM $(($(hwm_kib "$gw") / 1024)) MiB)   (target <= 512 MiB)"
+    } | tee -a "$RESULTS/summary.txt"
+}
+
+mode_logins() {
+    check_ports "$UPSTREAM_PORT" "$MOCK_PORT" "$D_PORT"
+    start_nginx upstream
+    start_mock
+    start_gateway gateway-d "$D_PORT" "https://localhost:$D_PORT" 1
+    wait_http "http://127.0.0.1:$UPSTREAM_PORT/"
+    wait_http "$MOCK_URL/"
+    wait_http "https://127.0.0.1:$D_PORT/_wxgate/healthz"
+    login_run warmup --logins 2000 --concurrency "$LOGIN_CONCURRENCY" --progress-secs 0 >/dev/null
+    busy_warning
+    {
+        echo "wxgate bench logins: $LOGINS logins, concurrency $LOGIN_CONCURRENCY, gateway over TLS (keep-alive)"
+        echo "per login: mock mint (POST /mock/code), GET /_wxgate/login, GET /_wxgate/callback"
+        echo "(the callback makes the gateway call the mock twice: access_token and userinfo)"
+    } | tee -a "$RESULTS/summary.txt"
+    login_run mint-only --mint-only --logins "$LOGINS" --concurrency "$LOGIN_CONCURRENCY" --progress-secs 0
+    login_run logins --logins "$LOGINS" --concurrency "$LOGIN_CONCURRENCY" --progress-secs 0
+    echo "sessions in store: $(sessions_gauge)" | tee -a "$RESULTS/summary.txt"
+}
+
+mode_profile() {
+    check_ports "$UPSTREAM_PORT" "$MOCK_PORT" "$D_PORT"
+    start_nginx upstream
+    start_mock
+    start_gateway gateway-d "$D_PORT" "https://localhost:$D_PORT" 1
+    wait_http "http://127.0.0.1:$UPSTREAM_PORT/"
+    wait_http "$MOCK_URL/"
+    wait_http "https://127.0.0.1:$D_PORT/_wxgate/healthz"
+    local cd gw d=https://127.0.0.1:$D_PORT/
+    cd=$(browser_login "https://localhost:$D_PORT" "$D_PORT")
+    verify_d "$cd"
+    gw=$(pid_of gateway-d)
+    local wrk_args=(-t"$THREADS" -c"$CONNECTIONS" -H "Cookie: _wxgate=$cd")
+    wrk "${wrk_args[@]}" -d"${WARMUP}s" "$d" >/dev/null
+    busy_warning
+    local n0 n1 secs=$PROFILE_SECS
+
+    # 1. CPU profile (software clock: this VM has no hardware counters), DWARF call graphs.
+    log "perf record -F $PERF_FREQ --call-graph dwarf for ${secs}s"
+    start wrk-perf wrk "${wrk_args[@]}" -d"$((secs + 3))s" --latency "$d"
+    sleep 1
+    n0=$(proxied_count)
+    perf record -q -F "$PERF_FREQ" --call-graph dwarf,16384 -p "$gw" -o "$RUN/perf.data" -- sleep "$secs" 2>"$RUN/perf-record.log" || true
+    n1=$(proxied_count)
+    wait "$(pid_of wrk-perf)" || true
+    echo "perf window: $((n1 - n0)) proxied requests in ${secs}s (under perf)" | tee -a "$RESULTS/summary.txt"
+    perf report -i "$RUN/perf.data" --no-children --sort dso,symbol -g none --percent-limit 0.3 --stdio \
+        >"$RESULTS/perf-self.txt" 2>/dev/null || true
+    perf report -i "$RUN/perf.data" --children --sort symbol -g none --percent-limit 1 --stdio \
+        >"$RESULTS/perf-children.txt" 2>/dev/null || true
+    perf report -i "$RUN/perf.data" --no-children --sort dso -g none --stdio \
+        >"$RESULTS/perf-dso.txt" 2>/dev/null || true
+    perf report -i "$RUN/perf.data" --no-children --sort symbol -g caller,0.5,callee --percent-limit 2 --stdio \
+        >"$RESULTS/perf-callgraph.txt" 2>/dev/null || true
+    cp "$RUN/perf.data" "$RESULTS/" 2>/dev/null || true
+
+    # 2. Syscalls per request (strace slows the gateway down; the ratio is what counts).
+    log "strace -c -f for 5s"
+    start wrk-strace wrk "${wrk_args[@]}" -d9s "$d"
+    sleep 2
+    n0=$(proxied_count)
+    timeout -s INT 5 strace -c -f -q -p "$gw" -o "$RESULTS/strace-c.txt" || true
+    n1=$(proxied_count)
+    wait "$(pid_of wrk-strace)" || true
+    local reqs=$((n1 - n0))
+    {
+        echo "strace window: $reqs proxied requests"
+        awk -v n="$reqs" 'NR > 2 && $NF ~ /^[a-z_0-9]+$/ && $4 ~ /^[0-9]+$/ && $NF != "total" {
+            printf "  %-16s %9d calls  %6.2f per request\n", $NF, $4, $4 / n }' "$RESULTS/strace-c.txt"
+    } | tee -a "$RESULTS/summary.txt"
+
+    # 3. Sizes of reads and writes (TLS records) for one short window; -ff: one file per thread,
+    #    so no call is split into unfinished/resumed halves.
+    start wrk-strace2 wrk -t1 -c4 -H "Cookie: _wxgate=$cd" -d4s "$d"
+    sleep 1
+    n0=$(proxied_count)
+    timeout -s INT 1 strace -ff -qq -p "$gw" -e trace=read,write,writev,recvfrom,sendto,sendmsg,recvmsg \
+        -e signal=none -o "$RUN/strace-io" || true
+    n1=$(proxied_count)
+    wait "$(pid_of wrk-strace2)" || true
+    cat "$RUN"/strace-io.* >"$RESULTS/strace-io.txt" 2>/dev/null || true
+    {
+        echo "read/write calls in a 1s window at 4 connections (~$((n1 - n0)) requests): count, syscall, bytes returned"
+        echo "(8-byte writes are tokio waking a parked worker through its eventfd)"
+        sed -n -E 's/^([a-z]+)\([0-9]+,.* = (-?[0-9]+).*/\1 \2/p' "$RESULTS/strace-io.txt" |
+            sort | uniq -c | sort -rn | awk 'NR <= 12'
+    } | tee -a "$RESULTS/summary.txt"
+
+    # 4. Heap allocations per request: uprobes on the allocator the binary uses (mimalloc's
+    #    mi_*_aligned when it is the global allocator, else libc's malloc family).
+    local target group probes=() allocs=() events
+    if grep -q ' T mi_malloc_aligned$' < <(nm "$BIN" 2>/dev/null); then
+        target=$BIN
+        group=probe_wxgate
+        probes=(mi_malloc_aligned mi_zalloc_aligned mi_realloc_aligned mi_free)
+        allocs=(mi_malloc_aligned mi_zalloc_aligned mi_realloc_aligned)
+    else
+        target=$(ldd "$BIN" | awk '/libc\.so/ { print $3 }')
+        group=probe_libc
+        probes=(malloc calloc realloc free)
+        allocs=(malloc calloc realloc)
+    fi
+    local probe_args=() p
+    for p in "${probes[@]}"; do probe_args+=(-a "$p"); done
+    if [[ -n $target ]] && perf probe -q -x "$target" "${probe_args[@]}" >/dev/null 2>&1; then
+        PERF_PROBES=1
+        PROBE_GROUP=$group
+        events=$(printf "$group:%s," "${probes[@]}")
+        start wrk-malloc wrk "${wrk_args[@]}" -d8s "$d"
+        sleep 2
+        n0=$(proxied_count)
+        perf stat -x, -e "${events%,}" -p "$gw" -o "$RESULTS/perf-malloc.csv" -- sleep 4 || true
+        n1=$(proxied_count)
+        wait "$(pid_of wrk-malloc)" || true
+        reqs=$((n1 - n0))
+        {
+            echo "allocator calls in the window ($reqs proxied requests; $(basename "$target")):"
+            awk -F, -v n="$reqs" -v g="$group" '$3 ~ g { printf "  %-32s %10d  %6.2f per request\n", $3, $1, $1 / n }' "$RESULTS/perf-malloc.csv"
+        } | tee -a "$RESULTS/summary.txt"
+        # Who allocates: the first caller of the allocation functions, 1s with call graphs.
+        start wrk-malloc2 wrk "${wrk_args[@]}" -d5s "$d"
+        sleep 1
+        local rec=()
+        for p in "${allocs[@]}"; do rec+=(-e "$group:$p"); done
+        perf record -q "${rec[@]}" --call-graph dwarf,8192 -p "$gw" -o "$RUN/malloc.data" -- sleep 1 2>/dev/null || true
+        wait "$(pid_of wrk-malloc2)" || true
+        perf script -i "$RUN/malloc.data" -F event,ip,sym --no-inline 2>/dev/null | awk -v g="$group" '
+            $1 ~ "^" g ":" { ev = $1; sub(/:$/, "", ev); want = 2; n++; next }
+            NF == 0 { want = 0; next }
+            want == 2 { want = 1; next }                     # the allocation function itself
+            want == 1 { $1 = ""; sub(/^ /, ""); if ($0 ~ /^(__rustc::|__rdl_|__rust_)/) next; c[ev " <- " substr($0, 1, 140)]++; want = 0 }
+            END { for (k in c) printf "%6.1f%%  %s\n", 100 * c[k] / n, k }' |
+            sort -rn | awk 'NR <= 25' >"$RESULTS/malloc-callers.txt" || true
+        {
+            echo "allocation sites (share of allocation calls; times the per-request count above = calls per request):"
+            cat "$RESULTS/malloc-callers.txt"
+        } | tee -a "$RESULTS/summary.txt"
+        perf probe -q -d "$group:*" >/dev/null 2>&1 || true
+        PERF_PROBES=0
+    else
+        log "uprobes on the allocator are not available; skipping allocation counts"
+    fi
+    echo "profile files: perf-self.txt perf-children.txt perf-callgraph.txt strace-c.txt strace-io.txt" >>"$RESULTS/summary.txt"
+}
+
+# ------------------------------------------------------------------------------------------
+
+env_info
+build
+gen_certs
+"mode_$MODE"
