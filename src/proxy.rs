@@ -337,9 +337,16 @@ mod tests {
     #[test]
     fn plain_connection_tokens_fast_path() {
         for v in ["keep-alive", "close", "Keep-Alive, close", ""] {
-            let mut h = hm(&[("connection", v), ("keep-alive", "timeout=5"), ("close", "not-a-hop")]);
+            let mut h = hm(&[
+                ("connection", v),
+                ("keep-alive", "timeout=5"),
+                ("close", "not-a-hop"),
+            ]);
             remove_hop_headers(&mut h, false);
-            assert!(!h.contains_key("connection") && !h.contains_key("keep-alive"), "{v}");
+            assert!(
+                !h.contains_key("connection") && !h.contains_key("keep-alive"),
+                "{v}"
+            );
             assert!(h.contains_key("close"), "only named headers go: {v}");
         }
     }
