@@ -100,7 +100,13 @@ fn check(flag: Option<PathBuf>) -> ExitCode {
 }
 
 fn run(flag: Option<PathBuf>) -> anyhow::Result<()> {
-    let settings = Config::load(config_path(flag).as_deref()).context("configuration error")?;
+    let path = config_path(flag);
+    let settings = Config::load(path.as_deref()).with_context(|| match &path {
+        Some(_) => "configuration error".to_string(),
+        None => "configuration error (no config file: pass --config, set WXGATE_CONFIG or \
+                 create ./wxgate.toml; `wxgate dev` runs a demo without one)"
+            .to_string(),
+    })?;
     wxgate::logging::init(&settings.raw.log.format);
     let rt = runtime()?;
     rt.block_on(async move {
