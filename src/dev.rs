@@ -56,24 +56,7 @@ url = "http://{upstream}"
 api_base = "{mock_url}"
 open_base = "{mock_url}"
 
-[wechat.website]
-appid = "{wa}"
-secret = "{ws}"
-
-[wechat.official_account]
-appid = "{oa}"
-secret = "{os}"
-scope = "snsapi_userinfo"
-
-[wechat.mobile_app]
-appid = "{ma}"
-secret = "{ms}"
-
-[wechat.mini_program]
-appid = "{pa}"
-secret = "{ps}"
-
-[session]
+{apps}[session]
 cookie_secret = "{secret}"
 
 [access]
@@ -85,14 +68,7 @@ files = {{ "MP_verify_wxgatedemo.txt" = "wxgatedemo" }}
         port = gateway.port(),
         cert = cert.display(),
         key = key.display(),
-        wa = fixtures::WEBSITE_APPID,
-        ws = fixtures::WEBSITE_SECRET,
-        oa = fixtures::OFFICIAL_APPID,
-        os = fixtures::OFFICIAL_SECRET,
-        ma = fixtures::MOBILE_APPID,
-        ms = fixtures::MOBILE_SECRET,
-        pa = fixtures::MINI_APPID,
-        ps = fixtures::MINI_SECRET,
+        apps = fixtures::apps_toml(),
     )
 }
 

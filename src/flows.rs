@@ -64,9 +64,9 @@ pub async fn handle(
         // nginx auth_request keeps the original method: answer any.
         "/auth" => auth(app, &req, peer).await,
         "/userinfo" if get => userinfo(app, &req).await,
-        "/app/login" if m == Method::POST => return json_endpoint(app_login(app, req).await, app),
+        "/app/login" if m == Method::POST => return json_endpoint(app_login(app, req).await),
         "/miniprogram/login" if m == Method::POST => {
-            return json_endpoint(mini_login(app, req).await, app)
+            return json_endpoint(mini_login(app, req).await)
         }
         "/healthz" | "/readyz" | "/metrics" | "/login" | "/callback" | "/logout" | "/userinfo"
         | "/app/login" | "/miniprogram/login" => Err(LoginError::MethodNotAllowed.into()),
@@ -81,21 +81,15 @@ pub async fn handle(
     }
 }
 
-fn json_endpoint(r: Result<Response<Body>, GatewayError>, _app: &App) -> Response<Body> {
+fn json_endpoint(r: Result<Response<Body>, GatewayError>) -> Response<Body> {
     r.unwrap_or_else(|e| e.into_response(true, ""))
 }
 
 /// Where "sign in again" points: `/login` with the same `rd`, when there is one.
 fn retry_url(app: &App, req: &Request<Incoming>) -> String {
     let rd = query_param(req.uri().query(), "rd").unwrap_or_else(|| "/".into());
-    login_path(
-        app,
-        &safe_return(
-            &rd,
-            &app.settings.public,
-            &app.settings.raw.access.redirect_hosts,
-        ),
-    )
+    let s = &app.settings;
+    app.login_path(&safe_return(&rd, &s.public, &s.raw.access.redirect_hosts))
 }
 
 async fn readyz(app: &App) -> Response<Body> {
@@ -170,13 +164,7 @@ async fn login(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, Gat
         (false, _, Some(web)) => (Source::Website, web),
         (false, Some(_), None) => {
             // A PC browser, and only an official account: scan to continue inside WeChat.
-            let here = format!(
-                "{}{}/login?rd={}",
-                s.public.origin,
-                app.prefix(),
-                utf8_percent_encode(&rd, COMPONENT)
-            );
-            return Ok(crate::pages::open_in_wechat(&here));
+            return Ok(crate::pages::open_in_wechat(&app.login_url(&rd)));
         }
         (true, None, Some(web)) => (Source::Website, web),
         _ => return Err(LoginError::AppNotConfigured.into()),
@@ -244,19 +232,11 @@ async fn callback(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, 
         return Err(LoginError::StateUsed.into());
     };
     // From here on the target is known: "sign in again" returns there.
-    let retry = login_path(app, &pending.rd);
+    let retry = app.login_path(&pending.rd);
     match finish_login(app, q, nonce, binding, pending).await {
         Ok(r) => Ok(r),
         Err(e) => Ok(e.into_response(false, &retry)),
     }
-}
-
-fn login_path(app: &App, rd: &str) -> String {
-    format!(
-        "{}/login?rd={}",
-        app.prefix(),
-        utf8_percent_encode(rd, COMPONENT)
-    )
 }
 
 /// The callback once its state checked out: code → session → redirect.

@@ -99,19 +99,23 @@ impl App {
         self.settings.prefix()
     }
 
-    /// `{public_url}{prefix}/login?rd=...`
-    pub fn login_url(&self, rd: &str) -> String {
+    /// `{prefix}/login?rd=...`
+    pub fn login_path(&self, rd: &str) -> String {
         format!(
-            "{}{}/login?rd={}",
-            self.settings.public.origin,
+            "{}/login?rd={}",
             self.prefix(),
             percent_encoding::utf8_percent_encode(rd, crate::flows::COMPONENT)
         )
     }
 
+    /// `{public_url}{prefix}/login?rd=...`
+    pub fn login_url(&self, rd: &str) -> String {
+        format!("{}{}", self.settings.public.origin, self.login_path(rd))
+    }
+
     /// One request, start to end, with its log line and metrics.
     pub async fn handle(
-        self: Arc<Self>,
+        &self,
         req: Request<Incoming>,
         peer: &Peer,
         proxy: &Proxy,
@@ -211,16 +215,11 @@ impl App {
         let rd = self.return_target(req.headers(), req.uri().authority(), pq, peer);
         if http_util::is_navigation(req.method(), req.headers()) {
             // Same site: a relative redirect. Another site (multi-site): log in on public_url.
-            let origin = if rd.starts_with('/') {
-                ""
+            let login = if rd.starts_with('/') {
+                self.login_path(&rd)
             } else {
-                self.settings.public.origin.as_str()
+                self.login_url(&rd)
             };
-            let login = format!(
-                "{origin}{}/login?rd={}",
-                self.prefix(),
-                percent_encoding::utf8_percent_encode(&rd, crate::flows::COMPONENT)
-            );
             return http_util::redirect(&login);
         }
         let mut r = http_util::json(

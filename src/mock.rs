@@ -95,6 +95,21 @@ pub mod fixtures {
     pub fn user(key: &str) -> Option<&'static TestUser> {
         USERS.iter().find(|u| u.key == key)
     }
+
+    /// The four `[wechat.*]` app sections with the mock's credentials (for `dev` and tests).
+    pub fn apps_toml() -> String {
+        [
+            ("website", WEBSITE_APPID, WEBSITE_SECRET),
+            ("official_account", OFFICIAL_APPID, OFFICIAL_SECRET),
+            ("mobile_app", MOBILE_APPID, MOBILE_SECRET),
+            ("mini_program", MINI_APPID, MINI_SECRET),
+        ]
+        .iter()
+        .map(|(name, appid, secret)| {
+            format!("[wechat.{name}]\nappid = \"{appid}\"\nsecret = \"{secret}\"\n\n")
+        })
+        .collect()
+    }
 }
 
 /// Mock settings.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -189,6 +189,33 @@ fn builder(s: &Settings) -> auto::Builder<TokioExecutor> {
     b
 }
 
+/// What every request on one connection shares: one refcount per request, not three.
+struct Conn {
+    app: Arc<App>,
+    proxy: Arc<Proxy>,
+    peer: crate::proxy::Peer,
+}
+
+/// Serve one connection (TLS or plain) until it ends or shutdown drains it.
+async fn serve_io<I>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    conn: Arc<Conn>,
+    watcher: Watcher,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = conn.peer.addr;
+    let svc = service_fn(move |req| {
+        let conn = conn.clone();
+        async move { Ok::<_, Infallible>(conn.app.handle(req, &conn.peer, &conn.proxy).await) }
+    });
+    let serving = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    if let Err(e) = watcher.watch(serving.into_owned()).await {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
 async fn worker(
     mut conns: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
     app: Arc<App>,
@@ -216,44 +243,24 @@ async fn worker(
                 continue;
             }
         };
-        let app = app.clone();
-        let proxy = proxy.clone();
-        let peer_info = Arc::new(crate::proxy::Peer::new(peer, &app.settings.trusted_proxies));
+        let conn = Arc::new(Conn {
+            peer: crate::proxy::Peer::new(peer, &app.settings.trusted_proxies),
+            app: app.clone(),
+            proxy: proxy.clone(),
+        });
         let builder = builder.clone();
         let tls = tls.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let app = app.clone();
-                let proxy = proxy.clone();
-                let peer = peer_info.clone();
-                async move { Ok::<_, Infallible>(app.handle(req, &peer, &proxy).await) }
-            });
             match tls {
                 Some(acceptor) => {
-                    let stream =
-                        match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!(%peer, "TLS handshake timed out");
-                                return;
-                            }
-                        };
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => serve_io(&builder, s, conn, watcher).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 }
-                None => {
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                }
+                None => serve_io(&builder, stream, conn, watcher).await,
             }
         });
     }

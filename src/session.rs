@@ -146,7 +146,7 @@ impl Session {
                 end += len as usize;
             }
         }
-        if end != s.buf.len() || std::str::from_utf8(&s.buf[HEAD..]).is_err() {
+        if end != s.buf.len() {
             return None;
         }
         // Every field must be valid UTF-8 on its own (no split characters).

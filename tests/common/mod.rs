@@ -479,34 +479,11 @@ api_base = "{mock}"
 open_base = "{mock}"
 timeout_ms = 1000
 
-[wechat.website]
-appid = "{wa}"
-secret = "{ws}"
-
-[wechat.official_account]
-appid = "{oa}"
-secret = "{os}"
-
-[wechat.mobile_app]
-appid = "{ma}"
-secret = "{ms}"
-
-[wechat.mini_program]
-appid = "{pa}"
-secret = "{ps}"
-
-[session]
+{apps}[session]
 cookie_secret = "{SECRET}"
 {extra}
 "#,
-        wa = fixtures::WEBSITE_APPID,
-        ws = fixtures::WEBSITE_SECRET,
-        oa = fixtures::OFFICIAL_APPID,
-        os = fixtures::OFFICIAL_SECRET,
-        ma = fixtures::MOBILE_APPID,
-        ms = fixtures::MOBILE_SECRET,
-        pa = fixtures::MINI_APPID,
-        ps = fixtures::MINI_SECRET,
+        apps = fixtures::apps_toml(),
     )
 }
 
