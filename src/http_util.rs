@@ -5,10 +5,13 @@ use bytes::Bytes;
 use http::header::{HeaderValue, ACCEPT, CACHE_CONTROL, CONTENT_TYPE, LOCATION};
 use http::{HeaderMap, Method, Response, StatusCode};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 
 /// Streamed upstream bodies and the gateway's own small bodies, without boxing.
-pub type Body = Either<Incoming, Full<Bytes>>;
+// Parsed once, not on every lookup.
+static X_REQUESTED_WITH: http::HeaderName = http::HeaderName::from_static("x-requested-with");
+static SEC_FETCH_MODE: http::HeaderName = http::HeaderName::from_static("sec-fetch-mode");
+
+pub type Body = Either<crate::pool::UpstreamBody, Full<Bytes>>;
 
 pub fn full(b: impl Into<Bytes>) -> Body {
     Either::Right(Full::new(b.into()))
@@ -59,8 +62,7 @@ pub fn query_param(query: Option<&str>, key: &str) -> Option<String> {
 
 /// A browser navigation (as opposed to an API call or XHR), per DESIGN.md.
 pub fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
-    if !(method == Method::GET || method == Method::HEAD)
-        || headers.contains_key("x-requested-with")
+    if !(method == Method::GET || method == Method::HEAD) || headers.contains_key(&X_REQUESTED_WITH)
     {
         return false;
     }
@@ -69,7 +71,7 @@ pub fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("text/html"));
     let navigate = headers
-        .get("sec-fetch-mode")
+        .get(&SEC_FETCH_MODE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"navigate"));
     accept_html || navigate
 }
@@ -81,7 +83,7 @@ pub fn wants_json(headers: &HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     (accept.contains("application/json") && !accept.contains("text/html"))
-        || headers.contains_key("x-requested-with")
+        || headers.contains_key(&X_REQUESTED_WITH)
 }
 
 pub fn unix_now() -> u64 {

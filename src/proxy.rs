@@ -1,4 +1,4 @@
-//! Forwarding to the upstream: one pooled hyper-util client, bodies streamed both ways,
+//! Forwarding to the upstream (through the worker's [`Pool`]): bodies streamed both ways,
 //! hop-by-hop headers removed in both directions, `X-Forwarded-*` per `trusted_proxies`,
 //! WebSocket (HTTP/1.1 Upgrade) passed through.
 
@@ -9,12 +9,11 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use ipnet::IpNet;
 
 use crate::config::Settings;
+use crate::pool::{Pool, UpstreamBody};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -28,10 +27,16 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// Remove hop-by-hop headers: those named in `Connection`, then the fixed list. With
 /// `upgrade`, `Connection: upgrade` and `Upgrade` survive (WebSocket handshakes).
 pub fn remove_hop_headers(h: &mut HeaderMap, upgrade: bool) {
+    // Most messages carry none of them: one look at each name instead of a lookup per
+    // hop-by-hop name.
+    if !h.keys().any(is_hop_name) {
+        return;
+    }
     // `Connection: keep-alive` / `close` (nearly every message) name nothing else to remove:
     // skip the allocation below for them.
     let only_plain_tokens = h.get_all(header::CONNECTION).iter().all(|v| {
@@ -59,10 +64,14 @@ pub fn remove_hop_headers(h: &mut HeaderMap, upgrade: bool) {
         }
         h.remove(header::CONNECTION);
     }
+    // `Connection: keep-alive` alone (most upstream responses) is done now.
+    if !upgrade && !h.keys().any(is_hop_name) {
+        return;
+    }
     h.remove(&KEEP_ALIVE);
     h.remove(header::PROXY_AUTHENTICATE);
     h.remove(header::PROXY_AUTHORIZATION);
-    h.remove("proxy-connection");
+    h.remove(&PROXY_CONNECTION);
     h.remove(header::TRAILER);
     h.remove(header::TRANSFER_ENCODING);
     if let Some(te) = h.remove(header::TE) {
@@ -84,6 +93,20 @@ pub fn remove_hop_headers(h: &mut HeaderMap, upgrade: bool) {
     } else {
         h.remove(header::UPGRADE);
     }
+}
+
+/// A header that is hop-by-hop by itself (RFC 9110 7.6.1, plus the legacy ones); headers named
+/// in `Connection` are hop-by-hop too, and `Connection` is on this list.
+fn is_hop_name(n: &HeaderName) -> bool {
+    *n == header::CONNECTION
+        || *n == header::TE
+        || *n == header::TRANSFER_ENCODING
+        || *n == header::TRAILER
+        || *n == header::UPGRADE
+        || *n == header::PROXY_AUTHENTICATE
+        || *n == header::PROXY_AUTHORIZATION
+        || *n == KEEP_ALIVE
+        || *n == PROXY_CONNECTION
 }
 
 /// An HTTP/1.1 upgrade request (`Connection: upgrade` + `Upgrade`).
@@ -193,29 +216,30 @@ pub fn join_cookies(h: &mut HeaderMap) {
 }
 
 pub struct Proxy {
-    client: Client<HttpConnector, Incoming>,
+    pool: Pool,
     authority: http::uri::Authority,
     timeout: Duration,
 }
 
 impl Proxy {
+    /// This worker's proxy; call it on the runtime that will use it (its pool's reaper runs there).
     pub fn new(s: &Settings) -> Self {
-        let mut conn = HttpConnector::new();
-        conn.set_nodelay(true);
-        conn.set_connect_timeout(Some(Duration::from_millis(
-            s.raw.upstream.connect_timeout_ms,
-        )));
-        conn.set_keepalive(Some(Duration::from_secs(60)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(s.raw.upstream.pool_max_idle)
-            .build(conn);
+        let pool = Pool::new(
+            &s.upstream,
+            Duration::from_millis(s.raw.upstream.connect_timeout_ms),
+            s.raw.upstream.pool_max_idle,
+        );
+        pool.start_reaper();
         Self {
-            client,
+            pool,
             authority: s.upstream.clone(),
             timeout: s.upstream_timeout(),
         }
+    }
+
+    /// Idle upstream connections in this worker's pool.
+    pub fn idle_connections(&self) -> usize {
+        self.pool.idle()
     }
 
     /// Send `req` (headers already prepared by the caller: identity, forwarded) upstream.
@@ -223,36 +247,38 @@ impl Proxy {
     pub async fn forward(
         &self,
         mut req: Request<Incoming>,
-    ) -> Result<(Response<Incoming>, Duration), ProxyError> {
+    ) -> Result<(Response<UpstreamBody>, Duration), ProxyError> {
         let upgrade = req.version() == Version::HTTP_11 && is_upgrade_request(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
-        // Host is kept; HTTP/2 carries it as :authority.
+        // Host is kept; HTTP/2 carries it as :authority; with neither, the upstream's.
         if !req.headers().contains_key(header::HOST) {
-            if let Some(a) = req.uri().authority() {
-                if let Ok(v) = HeaderValue::from_str(a.as_str()) {
-                    req.headers_mut().insert(header::HOST, v);
-                }
+            let host = req
+                .uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+                .or_else(|| HeaderValue::from_str(self.authority.as_str()).ok());
+            if let Some(v) = host {
+                req.headers_mut().insert(header::HOST, v);
             }
         }
         if req.version() == Version::HTTP_2 {
             join_cookies(req.headers_mut());
         }
         remove_hop_headers(req.headers_mut(), upgrade);
-        let pq = req
-            .uri()
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(http::uri::Scheme::HTTP);
-        parts.authority = Some(self.authority.clone());
-        parts.path_and_query = Some(pq);
-        *req.uri_mut() = Uri::from_parts(parts).map_err(|_| ProxyError::Unreachable)?;
+        // Origin-form (`/path?query`) upstream, whatever form the client used.
+        if req.uri().scheme().is_some() || req.uri().authority().is_some() {
+            let pq = req
+                .uri()
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/"));
+            *req.uri_mut() = Uri::from(pq);
+        }
         *req.version_mut() = Version::HTTP_11;
 
         let started = Instant::now();
-        let mut resp = match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+        let mut resp = match tokio::time::timeout(self.timeout, self.pool.send(req)).await {
             Err(_) => return Err(ProxyError::Timeout),
             Ok(Err(e)) => {
                 tracing::warn!(error = %ErrChain(&e), "upstream request failed");
@@ -348,6 +374,20 @@ mod tests {
                 "{v}"
             );
             assert!(h.contains_key("close"), "only named headers go: {v}");
+        }
+    }
+
+    #[test]
+    fn nothing_to_remove_leaves_the_map_alone() {
+        let mut h = hm(&[("host", "app"), ("x-a", "1"), ("cookie", "a=1")]);
+        let before = h.clone();
+        remove_hop_headers(&mut h, false);
+        assert_eq!(h, before);
+        for name in ["proxy-connection", "keep-alive", "upgrade", "trailer"] {
+            let mut h = hm(&[("host", "app"), (name, "x")]);
+            remove_hop_headers(&mut h, false);
+            assert!(!h.contains_key(name), "{name}");
+            assert!(h.contains_key("host"));
         }
     }
 

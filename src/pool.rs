@@ -1,0 +1,318 @@
+//! The upstream connection pool: HTTP/1.1 keep-alive connections to the one upstream, one pool
+//! per worker thread (so the connections live on the thread that uses them, and the pool's lock
+//! is never contended).
+//!
+//! A connection is hyper's connection-level client (`hyper::client::conn::http1`), its I/O driven
+//! by a task on the worker's runtime. It is taken out of the pool for one request and goes back
+//! when the response body has been read to its end ([`UpstreamBody`]), the moment HTTP/1.1 allows
+//! the next request on it. No per-request task, no URI-keyed map: the pool knows one upstream.
+//! Idle connections that the upstream closed are dropped when seen; the others after
+//! [`IDLE_TIMEOUT`] (a reaper task per pool), and never more than `upstream.pool_max_idle`.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{Either, Empty};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpSocket;
+
+/// What goes upstream: the client's body, or nothing (then the request can be sent again).
+pub type ReqBody = Either<Incoming, Empty<Bytes>>;
+
+/// Safe to send twice: an idempotent method, no body, not an upgrade.
+fn replayable(req: &Request<ReqBody>) -> bool {
+    matches!(
+        *req.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    ) && matches!(req.body(), Either::Right(_))
+        && !req.headers().contains_key(http::header::UPGRADE)
+}
+
+/// How long a connection may sit idle in the pool.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often the reaper looks (idle times are counted in these ticks).
+const REAP_EVERY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("cannot resolve {host}: {source}")]
+    Resolve {
+        host: String,
+        source: std::io::Error,
+    },
+    #[error("{host} resolves to no address")]
+    NoAddress { host: String },
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("connecting to {host} timed out")]
+    ConnectTimeout { host: String },
+    #[error("HTTP/1.1 handshake with the upstream: {0}")]
+    Handshake(hyper::Error),
+    #[error("{0}")]
+    Request(hyper::Error),
+}
+
+struct Idle {
+    send: SendRequest<ReqBody>,
+    /// The reaper tick when it went idle.
+    since: u32,
+}
+
+struct Inner {
+    idle: Mutex<Vec<Idle>>,
+    /// `host:port` of the upstream.
+    host: String,
+    connect_timeout: Duration,
+    max_idle: usize,
+    /// Reaper ticks so far (a clock without clock reads on the request path).
+    tick: AtomicU32,
+}
+
+/// One worker's connections to the upstream.
+#[derive(Clone)]
+pub struct Pool {
+    inner: Arc<Inner>,
+}
+
+impl Pool {
+    /// A pool for `authority` (port 80 when it names none). Call [`Pool::start_reaper`] from the
+    /// runtime the pool is used on.
+    pub fn new(
+        authority: &http::uri::Authority,
+        connect_timeout: Duration,
+        max_idle: usize,
+    ) -> Pool {
+        let host = format!(
+            "{}:{}",
+            authority.host(),
+            authority.port_u16().unwrap_or(80)
+        );
+        Pool {
+            inner: Arc::new(Inner {
+                idle: Mutex::new(Vec::new()),
+                host,
+                connect_timeout,
+                max_idle,
+                tick: AtomicU32::new(0),
+            }),
+        }
+    }
+
+    /// Close idle connections after [`IDLE_TIMEOUT`]; the task ends with the pool.
+    pub fn start_reaper(&self) {
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let max_ticks = (IDLE_TIMEOUT.as_secs() / REAP_EVERY.as_secs()) as u32;
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(REAP_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                let Some(inner) = weak.upgrade() else { break };
+                let now = inner.tick.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+                let mut idle = inner.idle.lock().unwrap_or_else(|e| e.into_inner());
+                idle.retain(|i| !i.send.is_closed() && now.wrapping_sub(i.since) <= max_ticks);
+            }
+        });
+    }
+
+    /// Idle connections right now (for tests and metrics).
+    pub fn idle(&self) -> usize {
+        self.inner.idle.lock().map(|v| v.len()).unwrap_or(0)
+    }
+
+    /// Send `req` (origin-form URI, `Host` set) on an idle connection, or a new one.
+    ///
+    /// An idle connection can be closed by the upstream at the moment it is reused (its
+    /// keep-alive timeout). A request that was not written yet is sent again on a new
+    /// connection; so is one without a body and with an idempotent method that got no answer
+    /// at all on a connection that had been idle for a reaper tick or more (what nginx does
+    /// too). Nothing else is retried.
+    pub async fn send(&self, req: Request<Incoming>) -> Result<Response<UpstreamBody>, PoolError> {
+        let req = req.map(|b| {
+            if b.is_end_stream() {
+                ReqBody::Right(Empty::new())
+            } else {
+                ReqBody::Left(b)
+            }
+        });
+        let req = match self.take_idle() {
+            None => req,
+            Some((mut send, since)) => {
+                // Only a connection idle since an earlier tick (up to a second or more) can
+                // meet an upstream's keep-alive timeout; one just used needs no copy to replay.
+                let stale = since != self.inner.tick.load(Ordering::Relaxed);
+                let replay = (stale && replayable(&req)).then(|| {
+                    let mut again = Request::new(ReqBody::Right(Empty::new()));
+                    *again.method_mut() = req.method().clone();
+                    *again.uri_mut() = req.uri().clone();
+                    *again.version_mut() = req.version();
+                    *again.headers_mut() = req.headers().clone();
+                    again
+                });
+                match send.try_send_request(req).await {
+                    Ok(resp) => return Ok(self.wrap(resp, send)),
+                    Err(mut e) => match (e.take_message(), replay) {
+                        (Some(req), _) => req,
+                        (None, Some(again)) if e.error().is_incomplete_message() => {
+                            tracing::debug!("pooled upstream connection closed under the request; sending it again");
+                            again
+                        }
+                        (None, _) => return Err(PoolError::Request(e.into_error())),
+                    },
+                }
+            }
+        };
+        let mut send = self.connect().await?;
+        match send.send_request(req).await {
+            Ok(resp) => Ok(self.wrap(resp, send)),
+            Err(e) => Err(PoolError::Request(e)),
+        }
+    }
+
+    fn wrap(&self, resp: Response<Incoming>, send: SendRequest<ReqBody>) -> Response<UpstreamBody> {
+        // 101: the connection now belongs to the upgrade; it never comes back.
+        let reusable = resp.status() != http::StatusCode::SWITCHING_PROTOCOLS;
+        resp.map(|inner| UpstreamBody {
+            inner,
+            back: reusable.then(|| (send, self.inner.clone())),
+        })
+    }
+
+    /// The most recently used idle connection that can take a request now.
+    fn take_idle(&self) -> Option<(SendRequest<ReqBody>, u32)> {
+        let mut idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(i) = idle.pop() {
+            if i.send.is_ready() {
+                return Some((i.send, i.since));
+            }
+            // Closed, or (rarely) not yet ready: a connection is only pooled once its response
+            // is read, so "not ready" means its request body is still going; let it go.
+        }
+        None
+    }
+
+    async fn connect(&self) -> Result<SendRequest<ReqBody>, PoolError> {
+        let host = &self.inner.host;
+        let timeout = self.inner.connect_timeout;
+        let connecting = async {
+            let addrs: Vec<_> = tokio::net::lookup_host(host.as_str())
+                .await
+                .map_err(|source| PoolError::Resolve {
+                    host: host.clone(),
+                    source,
+                })?
+                .collect();
+            let mut last = PoolError::NoAddress { host: host.clone() };
+            for addr in addrs {
+                let socket = if addr.is_ipv4() {
+                    TcpSocket::new_v4()
+                } else {
+                    TcpSocket::new_v6()
+                };
+                let stream = match socket {
+                    Ok(s) => {
+                        let _ = s.set_keepalive(true);
+                        s.connect(addr).await
+                    }
+                    Err(e) => Err(e),
+                };
+                match stream {
+                    Ok(s) => {
+                        let _ = s.set_nodelay(true);
+                        return Ok(s);
+                    }
+                    Err(source) => last = PoolError::Connect { addr, source },
+                }
+            }
+            Err(last)
+        };
+        let stream = tokio::time::timeout(timeout, connecting)
+            .await
+            .map_err(|_| PoolError::ConnectTimeout { host: host.clone() })??;
+        let (send, conn) = hyper::client::conn::http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(PoolError::Handshake)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(send)
+    }
+}
+
+impl Inner {
+    fn give_back(&self, send: SendRequest<ReqBody>) {
+        if send.is_closed() {
+            return;
+        }
+        let since = self.tick.load(Ordering::Relaxed);
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < self.max_idle {
+            idle.push(Idle { send, since });
+        }
+    }
+}
+
+/// An upstream response body. Read to its end, it returns its connection to the pool; dropped
+/// before that, the connection closes with it (HTTP/1.1 cannot abandon a response midway).
+pub struct UpstreamBody {
+    inner: Incoming,
+    back: Option<(SendRequest<ReqBody>, Arc<Inner>)>,
+}
+
+impl UpstreamBody {
+    fn finished(&mut self) {
+        if let Some((send, pool)) = self.back.take() {
+            pool.give_back(send);
+        }
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.finished(),
+            Poll::Ready(Some(Err(_))) => self.back = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        // hyper's server stops polling once `is_end_stream` says so: that is the end too.
+        if self.inner.is_end_stream() {
+            self.finished();
+        }
+    }
+}
