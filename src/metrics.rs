@@ -1,10 +1,16 @@
 //! Prometheus metrics (prometheus-client), served at `{prefix}/metrics`.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 /// What kind of request it was, for the request counter.
@@ -61,10 +67,7 @@ pub struct LoginLabels {
 
 pub struct Metrics {
     registry: Registry,
-    pub requests: Family<RequestLabels, Counter>,
-    /// The request counters, resolved once: counting is one atomic add, no lock, no hashing.
-    by_route: [[Counter; 5]; 5],
-    pub upstream_seconds: Histogram,
+    hot: Arc<HotPath>,
     pub logins: Family<LoginLabels, Counter>,
     pub sessions: Gauge,
 }
@@ -75,26 +78,123 @@ impl Default for Metrics {
     }
 }
 
+/// Upper bounds (seconds) of the `upstream_seconds` histogram buckets (then +Inf).
+const UPSTREAM_BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+const SHARDS: usize = 16;
+
+/// The per-request metrics (`requests_total`, `upstream_seconds`), sharded by thread: each
+/// worker thread counts in its own cache lines (plain relaxed atomic adds, no lock, no line
+/// shared between cores); a scrape adds the shards up.
+#[derive(Debug)]
+struct HotPath {
+    shards: Box<[Shard]>,
+}
+
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Shard {
+    requests: [[AtomicU64; 5]; 5],
+    /// Per bucket (not cumulative); the last one is +Inf.
+    buckets: [AtomicU64; UPSTREAM_BUCKETS.len() + 1],
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+thread_local! {
+    static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+impl HotPath {
+    fn new() -> Self {
+        HotPath {
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+        }
+    }
+
+    /// This thread's shard (threads take shards in turn, so the workers get their own).
+    fn shard(&self) -> &Shard {
+        let i = SHARD.with(|c| {
+            if c.get() == usize::MAX {
+                c.set(NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS);
+            }
+            c.get()
+        });
+        &self.shards[i]
+    }
+
+    fn request(&self, route: Route, status: u16) {
+        self.shard().requests[route as usize][class_index(status)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn upstream(&self, took: Duration) {
+        let s = self.shard();
+        let secs = took.as_secs_f64();
+        let b = UPSTREAM_BUCKETS
+            .iter()
+            .position(|le| secs <= *le)
+            .unwrap_or(UPSTREAM_BUCKETS.len());
+        s.buckets[b].fetch_add(1, Ordering::Relaxed);
+        s.count.fetch_add(1, Ordering::Relaxed);
+        s.sum_nanos.fetch_add(
+            u64::try_from(took.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    fn total(&self, f: impl Fn(&Shard) -> &AtomicU64) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| f(s).load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+impl Collector for HotPath {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut requests = encoder.encode_descriptor(
+            "requests",
+            "Requests handled, by route and status class",
+            None,
+            MetricType::Counter,
+        )?;
+        for route in Route::ALL {
+            for (ci, class) in CLASSES.iter().enumerate() {
+                let n = self.total(|s| &s.requests[route as usize][ci]);
+                let labels = RequestLabels {
+                    route: route.as_str(),
+                    class,
+                };
+                requests
+                    .encode_family(&labels)?
+                    .encode_counter::<(), u64, u64>(&n, None)?;
+            }
+        }
+        let mut up = encoder.encode_descriptor(
+            "upstream_seconds",
+            "Time until the upstream's response headers",
+            None,
+            MetricType::Histogram,
+        )?;
+        let buckets: Vec<(f64, u64)> = UPSTREAM_BUCKETS
+            .iter()
+            .copied()
+            .chain([f64::MAX])
+            .enumerate()
+            .map(|(i, le)| (le, self.total(|s| &s.buckets[i])))
+            .collect();
+        let sum = self.total(|s| &s.sum_nanos) as f64 / 1e9;
+        up.encode_histogram::<()>(sum, self.total(|s| &s.count), &buckets, None)
+    }
+}
+
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("wxgate");
-        let requests = Family::<RequestLabels, Counter>::default();
-        registry.register(
-            "requests",
-            "Requests handled, by route and status class",
-            requests.clone(),
-        );
-        let upstream_seconds = Histogram::new(
-            [
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]
-            .into_iter(),
-        );
-        registry.register(
-            "upstream_seconds",
-            "Time until the upstream's response headers",
-            upstream_seconds.clone(),
-        );
+        let hot = Arc::new(HotPath::new());
+        registry.register_collector(Box::new(SharedCollector(hot.clone())));
         let logins = Family::<LoginLabels, Counter>::default();
         registry.register(
             "logins",
@@ -107,28 +207,22 @@ impl Metrics {
             "Live sessions in the store (approximate)",
             sessions.clone(),
         );
-        let by_route = Route::ALL.map(|route| {
-            CLASSES.map(|class| {
-                requests
-                    .get_or_create(&RequestLabels {
-                        route: route.as_str(),
-                        class,
-                    })
-                    .clone()
-            })
-        });
         Self {
             registry,
-            by_route,
-            requests,
-            upstream_seconds,
+            hot,
             logins,
             sessions,
         }
     }
 
+    /// One request handled: its route and status.
     pub fn request(&self, route: Route, status: u16) {
-        self.by_route[route as usize][class_index(status)].inc();
+        self.hot.request(route, status);
+    }
+
+    /// The time until the upstream's response headers, for one proxied request.
+    pub fn upstream(&self, took: Duration) {
+        self.hot.upstream(took);
     }
 
     pub fn login(&self, source: &'static str, outcome: &'static str) {
@@ -142,6 +236,16 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// The registry owns its collectors; the metrics keep a handle to count into.
+#[derive(Debug)]
+struct SharedCollector(Arc<HotPath>);
+
+impl Collector for SharedCollector {
+    fn encode(&self, encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
     }
 }
 
@@ -172,5 +276,54 @@ mod tests {
             "{t}"
         );
         assert_eq!(status_class(101), "1xx");
+    }
+
+    #[test]
+    fn shards_add_up_across_threads() {
+        let m = Arc::new(Metrics::new());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        m.request(Route::Proxy, 204);
+                    }
+                    m.upstream(Duration::from_millis(3));
+                    m.upstream(Duration::from_secs(30));
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let t = m.render();
+        assert!(
+            t.contains("wxgate_requests_total{route=\"proxy\",class=\"2xx\"} 4000"),
+            "{t}"
+        );
+        assert!(t.contains("wxgate_upstream_seconds_count 8"), "{t}");
+        assert!(t.contains("wxgate_upstream_seconds_sum 120.012"), "{t}");
+        // Cumulative buckets: the 3 ms ones from le=0.005 on, the 30 s ones only in +Inf.
+        assert!(
+            t.contains("wxgate_upstream_seconds_bucket{le=\"0.0025\"} 0"),
+            "{t}"
+        );
+        assert!(
+            t.contains("wxgate_upstream_seconds_bucket{le=\"0.005\"} 4"),
+            "{t}"
+        );
+        assert!(
+            t.contains("wxgate_upstream_seconds_bucket{le=\"10.0\"} 4"),
+            "{t}"
+        );
+        assert!(
+            t.contains("wxgate_upstream_seconds_bucket{le=\"+Inf\"} 8"),
+            "{t}"
+        );
+        assert!(
+            t.contains("# TYPE wxgate_upstream_seconds histogram"),
+            "{t}"
+        );
+        assert!(t.contains("# TYPE wxgate_requests counter"), "{t}");
     }
 }
