@@ -119,6 +119,21 @@ pub fn strip_cookies(headers: &mut HeaderMap, names: &[&str]) {
     if !touched {
         return;
     }
+    let ours = |p: &str| names.contains(&p.split_once('=').map(|(n, _)| n.trim()).unwrap_or(p));
+    // Only the gateway's cookies (an API client, or a site with no cookies of its own): the
+    // header goes, nothing to rebuild.
+    let only_ours = headers.get_all(COOKIE).iter().all(|v| {
+        v.to_str().is_ok_and(|s| {
+            s.split(';')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .all(ours)
+        })
+    });
+    if only_ours {
+        headers.remove(COOKIE);
+        return;
+    }
     let kept: Vec<HeaderValue> = headers
         .get_all(COOKIE)
         .iter()
@@ -130,8 +145,7 @@ pub fn strip_cookies(headers: &mut HeaderMap, names: &[&str]) {
             let rest: Vec<&str> = s
                 .split(';')
                 .map(str::trim)
-                .filter(|p| !p.is_empty())
-                .filter(|p| !names.contains(&p.split_once('=').map(|(n, _)| n.trim()).unwrap_or(p)))
+                .filter(|p| !p.is_empty() && !ours(p))
                 .collect();
             (!rest.is_empty())
                 .then(|| HeaderValue::from_str(&rest.join("; ")).ok())
@@ -243,6 +257,20 @@ mod tests {
         );
         strip_cookies(&mut h, &["_wxgate"]);
         assert_eq!(h.get(COOKIE).unwrap(), "_wxgate_other=1; x=_wxgate");
+
+        // Nothing but the gateway's own: no Cookie header at all upstream.
+        let mut h = HeaderMap::new();
+        h.append(COOKIE, HeaderValue::from_static("_wxgate=sid; "));
+        h.append(COOKIE, HeaderValue::from_static("_wxgate_login=x"));
+        strip_cookies(&mut h, &["_wxgate", "_wxgate_login"]);
+        assert!(!h.contains_key(COOKIE));
+        // A non-UTF-8 value is not ours: kept as it is.
+        let mut h = HeaderMap::new();
+        h.append(COOKIE, HeaderValue::from_static("_wxgate=sid"));
+        h.append(COOKIE, HeaderValue::from_bytes(b"z=\xff").unwrap());
+        strip_cookies(&mut h, &["_wxgate"]);
+        let all: Vec<_> = h.get_all(COOKIE).iter().collect();
+        assert_eq!(all, vec![HeaderValue::from_bytes(b"z=\xff").unwrap()]);
     }
 
     #[test]
