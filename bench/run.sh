@@ -10,6 +10,7 @@
 #   bench/run.sh serve      start A-D, log in, print URLs/cookies/pids, wait (experiments by hand)
 #
 # Knobs (environment): ROUNDS=5 DURATION=10 (seconds per wrk run) CONNECTIONS=64 THREADS=2
+# SETUPS="A B C D" (compare: which setups, e.g. "B D" for quick A/B work on the hot path)
 # WARMUP=2 PORT_BASE=18000 ACCESS_LOG=0|1 SKIP_BUILD=0|1 KEEP_RUN_DIR=0|1 NGINX_WORKERS=auto
 # sessions: SESSIONS_SMALL=1000 SESSIONS_LARGE=1000000 ROTATE_MAX=100000 LOGIN_CONCURRENCY=128
 #           LOGIN_BATCH=150000 MAX_SESSIONS=1000000
@@ -20,6 +21,7 @@ MODE=${1:-compare}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH=$ROOT/bench
 ROUNDS=${ROUNDS:-5}
+SETUPS=${SETUPS:-A B C D}
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
@@ -41,6 +43,7 @@ PERF_FREQ=${PERF_FREQ:-499}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET_DIR/release/wxgate
 LOAD=$TARGET_DIR/release/examples/login_load
+FLOOR=$TARGET_DIR/release/examples/floor_proxy
 
 UPSTREAM_PORT=$((PORT_BASE + 80))
 MOCK_PORT=$((PORT_BASE + 100))
@@ -48,6 +51,7 @@ B_PORT=$((PORT_BASE + 443))
 C_PORT=$((PORT_BASE + 444))
 D_PORT=$((PORT_BASE + 445))
 AUTH_PORT=$((PORT_BASE + 446))
+E_PORT=$((PORT_BASE + 447))
 MOCK_URL=http://127.0.0.1:$MOCK_PORT
 WEBSITE_APPID=wx1000000000000001
 WEBSITE_SECRET=mock-website-secret-000000000000001
@@ -173,11 +177,11 @@ check_ports() {
 
 build() {
     if [[ $SKIP_BUILD == 1 ]]; then
-        [[ -x $BIN && -x $LOAD ]] || die "SKIP_BUILD=1 but $BIN or $LOAD is missing"
+        [[ -x $BIN && -x $LOAD && -x $FLOOR ]] || die "SKIP_BUILD=1 but $BIN, $LOAD or $FLOOR is missing"
         return
     fi
-    log "cargo build --release --bin wxgate --example login_load"
-    (cd "$ROOT" && cargo build --release --quiet --bin wxgate --example login_load)
+    log "cargo build --release --bin wxgate --example login_load --example floor_proxy"
+    (cd "$ROOT" && cargo build --release --quiet --bin wxgate --example login_load --example floor_proxy)
 }
 
 gen_certs() {
@@ -449,7 +453,7 @@ summary() {
 
 med() { # KIND LABEL → the median computed by summary()
     local v="MED_$1_${2//[^A-Za-z0-9]/_}"
-    echo "${!v}"
+    echo "${!v:-nan}"
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "nan" }'; }
@@ -570,18 +574,37 @@ mode_compare() {
         [B-nginx-proxy]="https://127.0.0.1:$B_PORT/"
         [C-nginx-auth_request]="https://127.0.0.1:$C_PORT/"
         [D-wxgate]="https://127.0.0.1:$D_PORT/"
+        [E-floor]="https://127.0.0.1:$E_PORT/"
     )
     local -A cookie=(
-        [A-upstream]=$cd [B-nginx-proxy]=$cd [C-nginx-auth_request]=$cc [D-wxgate]=$cd
+        [A-upstream]=$cd [B-nginx-proxy]=$cd [C-nginx-auth_request]=$cc [D-wxgate]=$cd [E-floor]=$cd
     )
-    local order=(A-upstream B-nginx-proxy C-nginx-auth_request D-wxgate)
+    local order=() s
+    for s in $SETUPS; do
+        case $s in
+        A) order+=(A-upstream) ;;
+        B) order+=(B-nginx-proxy) ;;
+        C) order+=(C-nginx-auth_request) ;;
+        D) order+=(D-wxgate) ;;
+        E) order+=(E-floor) ;;
+        *) die "SETUPS: unknown setup '$s' (A B C D E)" ;;
+        esac
+    done
+    ((${#order[@]} > 0)) || die "SETUPS is empty"
     PROXY_PIDS=(
         [B-nginx-proxy]="$(pid_of nginx-front)"
         [C-nginx-auth_request]="$(pid_of nginx-front) $(pid_of gateway-auth)"
         [D-wxgate]="$(pid_of gateway-d)"
     )
+    if [[ " $SETUPS " == *" E "* ]]; then
+        check_ports "$E_PORT"
+        start floor "$FLOOR" --listen "127.0.0.1:$E_PORT" --upstream "127.0.0.1:$UPSTREAM_PORT" \
+            --cert "$RUN/certs/server.crt" --key "$RUN/certs/server.key"
+        wait_http "https://127.0.0.1:$E_PORT/"
+        PROXY_PIDS[E-floor]=$(pid_of floor)
+    fi
     printf 'setup\tround\trps\tp50_ms\tp99_ms\tnon2xx\tsocket_errors\tproxy_cpu_us_per_req\tupstream_cpu_us_per_req\twrk_cpu_us_per_req\tproxy_user_us_per_req\tproxy_sys_us_per_req\n' >"$RESULTS/runs.tsv"
-    local s r
+    local r
     log "warm-up: ${WARMUP}s per setup"
     for s in "${order[@]}"; do
         wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -H "Cookie: _wxgate=${cookie[$s]}" "${url[$s]}" >/dev/null
@@ -609,6 +632,9 @@ mode_compare() {
         echo "throughput  D/B (wxgate / nginx proxy_pass):   $(ratio "$d" "$b")x   (target >= 1.2)"
         echo "throughput  D/C (wxgate / nginx auth_request): $(ratio "$d" "$c")x   (target >= 2)"
         echo "p99 ms      D $(med P99 D-wxgate)   B $(med P99 B-nginx-proxy)   C $(med P99 C-nginx-auth_request)   (target: D <= B)"
+        if [[ " $SETUPS " == *" E "* ]]; then
+            echo "stack floor E/B (tokio+rustls+hyper doing nothing else / nginx proxy_pass): $(ratio "$(med RPS E-floor)" "$b")x   D/E $(ratio "$d" "$(med RPS E-floor)")x"
+        fi
     } | tee -a "$RESULTS/summary.txt"
 }
 
