@@ -478,6 +478,7 @@ env_info() {
 
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
+thp_kib() { awk '/^AnonHugePages:/ { print $2 }' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 sessions_gauge() {
     curl -sk "https://127.0.0.1:$D_PORT/_wxgate/metrics" | awk '/^wxgate_sessions /{ print $2 }'
@@ -705,7 +706,7 @@ mode_sessions() {
     sleep 2 # moka applies pending writes lazily: let the count settle
     count=$(sessions_gauge)
     {
-        echo "sessions in store (gauge): $count  RSS: $(rss_kib "$gw") KiB  (VmHWM $(hwm_kib "$gw") KiB)"
+        echo "sessions in store (gauge): $count  RSS: $(rss_kib "$gw") KiB  (VmHWM $(hwm_kib "$gw") KiB, in transparent huge pages $(thp_kib "$gw") KiB)"
     } | tee -a "$RESULTS/summary.txt"
     cat "$RUN/cookies-small.txt" "$RUN/cookies-large.txt" | shuf -n "$ROTATE_MAX" >"$RUN/cookies-rotate.txt"
     wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -H "Cookie: _wxgate=$last" "$d" >/dev/null
