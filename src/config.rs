@@ -93,7 +93,7 @@ pub struct UpstreamConfig {
     pub url: String,
     pub connect_timeout_ms: u64,
     pub timeout_secs: u64,
-    /// Idle keep-alive connections kept per upstream host.
+    /// Idle keep-alive connections kept to the upstream, per worker (closed after 60 s idle).
     pub pool_max_idle: usize,
 }
 
