@@ -127,11 +127,6 @@ impl Pool {
         });
     }
 
-    /// Idle connections right now (for tests and metrics).
-    pub fn idle(&self) -> usize {
-        self.inner.idle.lock().map(|v| v.len()).unwrap_or(0)
-    }
-
     /// Send `req` (origin-form URI, `Host` set) on an idle connection, or a new one.
     ///
     /// An idle connection can be closed by the upstream at the moment it is reused (its

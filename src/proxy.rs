@@ -237,11 +237,6 @@ impl Proxy {
         }
     }
 
-    /// Idle upstream connections in this worker's pool.
-    pub fn idle_connections(&self) -> usize {
-        self.pool.idle()
-    }
-
     /// Send `req` (headers already prepared by the caller: identity, forwarded) upstream.
     /// Returns the response with hop-by-hop headers removed and the time the upstream took.
     pub async fn forward(
