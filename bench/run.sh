@@ -427,6 +427,11 @@ measure() {
     fi
 }
 
+# The columns measure() appends to runs.tsv.
+runs_header() {
+    printf 'setup\tround\trps\tp50_ms\tp99_ms\tnon2xx\tsocket_errors\tproxy_cpu_us_per_req\tupstream_cpu_us_per_req\twrk_cpu_us_per_req\tproxy_user_us_per_req\tproxy_sys_us_per_req\n' >"$RESULTS/runs.tsv"
+}
+
 # summary LABEL... → table of medians per label (from runs.tsv)
 summary() {
     printf '%-22s %10s %8s %8s %7s %7s %-23s %11s %9s\n' setup "req/s" "p50 ms" "p99 ms" non2xx errors "proxy CPU us/req" "upstream us" "wrk us"
@@ -604,7 +609,7 @@ mode_compare() {
         wait_http "https://127.0.0.1:$E_PORT/"
         PROXY_PIDS[E-floor]=$(pid_of floor)
     fi
-    printf 'setup\tround\trps\tp50_ms\tp99_ms\tnon2xx\tsocket_errors\tproxy_cpu_us_per_req\tupstream_cpu_us_per_req\twrk_cpu_us_per_req\tproxy_user_us_per_req\tproxy_sys_us_per_req\n' >"$RESULTS/runs.tsv"
+    runs_header
     local r
     log "warm-up: ${WARMUP}s per setup"
     for s in "${order[@]}"; do
@@ -639,6 +644,19 @@ mode_compare() {
     } | tee -a "$RESULTS/summary.txt"
 }
 
+# session_rounds URL N COOKIE COOKIE_FILE: warm up, then ROUNDS x (one cookie, rotating cookies).
+session_rounds() {
+    local url=$1 n=$2 cookie=$3 file=$4 r
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -H "Cookie: _wxgate=$cookie" "$url" >/dev/null
+    busy_warning
+    for ((r = 1; r <= ROUNDS; r++)); do
+        measure "D-$n-one" "$url" "$r" -H "Cookie: _wxgate=$cookie"
+        sleep 1
+        measure "D-$n-rotate" "$url" "$r" -s "$BENCH/rotate.lua" -- "$file"
+        sleep 1
+    done
+}
+
 mode_sessions() {
     check_ports "$UPSTREAM_PORT" "$MOCK_PORT" "$D_PORT"
     start_nginx upstream
@@ -661,20 +679,13 @@ mode_sessions() {
     sleep 2
     echo "sessions in store (gauge): $(sessions_gauge)  RSS: $(rss_kib "$gw") KiB" | tee -a "$RESULTS/summary.txt"
 
-    printf 'setup\tround\trps\tp50_ms\tp99_ms\tnon2xx\tsocket_errors\tproxy_cpu_us_per_req\tupstream_cpu_us_per_req\twrk_cpu_us_per_req\tproxy_user_us_per_req\tproxy_sys_us_per_req\n' >"$RESULTS/runs.tsv"
-    local r n
+    runs_header
+    local n
     for n in "$SESSIONS_SMALL" "$SESSIONS_LARGE"; do
         PROXY_PIDS[D-$n-one]=$gw
         PROXY_PIDS[D-$n-rotate]=$gw
     done
-    wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -H "Cookie: _wxgate=$last" "$d" >/dev/null
-    busy_warning
-    for ((r = 1; r <= ROUNDS; r++)); do
-        measure "D-${SESSIONS_SMALL}-one" "$d" "$r" -H "Cookie: _wxgate=$last"
-        sleep 1
-        measure "D-${SESSIONS_SMALL}-rotate" "$d" "$r" -s "$BENCH/rotate.lua" -- "$RUN/cookies-small.txt"
-        sleep 1
-    done
+    session_rounds "$d" "$SESSIONS_SMALL" "$last" "$RUN/cookies-small.txt"
 
     local more=$((SESSIONS_LARGE - SESSIONS_SMALL)) done_=0 batch=0 size t0 t1
     log "creating $more more sessions with login_load (total $SESSIONS_LARGE), in batches of $LOGIN_BATCH"
@@ -709,14 +720,7 @@ mode_sessions() {
         echo "sessions in store (gauge): $count  RSS: $(rss_kib "$gw") KiB  (VmHWM $(hwm_kib "$gw") KiB, in transparent huge pages $(thp_kib "$gw") KiB)"
     } | tee -a "$RESULTS/summary.txt"
     cat "$RUN/cookies-small.txt" "$RUN/cookies-large.txt" | shuf -n "$ROTATE_MAX" >"$RUN/cookies-rotate.txt"
-    wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -H "Cookie: _wxgate=$last" "$d" >/dev/null
-    busy_warning
-    for ((r = 1; r <= ROUNDS; r++)); do
-        measure "D-${SESSIONS_LARGE}-one" "$d" "$r" -H "Cookie: _wxgate=$last"
-        sleep 1
-        measure "D-${SESSIONS_LARGE}-rotate" "$d" "$r" -s "$BENCH/rotate.lua" -- "$RUN/cookies-rotate.txt"
-        sleep 1
-    done
+    session_rounds "$d" "$SESSIONS_LARGE" "$last" "$RUN/cookies-rotate.txt"
     local rss_end
     rss_end=$(rss_kib "$gw")
     {

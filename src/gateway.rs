@@ -124,10 +124,8 @@ impl App {
         // info for wxgate::access only), nothing is read for it, not even the clock.
         if !tracing::enabled!(target: "wxgate::access", tracing::Level::INFO) {
             let (resp, route, upstream) = self.route(req, peer, proxy).await;
-            self.metrics.request(route, resp.status().as_u16());
-            if let Some(up) = upstream {
-                self.metrics.upstream(up);
-            }
+            self.metrics
+                .request(route, resp.status().as_u16(), upstream);
             return resp;
         }
         let started = Instant::now();
@@ -136,10 +134,7 @@ impl App {
         let pq = req.uri().path_and_query().cloned();
         let (resp, route, upstream) = self.route(req, peer, proxy).await;
         let status = resp.status().as_u16();
-        self.metrics.request(route, status);
-        if let Some(up) = upstream {
-            self.metrics.upstream(up);
-        }
+        self.metrics.request(route, status, upstream);
         tracing::info!(
             target: "wxgate::access",
             method = %method,

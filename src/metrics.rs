@@ -215,14 +215,13 @@ impl Metrics {
         }
     }
 
-    /// One request handled: its route and status.
-    pub fn request(&self, route: Route, status: u16) {
+    /// One request handled: its route, status and, when it was proxied, the time until the
+    /// upstream's response headers.
+    pub fn request(&self, route: Route, status: u16, upstream: Option<Duration>) {
         self.hot.request(route, status);
-    }
-
-    /// The time until the upstream's response headers, for one proxied request.
-    pub fn upstream(&self, took: Duration) {
-        self.hot.upstream(took);
+        if let Some(took) = upstream {
+            self.hot.upstream(took);
+        }
     }
 
     pub fn login(&self, source: &'static str, outcome: &'static str) {
@@ -256,7 +255,7 @@ mod tests {
     #[test]
     fn renders_counters() {
         let m = Metrics::new();
-        m.request(Route::Proxy, 200);
+        m.request(Route::Proxy, 200, None);
         m.login("website", "ok");
         let t = m.render();
         assert!(
@@ -264,8 +263,8 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("wxgate_logins_total"));
-        m.request(Route::Unauthenticated, 401);
-        m.request(Route::Gateway, 999);
+        m.request(Route::Unauthenticated, 401, None);
+        m.request(Route::Gateway, 999, None);
         let t = m.render();
         assert!(
             t.contains("wxgate_requests_total{route=\"unauthenticated\",class=\"4xx\"} 1"),
@@ -285,11 +284,11 @@ mod tests {
             .map(|_| {
                 let m = m.clone();
                 std::thread::spawn(move || {
-                    for _ in 0..1000 {
-                        m.request(Route::Proxy, 204);
+                    m.request(Route::Proxy, 200, Some(Duration::from_millis(3)));
+                    m.request(Route::Proxy, 200, Some(Duration::from_secs(30)));
+                    for _ in 0..998 {
+                        m.request(Route::Proxy, 204, None);
                     }
-                    m.upstream(Duration::from_millis(3));
-                    m.upstream(Duration::from_secs(30));
                 })
             })
             .collect();
