@@ -6,7 +6,7 @@
 #                           + wxgate /auth / D wxgate inline TLS, in alternating rounds
 #   bench/run.sh sessions   setup D with 1 000 and with 1 000 000 live sessions; RSS
 #   bench/run.sh logins     login cost: logins/s through /callback; CPU of gateway vs mock
-#   bench/run.sh profile    setup D under load: perf profile, syscalls and mallocs per request
+#   bench/run.sh profile    CPU per request by component for D, E and B; D: perf, syscalls, mallocs
 #   bench/run.sh serve      start A-D, log in, print URLs/cookies/pids, wait (experiments by hand)
 #
 # Knobs (environment): ROUNDS=5 DURATION=10 (seconds per wrk run) CONNECTIONS=64 THREADS=2
@@ -550,6 +550,14 @@ start_all() {
     verify_d "$COOKIE_D"
 }
 
+# E: the stack floor (examples/floor_proxy.rs), on the same certificate and upstream.
+start_floor() {
+    check_ports "$E_PORT"
+    start floor "$FLOOR" --listen "127.0.0.1:$E_PORT" --upstream "127.0.0.1:$UPSTREAM_PORT" \
+        --cert "$RUN/certs/server.crt" --key "$RUN/certs/server.key"
+    wait_http "https://127.0.0.1:$E_PORT/"
+}
+
 # Everything up, for experiments by hand (perf, strace, wrk with other settings); Ctrl-C stops.
 mode_serve() {
     start_all
@@ -603,10 +611,7 @@ mode_compare() {
         [D-wxgate]="$(pid_of gateway-d)"
     )
     if [[ " $SETUPS " == *" E "* ]]; then
-        check_ports "$E_PORT"
-        start floor "$FLOOR" --listen "127.0.0.1:$E_PORT" --upstream "127.0.0.1:$UPSTREAM_PORT" \
-            --cert "$RUN/certs/server.crt" --key "$RUN/certs/server.key"
-        wait_http "https://127.0.0.1:$E_PORT/"
+        start_floor
         PROXY_PIDS[E-floor]=$(pid_of floor)
     fi
     runs_header
@@ -755,22 +760,67 @@ mode_logins() {
     echo "sessions in store: $(sessions_gauge)" | tee -a "$RESULTS/summary.txt"
 }
 
+# attribute LABEL URL PID COOKIE: profile one proxy (PID and its children) under wrk: its CPU
+# time per request, split by component ($RESULTS/attrib-LABEL.tsv: component, us/request).
+attribute() {
+    local label=$1 url=$2 pid=$3 cookie=$4 secs=$PROFILE_SECS pids u0 s0 u1 s1 rps us
+    pids=$({ echo "$pid"; pgrep -P "$pid" || true; } | paste -sd,)
+    wrk -t"$THREADS" -c"$CONNECTIONS" -H "Cookie: _wxgate=$cookie" -d"${WARMUP}s" "$url" >/dev/null
+    start "wrk-$label" wrk -t"$THREADS" -c"$CONNECTIONS" -H "Cookie: _wxgate=$cookie" -d"$((secs + 2))s" "$url"
+    sleep 1
+    read -r u0 s0 < <(tree_ticks "$pid")
+    perf record -q -F "$PERF_FREQ" -p "$pids" -o "$RUN/attrib-$label.data" -- sleep "$secs" 2>/dev/null || true
+    read -r u1 s1 < <(tree_ticks "$pid")
+    wait "$(pid_of "wrk-$label")" || true
+    rps=$(awk '/^Requests\/sec:/ { print $2 }' "$RUN/wrk-$label.log")
+    # CPU time in the perf window / requests in it (wrk's rate over its whole run).
+    us=$(awk -v t=$((u1 - u0 + s1 - s0)) -v hz="$(getconf CLK_TCK)" -v r="${rps:-0}" -v s="$secs" \
+        'BEGIN { if (r > 0) printf "%.1f", 1e6 * t / hz / (r * s); else print 0 }')
+    perf report -i "$RUN/attrib-$label.data" --no-children --sort dso,symbol --percent-limit 0 --stdio 2>/dev/null |
+        awk -v us="$us" -f "$BENCH/attribute.awk" | sort -t$'\t' -k2 -rn >"$RESULTS/attrib-$label.tsv"
+    printf '%s\t%s\n' "total CPU per request" "$us" >>"$RESULTS/attrib-$label.tsv"
+    log "$label: $rps req/s under perf, $us us CPU per request"
+}
+
+# attribution_table LABEL... → components (rows) x setups (columns), us per request.
+attribution_table() {
+    local l files=()
+    for l in "$@"; do files+=("$RESULTS/attrib-$l.tsv"); done
+    awk -F'\t' -v labels="$*" '
+        FNR == 1 { f++ }
+        { v[$1, f] = $2; if (!($1 in seen)) { seen[$1] = 1; order[++n] = $1 } }
+        END {
+            k = split(labels, lab, " ")
+            printf "%-38s", "CPU us per request"
+            for (i = 1; i <= k; i++) printf " %14s", lab[i]
+            printf "\n"
+            for (j = 1; j <= n; j++) {
+                printf "%-38s", order[j]
+                for (i = 1; i <= k; i++) printf " %14.2f", v[order[j], i] + 0
+                printf "\n"
+            }
+        }' "${files[@]}"
+}
+
 mode_profile() {
-    check_ports "$UPSTREAM_PORT" "$MOCK_PORT" "$D_PORT"
-    start_nginx upstream
-    start_mock
-    start_gateway gateway-d "$D_PORT" "https://localhost:$D_PORT" 1
-    wait_http "http://127.0.0.1:$UPSTREAM_PORT/"
-    wait_http "$MOCK_URL/"
-    wait_http "https://127.0.0.1:$D_PORT/_wxgate/healthz"
-    local cd gw d=https://127.0.0.1:$D_PORT/
-    cd=$(browser_login "https://localhost:$D_PORT" "$D_PORT")
-    verify_d "$cd"
+    start_all
+    start_floor
+    local cd=$COOKIE_D gw d=https://127.0.0.1:$D_PORT/
     gw=$(pid_of gateway-d)
     local wrk_args=(-t"$THREADS" -c"$CONNECTIONS" -H "Cookie: _wxgate=$cd")
-    wrk "${wrk_args[@]}" -d"${WARMUP}s" "$d" >/dev/null
     busy_warning
     local n0 n1 secs=$PROFILE_SECS
+
+    # 0. Where the CPU goes, per request, in wxgate (D), in the stack floor (E: tokio + rustls +
+    #    hyper forwarding and nothing else) and in nginx proxy_pass (B), one after the other.
+    log "CPU attribution: D, E, B under perf, ${secs}s each"
+    attribute D-wxgate "$d" "$gw" "$cd"
+    attribute E-floor "https://127.0.0.1:$E_PORT/" "$(pid_of floor)" "$cd"
+    attribute B-nginx-proxy "https://127.0.0.1:$B_PORT/" "$(pid_of nginx-front)" "$cd"
+    {
+        echo "CPU time per request of each proxy, split by component (perf -F $PERF_FREQ, ${secs}s each, wrk -t$THREADS -c$CONNECTIONS)"
+        attribution_table D-wxgate E-floor B-nginx-proxy
+    } | tee -a "$RESULTS/summary.txt"
 
     # 1. CPU profile (software clock: this VM has no hardware counters), DWARF call graphs.
     log "perf record -F $PERF_FREQ --call-graph dwarf for ${secs}s"
