@@ -109,73 +109,87 @@ pub fn insert_identity(headers: &mut HeaderMap, s: &Session, sign_secret: Option
 }
 
 /// Drop the named cookies from every `Cookie` header; drop a header left empty.
-/// Allocates only when one of `names` is present.
+/// One pass to look; allocates only when one of `names` is there next to other cookies.
+///
+/// Bytes, not `str`: a header with a raw UTF-8 cookie value (browsers send them as the site set
+/// them) is parsed like any other, so the gateway's cookies never ride along in it.
 pub fn strip_cookies(headers: &mut HeaderMap, names: &[&str]) {
-    let touched = headers.get_all(COOKIE).iter().any(|v| {
-        v.to_str()
-            .map(|s| cookie_pairs(s).any(|(n, _)| names.contains(&n)))
-            .unwrap_or(false)
-    });
-    if !touched {
+    let ours = |p: &[u8]| names.iter().any(|n| n.as_bytes() == cookie_name(p));
+    let (mut any_ours, mut others) = (false, false);
+    for v in headers.get_all(COOKIE) {
+        for p in cookie_parts(v.as_bytes()) {
+            if ours(p) {
+                any_ours = true;
+            } else {
+                others = true;
+            }
+        }
+    }
+    if !any_ours {
         return;
     }
-    let ours = |p: &str| names.contains(&p.split_once('=').map(|(n, _)| n.trim()).unwrap_or(p));
     // Only the gateway's cookies (an API client, or a site with no cookies of its own): the
     // header goes, nothing to rebuild.
-    let only_ours = headers.get_all(COOKIE).iter().all(|v| {
-        v.to_str().is_ok_and(|s| {
-            s.split(';')
-                .map(str::trim)
-                .filter(|p| !p.is_empty())
-                .all(ours)
-        })
-    });
-    if only_ours {
-        headers.remove(COOKIE);
-        return;
-    }
-    let kept: Vec<HeaderValue> = headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| {
-            let s = match v.to_str() {
-                Ok(s) => s,
-                Err(_) => return Some(v.clone()),
-            };
-            let rest: Vec<&str> = s
-                .split(';')
-                .map(str::trim)
-                .filter(|p| !p.is_empty() && !ours(p))
-                .collect();
-            (!rest.is_empty())
-                .then(|| HeaderValue::from_str(&rest.join("; ")).ok())
-                .flatten()
-        })
-        .collect();
+    let kept: Vec<HeaderValue> = if others {
+        headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|v| {
+                let rest: Vec<&[u8]> = cookie_parts(v.as_bytes()).filter(|p| !ours(p)).collect();
+                (!rest.is_empty())
+                    .then(|| HeaderValue::from_bytes(&rest.join(&b"; "[..])).ok())
+                    .flatten()
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     headers.remove(COOKIE);
     for v in kept {
         headers.append(COOKIE, v);
     }
 }
 
-/// `name=value` pairs of one Cookie header value.
-pub fn cookie_pairs(s: &str) -> impl Iterator<Item = (&str, &str)> {
-    s.split(';').filter_map(|p| {
-        let p = p.trim();
-        let (n, v) = p.split_once('=')?;
-        Some((n.trim(), v.trim().trim_matches('"')))
+/// The non-empty `;`-separated parts of one Cookie header value, trimmed.
+fn cookie_parts(v: &[u8]) -> impl Iterator<Item = &[u8]> {
+    v.split(|&b| b == b';')
+        .map(<[u8]>::trim_ascii)
+        .filter(|p| !p.is_empty())
+}
+
+/// The name of a `name=value` part (the whole part when it has no `=`).
+fn cookie_name(p: &[u8]) -> &[u8] {
+    match p.iter().position(|&b| b == b'=') {
+        Some(i) => p[..i].trim_ascii(),
+        None => p,
+    }
+}
+
+/// `name=value` pairs of one Cookie header value (parts without `=` are skipped; quotes around
+/// a value are removed).
+pub fn cookie_pairs(v: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    cookie_parts(v).filter_map(|p| {
+        let i = p.iter().position(|&b| b == b'=')?;
+        let mut value = p[i + 1..].trim_ascii();
+        while let [b'"', rest @ ..] = value {
+            value = rest;
+        }
+        while let [rest @ .., b'"'] = value {
+            value = rest;
+        }
+        Some((p[..i].trim_ascii(), value))
     })
 }
 
-/// The value of cookie `name` in the request, first occurrence.
+/// The value of cookie `name` in the request, first occurrence (`None` when that value is not
+/// UTF-8: none of the gateway's cookies is).
 pub fn find_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(cookie_pairs)
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v)
+        .flat_map(|v| cookie_pairs(v.as_bytes()))
+        .find(|(n, _)| *n == name.as_bytes())
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
 }
 
 /// The token of an `Authorization: Bearer <token>` header.
@@ -271,6 +285,43 @@ mod tests {
         strip_cookies(&mut h, &["_wxgate"]);
         let all: Vec<_> = h.get_all(COOKIE).iter().collect();
         assert_eq!(all, vec![HeaderValue::from_bytes(b"z=\xff").unwrap()]);
+
+        // Ours next to a raw UTF-8 cookie in the same header: still taken out.
+        let mut h = HeaderMap::new();
+        let mixed = "name=张三; _wxgate=sid;b=2";
+        h.append(COOKIE, HeaderValue::from_bytes(mixed.as_bytes()).unwrap());
+        strip_cookies(&mut h, &["_wxgate"]);
+        assert_eq!(
+            h.get(COOKIE).unwrap().as_bytes(),
+            "name=张三; b=2".as_bytes()
+        );
+
+        // Nothing of ours: untouched, even odd spacing.
+        let mut h = HeaderMap::new();
+        h.append(COOKIE, HeaderValue::from_static(" a=1 ;;b=2 "));
+        strip_cookies(&mut h, &["_wxgate"]);
+        assert_eq!(h.get(COOKIE).unwrap(), " a=1 ;;b=2 ");
+    }
+
+    #[test]
+    fn cookie_values() {
+        let pairs: Vec<_> = cookie_pairs(b" a = 1 ;flag; q=\"x y\"; e=; =v").collect();
+        assert_eq!(
+            pairs,
+            vec![
+                (&b"a"[..], &b"1"[..]),
+                (b"q", b"x y"),
+                (b"e", b""),
+                (b"", b"v")
+            ]
+        );
+        let mut h = HeaderMap::new();
+        let mixed = "name=张三; _wxgate=sid";
+        h.insert(COOKIE, HeaderValue::from_bytes(mixed.as_bytes()).unwrap());
+        assert_eq!(find_cookie(&h, "_wxgate"), Some("sid"));
+        assert_eq!(find_cookie(&h, "name"), Some("张三"));
+        h.insert(COOKIE, HeaderValue::from_bytes(b"_wxgate=\xff").unwrap());
+        assert_eq!(find_cookie(&h, "_wxgate"), None);
     }
 
     #[test]

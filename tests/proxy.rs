@@ -175,6 +175,32 @@ async fn hop_by_hop_removed_both_ways() {
     assert_eq!(r.headers["x-end-to-end"], "kept");
 }
 
+/// Sites set raw UTF-8 cookie values and browsers send them back as they are: the session cookie
+/// next to one is still found, and still kept from the upstream.
+#[tokio::test]
+async fn session_cookie_next_to_a_utf8_cookie() {
+    let (_up, gw, cookie) = setup("").await;
+    let mixed = format!("lang=中文; {cookie}; theme=dark");
+    let req = Request::get(gw.url("/echo"))
+        .header("accept", "application/json")
+        .header(
+            "cookie",
+            http::HeaderValue::from_bytes(mixed.as_bytes()).unwrap(),
+        )
+        .body(empty())
+        .unwrap();
+    let r = send(&client(), req).await;
+    assert_eq!(r.status, StatusCode::OK, "not authenticated: {}", r.text());
+    assert_eq!(
+        r.echoed_header("x-wechat-openid").as_deref(),
+        Some("oOpenIdTest")
+    );
+    assert_eq!(
+        r.echoed_header("cookie").as_deref(),
+        Some("lang=中文; theme=dark")
+    );
+}
+
 #[tokio::test]
 async fn forwarded_headers_untrusted_peer() {
     let (_up, gw, cookie) = setup("").await;
