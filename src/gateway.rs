@@ -16,7 +16,8 @@ use crate::http_util::{self, Body};
 use crate::identity;
 use crate::login_state::StateSigner;
 use crate::metrics::{Metrics, Route};
-use crate::proxy::{self, Peer, Proxy};
+use crate::pool::UpstreamBody;
+use crate::proxy::{self, Peer, Proxy, ProxyError};
 use crate::session::{Session, SessionId, SessionStore, Store, StoreError};
 use crate::verification::{self, Verification};
 use crate::wechat::WechatClient;
@@ -161,7 +162,9 @@ impl App {
         if path.starts_with(prefix)
             && (path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/')
         {
-            let resp = crate::flows::handle(self, req, peer).await;
+            // Boxed: the login flows' state is larger than the proxy path's, and the future of
+            // every request is as large as its largest branch.
+            let resp = Box::pin(crate::flows::handle(self, req, peer)).await;
             return (resp, Route::Gateway, None);
         }
 
@@ -177,7 +180,8 @@ impl App {
         }
 
         if self.is_public(path) {
-            let (resp, up) = self.forward(req, peer, proxy, None).await;
+            let (req, json) = self.prepare_forward(req, peer, None);
+            let (resp, up) = forwarded(proxy.forward(req).await, json);
             return (resp, Route::Public, up);
         }
 
@@ -194,7 +198,8 @@ impl App {
         };
         match auth {
             Some(a) if self.access.allows(a.session.openid(), a.session.unionid()) => {
-                let (resp, up) = self.forward(req, peer, proxy, Some(&a)).await;
+                let (req, json) = self.prepare_forward(req, peer, Some(&a));
+                let (resp, up) = forwarded(proxy.forward(req).await, json);
                 (resp, Route::Proxy, up)
             }
             Some(_) => {
@@ -318,14 +323,17 @@ impl App {
         Ok(None)
     }
 
-    /// Prepare headers and proxy. `auth` = the identity to vouch for (None on public paths).
-    async fn forward(
+    /// The request as it goes upstream: identity (`auth`; None on public paths), cookies and
+    /// `X-Forwarded-*` done. Also: whether an error should be answered in JSON.
+    ///
+    /// Synchronous on purpose: the caller awaits `proxy.forward` directly, so no async state
+    /// along the way keeps another copy of the request (that state is moved on every request).
+    fn prepare_forward(
         &self,
         mut req: Request<Incoming>,
         peer: &Peer,
-        proxy: &Proxy,
         auth: Option<&Authenticated>,
-    ) -> (Response<Body>, Option<Duration>) {
+    ) -> (Request<Incoming>, bool) {
         let h = req.headers_mut();
         // Room for the identity and X-Forwarded-* headers: one growth instead of several.
         h.reserve(10);
@@ -348,10 +356,19 @@ impl App {
         });
         proxy::set_forwarded(req.headers_mut(), peer, self.proto, host);
         let json = http_util::wants_json(req.headers());
-        match proxy.forward(req).await {
-            Ok((resp, took)) => (resp.map(http_body_util::Either::Left), Some(took)),
-            Err(e) => (GatewayError::from(e).into_response(json, "/"), None),
-        }
+        (req, json)
+    }
+}
+
+/// The client's answer to a forwarded request: the upstream's, or an error page (JSON when
+/// `json`), and how long the upstream took.
+fn forwarded(
+    r: Result<(Response<UpstreamBody>, Duration), ProxyError>,
+    json: bool,
+) -> (Response<Body>, Option<Duration>) {
+    match r {
+        Ok((resp, took)) => (resp.map(http_body_util::Either::Left), Some(took)),
+        Err(e) => (GatewayError::from(e).into_response(json, "/"), None),
     }
 }
 

@@ -19,6 +19,7 @@ pub mod redirect;
 pub mod redis_store;
 pub mod server;
 pub mod session;
+pub mod timer;
 pub mod tls;
 pub mod verification;
 pub mod wechat;

@@ -27,6 +27,36 @@ use tokio::net::TcpSocket;
 /// What goes upstream: the client's body, or nothing (then the request can be sent again).
 pub type ReqBody = Either<Incoming, Empty<Bytes>>;
 
+/// The request as it goes upstream: a body that has ended already is sent as none (so the
+/// request can be replayed).
+pub fn outgoing(req: Request<Incoming>) -> Request<ReqBody> {
+    req.map(|b| {
+        if b.is_end_stream() {
+            ReqBody::Right(Empty::new())
+        } else {
+            ReqBody::Left(b)
+        }
+    })
+}
+
+/// After a pooled connection failed a request: the request to send on a new connection (one
+/// never written, or the replay copy when the connection was closed under it), or the error.
+fn resend(
+    mut e: hyper::client::conn::TrySendError<Request<ReqBody>>,
+    replay: Option<Box<Request<ReqBody>>>,
+) -> Result<Request<ReqBody>, PoolError> {
+    match (e.take_message(), replay) {
+        (Some(req), _) => Ok(req),
+        (None, Some(again)) if e.error().is_incomplete_message() => {
+            tracing::debug!(
+                "pooled upstream connection closed under the request; sending it again"
+            );
+            Ok(*again)
+        }
+        (None, _) => Err(PoolError::Request(e.into_error())),
+    }
+}
+
 /// Safe to send twice: an idempotent method, no body, not an upgrade.
 fn replayable(req: &Request<ReqBody>) -> bool {
     matches!(
@@ -134,41 +164,33 @@ impl Pool {
     /// connection; so is one without a body and with an idempotent method that got no answer
     /// at all on a connection that had been idle for a reaper tick or more (what nginx does
     /// too). Nothing else is retried.
-    pub async fn send(&self, req: Request<Incoming>) -> Result<Response<UpstreamBody>, PoolError> {
-        let req = req.map(|b| {
-            if b.is_end_stream() {
-                ReqBody::Right(Empty::new())
-            } else {
-                ReqBody::Left(b)
-            }
-        });
-        let req = match self.take_idle() {
-            None => req,
-            Some((mut send, since)) => {
-                // Only a connection idle since an earlier tick (up to a second or more) can
-                // meet an upstream's keep-alive timeout; one just used needs no copy to replay.
-                let stale = since != self.inner.tick.load(Ordering::Relaxed);
-                let replay = (stale && replayable(&req)).then(|| {
-                    let mut again = Request::new(ReqBody::Right(Empty::new()));
-                    *again.method_mut() = req.method().clone();
-                    *again.uri_mut() = req.uri().clone();
-                    *again.version_mut() = req.version();
-                    *again.headers_mut() = req.headers().clone();
-                    again
-                });
-                match send.try_send_request(req).await {
-                    Ok(resp) => return Ok(self.wrap(resp, send)),
-                    Err(mut e) => match (e.take_message(), replay) {
-                        (Some(req), _) => req,
-                        (None, Some(again)) if e.error().is_incomplete_message() => {
-                            tracing::debug!("pooled upstream connection closed under the request; sending it again");
-                            again
-                        }
-                        (None, _) => return Err(PoolError::Request(e.into_error())),
-                    },
-                }
-            }
+    pub async fn send(&self, req: Request<ReqBody>) -> Result<Response<UpstreamBody>, PoolError> {
+        // The path of almost every request: an idle connection. A new connection is the other
+        // path, boxed, so that its state does not weigh on the future moved for every request.
+        let Some((mut send, since)) = self.take_idle() else {
+            return Box::pin(self.send_new(req)).await;
         };
+        // Only a connection idle since an earlier tick (up to a second or more) can meet an
+        // upstream's keep-alive timeout; one just used needs no copy to replay. Boxed for the
+        // same reason as above: held across the await, and rarely there.
+        let stale = since != self.inner.tick.load(Ordering::Relaxed);
+        let replay = (stale && replayable(&req)).then(|| {
+            let mut again = Request::new(ReqBody::Right(Empty::new()));
+            *again.method_mut() = req.method().clone();
+            *again.uri_mut() = req.uri().clone();
+            *again.version_mut() = req.version();
+            *again.headers_mut() = req.headers().clone();
+            Box::new(again)
+        });
+        let again = match send.try_send_request(req).await {
+            Ok(resp) => return Ok(self.wrap(resp, send)),
+            Err(e) => resend(e, replay)?,
+        };
+        Box::pin(self.send_new(again)).await
+    }
+
+    /// Send `req` on a new connection.
+    async fn send_new(&self, req: Request<ReqBody>) -> Result<Response<UpstreamBody>, PoolError> {
         let mut send = self.connect().await?;
         match send.send_request(req).await {
             Ok(resp) => Ok(self.wrap(resp, send)),

@@ -2,6 +2,7 @@
 //! hop-by-hop headers removed in both directions, `X-Forwarded-*` per `trusted_proxies`,
 //! WebSocket (HTTP/1.1 Upgrade) passed through.
 
+use std::future::Future;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,8 @@ use hyper_util::rt::TokioIo;
 use ipnet::IpNet;
 
 use crate::config::Settings;
-use crate::pool::{Pool, UpstreamBody};
+use crate::pool::{outgoing, Pool, ReqBody, UpstreamBody};
+use crate::timer::CoarseTimer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -219,11 +221,13 @@ pub struct Proxy {
     pool: Pool,
     authority: http::uri::Authority,
     timeout: Duration,
+    timer: CoarseTimer,
 }
 
 impl Proxy {
     /// This worker's proxy; call it on the runtime that will use it (its pool's reaper runs there).
-    pub fn new(s: &Settings) -> Self {
+    /// `timer` (the worker's) times the upstream's answers.
+    pub fn new(s: &Settings, timer: CoarseTimer) -> Self {
         let pool = Pool::new(
             &s.upstream,
             Duration::from_millis(s.raw.upstream.connect_timeout_ms),
@@ -234,15 +238,20 @@ impl Proxy {
             pool,
             authority: s.upstream.clone(),
             timeout: s.upstream_timeout(),
+            timer,
         }
     }
 
     /// Send `req` (headers already prepared by the caller: identity, forwarded) upstream.
     /// Returns the response with hop-by-hop headers removed and the time the upstream took.
-    pub async fn forward(
+    ///
+    /// The request is prepared when this is called; the future only sends it and waits. (An
+    /// async fn would keep a copy of the request in its state for its whole life, and that state
+    /// is moved on every request.)
+    pub fn forward(
         &self,
         mut req: Request<Incoming>,
-    ) -> Result<(Response<UpstreamBody>, Duration), ProxyError> {
+    ) -> impl Future<Output = Result<(Response<UpstreamBody>, Duration), ProxyError>> + '_ {
         let upgrade = req.version() == Version::HTTP_11 && is_upgrade_request(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
@@ -271,9 +280,17 @@ impl Proxy {
             *req.uri_mut() = Uri::from(pq);
         }
         *req.version_mut() = Version::HTTP_11;
+        let req = outgoing(req);
+        self.send(req, client_upgrade)
+    }
 
+    async fn send(
+        &self,
+        req: Request<ReqBody>,
+        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    ) -> Result<(Response<UpstreamBody>, Duration), ProxyError> {
         let started = Instant::now();
-        let mut resp = match tokio::time::timeout(self.timeout, self.pool.send(req)).await {
+        let mut resp = match self.timer.timeout(self.timeout, self.pool.send(req)).await {
             Err(_) => return Err(ProxyError::Timeout),
             Ok(Err(e)) => {
                 tracing::warn!(error = %ErrChain(&e), "upstream request failed");

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::config::Settings;
 use crate::gateway::App;
 use crate::proxy::Proxy;
+use crate::timer::CoarseTimer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -172,11 +173,12 @@ async fn acceptor(
     // Dropping the listener stops accepting; dropping the queues lets workers drain and end.
 }
 
-fn builder(s: &Settings) -> auto::Builder<TokioExecutor> {
+/// `timer`: the worker's coarse timer, for the header-read timeout armed on every request.
+fn builder(s: &Settings, timer: CoarseTimer) -> auto::Builder<TokioExecutor> {
     let c = &s.raw.server;
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
-        .timer(TokioTimer::new())
+        .timer(timer)
         .header_read_timeout(Duration::from_millis(c.header_read_timeout_ms))
         .max_buf_size(c.max_header_bytes.max(8192))
         .keep_alive(true);
@@ -223,8 +225,9 @@ async fn worker(
     mut stop: watch::Receiver<bool>,
 ) {
     // This worker's own upstream pool: its connections live on this thread.
-    let proxy = Arc::new(Proxy::new(&app.settings));
-    let builder = Arc::new(builder(&app.settings));
+    let timer = CoarseTimer::start();
+    let proxy = Arc::new(Proxy::new(&app.settings, timer.clone()));
+    let builder = Arc::new(builder(&app.settings, timer));
     let graceful = GracefulShutdown::new();
     let handshake = Duration::from_millis(app.settings.raw.server.tls_handshake_timeout_ms);
     loop {
