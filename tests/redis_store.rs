@@ -197,21 +197,27 @@ async fn login_state_consumed_once_across_instances() {
 
 #[tokio::test]
 async fn idle_and_absolute_expiry() {
+    // Wide margins (seconds against Redis' millisecond expiry): this runs next to the whole
+    // suite, Chromium included, on two cores.
     let redis = start_redis().await;
-    let (env, _) = two_gateways(&redis, "idle_secs = 1\nttl_secs = 3\n").await;
+    let (env, _) = two_gateways(&redis, "idle_secs = 2\nttl_secs = 4\n").await;
     let mut b = Browser::pc();
     login(&env, &mut b, "/", "alice").await;
+    let logged_in = std::time::Instant::now();
     let cookie = b.cookie_header();
-    // Used every 0.5 s, it lives past the idle timeout ...
-    for _ in 0..4 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    // Used every 0.4 s, it lives past the idle timeout (2 s) ... (the lifetime is counted in
+    // whole seconds from login: the last use here is well inside it)
+    while logged_in.elapsed() < Duration::from_millis(2200) {
+        tokio::time::sleep(Duration::from_millis(400)).await;
         assert_eq!(
             get_with(env.gw.url("/"), &cookie).await.status,
-            StatusCode::OK
+            StatusCode::OK,
+            "{:?} after login",
+            logged_in.elapsed()
         );
     }
-    // ... but not past the absolute lifetime (3 s).
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // ... but not past the absolute lifetime (4 s), though used a moment ago.
+    tokio::time::sleep(Duration::from_millis(4300).saturating_sub(logged_in.elapsed())).await;
     assert_eq!(
         get_with(env.gw.url("/"), &cookie).await.status,
         StatusCode::UNAUTHORIZED
@@ -220,7 +226,7 @@ async fn idle_and_absolute_expiry() {
     let mut b = Browser::pc();
     login(&env, &mut b, "/", "bob").await;
     let cookie = b.cookie_header();
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    tokio::time::sleep(Duration::from_millis(2600)).await;
     assert_eq!(
         get_with(env.gw.url("/"), &cookie).await.status,
         StatusCode::UNAUTHORIZED,
