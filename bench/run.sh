@@ -7,6 +7,8 @@
 #   bench/run.sh sessions   setup D with 1 000 and with 1 000 000 live sessions; RSS
 #   bench/run.sh logins     login cost: logins/s through /callback; CPU of gateway vs mock
 #   bench/run.sh profile    CPU per request by component for D, E and B; D: perf, syscalls, mallocs
+#   bench/run.sh instructions  D under callgrind: CPU instructions per proxied request (exact, so
+#                           a change of 1% shows; the machine's noise does not)
 #   bench/run.sh serve      start A-D, log in, print URLs/cookies/pids, wait (experiments by hand)
 #
 # Knobs (environment): ROUNDS=5 DURATION=10 (seconds per wrk run) CONNECTIONS=64 THREADS=2
@@ -14,7 +16,7 @@
 # WARMUP=2 PORT_BASE=18000 ACCESS_LOG=0|1 SKIP_BUILD=0|1 KEEP_RUN_DIR=0|1 NGINX_WORKERS=auto
 # sessions: SESSIONS_SMALL=1000 SESSIONS_LARGE=1000000 ROTATE_MAX=100000 LOGIN_CONCURRENCY=128
 #           LOGIN_BATCH=150000 MAX_SESSIONS=1000000
-# logins: LOGINS=20000   profile: PROFILE_SECS=8 PERF_FREQ=499
+# logins: LOGINS=20000   profile: PROFILE_SECS=8 PERF_FREQ=499   instructions: INSTR_SECS=10
 set -euo pipefail
 
 MODE=${1:-compare}
@@ -40,6 +42,7 @@ LOGIN_BATCH=${LOGIN_BATCH:-150000}
 LOGINS=${LOGINS:-20000}
 PROFILE_SECS=${PROFILE_SECS:-8}
 PERF_FREQ=${PERF_FREQ:-499}
+INSTR_SECS=${INSTR_SECS:-10}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET_DIR/release/wxgate
 LOAD=$TARGET_DIR/release/examples/login_load
@@ -57,13 +60,13 @@ WEBSITE_APPID=wx1000000000000001
 WEBSITE_SECRET=mock-website-secret-000000000000001
 
 case $MODE in
-compare | sessions | logins | profile | serve) ;;
+compare | sessions | logins | profile | instructions | serve) ;;
 -h | --help | help)
     awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
     exit 0
     ;;
 *)
-    echo "usage: bench/run.sh [compare|sessions|logins|profile|serve]" >&2
+    echo "usage: bench/run.sh [compare|sessions|logins|profile|instructions|serve]" >&2
     exit 2
     ;;
 esac
@@ -928,6 +931,68 @@ mode_profile() {
         log "uprobes on the allocator are not available; skipping allocation counts"
     fi
     echo "profile files: perf-self.txt perf-children.txt perf-callgraph.txt strace-c.txt strace-io.txt" >>"$RESULTS/summary.txt"
+}
+
+# D alone under valgrind's callgrind, one worker: instructions per proxied request. Throughput and
+# CPU time on this shared VM move by 20-30% between runs; an instruction count moves by 0.1%, so
+# it is what tells whether a change to the hot path made it cheaper. (It does not see the kernel,
+# cache misses or the cost of memcpy's `rep movsb`, which counts as one instruction.)
+mode_instructions() {
+    command -v valgrind >/dev/null || die "instructions needs valgrind (apt-get install valgrind)"
+    check_ports "$UPSTREAM_PORT" "$MOCK_PORT" "$D_PORT"
+    start_nginx upstream
+    start_mock
+    gateway_conf "$RUN/gateway-d.toml" "$D_PORT" "https://localhost:$D_PORT" 1
+    start gateway-d env RUST_LOG=warn WXGATE_SERVER__WORKERS=1 valgrind --tool=callgrind \
+        --callgrind-out-file="$RUN/callgrind.out" "$BIN" run --config "$RUN/gateway-d.toml"
+    wait_http "http://127.0.0.1:$UPSTREAM_PORT/"
+    wait_http "$MOCK_URL/"
+    local n=0
+    until curl -sk -o /dev/null --max-time 2 "https://127.0.0.1:$D_PORT/_wxgate/healthz"; do
+        n=$((n + 1))
+        ((n < 120)) || die "the gateway did not start under valgrind (see $RUN/gateway-d.log)"
+        sleep 0.5
+    done
+    local cd gw d=https://127.0.0.1:$D_PORT/ out reqs ir dump
+    cd=$(browser_login "https://localhost:$D_PORT" "$D_PORT")
+    verify_d "$cd"
+    gw=$(pid_of gateway-d)
+    wrk -t1 -c8 -d3s -H "Cookie: _wxgate=$cd" "$d" >/dev/null
+    busy_warning
+    # Two windows, a short and a long one, each a new wrk with 8 new TLS connections: the
+    # difference between them is requests only (the handshakes, ~3M instructions each, cancel).
+    local short=$((INSTR_SECS / 3 > 2 ? INSTR_SECS / 3 : 2)) w secs ir1 n1 ir2 n2
+    for w in 1 2; do
+        secs=$short
+        ((w == 2)) && secs=$INSTR_SECS
+        callgrind_control -z "$gw" >/dev/null
+        out=$(wrk -t1 -c8 -d"${secs}s" -H "Cookie: _wxgate=$cd" "$d")
+        callgrind_control -d "$gw" >/dev/null
+        reqs=$(awk '/ requests in /{ print $1 }' <<<"$out")
+        dump=$(ls -t "$RUN"/callgrind.out.* 2>/dev/null | sed -n 1p)
+        [[ -n $dump && ${reqs:-0} -gt 0 ]] || die "no callgrind dump or no requests (wrk: $out)"
+        ir=$(awk '/^(summary|totals):/ { print $2; exit }' "$dump")
+        log "window ${secs}s: $reqs requests, $ir instructions"
+        if ((w == 1)); then
+            ir1=$ir n1=$reqs
+            rm -f "$dump"
+        else
+            ir2=$ir n2=$reqs
+        fi
+    done
+    ((n2 > n1)) || die "the long window served no more requests than the short one"
+    ir=$(((ir2 - ir1) / (n2 - n1)))
+    reqs=$n2
+    cp "$dump" "$RESULTS/callgrind.out"
+    {
+        echo "callgrind, D with one worker, wrk -t1 -c8: ${short}s $n1 requests, ${INSTR_SECS}s $n2 requests"
+        echo "instructions per proxied request (long - short window): $ir"
+        echo "top functions in the long window, per request (self, handshakes included; callgrind_annotate $RESULTS/callgrind.out for all):"
+        callgrind_annotate --threshold=100 "$dump" 2>/dev/null |
+            awk -v n="$reqs" '/^ *[0-9,]+ \( *[0-9.]+%\)  / && !/\(100\.0%\)/ {
+                v = $1; gsub(/,/, "", v); f = $0; sub(/^.*%\)  /, "", f); sub(/^[^:]*:/, "", f)
+                if (k++ < 25) printf "  %7.0f  %s\n", v / n, substr(f, 1, 110) }'
+    } | tee -a "$RESULTS/summary.txt"
 }
 
 # ------------------------------------------------------------------------------------------
