@@ -553,6 +553,17 @@ start_all() {
     verify_d "$COOKIE_D"
 }
 
+# The upstream, the mock and D, nothing else (sessions, logins).
+start_d_alone() {
+    check_ports "$UPSTREAM_PORT" "$MOCK_PORT" "$D_PORT"
+    start_nginx upstream
+    start_mock
+    start_gateway gateway-d "$D_PORT" "https://localhost:$D_PORT" 1
+    wait_http "http://127.0.0.1:$UPSTREAM_PORT/"
+    wait_http "$MOCK_URL/"
+    wait_http "https://127.0.0.1:$D_PORT/_wxgate/healthz"
+}
+
 # E: the stack floor (examples/floor_proxy.rs), on the same certificate and upstream.
 start_floor() {
     check_ports "$E_PORT"
@@ -666,13 +677,7 @@ session_rounds() {
 }
 
 mode_sessions() {
-    check_ports "$UPSTREAM_PORT" "$MOCK_PORT" "$D_PORT"
-    start_nginx upstream
-    start_mock
-    start_gateway gateway-d "$D_PORT" "https://localhost:$D_PORT" 1
-    wait_http "http://127.0.0.1:$UPSTREAM_PORT/"
-    wait_http "$MOCK_URL/"
-    wait_http "https://127.0.0.1:$D_PORT/_wxgate/healthz"
+    start_d_alone
     local gw
     gw=$(pid_of gateway-d)
     local d=https://127.0.0.1:$D_PORT/
@@ -744,13 +749,7 @@ mode_sessions() {
 }
 
 mode_logins() {
-    check_ports "$UPSTREAM_PORT" "$MOCK_PORT" "$D_PORT"
-    start_nginx upstream
-    start_mock
-    start_gateway gateway-d "$D_PORT" "https://localhost:$D_PORT" 1
-    wait_http "http://127.0.0.1:$UPSTREAM_PORT/"
-    wait_http "$MOCK_URL/"
-    wait_http "https://127.0.0.1:$D_PORT/_wxgate/healthz"
+    start_d_alone
     login_run warmup --logins 2000 --concurrency "$LOGIN_CONCURRENCY" --progress-secs 0 >/dev/null
     busy_warning
     {
