@@ -310,7 +310,7 @@ async fn exchange_and_fetch(
 /// Check access, store the session under a new id, and build its cookie.
 async fn start_session(app: &App, s: Session) -> Result<(SessionId, HeaderValue), GatewayError> {
     let source = s.source().as_str();
-    if !app.access.allows(s.openid(), s.unionid()) {
+    if !app.access.allows_session(&s) {
         app.metrics.login(source, "forbidden");
         tracing::info!(source, "login refused by access rules");
         return Err(LoginError::NotAllowed.into());
@@ -358,7 +358,7 @@ async fn auth(
             &json!({"error": "unauthenticated", "login_url": app.login_url(&rd)}),
         ));
     };
-    if !app.access.allows(a.session.openid(), a.session.unionid()) {
+    if !app.access.allows_session(&a.session) {
         return Err(LoginError::NotAllowed.into());
     }
     let mut r = http_util::respond(StatusCode::ACCEPTED, http_util::TEXT, "");

@@ -29,6 +29,15 @@ pub struct Access {
 }
 
 impl Access {
+    /// [`Access::allows`] for a session's identity. With no rules (the usual case) it reads
+    /// nothing from the session: this runs on every proxied request.
+    pub fn allows_session(&self, s: &Session) -> bool {
+        let open = !self.require_unionid
+            && self.allow_unionids.is_empty()
+            && self.allow_openids.is_empty();
+        open || self.allows(s.openid(), s.unionid())
+    }
+
     pub fn allows(&self, openid: &str, unionid: Option<&str>) -> bool {
         if self.require_unionid && unionid.is_none() {
             return false;
@@ -197,7 +206,7 @@ impl App {
             }
         };
         match auth {
-            Some(a) if self.access.allows(a.session.openid(), a.session.unionid()) => {
+            Some(a) if self.access.allows_session(&a.session) => {
                 let (req, json) = self.prepare_forward(req, peer, Some(&a));
                 let (resp, up) = forwarded(proxy.forward(req).await, json);
                 (resp, Route::Proxy, up)
@@ -433,5 +442,25 @@ mod tests {
         };
         assert!(!need.allows("o", None));
         assert!(need.allows("o", Some("u")));
+
+        let session = |openid: &str, unionid: Option<&str>| {
+            Session::new(&crate::session::NewSession {
+                openid,
+                unionid,
+                appid: "wx1",
+                source: crate::session::Source::Website,
+                nickname: "",
+                avatar: "",
+                created_at: 1,
+                expires_at: 2,
+                session_key: None,
+            })
+        };
+        assert!(open.allows_session(&session("o", None)));
+        assert!(strict.allows_session(&session("o1", Some("u1"))));
+        assert!(strict.allows_session(&session("o2", None)));
+        assert!(!strict.allows_session(&session("o3", Some("u3"))));
+        assert!(!need.allows_session(&session("o", None)));
+        assert!(need.allows_session(&session("o", Some("u"))));
     }
 }
