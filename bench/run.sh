@@ -156,12 +156,12 @@ stop() {
     done
 }
 
-# wait_http URL: until something answers (any HTTP status).
+# wait_http URL [SECONDS]: until something answers (any HTTP status), at most SECONDS (10).
 wait_http() {
-    local url=$1 n=0
+    local url=$1 tries=$((${2:-10} * 10)) n=0
     until [[ $(curl -sk -o /dev/null -w '%{http_code}' --max-time 1 "$url" 2>/dev/null || true) =~ ^[1-5] ]]; do
         n=$((n + 1))
-        ((n < 100)) || die "nothing answers at $url (see $RUN/*.log)"
+        ((n < tries)) || die "nothing answers at $url (see $RUN/*.log)"
         sleep 0.1
     done
 }
@@ -946,12 +946,7 @@ mode_instructions() {
         --callgrind-out-file="$RUN/callgrind.out" "$BIN" run --config "$RUN/gateway-d.toml"
     wait_http "http://127.0.0.1:$UPSTREAM_PORT/"
     wait_http "$MOCK_URL/"
-    local n=0
-    until curl -sk -o /dev/null --max-time 2 "https://127.0.0.1:$D_PORT/_wxgate/healthz"; do
-        n=$((n + 1))
-        ((n < 120)) || die "the gateway did not start under valgrind (see $RUN/gateway-d.log)"
-        sleep 0.5
-    done
+    wait_http "https://127.0.0.1:$D_PORT/_wxgate/healthz" 60 # valgrind starts slowly
     local cd gw d=https://127.0.0.1:$D_PORT/ out reqs ir dump
     cd=$(browser_login "https://localhost:$D_PORT" "$D_PORT")
     verify_d "$cd"

@@ -114,7 +114,7 @@ pub fn insert_identity(headers: &mut HeaderMap, s: &Session, sign_secret: Option
 /// Bytes, not `str`: a header with a raw UTF-8 cookie value (browsers send them as the site set
 /// them) is parsed like any other, so the gateway's cookies never ride along in it.
 pub fn strip_cookies(headers: &mut HeaderMap, names: &[&str]) {
-    let ours = |p: &[u8]| names.iter().any(|n| n.as_bytes() == cookie_name(p));
+    let ours = |p: &[u8]| names.iter().any(|n| n.as_bytes() == split_part(p).0);
     let (mut any_ours, mut others) = (false, false);
     for v in headers.get_all(COOKIE) {
         for p in cookie_parts(v.as_bytes()) {
@@ -130,20 +130,20 @@ pub fn strip_cookies(headers: &mut HeaderMap, names: &[&str]) {
     }
     // Only the gateway's cookies (an API client, or a site with no cookies of its own): the
     // header goes, nothing to rebuild.
-    let kept: Vec<HeaderValue> = if others {
-        headers
-            .get_all(COOKIE)
-            .iter()
-            .filter_map(|v| {
-                let rest: Vec<&[u8]> = cookie_parts(v.as_bytes()).filter(|p| !ours(p)).collect();
-                (!rest.is_empty())
-                    .then(|| HeaderValue::from_bytes(&rest.join(&b"; "[..])).ok())
-                    .flatten()
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
+    if !others {
+        headers.remove(COOKIE);
+        return;
+    }
+    let kept: Vec<HeaderValue> = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| {
+            let rest: Vec<&[u8]> = cookie_parts(v.as_bytes()).filter(|p| !ours(p)).collect();
+            (!rest.is_empty())
+                .then(|| HeaderValue::from_bytes(&rest.join(&b"; "[..])).ok())
+                .flatten()
+        })
+        .collect();
     headers.remove(COOKIE);
     for v in kept {
         headers.append(COOKIE, v);
@@ -157,11 +157,11 @@ fn cookie_parts(v: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|p| !p.is_empty())
 }
 
-/// The name of a `name=value` part (the whole part when it has no `=`).
-fn cookie_name(p: &[u8]) -> &[u8] {
+/// A `name=value` part as its name (the whole part when it has no `=`) and its value.
+fn split_part(p: &[u8]) -> (&[u8], Option<&[u8]>) {
     match p.iter().position(|&b| b == b'=') {
-        Some(i) => p[..i].trim_ascii(),
-        None => p,
+        Some(i) => (p[..i].trim_ascii(), Some(p[i + 1..].trim_ascii())),
+        None => (p, None),
     }
 }
 
@@ -169,15 +169,15 @@ fn cookie_name(p: &[u8]) -> &[u8] {
 /// a value are removed).
 pub fn cookie_pairs(v: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     cookie_parts(v).filter_map(|p| {
-        let i = p.iter().position(|&b| b == b'=')?;
-        let mut value = p[i + 1..].trim_ascii();
+        let (name, value) = split_part(p);
+        let mut value = value?;
         while let [b'"', rest @ ..] = value {
             value = rest;
         }
         while let [rest @ .., b'"'] = value {
             value = rest;
         }
-        Some((p[..i].trim_ascii(), value))
+        Some((name, value))
     })
 }
 

@@ -31,7 +31,6 @@ struct Sleeper {
 
 struct Inner {
     origin: Instant,
-    tick: Duration,
     tick_us: u64,
     /// Whole ticks since `origin`, as of the driver's last round.
     now: AtomicU64,
@@ -77,14 +76,17 @@ impl CoarseTimer {
 
     /// Like [`CoarseTimer::start`] with another resolution (tests).
     pub fn with_tick(tick: Duration) -> CoarseTimer {
+        let tick_us = micros(tick).max(1);
         let inner = Arc::new(Inner {
             origin: Instant::now(),
-            tick,
-            tick_us: micros(tick).max(1),
+            tick_us,
             now: AtomicU64::new(0),
             sleepers: Mutex::new(slab::Slab::new()),
         });
-        tokio::spawn(drive(Arc::downgrade(&inner)));
+        tokio::spawn(drive(
+            Arc::downgrade(&inner),
+            Duration::from_micros(tick_us),
+        ));
         CoarseTimer { inner }
     }
 
@@ -96,22 +98,21 @@ impl CoarseTimer {
 
     /// Resolves once at least `d` has passed.
     pub fn sleep(&self, d: Duration) -> CoarseSleep {
-        CoarseSleep {
-            inner: self.inner.clone(),
-            due: self.inner.due_after(d),
-            key: None,
-        }
+        self.sleep_to(self.inner.due_after(d))
     }
 
     /// Resolves once `deadline` has passed.
     pub fn sleep_until(&self, deadline: Instant) -> CoarseSleep {
         // The first whole tick at or after the deadline, plus one: a deadline computed from the
         // coarse `now()` may lie up to a tick before the clock.
-        let i = &self.inner;
-        let us = micros(deadline.saturating_duration_since(i.origin));
+        let us = micros(deadline.saturating_duration_since(self.inner.origin));
+        self.sleep_to(us.div_ceil(self.inner.tick_us).saturating_add(1))
+    }
+
+    fn sleep_to(&self, due: u64) -> CoarseSleep {
         CoarseSleep {
-            inner: i.clone(),
-            due: us.div_ceil(i.tick_us).saturating_add(1),
+            inner: self.inner.clone(),
+            due,
             key: None,
         }
     }
@@ -156,11 +157,7 @@ impl<F: Future> Future for Timeout<F> {
 }
 
 /// Advance the tick count every tick; wake the sleepers that are due.
-async fn drive(weak: Weak<Inner>) {
-    let tick = match weak.upgrade() {
-        Some(inner) => inner.tick,
-        None => return,
-    };
+async fn drive(weak: Weak<Inner>, tick: Duration) {
     let mut every = tokio::time::interval(tick);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
