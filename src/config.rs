@@ -66,6 +66,19 @@ pub struct ServerConfig {
     pub shutdown_grace_secs: u64,
     /// Worker threads (one event loop and upstream pool each); 0 = one per CPU.
     pub workers: usize,
+    /// Close a connection with no request in progress: before its first byte, during a partial
+    /// protocol preface, between keep-alive requests, idle HTTP/2.
+    pub idle_timeout_ms: u64,
+    /// Time allowed to receive a body the gateway reads itself (JSON logins); then 408.
+    pub body_timeout_ms: u64,
+    /// Connections open at once; beyond it new connections are closed at once.
+    pub max_connections: usize,
+    /// Connections open at once from one client IP.
+    pub max_connections_per_ip: usize,
+    /// When set (e.g. `127.0.0.1:9100`): `/metrics` is served only there, over plain HTTP.
+    pub metrics_listen: String,
+    /// > 0 with TLS: `Strict-Transport-Security: max-age=N` on every response.
+    pub hsts_max_age_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -83,6 +96,12 @@ impl Default for ServerConfig {
             h2_max_concurrent_streams: 256,
             shutdown_grace_secs: 30,
             workers: 0,
+            idle_timeout_ms: 60_000,
+            body_timeout_ms: 30_000,
+            max_connections: 20_000,
+            max_connections_per_ip: 512,
+            metrics_listen: String::new(),
+            hsts_max_age_secs: 0,
         }
     }
 }
@@ -95,6 +114,9 @@ pub struct UpstreamConfig {
     pub timeout_secs: u64,
     /// Idle keep-alive connections kept to the upstream, per worker (closed after 60 s idle).
     pub pool_max_idle: usize,
+    /// Upstream connections open at once, all workers together; a request that cannot get one
+    /// within `connect_timeout_ms` gets 503.
+    pub max_connections: usize,
 }
 
 impl Default for UpstreamConfig {
@@ -104,6 +126,7 @@ impl Default for UpstreamConfig {
             connect_timeout_ms: 2000,
             timeout_secs: 60,
             pool_max_idle: 256,
+            max_connections: 1024,
         }
     }
 }
@@ -184,7 +207,7 @@ impl Default for SessionConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccessConfig {
     pub public_paths: Vec<String>,
@@ -192,6 +215,22 @@ pub struct AccessConfig {
     pub allow_openids: Vec<String>,
     pub require_unionid: bool,
     pub redirect_hosts: Vec<String>,
+    /// Logins started or finished per client IP per minute (/login, /callback, /app/login,
+    /// /miniprogram/login); above it 429 + Retry-After. 0 = off.
+    pub login_rate_per_minute: u32,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        Self {
+            public_paths: Vec::new(),
+            allow_unionids: Vec::new(),
+            allow_openids: Vec::new(),
+            require_unionid: false,
+            redirect_hosts: Vec::new(),
+            login_rate_per_minute: 300,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -433,6 +472,8 @@ pub struct Settings {
     pub api_base: String,
     pub open_base: String,
     pub tls: Option<crate::tls::TlsFiles>,
+    /// `server.metrics_listen`, parsed: `/metrics` only there.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Settings {
@@ -524,6 +565,29 @@ impl Settings {
                 "must be at most 1024 (0 = one per CPU)",
             ));
         }
+        for (key, v) in [
+            ("server.idle_timeout_ms", s.idle_timeout_ms),
+            ("server.body_timeout_ms", s.body_timeout_ms),
+            ("server.max_connections", s.max_connections as u64),
+            ("server.max_connections_per_ip", s.max_connections_per_ip as u64),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        let metrics_listen = if s.metrics_listen.is_empty() {
+            None
+        } else {
+            Some(s.metrics_listen.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    "server.metrics_listen",
+                    format!(
+                        "'{}' is not an address like 127.0.0.1:9100",
+                        s.metrics_listen
+                    ),
+                )
+            })?)
+        };
         if s.h2_max_concurrent_streams == 0 {
             return Err(invalid(
                 "server.h2_max_concurrent_streams",
@@ -575,6 +639,9 @@ impl Settings {
         }
         if u.connect_timeout_ms == 0 {
             return Err(invalid("upstream.connect_timeout_ms", "must be at least 1"));
+        }
+        if u.max_connections == 0 {
+            return Err(invalid("upstream.max_connections", "must be at least 1"));
         }
 
         let w = &c.wechat;
@@ -755,6 +822,7 @@ impl Settings {
             open_base: w.open_base.trim_end_matches('/').to_string(),
             public,
             tls,
+            metrics_listen,
             raw: c,
         })
     }
@@ -809,6 +877,28 @@ cookie_secret = "0123456789abcdef0123456789abcdef"
             .unwrap_err()
             .to_string();
         assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn hardening_keys_have_defaults_and_are_checked() {
+        let s = Config::from_toml(BASE).unwrap();
+        assert_eq!(s.raw.server.idle_timeout_ms, 60_000);
+        assert_eq!(s.raw.server.body_timeout_ms, 30_000);
+        assert_eq!(s.raw.server.max_connections, 20_000);
+        assert_eq!(s.raw.server.max_connections_per_ip, 512);
+        assert_eq!(s.raw.upstream.max_connections, 1024);
+        assert_eq!(s.raw.access.login_rate_per_minute, 300);
+        assert!(s.metrics_listen.is_none());
+        let e = Config::from_toml(&BASE.replace("[wechat.website]", "idle_timeout_ms = 0\n[wechat.website]"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("server.idle_timeout_ms"), "{e}");
+        let e = Config::from_toml(&BASE.replace("[wechat.website]", "metrics_listen = \"nope\"\n[wechat.website]"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("server.metrics_listen"), "{e}");
+        let s = Config::from_toml(&BASE.replace("[wechat.website]", "metrics_listen = \"127.0.0.1:0\"\n[wechat.website]")).unwrap();
+        assert!(s.metrics_listen.is_some());
     }
 
     #[test]
