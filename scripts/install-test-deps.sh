@@ -2,6 +2,8 @@
 # Install what wxgate's tests need, only when missing (idempotent; safe to run repeatedly).
 #
 #   Debian packages: nginx redis-server caddy chromium wrk
+#                    tomcat10 (tests/tomcat.rs runs its own Tomcat, as the current user, from
+#                    /usr/share/tomcat10 with a temporary CATALINA_BASE; never the system service)
 #                    fonts-wqy-microhei fonts-noto-color-emoji (CJK and emoji glyphs, so the
 #                    browser test's screenshot of "你好, Alice 🐼 小爱" is not tofu boxes)
 #                    (nodejs npm too, only when no `npm` is on PATH; playwright-core needs
@@ -17,7 +19,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 E2E_DIR="$ROOT/tests/e2e"
-DEBIAN_PACKAGES=(nginx redis-server caddy chromium wrk fonts-wqy-microhei fonts-noto-color-emoji)
+DEBIAN_PACKAGES=(nginx redis-server caddy chromium wrk tomcat10 fonts-wqy-microhei fonts-noto-color-emoji)
 
 log() { printf 'install-test-deps: %s\n' "$*"; }
 
@@ -53,7 +55,7 @@ trap cleanup EXIT
 if [ "${#missing[@]}" -gt 0 ]; then
     log "missing Debian packages: ${missing[*]}"
     if [ ! -e "$POLICY" ]; then
-        # Keep apt from auto-starting nginx/redis/caddy (they would take ports 80/6379).
+        # Keep apt from auto-starting nginx/redis/caddy/tomcat10 (ports 80/6379/8080).
         printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee "$POLICY" >/dev/null
         "${SUDO[@]}" chmod 755 "$POLICY"
         POLICY_CREATED=1
@@ -69,7 +71,8 @@ else
     log "Debian packages already installed: ${DEBIAN_PACKAGES[*]}"
 fi
 
-for bin in /usr/bin/chromium /usr/sbin/nginx /usr/bin/redis-server /usr/bin/caddy /usr/bin/wrk; do
+for bin in /usr/bin/chromium /usr/sbin/nginx /usr/bin/redis-server /usr/bin/caddy /usr/bin/wrk \
+    /usr/share/tomcat10/bin/catalina.sh; do
     if [ ! -x "$bin" ]; then
         log "expected $bin after installing; it is not there" >&2
         exit 1

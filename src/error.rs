@@ -59,6 +59,8 @@ pub enum GatewayError {
     Api(#[from] ApiError),
     #[error(transparent)]
     Crypto(#[from] crate::crypto::CryptoError),
+    #[error(transparent)]
+    Path(#[from] crate::paths::PathError),
 }
 
 impl GatewayError {
@@ -86,6 +88,7 @@ impl GatewayError {
             Api(ApiError::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
             Api(ApiError::NotConfigured(_)) => StatusCode::NOT_FOUND,
             Api(ApiError::BadRequest(_)) | Crypto(_) => StatusCode::BAD_REQUEST,
+            Path(_) => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -113,6 +116,7 @@ impl GatewayError {
             Api(ApiError::NotConfigured(_)) => "not_configured",
             Api(ApiError::BadRequest(_)) => "invalid_request",
             Crypto(_) => "invalid_encrypted_data",
+            Path(_) => "bad_path",
         }
     }
 
@@ -184,6 +188,10 @@ impl GatewayError {
                 t("会话存储暂不可用，请稍后再试。", "The session store is unavailable. Please try again shortly."),
             ),
             Api(_) | Crypto(_) => (t("请求无效", "Bad request"), t("请求无效。", "The request is invalid.")),
+            Path(_) => (
+                t("无效的地址", "Bad address"),
+                t("地址中含有“.”或“..”路径段（可能经过编码或带有“;”参数）或编码的空字符，已被拒绝。", "The address has a `.` or `..` path segment (possibly encoded, or followed by `;`) or an encoded NUL byte; it is refused."),
+            ),
         }
     }
 
@@ -214,6 +222,7 @@ impl GatewayError {
                 // These carry specific, safe words about the client's own input.
                 GatewayError::Api(e) => e.to_string(),
                 GatewayError::Crypto(e) => e.to_string(),
+                GatewayError::Path(e) => e.to_string(),
                 other => other.texts().1.en.to_string(),
             };
             return http_util::json(status, &json!({"error": self.code(), "message": message}));

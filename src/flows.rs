@@ -372,12 +372,14 @@ async fn auth(
 }
 
 /// The original URI an auth proxy asked about, when it says (`X-Original-URI`, `X-Forwarded-Uri`).
+/// A path the gateway would refuse (dot segments) is no return target: None, so `/`.
 fn forwarded_uri(req: &Request<Incoming>) -> Option<String> {
     ["x-original-uri", "x-forwarded-uri"]
         .iter()
         .find_map(|h| req.headers().get(*h))
         .and_then(|v| v.to_str().ok())
         .filter(|s| s.starts_with('/'))
+        .filter(|s| crate::paths::check_path(s.split(['?', '#']).next().unwrap_or("")).is_ok())
         .map(str::to_string)
 }
 

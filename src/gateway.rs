@@ -16,6 +16,7 @@ use crate::http_util::{self, Body};
 use crate::identity;
 use crate::login_state::StateSigner;
 use crate::metrics::{Metrics, Route};
+use crate::paths;
 use crate::pool::UpstreamBody;
 use crate::proxy::{self, Peer, Proxy, ProxyError};
 use crate::session::{Session, SessionId, SessionStore, Store, StoreError};
@@ -166,14 +167,30 @@ impl App {
         // Phase 1: nothing that reads as an identity header survives, on any path.
         identity::strip_identity_headers(req.headers_mut());
 
-        let path = req.uri().path();
+        // Phase 2: a path some upstream could resolve differently from us is refused here,
+        // before any decision is taken on it (DESIGN.md "Proxying" → Paths).
+        let view = match paths::check_path(req.uri().path()) {
+            Ok(v) => v,
+            Err(e) => {
+                let json = !http_util::is_navigation(req.method(), req.headers());
+                tracing::debug!(error = %e, "path refused");
+                let resp = GatewayError::from(e).into_response(json, "/");
+                return (resp, Route::Gateway, None);
+            }
+        };
+        let path = view.raw();
         let prefix = self.prefix();
-        if path.starts_with(prefix)
-            && (path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/')
-        {
+        if paths::in_namespace(path, prefix) {
             // Boxed: the login flows' state is larger than the proxy path's, and the future of
             // every request is as large as its largest branch.
             let resp = Box::pin(crate::flows::handle(self, req, peer)).await;
+            return (resp, Route::Gateway, None);
+        }
+        if view.has_params() && view.match_in_namespace(prefix) {
+            // `/_wxgate;x/login`: the gateway's namespace, never the upstream's; its endpoints
+            // take no `;parameters`.
+            let json = !http_util::is_navigation(req.method(), req.headers());
+            let resp = GatewayError::from(LoginError::NotFound).into_response(json, "/");
             return (resp, Route::Gateway, None);
         }
 
@@ -188,7 +205,7 @@ impl App {
             }
         }
 
-        if self.is_public(path) {
+        if self.is_public(&view) {
             let (req, json) = self.prepare_forward(req, peer, None);
             let (resp, up) = forwarded(proxy.forward(req).await, json);
             return (resp, Route::Public, up);
@@ -298,9 +315,11 @@ impl App {
         }
     }
 
-    fn is_public(&self, path: &str) -> bool {
+    /// A public path: its match form (`;parameters` cut) starts with one of
+    /// `access.public_paths`, and it is plain (no upstream can read it as another path).
+    fn is_public(&self, view: &paths::PathView<'_>) -> bool {
         let pp = &self.settings.raw.access.public_paths;
-        !pp.is_empty() && is_plain_path(path) && pp.iter().any(|p| path.starts_with(p.as_str()))
+        !pp.is_empty() && view.is_plain() && pp.iter().any(|p| view.match_starts_with(p))
     }
 
     /// The session behind the request's cookie or bearer token, if it is live.
@@ -381,21 +400,11 @@ fn forwarded(
     }
 }
 
-/// A path with nothing an upstream might normalise differently from us: no dot segments,
-/// no encoded dots or slashes, no backslashes, no empty segments.
+/// A path with nothing an upstream might normalise differently from us: accepted by
+/// [`paths::check_path`] and plain (no dot segments, no encoded dots or slashes, no
+/// backslashes, no empty segments, no `;parameters` hiding any of these).
 pub fn is_plain_path(path: &str) -> bool {
-    if path.contains("//") || path.contains('\\') {
-        return false;
-    }
-    let lower_has = |needle: &str| {
-        path.as_bytes()
-            .windows(needle.len())
-            .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
-    };
-    if lower_has("%2e") || lower_has("%2f") || lower_has("%5c") || lower_has("%00") {
-        return false;
-    }
-    !path.split('/').any(|seg| seg == "." || seg == "..")
+    paths::check_path(path).is_ok_and(|v| v.is_plain())
 }
 
 #[cfg(test)]
@@ -406,6 +415,8 @@ mod tests {
     fn plain_paths() {
         assert!(is_plain_path("/static/app.js"));
         assert!(is_plain_path("/static/a.b/c"));
+        assert!(is_plain_path("/static/app.js;jsessionid=1"));
+        assert!(is_plain_path("/static;v=2/app.js"));
         for p in [
             "/static/../admin",
             "/static/%2e%2e/admin",
@@ -414,6 +425,12 @@ mod tests {
             "/static//admin",
             "/static\\..\\admin",
             "/static/.",
+            "/static/..;/admin",
+            "/static/.;/..;/admin",
+            "/static/%252e%252e/admin",
+            "/static/%c0%ae%c0%ae/admin",
+            "/static/a;x/../admin",
+            "/static/;x/admin",
         ] {
             assert!(!is_plain_path(p), "{p}");
         }

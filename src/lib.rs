@@ -13,6 +13,7 @@ pub mod login_state;
 pub mod metrics;
 pub mod mock;
 pub mod pages;
+pub mod paths;
 pub mod pool;
 pub mod proxy;
 pub mod redirect;
