@@ -393,7 +393,9 @@ fn slow_segment(seg: &[u8]) -> Result<Segment, PathError> {
         }
         utf8.push(decoded);
     }
-    plain = plain && utf8.finish() && !(only_dots && !core.is_empty());
+    // `...`, `..%20`: Windows servers drop trailing dots and spaces.
+    let dots_only = only_dots && !core.is_empty();
+    plain = plain && utf8.finish() && !dots_only;
     Ok(Segment {
         params,
         plain,

@@ -4,7 +4,10 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use std::os::unix::fs::MetadataExt;
+
 use bytes::Bytes;
+use tokio::io::AsyncReadExt;
 
 /// `^[A-Za-z0-9_-]+_verify_[A-Za-z0-9]+\.txt$`
 pub fn is_verification_name(name: &str) -> bool {
@@ -63,14 +66,26 @@ impl Verification {
             return Some(b.clone());
         }
         let path = self.dir.as_ref()?.join(name);
-        // Regular files only: no symlinks out of the directory, no devices.
+        // Regular files only: no symlinks out of the directory, no devices, no FIFOs.
         let md = tokio::fs::symlink_metadata(&path).await.ok()?;
-        if !md.is_file() || md.len() > 64 * 1024 {
+        if !md.is_file() || md.len() > MAX_FILE {
             return None;
         }
-        tokio::fs::read(&path).await.ok().map(Bytes::from)
+        // What is read must be the file just checked, not a symlink swapped in since: same
+        // inode on the opened handle, and never more than the limit.
+        let file = tokio::fs::File::open(&path).await.ok()?;
+        let opened = file.metadata().await.ok()?;
+        if !opened.is_file() || opened.dev() != md.dev() || opened.ino() != md.ino() {
+            return None;
+        }
+        let mut buf = Vec::with_capacity(opened.len().min(MAX_FILE) as usize);
+        file.take(MAX_FILE + 1).read_to_end(&mut buf).await.ok()?;
+        (buf.len() as u64 <= MAX_FILE).then(|| Bytes::from(buf))
     }
 }
+
+/// The largest verification file served (WeChat's are a few dozen bytes).
+const MAX_FILE: u64 = 64 * 1024;
 
 #[cfg(test)]
 mod tests {
@@ -101,5 +116,56 @@ mod tests {
         assert_eq!(requested_name("/..%2fMP_verify_abc.txt"), None);
         assert_eq!(requested_name("MP_verify_abc.txt"), None);
         assert_eq!(requested_name("/secret.txt"), None);
+        assert_eq!(requested_name("/MP_verify_abc.txt;x"), None);
+        assert_eq!(requested_name("/MP_verify_abc.txt%3b"), None);
+        assert_eq!(requested_name("/;x/MP_verify_abc.txt"), None);
+        assert_eq!(requested_name("/MP_verify_abc%2etxt"), None);
+        assert_eq!(requested_name("/MP_verify_abc.txt/"), None);
+        assert_eq!(requested_name("\\MP_verify_abc.txt"), None);
+    }
+
+    #[tokio::test]
+    async fn directory_lookup_regular_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("MP_verify_ok1.txt"), b"ok1").unwrap();
+        std::fs::write(d.join("outside.txt"), b"TOPSECRET").unwrap();
+        std::os::unix::fs::symlink(d.join("outside.txt"), d.join("MP_verify_link1.txt")).unwrap();
+        std::fs::write(d.join("MP_verify_big1.txt"), vec![b'x'; 64 * 1024 + 1]).unwrap();
+        std::fs::write(d.join("MP_verify_max1.txt"), vec![b'x'; 64 * 1024]).unwrap();
+        std::fs::create_dir(d.join("MP_verify_dir1.txt")).unwrap();
+        let fifo = std::process::Command::new("mkfifo")
+            .arg(d.join("MP_verify_fifo1.txt"))
+            .status()
+            .is_ok_and(|s| s.success());
+        let v = Verification::new(&crate::config::VerificationConfig {
+            dir: d.display().to_string(),
+            files: Default::default(),
+        });
+        assert_eq!(
+            v.lookup("MP_verify_ok1.txt").await.as_deref(),
+            Some(&b"ok1"[..])
+        );
+        assert_eq!(
+            v.lookup("MP_verify_max1.txt").await.map(|b| b.len()),
+            Some(64 * 1024)
+        );
+        for name in [
+            "MP_verify_link1.txt",
+            "MP_verify_big1.txt",
+            "MP_verify_dir1.txt",
+            "MP_verify_none1.txt",
+        ] {
+            assert!(v.lookup(name).await.is_none(), "{name}");
+        }
+        if fifo {
+            // Refused before it is opened: opening a FIFO would block.
+            let r = tokio::time::timeout(
+                std::time::Duration::from_secs(2),
+                v.lookup("MP_verify_fifo1.txt"),
+            )
+            .await;
+            assert!(matches!(r, Ok(None)), "a FIFO is refused at once");
+        }
     }
 }
