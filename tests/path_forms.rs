@@ -282,3 +282,43 @@ async fn forward_auth_ignores_public_paths_and_dot_segments() {
     assert_eq!(a.status, 202, "{} {}", a.head, a.body);
     assert_eq!(up.hits(), 0);
 }
+
+/// The same rules over HTTP/2 (prior knowledge on the plain listener): `:path` is checked like
+/// an HTTP/1 request-target.
+#[tokio::test]
+async fn http2_paths_follow_the_same_rules() {
+    use http_body_util::BodyExt;
+    let up = start_upstream().await;
+    let toml = config_toml(
+        up.addr,
+        "http://127.0.0.1:9",
+        "[access]\npublic_paths = [\"/public/\"]\n",
+    );
+    let gw = start_gateway(&toml).await;
+    let c: hyper_util::client::legacy::Client<_, BoxBody> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .http2_only(true)
+            .build(hyper_util::client::legacy::connect::HttpConnector::new());
+    for (target, status) in [
+        ("/public/..;/private/secret", 400),
+        ("/public/%2e%2e;x/private/secret", 400),
+        ("/public/.;/..;/private/secret", 400),
+        ("/public;jsessionid=1/index.jsp", 200),
+        ("/public/%252e%252e/private/secret", 401),
+        ("/private/secret", 401),
+    ] {
+        let req = http::Request::get(gw.url(target)).body(empty()).unwrap();
+        let resp = c.request(req).await.expect("h2 request");
+        assert_eq!(resp.version(), http::Version::HTTP_2);
+        assert_eq!(resp.status().as_u16(), status, "{target}");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        if status == 200 {
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["uri"], target);
+        }
+        if status == 400 {
+            assert!(String::from_utf8_lossy(&body).contains("bad_path"));
+        }
+    }
+    assert_eq!(up.hits(), 1);
+}
