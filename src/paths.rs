@@ -23,8 +23,10 @@
 //!    refused passes through unchanged, but needs a login like any protected path.
 //!
 //! Other `;parameters` (`/app;jsessionid=1/x`, a trailing `;`) pass through unchanged.
-//! [`check_path`] scans the bytes once; ordinary paths (no `%`, `;`, `\` or non-ASCII byte) take
-//! a fast path, and nothing allocates.
+//! [`check_path`] scans the bytes once and allocates nothing; a segment without `%`, `;`, `\`,
+//! space or non-ASCII byte (the usual case) is settled by that scan alone. The matches the
+//! gateway makes ([`PathView::match_starts_with`], [`PathView::match_in_namespace`]) allocate
+//! nothing either; only [`PathView::match_form`] (tests, diagnostics) may.
 
 use std::borrow::Cow;
 
