@@ -43,6 +43,8 @@ pub enum CryptoError {
     WatermarkMissing,
     #[error("decrypted user data watermark.appid does not match the mini program appid")]
     WatermarkMismatch,
+    #[error("decrypted user data belongs to another user")]
+    OtherUser,
 }
 
 /// Decoded, verified mini-program user data.

@@ -15,6 +15,7 @@ pub mod mock;
 pub mod pages;
 pub mod pool;
 pub mod proxy;
+pub mod rate_limit;
 pub mod redirect;
 pub mod redis_store;
 pub mod server;
