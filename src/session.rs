@@ -402,6 +402,12 @@ pub(crate) fn pending_weight(nonce: &str, p: &PendingLogin) -> u32 {
     u32::try_from(bytes).unwrap_or(u32::MAX)
 }
 
+/// moka's weigher signature takes the key as stored.
+#[allow(clippy::borrowed_box)]
+fn weigh_pending(nonce: &Box<str>, p: &Pending) -> u32 {
+    pending_weight(nonce, &p.login)
+}
+
 struct PendingExpiry;
 
 impl moka::Expiry<Box<str>, Pending> for PendingExpiry {
@@ -430,7 +436,7 @@ impl MemoryStore {
             // oldest login in flight goes first when full.
             pending: moka::sync::Cache::builder()
                 .max_capacity(MAX_PENDING_BYTES)
-                .weigher(|k: &Box<str>, v: &Pending| pending_weight(k, &v.login))
+                .weigher(weigh_pending)
                 .expire_after(PendingExpiry)
                 .eviction_policy(moka::policy::EvictionPolicy::lru())
                 .build(),
