@@ -87,8 +87,9 @@ impl LoginLimiter {
     }
 }
 
+/// Whole seconds, rounded up, at least 1 (`Retry-After: 0` would invite an instant retry).
 fn retry_secs(wait: Duration) -> u64 {
-    wait.as_secs() + u64::from(wait.subsec_nanos() > 0).max(u64::from(wait.is_zero()))
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
 /// The limiter's key for a client: IPv4 (also IPv4-mapped IPv6) as is, IPv6 by its /64.
