@@ -43,6 +43,8 @@ pub enum CryptoError {
     WatermarkMissing,
     #[error("decrypted user data watermark.appid does not match the mini program appid")]
     WatermarkMismatch,
+    #[error("decrypted user data belongs to another user")]
+    OtherUser,
 }
 
 /// Decoded, verified mini-program user data.
@@ -352,6 +354,41 @@ mod tests {
                 "wxOTHER",
             ] {
                 assert!(!msg.contains(needle), "{msg}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(10_000))]
+
+        /// Any strings as key, data and iv: an answer, never a panic.
+        #[test]
+        fn decrypt_any_strings(key in "[A-Za-z0-9+/=\\s%]{0,40}",
+                               data in "[A-Za-z0-9+/=\\s%]{0,100}",
+                               iv in "[A-Za-z0-9+/=\\s%]{0,40}",
+                               other in proptest::prelude::any::<String>()) {
+            let _ = decrypt_and_verify(&key, &data, &iv, "wxA");
+            let _ = decrypt_and_verify(&other, &other, &other, &other);
+            let _ = decrypt_user_data(&key, &other, &iv);
+        }
+
+        /// The right key and iv over any plaintext (JSON-like or not): an answer, never a
+        /// panic; and any tampering with a ciphertext is an error or a verified result.
+        #[test]
+        fn decrypt_any_plaintext(plain in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+                                 json_ish in "\\{\"watermark\":\\{\"appid\":\"wx[AB]\"\\}(,\"[a-zA-Z]{1,8}\":(\"[^\"]{0,8}\"|[0-9]{1,3}|null))?\\}",
+                                 flip in 0usize..64, bit in 0u8..8) {
+            let key = b64(&KEY);
+            let iv = b64(&IV);
+            for p in [plain.as_slice(), json_ish.as_bytes()] {
+                let ct = encrypt_user_data(&KEY, &IV, p);
+                if let Ok(d) = decrypt_and_verify(&key, &ct, &iv, "wxA") {
+                    proptest::prop_assert_eq!(d.watermark_appid, "wxA");
+                }
+                let mut raw = STANDARD.decode(&ct).unwrap();
+                let at = flip % raw.len();
+                raw[at] ^= 1 << bit;
+                let _ = decrypt_and_verify(&key, &STANDARD.encode(&raw), &iv, "wxA");
             }
         }
     }

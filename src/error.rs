@@ -28,6 +28,8 @@ pub enum LoginError {
     NotFound,
     #[error("method not allowed")]
     MethodNotAllowed,
+    #[error("the authorization code is malformed")]
+    BadCode,
 }
 
 /// Bad input to the JSON login endpoints (mobile app, mini program).
@@ -41,6 +43,8 @@ pub enum ApiError {
     TooLarge(usize),
     #[error("{0} login is not configured on this gateway")]
     NotConfigured(&'static str),
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +65,14 @@ pub enum GatewayError {
     Crypto(#[from] crate::crypto::CryptoError),
     #[error(transparent)]
     Path(#[from] crate::paths::PathError),
+    /// `access.login_rate_per_minute` exceeded; retry after this many seconds.
+    #[error("too many login attempts from this address")]
+    RateLimited(u64),
 }
+
+/// The one answer to every mini-program user-data failure (bad base64, key or iv length,
+/// padding, not JSON, watermark, another user's data): a difference would be an oracle.
+pub const INVALID_ENCRYPTED_DATA: &str = "encryptedData could not be decrypted or verified";
 
 impl GatewayError {
     pub fn status(&self) -> StatusCode {
@@ -89,6 +100,8 @@ impl GatewayError {
             Api(ApiError::NotConfigured(_)) => StatusCode::NOT_FOUND,
             Api(ApiError::BadRequest(_)) | Crypto(_) => StatusCode::BAD_REQUEST,
             Path(_) => StatusCode::BAD_REQUEST,
+            Api(ApiError::BodyTimeout) => StatusCode::REQUEST_TIMEOUT,
+            RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -109,6 +122,7 @@ impl GatewayError {
             Login(LoginError::Refused) => "access_denied",
             Login(LoginError::NotAllowed) => "forbidden",
             Login(LoginError::NotFound) => "not_found",
+            Login(LoginError::BadCode) => "invalid_code",
             Login(LoginError::MethodNotAllowed) => "method_not_allowed",
             Login(_) => "invalid_login",
             Api(ApiError::UnsupportedMediaType) => "unsupported_media_type",
@@ -117,6 +131,8 @@ impl GatewayError {
             Api(ApiError::BadRequest(_)) => "invalid_request",
             Crypto(_) => "invalid_encrypted_data",
             Path(_) => "bad_path",
+            Api(ApiError::BodyTimeout) => "request_timeout",
+            RateLimited(_) => "rate_limited",
         }
     }
 
@@ -162,6 +178,10 @@ impl GatewayError {
                 t("无效的登录请求", "Invalid login request"),
                 t("登录参数无效，请重新登录。", "The login parameters are invalid. Please sign in again."),
             ),
+            Login(LoginError::BadCode) => (
+                t("无效的登录请求", "Invalid login request"),
+                t("微信授权码无效，请重新登录。", "The WeChat authorization code is invalid. Please sign in again."),
+            ),
             Login(LoginError::StateUsed) => (
                 t("登录链接已使用", "Login link already used"),
                 t("此登录链接已使用过，请重新登录。", "This login link was already used. Please sign in again."),
@@ -191,6 +211,9 @@ impl GatewayError {
             Path(_) => (
                 t("无效的地址", "Bad address"),
                 t("地址中含有“.”或“..”路径段（可能经过编码或带有“;”参数）或编码的空字符，已被拒绝。", "The address has a `.` or `..` path segment (possibly encoded, or followed by `;`) or an encoded NUL byte; it is refused."),
+            RateLimited(_) => (
+                t("请求过于频繁", "Too many requests"),
+                t("登录尝试过于频繁，请稍后再试。", "Too many login attempts from this address. Please wait a moment and try again."),
             ),
         }
     }
@@ -202,7 +225,10 @@ impl GatewayError {
             GatewayError::Wechat(_)
                 | GatewayError::State(_)
                 | GatewayError::Login(
-                    LoginError::StateUsed | LoginError::Refused | LoginError::MissingState
+                    LoginError::StateUsed
+                        | LoginError::Refused
+                        | LoginError::MissingState
+                        | LoginError::BadCode
                 )
         )
     }
@@ -217,15 +243,22 @@ impl GatewayError {
                 tracing::warn!(error = %e, "WeChat call failed");
             }
         }
+        if let GatewayError::Crypto(e) = &self {
+            // The details only here: the messages name no key, iv, data or plaintext.
+            tracing::debug!(error = %e, "mini-program user data rejected");
+        }
         if json {
             let message = match &self {
                 // These carry specific, safe words about the client's own input.
                 GatewayError::Api(e) => e.to_string(),
-                GatewayError::Crypto(e) => e.to_string(),
                 GatewayError::Path(e) => e.to_string(),
+                GatewayError::Crypto(_) => INVALID_ENCRYPTED_DATA.to_string(),
                 other => other.texts().1.en.to_string(),
             };
-            return http_util::json(status, &json!({"error": self.code(), "message": message}));
+            return self.with_headers(http_util::json(
+                status,
+                &json!({"error": self.code(), "message": message}),
+            ));
         }
         let (title, message) = self.texts();
         let action = if self.offers_retry() {
@@ -239,12 +272,31 @@ impl GatewayError {
         } else {
             None
         };
-        pages::render(Page {
+        self.with_headers(pages::render(Page {
             status,
             title,
             message,
             action,
             extra_html: None,
-        })
+        }))
+    }
+
+    /// Headers some answers need, page or JSON alike.
+    fn with_headers(&self, mut r: Response<Body>) -> Response<Body> {
+        match self {
+            GatewayError::RateLimited(secs) => {
+                r.headers_mut()
+                    .insert(http::header::RETRY_AFTER, http::HeaderValue::from(*secs));
+            }
+            // The rest of the body may never come: this connection is done.
+            GatewayError::Api(ApiError::BodyTimeout) => {
+                r.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
+            _ => {}
+        }
+        r
     }
 }

@@ -36,6 +36,18 @@ pub const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
 /// Largest JSON body accepted by the login endpoints.
 pub const MAX_JSON_BODY: usize = 16 * 1024;
 
+/// Longest authorization `code` passed on to WeChat (theirs are 32 characters): anything
+/// longer is refused before a WeChat call is made for it.
+pub const MAX_CODE: usize = 256;
+
+/// The endpoints `access.login_rate_per_minute` counts.
+fn is_rate_limited_endpoint(sub: &str) -> bool {
+    matches!(
+        sub,
+        "/login" | "/callback" | "/app/login" | "/miniprogram/login"
+    )
+}
+
 pub async fn handle(
     app: &App,
     req: Request<Incoming>,
@@ -45,6 +57,24 @@ pub async fn handle(
     let m = req.method();
     let get = m == Method::GET || m == Method::HEAD;
     let json = http_util::wants_json(req.headers());
+    if let Some(limiter) = app
+        .login_limiter
+        .as_ref()
+        .filter(|_| is_rate_limited_endpoint(sub))
+    {
+        let client = crate::rate_limit::client_ip(
+            peer.addr.ip(),
+            peer.trusted,
+            req.headers(),
+            &app.settings.trusted_proxies,
+        );
+        if let Err(secs) = limiter.check(client) {
+            app.metrics.rate_limited.inc();
+            let json_endpoint = matches!(sub, "/app/login" | "/miniprogram/login");
+            let json = json || json_endpoint;
+            return GatewayError::RateLimited(secs).into_response(json, "");
+        }
+    }
     let result = match sub {
         "/healthz" if get => Ok(http_util::respond(StatusCode::OK, http_util::TEXT, "ok")),
         "/readyz" if get => Ok(readyz(app).await),
@@ -169,10 +199,12 @@ async fn login(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, Gat
         (true, None, Some(web)) => (Source::Website, web),
         _ => return Err(LoginError::AppNotConfigured.into()),
     };
-    let binding = LoginCookie::parse(identity::find_cookie(req.headers(), &app.login_cookie))
-        .binding
-        .map(str::to_string)
-        .unwrap_or_else(|| login_state::random_hex(16));
+    // Always a fresh binding, never the client's: a binding an attacker planted must not
+    // sign this login. The browser's newest earlier bindings stay in the cookie, so a login
+    // started in another tab can still finish.
+    let binding = login_state::random_hex(16);
+    let cookie_value = LoginCookie::parse(identity::find_cookie(req.headers(), &app.login_cookie))
+        .with_fresh(&binding);
     let (state, nonce) = app.signer.issue(&binding, unix_now());
     app.store
         .put_pending(
@@ -200,7 +232,7 @@ async fn login(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, Gat
         cookie_header(
             app,
             &app.login_cookie,
-            &binding,
+            &cookie_value,
             app.prefix(),
             LOGIN_TTL_SECS as i64,
         ),
@@ -214,9 +246,10 @@ async fn callback(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, 
         .filter(|s| !s.is_empty())
         .ok_or(LoginError::MissingState)?;
     let cookie = LoginCookie::parse(identity::find_cookie(req.headers(), &app.login_cookie));
-    let nonce = app.signer.verify(&state, cookie.binding, unix_now())?;
-    // Verified: the binding is this browser's.
-    let binding = cookie.binding.unwrap_or_default();
+    // Verified: one of the bindings is this browser's.
+    let nonce = app
+        .signer
+        .verify_any(&state, &cookie.bindings, unix_now())?;
     let Some(pending) = app.store.take_pending(nonce).await? else {
         // WeChat sometimes calls twice: the same browser that finished goes where it meant to.
         if let Some((done, rd)) = &cookie.completed {
@@ -233,7 +266,7 @@ async fn callback(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, 
     };
     // From here on the target is known: "sign in again" returns there.
     let retry = app.login_path(&pending.rd);
-    match finish_login(app, q, nonce, binding, pending).await {
+    match finish_login(app, q, nonce, &cookie, pending).await {
         Ok(r) => Ok(r),
         Err(e) => Ok(e.into_response(false, &retry)),
     }
@@ -244,7 +277,7 @@ async fn finish_login(
     app: &App,
     q: Option<&str>,
     nonce: &str,
-    binding: &str,
+    login_cookie: &LoginCookie<'_>,
     pending: PendingLogin,
 ) -> Result<Response<Body>, GatewayError> {
     let source = pending.source;
@@ -252,6 +285,10 @@ async fn finish_login(
         app.metrics.login(source.as_str(), "refused");
         return Err(LoginError::Refused.into());
     };
+    if code.len() > MAX_CODE {
+        app.metrics.login(source.as_str(), "invalid_code");
+        return Err(LoginError::BadCode.into());
+    }
     let w = &app.settings.raw.wechat;
     let cfg = match source {
         Source::OfficialAccount => w.official_account.as_ref(),
@@ -264,7 +301,7 @@ async fn finish_login(
     let (id, cookie) = start_session(app, session).await?;
     let mut r = http_util::redirect(&pending.rd);
     r.headers_mut().append(SET_COOKIE, cookie);
-    let done = LoginCookie::completed_value(binding, nonce, &pending.rd);
+    let done = login_cookie.completed_value(nonce, &pending.rd);
     let ttl = login_state::COMPLETED_TTL_SECS as i64;
     r.headers_mut().append(
         SET_COOKIE,
@@ -407,7 +444,10 @@ async fn userinfo(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, 
 
 // ---- JSON logins: mobile app and mini program ----
 
-async fn read_json(req: Request<Incoming>) -> Result<serde_json::Map<String, Value>, GatewayError> {
+async fn read_json(
+    req: Request<Incoming>,
+    body_timeout: Duration,
+) -> Result<serde_json::Map<String, Value>, GatewayError> {
     let ct = req
         .headers()
         .get(CONTENT_TYPE)
@@ -418,7 +458,12 @@ async fn read_json(req: Request<Incoming>) -> Result<serde_json::Map<String, Val
         return Err(ApiError::UnsupportedMediaType.into());
     }
     let limited = http_body_util::Limited::new(req.into_body(), MAX_JSON_BODY);
-    let bytes: Bytes = match limited.collect().await {
+    // The whole body within body_timeout_ms: a client that sends 5 of its 1000 bytes does not
+    // keep the connection.
+    let collected = tokio::time::timeout(body_timeout, limited.collect())
+        .await
+        .map_err(|_| ApiError::BodyTimeout)?;
+    let bytes: Bytes = match collected {
         Ok(c) => c.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             return Err(ApiError::TooLarge(MAX_JSON_BODY).into())
@@ -447,7 +492,7 @@ fn string_field<'a>(
         Some(Value::String(s)) if s.is_empty() => Err(ApiError::BadRequest(format!(
             "field `{key}` must not be empty"
         ))),
-        Some(Value::String(s)) if s.len() > 4096 => {
+        Some(Value::String(s)) if s.len() > max_len(key) => {
             Err(ApiError::BadRequest(format!("field `{key}` is too long")))
         }
         Some(Value::String(s)) => Ok(Some(s)),
@@ -455,6 +500,20 @@ fn string_field<'a>(
             "field `{key}` must be a string"
         ))),
     }
+}
+
+/// Longest value of a JSON login field: `code` is WeChat's (32 characters); the others
+/// (`encryptedData`, `iv`) 4 KiB, and a wrong one is the one decrypt answer, not this.
+fn max_len(key: &str) -> usize {
+    if key == "code" {
+        MAX_CODE
+    } else {
+        4096
+    }
+}
+
+fn body_timeout(app: &App) -> Duration {
+    Duration::from_millis(app.settings.raw.server.body_timeout_ms)
 }
 
 fn token_response(
@@ -482,7 +541,7 @@ async fn app_login(app: &App, req: Request<Incoming>) -> Result<Response<Body>, 
         .mobile_app
         .clone()
         .ok_or(ApiError::NotConfigured("mobile app"))?;
-    let body = read_json(req).await?;
+    let body = read_json(req, body_timeout(app)).await?;
     let code = string_field(&body, "code", true)?.unwrap_or_default();
     let session = exchange_and_fetch(app, &cfg, code, Source::MobileApp)
         .await
@@ -504,7 +563,7 @@ async fn mini_login(app: &App, req: Request<Incoming>) -> Result<Response<Body>,
         .mini_program
         .clone()
         .ok_or(ApiError::NotConfigured("mini program"))?;
-    let body = read_json(req).await?;
+    let body = read_json(req, body_timeout(app)).await?;
     let code = string_field(&body, "code", true)?.unwrap_or_default();
     let enc = string_field(&body, "encryptedData", false)?;
     let iv = string_field(&body, "iv", false)?;
@@ -531,9 +590,7 @@ async fn mini_login(app: &App, req: Request<Incoming>) -> Result<Response<Body>,
     if let Some((enc, iv)) = enc_iv {
         let data = crate::crypto::decrypt_and_verify(&js.session_key, enc, iv, &cfg.appid)?;
         if data.open_id.as_deref().is_some_and(|o| o != js.openid) {
-            return Err(
-                ApiError::BadRequest("encryptedData belongs to another user".into()).into(),
-            );
+            return Err(crate::crypto::CryptoError::OtherUser.into());
         }
         nickname = data.nick_name.unwrap_or_default();
         avatar = data.avatar_url.unwrap_or_default();

@@ -65,6 +65,8 @@ pub struct App {
     pub sign_secret: Option<Vec<u8>>,
     /// `https` when this listener terminates TLS.
     pub proto: &'static str,
+    /// `access.login_rate_per_minute` (None when 0).
+    pub login_limiter: Option<crate::rate_limit::LoginLimiter>,
 }
 
 /// A session found for a request, and how it was presented.
@@ -96,6 +98,7 @@ impl App {
             session_cookie: raw.session.cookie_name.clone(),
             login_cookie: format!("{}_login", raw.session.cookie_name),
             sign_secret,
+            login_limiter: crate::rate_limit::LoginLimiter::new(raw.access.login_rate_per_minute),
             proto: if settings.tls.is_some() {
                 "https"
             } else {

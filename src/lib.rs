@@ -16,6 +16,7 @@ pub mod pages;
 pub mod paths;
 pub mod pool;
 pub mod proxy;
+pub mod rate_limit;
 pub mod redirect;
 pub mod redis_store;
 pub mod server;

@@ -63,6 +63,29 @@ impl StateSigner {
         (format!("{nonce}{exp}{tag}"), nonce)
     }
 
+    /// [`StateSigner::verify`] against each of this browser's bindings: the nonce when one
+    /// of them signed the state.
+    pub fn verify_any<'a>(
+        &self,
+        state: &'a str,
+        bindings: &[&str],
+        now: u64,
+    ) -> Result<&'a str, StateError> {
+        let mut err = StateError::WrongBrowser;
+        for b in bindings {
+            match self.verify(state, Some(b), now) {
+                Ok(n) => return Ok(n),
+                Err(StateError::WrongBrowser) => {}
+                Err(e) => err = e,
+            }
+        }
+        if bindings.is_empty() {
+            // Still report a malformed state as such.
+            self.verify(state, None, now)?;
+        }
+        Err(err)
+    }
+
     /// Check a state from the callback against this browser's binding; returns the nonce.
     pub fn verify<'a>(
         &self,
@@ -106,13 +129,19 @@ pub fn is_binding(s: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// The short-lived login cookie: `<binding>` while a login is in flight, and
-/// `<binding>.<nonce>.<base64url(rd)>` for a minute after one finished, so that WeChat's
-/// repeated callback sends this browser to its target. Nothing about finished logins is kept
-/// on the server.
+/// How many logins in flight one browser can finish: each `/login` issues a fresh binding
+/// and keeps the newest earlier ones, so two or three tabs that each started a login can all
+/// finish, in any order.
+pub const MAX_BINDINGS: usize = 3;
+
+/// The short-lived login cookie: `<binding>[-<binding>...]` (newest first, at most
+/// [`MAX_BINDINGS`]) while logins are in flight, and `<bindings>.<nonce>.<base64url(rd)>` for a
+/// minute after one finished, so that WeChat's repeated callback sends this browser to its
+/// target. Nothing about finished logins is kept on the server.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct LoginCookie<'a> {
-    pub binding: Option<&'a str>,
+    /// The well-formed bindings, newest first (at most [`MAX_BINDINGS`]).
+    pub bindings: Vec<&'a str>,
     /// The nonce of the login this browser just finished, and where it went.
     pub completed: Option<(&'a str, String)>,
 }
@@ -123,21 +152,55 @@ impl<'a> LoginCookie<'a> {
             return LoginCookie::default();
         };
         let mut parts = v.splitn(3, '.');
-        let binding = parts.next().filter(|b| is_binding(b));
-        let completed = match (binding, parts.next(), parts.next()) {
-            (Some(_), Some(nonce), Some(rd)) if is_binding(nonce) => URL_SAFE_NO_PAD
-                .decode(rd)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .map(|rd| (nonce, rd)),
+        let bindings: Vec<&str> = parts
+            .next()
+            .unwrap_or("")
+            .split('-')
+            .filter(|b| is_binding(b))
+            .take(MAX_BINDINGS)
+            .collect();
+        let completed = match (bindings.is_empty(), parts.next(), parts.next()) {
+            // A base64 rd is never longer than this (rd is at most 2048 bytes).
+            (false, Some(nonce), Some(rd)) if is_binding(nonce) && rd.len() <= 4 * 1024 => {
+                URL_SAFE_NO_PAD
+                    .decode(rd)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .map(|rd| (nonce, rd))
+            }
             _ => None,
         };
-        LoginCookie { binding, completed }
+        LoginCookie {
+            bindings,
+            completed,
+        }
     }
 
-    /// The value after a login with `nonce` finished, going to `rd`.
-    pub fn completed_value(binding: &str, nonce: &str, rd: &str) -> String {
-        format!("{binding}.{nonce}.{}", URL_SAFE_NO_PAD.encode(rd))
+    /// The value `/login` sets: the `fresh` binding (never one the client sent) first, then
+    /// the newest earlier ones this browser holds.
+    pub fn with_fresh(&self, fresh: &str) -> String {
+        let mut v = String::with_capacity(MAX_BINDINGS * 33);
+        v.push_str(fresh);
+        for b in self
+            .bindings
+            .iter()
+            .filter(|b| **b != fresh)
+            .take(MAX_BINDINGS - 1)
+        {
+            v.push('-');
+            v.push_str(b);
+        }
+        v
+    }
+
+    /// The value after a login with `nonce` finished, going to `rd`; the bindings stay, so
+    /// the browser's other logins in flight can still finish.
+    pub fn completed_value(&self, nonce: &str, rd: &str) -> String {
+        format!(
+            "{}.{nonce}.{}",
+            self.bindings.join("-"),
+            URL_SAFE_NO_PAD.encode(rd)
+        )
     }
 }
 
@@ -169,11 +232,11 @@ mod tests {
         let b = random_hex(16);
         let n = random_hex(16);
         assert_eq!(LoginCookie::parse(None), LoginCookie::default());
-        assert_eq!(LoginCookie::parse(Some(&b)).binding, Some(b.as_str()));
-        assert_eq!(LoginCookie::parse(Some("nothex")).binding, None);
-        let v = LoginCookie::completed_value(&b, &n, "/x?y=1");
+        assert_eq!(LoginCookie::parse(Some(&b)).bindings, vec![b.as_str()]);
+        assert!(LoginCookie::parse(Some("nothex")).bindings.is_empty());
+        let v = LoginCookie::parse(Some(&b)).completed_value(&n, "/x?y=1");
         let c = LoginCookie::parse(Some(&v));
-        assert_eq!(c.binding, Some(b.as_str()));
+        assert_eq!(c.bindings, vec![b.as_str()]);
         assert_eq!(c.completed, Some((n.as_str(), "/x?y=1".to_string())));
         assert_eq!(
             LoginCookie::parse(Some(&format!("{b}.{n}.%%%"))).completed,
@@ -183,6 +246,87 @@ mod tests {
             LoginCookie::parse(Some(&format!("{b}.short.L3g"))).completed,
             None
         );
+    }
+
+    #[test]
+    fn fresh_binding_first_and_at_most_three() {
+        let (b1, b2, b3, b4) = (
+            random_hex(16),
+            random_hex(16),
+            random_hex(16),
+            random_hex(16),
+        );
+        let v = LoginCookie::default().with_fresh(&b1);
+        assert_eq!(v, b1);
+        let v = LoginCookie::parse(Some(&v)).with_fresh(&b2);
+        let v = LoginCookie::parse(Some(&v)).with_fresh(&b3);
+        let v = LoginCookie::parse(Some(&v)).with_fresh(&b4);
+        assert_eq!(
+            LoginCookie::parse(Some(&v)).bindings,
+            vec![b4.as_str(), b3.as_str(), b2.as_str()]
+        );
+        // Junk in the list is dropped, and more than three are never read.
+        let junk = format!("{b1}-zz-{b2}-{b3}-{b4}");
+        assert_eq!(
+            LoginCookie::parse(Some(&junk)).bindings,
+            vec![b1.as_str(), b2.as_str(), b3.as_str()]
+        );
+        // The completed form keeps the bindings.
+        let n = random_hex(16);
+        let done = LoginCookie::parse(Some(&v)).completed_value(&n, "/r");
+        let c = LoginCookie::parse(Some(&done));
+        assert_eq!(c.bindings.len(), 3);
+        assert_eq!(c.completed, Some((n.as_str(), "/r".to_string())));
+    }
+
+    #[test]
+    fn verify_any_binding() {
+        let s = StateSigner::new(b"0123456789abcdef0123456789abcdef");
+        let (b1, b2, b3) = (random_hex(16), random_hex(16), random_hex(16));
+        let (state, nonce) = s.issue(&b2, 1000);
+        assert_eq!(s.verify_any(&state, &[&b1, &b2], 1001), Ok(nonce.as_str()));
+        assert_eq!(
+            s.verify_any(&state, &[&b1, &b3], 1001),
+            Err(StateError::WrongBrowser)
+        );
+        assert_eq!(
+            s.verify_any(&state, &[], 1001),
+            Err(StateError::WrongBrowser)
+        );
+        assert_eq!(
+            s.verify_any(&state, &[&b2], 1000 + LOGIN_TTL_SECS),
+            Err(StateError::Expired)
+        );
+        assert_eq!(s.verify_any("x", &[], 1001), Err(StateError::Malformed));
+        assert_eq!(s.verify_any("x", &[&b1], 1001), Err(StateError::Malformed));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(10_000))]
+        /// Any state and cookie from a client: a clean answer, never a panic, and never a
+        /// valid nonce without the key.
+        #[test]
+        fn any_state_and_cookie(state in proptest::prelude::any::<String>(),
+                                cookie in proptest::prelude::any::<String>(),
+                                hexy in "[0-9a-f]{72}") {
+            let s = StateSigner::new(b"0123456789abcdef0123456789abcdef");
+            let c = LoginCookie::parse(Some(&cookie));
+            proptest::prop_assert!(c.bindings.len() <= MAX_BINDINGS);
+            proptest::prop_assert!(s.verify_any(&state, &c.bindings, 1000).is_err());
+            proptest::prop_assert!(s.verify(&hexy, c.bindings.first().copied(), 1000).is_err());
+            let _ = c.with_fresh(&random_hex(16));
+        }
+
+        #[test]
+        fn cookie_round_trip(rd in proptest::prelude::any::<String>()) {
+            let b = random_hex(16);
+            let n = random_hex(16);
+            let v = LoginCookie::parse(Some(&b)).completed_value(&n, &rd);
+            let c = LoginCookie::parse(Some(&v));
+            if rd.len() <= 3 * 1024 {
+                proptest::prop_assert_eq!(c.completed, Some((n.as_str(), rd.clone())));
+            }
+        }
     }
 
     #[test]

@@ -70,6 +70,8 @@ pub struct Metrics {
     hot: Arc<HotPath>,
     pub logins: Family<LoginLabels, Counter>,
     pub sessions: Gauge,
+    /// Login-endpoint requests refused by `access.login_rate_per_minute`.
+    pub rate_limited: Counter,
 }
 
 impl Default for Metrics {
@@ -207,11 +209,18 @@ impl Metrics {
             "Live sessions in the store (approximate)",
             sessions.clone(),
         );
+        let rate_limited = Counter::default();
+        registry.register(
+            "rate_limited",
+            "Login-endpoint requests refused by the per-client rate limit",
+            rate_limited.clone(),
+        );
         Self {
             registry,
             hot,
             logins,
             sessions,
+            rate_limited,
         }
     }
 

@@ -8,9 +8,23 @@ use crate::config::PublicUrl;
 /// Bytes escaped in an accepted local path: non-ASCII (and the odd few browsers mangle).
 const PATH_ESCAPE: &AsciiSet = &CONTROLS.add(b' ').add(b'"').add(b'<').add(b'>').add(b'`');
 
+/// Longest `rd` accepted, in bytes, as given (decoded) and as returned (percent-encoded):
+/// anything longer is invalid and becomes `/`. It bounds what a login in flight keeps and the
+/// completed-login cookie (base64 of it: under a browser's 4 KiB cookie limit).
+pub const MAX_RD: usize = 2048;
+
 /// `rd` as already decoded from the query string.
 pub fn safe_return(rd: &str, public: &PublicUrl, redirect_hosts: &[String]) -> String {
-    if rd.chars().any(|c| c.is_control()) || rd.contains('\\') {
+    let out = check_return(rd, public, redirect_hosts);
+    if out.len() > MAX_RD {
+        return "/".into();
+    }
+    out
+}
+
+fn check_return(rd: &str, public: &PublicUrl, redirect_hosts: &[String]) -> String {
+    // Before any parsing: a 60 KB `rd` costs nothing but this comparison.
+    if rd.len() > MAX_RD || rd.chars().any(|c| c.is_control()) || rd.contains('\\') {
         return "/".into();
     }
     if rd.starts_with('/') {
@@ -117,6 +131,46 @@ mod tests {
             "/x\r\nSet-Cookie: a=b",
         ] {
             assert_eq!(check(rd), "/", "{rd:?}");
+        }
+    }
+
+    #[test]
+    fn long_rd_is_invalid() {
+        let ok = format!("/{}", "a".repeat(MAX_RD - 1));
+        assert_eq!(check(&ok), ok);
+        assert_eq!(check(&format!("/{}", "a".repeat(MAX_RD))), "/");
+        assert_eq!(check(&format!("/{}", "a".repeat(62_000))), "/");
+        // Within the limit as given, over it once percent-encoded.
+        assert_eq!(check(&format!("/{}", "文".repeat(600))), "/");
+        let abs = format!("https://app.example.com/{}", "b".repeat(MAX_RD));
+        assert_eq!(check(&abs), "/");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(10_000))]
+        /// Any input: no panic, and the answer is `/`, a bounded local path, or an allowed URL.
+        #[test]
+        fn any_rd_is_safe(rd in proptest::prelude::any::<String>()) {
+            let out = check(&rd);
+            proptest::prop_assert!(out.len() <= MAX_RD);
+            proptest::prop_assert!(!out.chars().any(|c| c.is_control() || c == '\\'));
+            if out.starts_with('/') {
+                proptest::prop_assert!(!out.starts_with("//"));
+            } else {
+                let u = url::Url::parse(&out).unwrap();
+                let host = u.host_str().unwrap_or("");
+                proptest::prop_assert!(
+                    ["app.example.com", "shop.example.com", "admin.example.com"].contains(&host),
+                    "{out}"
+                );
+            }
+        }
+
+        #[test]
+        fn url_like_rd_is_safe(rd in "(https?:|/|//|\\\\)?[a-z./@:%\\\\?#-]{0,40}") {
+            let out = check(&rd);
+            proptest::prop_assert!(out.starts_with('/') || out.starts_with("https://") || out.starts_with("http://"));
+            proptest::prop_assert!(!out.starts_with("//"));
         }
     }
 

@@ -12,6 +12,9 @@ use crate::session::{PendingLogin, Session, SessionId, SessionStore, StoreError}
 /// Longest a store operation may take before the request gets a 503.
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Largest login-in-flight record written to Redis (JSON of a `PendingLogin`).
+const MAX_LOGIN_RECORD: usize = crate::redirect::MAX_RD + 256;
+
 pub struct RedisStore {
     conn: ConnectionManager,
     idle_secs: u64,
@@ -67,6 +70,11 @@ impl RedisStore {
         ttl: Duration,
     ) -> Result<(), StoreError> {
         let v = serde_json::to_vec(p).map_err(unavailable)?;
+        // A login in flight is a checked rd (at most 2048 bytes) and a source: anything bigger
+        // is refused rather than kept in Redis for ten minutes.
+        if v.len() > MAX_LOGIN_RECORD {
+            return Err(unavailable("login record too large"));
+        }
         self.run::<()>(
             redis::cmd("SET")
                 .arg(key)
@@ -80,7 +88,9 @@ impl RedisStore {
     /// `GET` or `GETDEL` (consume) a login record.
     async fn get_login(&self, verb: &str, key: &str) -> Result<Option<PendingLogin>, StoreError> {
         let raw: Option<Vec<u8>> = self.run(redis::cmd(verb).arg(key)).await?;
-        Ok(raw.and_then(|r| serde_json::from_slice(&r).ok()))
+        Ok(raw
+            .filter(|r| r.len() <= MAX_LOGIN_RECORD)
+            .and_then(|r| serde_json::from_slice(&r).ok()))
     }
 }
 

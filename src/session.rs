@@ -373,15 +373,56 @@ pub trait SessionStore: Send + Sync + 'static {
 /// Sessions in process memory.
 pub struct MemoryStore {
     sessions: moka::sync::Cache<SessionId, Session>,
-    pending: moka::sync::Cache<Box<str>, PendingLogin>,
+    pending: moka::sync::Cache<Box<str>, Pending>,
 }
 
-/// Upper bound on logins in flight kept in memory.
-const MAX_PENDING: u64 = 200_000;
+/// A login in flight as the memory store keeps it: the record and its own lifetime.
+#[derive(Clone)]
+struct Pending {
+    login: PendingLogin,
+    ttl: Duration,
+    /// Checked on take too: moka's `remove` hands back an entry that expired but was not
+    /// evicted yet.
+    deadline: std::time::Instant,
+}
+
+/// Total weight (bytes, see [`pending_weight`]) of the logins in flight kept in memory.
+///
+/// 64 MiB: an ordinary login weighs ~250 bytes (rd of a few dozen bytes), so this holds
+/// ~250 000 logins in flight (400 a second for the full 10 minutes); a worst case one
+/// (`rd` at its 2048-byte limit, 6 KiB once percent-encoded is refused) weighs under 2.3 KiB,
+/// so even then ~29 000. It is the ceiling of what unauthenticated `/login`s can make the
+/// gateway hold; the per-IP login rate limit decides how much of it one client can fill.
+pub const MAX_PENDING_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Bytes a login in flight costs: its strings plus the cache's own per-entry bookkeeping
+/// (moka's entry, deque node and hash slot: measured at well under 200 bytes, counted as 200).
+pub(crate) fn pending_weight(nonce: &str, p: &PendingLogin) -> u32 {
+    let bytes = 200 + nonce.len() + p.rd.len();
+    u32::try_from(bytes).unwrap_or(u32::MAX)
+}
+
+/// moka's weigher signature takes the key as stored.
+#[allow(clippy::borrowed_box)]
+fn weigh_pending(nonce: &Box<str>, p: &Pending) -> u32 {
+    pending_weight(nonce, &p.login)
+}
+
+struct PendingExpiry;
+
+impl moka::Expiry<Box<str>, Pending> for PendingExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &Box<str>,
+        value: &Pending,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
 
 impl MemoryStore {
     pub fn new(ttl: Duration, idle: Duration, capacity: u64) -> Self {
-        let login_ttl = Duration::from_secs(600);
         Self {
             // Idle timeout in moka; the absolute lifetime is checked on every read (the record
             // carries it), which spares moka's write-order queue: ~30 bytes less per session.
@@ -391,9 +432,12 @@ impl MemoryStore {
                 .time_to_idle(idle.min(ttl))
                 .eviction_policy(moka::policy::EvictionPolicy::lru())
                 .build(),
+            // Weighed by bytes, each entry expiring after the TTL `/login` gave it. LRU: the
+            // oldest login in flight goes first when full.
             pending: moka::sync::Cache::builder()
-                .max_capacity(MAX_PENDING)
-                .time_to_live(login_ttl)
+                .max_capacity(MAX_PENDING_BYTES)
+                .weigher(weigh_pending)
+                .expire_after(PendingExpiry)
                 .eviction_policy(moka::policy::EvictionPolicy::lru())
                 .build(),
         }
@@ -419,13 +463,28 @@ impl SessionStore for MemoryStore {
         &self,
         nonce: &str,
         p: PendingLogin,
-        _ttl: Duration,
+        ttl: Duration,
     ) -> Result<(), StoreError> {
-        self.pending.insert(nonce.into(), p);
+        if p.rd.len() > crate::redirect::MAX_RD {
+            // Callers pass a checked rd; this keeps the bound true whatever they do.
+            return Err(StoreError::Unavailable("login record too large".into()));
+        }
+        self.pending.insert(
+            nonce.into(),
+            Pending {
+                login: p,
+                ttl,
+                deadline: std::time::Instant::now() + ttl,
+            },
+        );
         Ok(())
     }
     async fn take_pending(&self, nonce: &str) -> Result<Option<PendingLogin>, StoreError> {
-        Ok(self.pending.remove(nonce))
+        Ok(self
+            .pending
+            .remove(nonce)
+            .filter(|p| p.deadline > std::time::Instant::now())
+            .map(|p| p.login))
     }
     fn session_count(&self) -> Option<u64> {
         Some(self.sessions.entry_count())
@@ -634,5 +693,58 @@ mod tests {
             .unwrap();
         assert_eq!(st.take_pending("n1").await.unwrap(), Some(p));
         assert_eq!(st.take_pending("n1").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn pending_honours_its_ttl() {
+        let st = MemoryStore::new(Duration::from_secs(60), Duration::from_secs(60), 10);
+        let p = |rd: &str| PendingLogin {
+            rd: rd.into(),
+            source: Source::Website,
+        };
+        st.put_pending("short", p("/a"), Duration::from_millis(150))
+            .await
+            .unwrap();
+        st.put_pending("long", p("/b"), Duration::from_secs(600))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(st.take_pending("short").await.unwrap(), None, "expired");
+        assert_eq!(st.take_pending("long").await.unwrap(), Some(p("/b")));
+    }
+
+    #[tokio::test]
+    async fn pending_is_weighed_by_bytes() {
+        let st = MemoryStore::new(Duration::from_secs(60), Duration::from_secs(60), 10);
+        let big = PendingLogin {
+            rd: format!("/{}", "x".repeat(crate::redirect::MAX_RD - 1)),
+            source: Source::Website,
+        };
+        let per = pending_weight(&"n".repeat(32), &big) as u64;
+        let fits = MAX_PENDING_BYTES / per;
+        for i in 0..fits + 2000 {
+            st.put_pending(&format!("{i:032}"), big.clone(), Duration::from_secs(600))
+                .await
+                .unwrap();
+        }
+        st.pending.run_pending_tasks();
+        assert!(st.pending.weighted_size() <= MAX_PENDING_BYTES);
+        assert!(
+            st.pending.entry_count() <= fits,
+            "{}",
+            st.pending.entry_count()
+        );
+        // The newest logins are the ones kept.
+        let last = format!("{:032}", fits + 1999);
+        assert_eq!(st.take_pending(&last).await.unwrap(), Some(big.clone()));
+        // An over-long rd is never stored.
+        let huge = PendingLogin {
+            rd: "/".repeat(crate::redirect::MAX_RD + 1),
+            source: Source::Website,
+        };
+        assert!(st
+            .put_pending("h", huge, Duration::from_secs(1))
+            .await
+            .is_err());
     }
 }

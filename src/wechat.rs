@@ -809,4 +809,79 @@ mod tests {
         };
         assert!(!format!("{creds:?}").contains("s3cr3t"));
     }
+
+    /// JSON-ish bodies: objects with the keys the parsers read, values of every kind, raw
+    /// control characters and stray quotes and backslashes.
+    fn jsonish() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let key = prop_oneof![
+            Just("errcode".to_string()),
+            Just("errmsg".to_string()),
+            Just("openid".to_string()),
+            Just("unionid".to_string()),
+            Just("session_key".to_string()),
+            Just("access_token".to_string()),
+            Just("expires_in".to_string()),
+            Just("nickname".to_string()),
+            "[a-z_]{1,8}",
+        ];
+        let val = prop_oneof![
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<f64>().prop_map(|f| format!("{f:e}")),
+            "[\\PC\\x00-\\x1f\"\\\\]{0,12}".prop_map(|s| format!("\"{s}\"")),
+            Just("null".to_string()),
+            Just("[1,{}]".to_string()),
+            Just("1e999".to_string()),
+        ];
+        proptest::collection::vec((key, val), 0..6).prop_map(|kv| {
+            let inner: Vec<String> = kv.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+            format!("{{{}}}", inner.join(","))
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(10_000))]
+
+        /// Any bytes: every parser answers (a value or an error), never panics.
+        #[test]
+        fn parsers_never_panic_on_bytes(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let _ = parse_oauth_token(&body, &["s"]);
+            let _ = parse_userinfo(&body, &["s"]);
+            let _ = parse_jscode2session(&body, &["s"]);
+            let _ = parse_check(&body, &["s"]);
+        }
+
+        /// JSON-shaped bodies reach the field readers; errmsg never carries a sensitive value.
+        #[test]
+        fn parsers_never_panic_on_jsonish(body in jsonish(), secret in "[a-z]{4,8}") {
+            let body = body.replace("SECRET", &secret);
+            for r in [
+                parse_oauth_token(body.as_bytes(), &[&secret]).err(),
+                parse_userinfo(body.as_bytes(), &[&secret]).err(),
+                parse_jscode2session(body.as_bytes(), &[&secret]).err(),
+                parse_check(body.as_bytes(), &[&secret]).err(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if let WechatError::Api { msg, .. } = r {
+                    proptest::prop_assert!(!msg.contains(&secret));
+                    proptest::prop_assert!(msg.chars().count() <= MAX_ERRMSG);
+                }
+            }
+        }
+
+        /// sanitize_json: no raw control character left inside a string, the rest unchanged,
+        /// and valid JSON stays the same JSON.
+        #[test]
+        fn sanitize_any_text(s in "[\\PC\\x00-\\x1f\"\\\\{}:,]{0,64}") {
+            let out = sanitize_json(&s);
+            if !s.bytes().any(|b| b < 0x20) {
+                proptest::prop_assert_eq!(out.as_ref(), s.as_str());
+            }
+            if let Ok(v) = serde_json::from_str::<Value>(&s) {
+                proptest::prop_assert_eq!(serde_json::from_str::<Value>(&out).ok(), Some(v));
+            }
+        }
+    }
 }
