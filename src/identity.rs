@@ -266,13 +266,16 @@ pub fn strip_gateway_bearer(headers: &mut HeaderMap) {
     }
 }
 
-/// The name a `Set-Cookie` value sets, as a browser reads it: before the first `=` of the part
-/// before the first `;`, trimmed (a value without `=` sets a cookie with an empty name).
+/// The name under which a browser will send back the cookie a `Set-Cookie` value sets: the
+/// part before the first `=` of the part before the first `;`, trimmed. A nameless cookie
+/// (`=_wxgate=x`, or no `=` at all) is sent as its bare value, `_wxgate=x`: then the name is
+/// read from that value the same way.
 fn set_cookie_name(v: &[u8]) -> &[u8] {
     let first = v.split(|&b| b == b';').next().unwrap_or_default();
-    match first.iter().position(|&b| b == b'=') {
-        Some(i) => first[..i].trim_ascii(),
-        None => &[],
+    let (name, value) = split_part(first.trim_ascii());
+    match value {
+        Some(value) if name.is_empty() => split_part(value).0,
+        _ => name,
     }
 }
 
@@ -539,6 +542,10 @@ mod tests {
             "_wxgate_other=2",
             "_wxgate",
             "b=_wxgate",
+            // Nameless: the browser sends these back as `_wxgate=fixed`.
+            "=_wxgate=fixed; Path=/",
+            " = _wxgate =fixed",
+            "=b=_wxgate",
         ] {
             h.append(SET_COOKIE, HeaderValue::from_static(v));
         }
@@ -547,8 +554,11 @@ mod tests {
         let left: Vec<_> = h.get_all(SET_COOKIE).iter().collect();
         assert_eq!(
             left,
-            vec!["a=1; Path=/", "_wxgate_other=2", "_wxgate", "b=_wxgate"]
+            vec!["a=1; Path=/", "_wxgate_other=2", "b=_wxgate", "=b=_wxgate"]
         );
+        assert_eq!(set_cookie_name(b""), b"");
+        assert_eq!(set_cookie_name(b"=; a=b"), b"");
+        assert_eq!(set_cookie_name(b"_wxgate; Path=/"), b"_wxgate");
         assert!(h.contains_key("x-other"));
 
         let mut h = HeaderMap::new();

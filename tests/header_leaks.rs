@@ -46,7 +46,9 @@ async fn start_echo() -> SocketAddr {
                             )
                             .header("set-cookie", "app_pref=1; Path=/")
                             .header("set-cookie", " _wxgate_login = fixed; Path=/_wxgate")
-                            .header("set-cookie", "_wxgate_app=2");
+                            .header("set-cookie", "_wxgate_app=2")
+                            // Nameless: browsers send it back as `_wxgate=BBB…`.
+                            .header("set-cookie", "=_wxgate=BBBBBBBBBBBBBBBBBBBBBB; Path=/");
                     }
                     Ok::<_, Infallible>(
                         b.body(Full::new(bytes::Bytes::from(body.to_string())))
