@@ -65,12 +65,12 @@ pub struct App {
     /// `https` when this listener terminates TLS.
     pub proto: &'static str,
     /// `Strict-Transport-Security` for every response (TLS and `server.hsts_max_age_secs` > 0).
-    pub hsts: Option<HeaderValue>,
+    pub(crate) hsts: Option<HeaderValue>,
 }
 
 /// Session cookies tried per request at most (a stale one may precede the live one): bounds
 /// the store lookups one request can cause.
-pub const MAX_SESSION_COOKIES: usize = 4;
+pub(crate) const MAX_SESSION_COOKIES: usize = 4;
 
 /// A session found for a request, and how it was presented.
 pub struct Authenticated {

@@ -61,7 +61,7 @@ static REFERRER_POLICY: http::HeaderName = http::HeaderName::from_static("referr
 /// The headers every answer the gateway makes itself carries (DESIGN.md, Endpoints): never
 /// cached, no Referer to other sites (the callback URL holds the code), no type sniffing, and
 /// pages never framed. Upstream answers do not get them.
-pub fn gateway_answer_headers(h: &mut HeaderMap) {
+pub(crate) fn gateway_answer_headers(h: &mut HeaderMap) {
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(&REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));

@@ -195,7 +195,7 @@ pub fn cookie_pairs(v: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
 
 /// Every value of cookie `name` in the request, in order, over every `Cookie` header (values
 /// that are not UTF-8 are skipped: none of the gateway's cookies is).
-pub fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> {
+pub(crate) fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> {
     headers
         .get_all(COOKIE)
         .iter()
@@ -217,7 +217,7 @@ pub fn find_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// The token of one `Authorization` value `Bearer <token>` (scheme in any case, space or tab
 /// after it).
-pub fn parse_bearer(v: &str) -> Option<&str> {
+pub(crate) fn parse_bearer(v: &str) -> Option<&str> {
     let (scheme, token) = v.split_once([' ', '\t'])?;
     scheme
         .eq_ignore_ascii_case("bearer")
@@ -242,7 +242,7 @@ fn is_gateway_bearer(v: &HeaderValue) -> bool {
 
 /// Remove every `Authorization` value that is a gateway bearer token; other values (Basic, the
 /// app's own bearer tokens) stay. One lookup when there is no `Authorization` header.
-pub fn strip_gateway_bearer(headers: &mut HeaderMap) {
+pub(crate) fn strip_gateway_bearer(headers: &mut HeaderMap) {
     let mut all = headers.get_all(AUTHORIZATION).iter();
     match (all.next(), all.next()) {
         (None, _) => {}
@@ -282,7 +282,7 @@ fn set_cookie_name(v: &[u8]) -> &[u8] {
 /// Remove the `Set-Cookie` lines of a response that set one of `names` (the gateway's own
 /// cookies: an upstream must not be able to set or replace them); others stay, in order.
 /// One lookup when the response sets no cookie.
-pub fn strip_set_cookies(headers: &mut HeaderMap, names: &[&str]) {
+pub(crate) fn strip_set_cookies(headers: &mut HeaderMap, names: &[&str]) {
     let ours = |v: &HeaderValue| {
         let n = set_cookie_name(v.as_bytes());
         names.iter().any(|x| x.as_bytes() == n)

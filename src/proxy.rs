@@ -34,7 +34,7 @@ static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection"
 /// Remove the hop-by-hop headers of an incoming request, keeping a WebSocket handshake's
 /// `Connection: upgrade` + `Upgrade` (HTTP/1.1 only). Called first thing, before the gateway adds
 /// `Host`, `X-Forwarded-*` or identity headers: `Connection` can then never name one of those away.
-pub fn remove_request_hop_headers<B>(req: &mut Request<B>) {
+pub(crate) fn remove_request_hop_headers<B>(req: &mut Request<B>) {
     let upgrade = req.version() == Version::HTTP_11 && is_upgrade_request(req.headers());
     remove_hop_headers(req.headers_mut(), upgrade);
 }
