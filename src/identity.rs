@@ -195,7 +195,10 @@ pub fn cookie_pairs(v: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
 
 /// Every value of cookie `name` in the request, in order, over every `Cookie` header (values
 /// that are not UTF-8 are skipped: none of the gateway's cookies is).
-pub(crate) fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> {
+pub(crate) fn cookie_values<'a>(
+    headers: &'a HeaderMap,
+    name: &'a str,
+) -> impl Iterator<Item = &'a str> {
     headers
         .get_all(COOKIE)
         .iter()
