@@ -5,13 +5,13 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::header::{HeaderValue, AUTHORIZATION, HOST};
+use http::header::{HeaderValue, HOST};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
 
 use crate::config::Settings;
-use crate::error::{GatewayError, LoginError};
+use crate::error::{ApiError, GatewayError, LoginError};
 use crate::http_util::{self, Body};
 use crate::identity;
 use crate::login_state::StateSigner;
@@ -67,7 +67,13 @@ pub struct App {
     pub proto: &'static str,
     /// `access.login_rate_per_minute` (None when 0).
     pub login_limiter: Option<crate::rate_limit::LoginLimiter>,
+    /// `Strict-Transport-Security` for every response (TLS and `server.hsts_max_age_secs` > 0).
+    pub(crate) hsts: Option<HeaderValue>,
 }
+
+/// Session cookies tried per request at most (a stale one may precede the live one): bounds
+/// the store lookups one request can cause.
+pub(crate) const MAX_SESSION_COOKIES: usize = 4;
 
 /// A session found for a request, and how it was presented.
 pub struct Authenticated {
@@ -104,6 +110,11 @@ impl App {
             } else {
                 "http"
             },
+            hsts: (settings.tls.is_some() && raw.server.hsts_max_age_secs > 0)
+                .then(|| {
+                    HeaderValue::from_str(&format!("max-age={}", raw.server.hsts_max_age_secs))
+                })
+                .and_then(Result::ok),
             store,
             settings,
         }))
@@ -137,7 +148,8 @@ impl App {
         // The access line is at info: with it off (the usual production level is warn, or
         // info for wxgate::access only), nothing is read for it, not even the clock.
         if !tracing::enabled!(target: "wxgate::access", tracing::Level::INFO) {
-            let (resp, route, upstream) = self.route(req, peer, proxy).await;
+            let (mut resp, route, upstream) = self.route(req, peer, proxy).await;
+            self.secure_response(&mut resp);
             self.metrics
                 .request(route, resp.status().as_u16(), upstream);
             return resp;
@@ -146,7 +158,8 @@ impl App {
         let method = req.method().clone();
         // A refcount, not a copy: the path is logged after the request is consumed.
         let pq = req.uri().path_and_query().cloned();
-        let (resp, route, upstream) = self.route(req, peer, proxy).await;
+        let (mut resp, route, upstream) = self.route(req, peer, proxy).await;
+        self.secure_response(&mut resp);
         let status = resp.status().as_u16();
         self.metrics.request(route, status, upstream);
         tracing::info!(
@@ -161,14 +174,38 @@ impl App {
         resp
     }
 
+    /// The one place for response security headers: on every answer the gateway makes itself
+    /// (its own body: endpoints, pages, errors, redirects to login) `Cache-Control: no-store`,
+    /// `Referrer-Policy`, `X-Content-Type-Options` (and the CSP on pages); upstream answers pass
+    /// as they are. HSTS, when configured, on every response.
+    fn secure_response(&self, resp: &mut Response<Body>) {
+        if let http_body_util::Either::Right(_) = resp.body() {
+            http_util::gateway_answer_headers(resp.headers_mut());
+        }
+        if let Some(v) = &self.hsts {
+            resp.headers_mut()
+                .insert(http::header::STRICT_TRANSPORT_SECURITY, v.clone());
+        }
+    }
+
     async fn route(
         &self,
         mut req: Request<Incoming>,
         peer: &Peer,
         proxy: &Proxy,
     ) -> (Response<Body>, Route, Option<Duration>) {
-        // Phase 1: nothing that reads as an identity header survives, on any path.
+        // Phase 1: hop-by-hop headers go before the gateway adds anything (so `Connection` can
+        // never name Host, X-Forwarded-* or identity headers away), and nothing that reads as an
+        // identity header survives, on any path.
+        proxy::remove_request_hop_headers(&mut req);
         identity::strip_identity_headers(req.headers_mut());
+        // Two Host lines: the gateway would read one and the upstream maybe the other
+        // (RFC 9112 3.2: 400).
+        if req.headers().get_all(HOST).iter().nth(1).is_some() {
+            let e = GatewayError::from(ApiError::BadRequest("more than one Host header".into()));
+            let json = http_util::wants_json(req.headers());
+            return (e.into_response(json, "/"), Route::Gateway, None);
+        }
 
         // Phase 2: a path some upstream could resolve differently from us is refused here,
         // before any decision is taken on it (DESIGN.md "Proxying" → Paths).
@@ -210,7 +247,7 @@ impl App {
 
         if self.is_public(&view) {
             let (req, json) = self.prepare_forward(req, peer, None);
-            let (resp, up) = forwarded(proxy.forward(req).await, json);
+            let (resp, up) = self.forwarded(proxy.forward(req).await, json);
             return (resp, Route::Public, up);
         }
 
@@ -228,7 +265,7 @@ impl App {
         match auth {
             Some(a) if self.access.allows_session(&a.session) => {
                 let (req, json) = self.prepare_forward(req, peer, Some(&a));
-                let (resp, up) = forwarded(proxy.forward(req).await, json);
+                let (resp, up) = self.forwarded(proxy.forward(req).await, json);
                 (resp, Route::Proxy, up)
             }
             Some(_) => {
@@ -325,15 +362,18 @@ impl App {
         !pp.is_empty() && view.is_plain() && pp.iter().any(|p| view.match_starts_with(p))
     }
 
-    /// The session behind the request's cookie or bearer token, if it is live.
+    /// The session behind the request's cookie or bearer token, if it is live. Every session
+    /// cookie is tried in order (a stale one from another path or domain may come first), at
+    /// most [`MAX_SESSION_COOKIES`] of them, then the bearer token.
     pub async fn authenticate(
         &self,
         headers: &http::HeaderMap,
     ) -> Result<Option<Authenticated>, StoreError> {
         let now = http_util::unix_now();
-        if let Some(id) =
-            identity::find_cookie(headers, &self.session_cookie).and_then(SessionId::parse)
-        {
+        let cookies = identity::cookie_values(headers, &self.session_cookie)
+            .filter_map(SessionId::parse)
+            .take(MAX_SESSION_COOKIES);
+        for id in cookies {
             if let Some(session) = self.store.get(&id, now).await? {
                 return Ok(Some(Authenticated {
                     id,
@@ -369,10 +409,9 @@ impl App {
         // Room for the identity and X-Forwarded-* headers: one growth instead of several.
         h.reserve(10);
         identity::strip_cookies(h, &[&self.session_cookie, &self.login_cookie]);
+        // On every path, whatever authenticated the request: a gateway token is the gateway's.
+        identity::strip_gateway_bearer(h);
         if let Some(a) = auth {
-            if a.bearer {
-                h.remove(AUTHORIZATION);
-            }
             identity::insert_identity(
                 h,
                 &a.session,
@@ -389,17 +428,25 @@ impl App {
         let json = http_util::wants_json(req.headers());
         (req, json)
     }
-}
 
-/// The client's answer to a forwarded request: the upstream's, or an error page (JSON when
-/// `json`), and how long the upstream took.
-fn forwarded(
-    r: Result<(Response<UpstreamBody>, Duration), ProxyError>,
-    json: bool,
-) -> (Response<Body>, Option<Duration>) {
-    match r {
-        Ok((resp, took)) => (resp.map(http_body_util::Either::Left), Some(took)),
-        Err(e) => (GatewayError::from(e).into_response(json, "/"), None),
+    /// The client's answer to a forwarded request: the upstream's, without any `Set-Cookie` for
+    /// the gateway's own cookies (no session fixation through the upstream), or an error page
+    /// (JSON when `json`); and how long the upstream took.
+    fn forwarded(
+        &self,
+        r: Result<(Response<UpstreamBody>, Duration), ProxyError>,
+        json: bool,
+    ) -> (Response<Body>, Option<Duration>) {
+        match r {
+            Ok((mut resp, took)) => {
+                identity::strip_set_cookies(
+                    resp.headers_mut(),
+                    &[&self.session_cookie, &self.login_cookie],
+                );
+                (resp.map(http_body_util::Either::Left), Some(took))
+            }
+            Err(e) => (GatewayError::from(e).into_response(json, "/"), None),
+        }
     }
 }
 

@@ -2,7 +2,10 @@
 //! query parsing, and how a request says what it wants back.
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ACCEPT, CACHE_CONTROL, CONTENT_TYPE, LOCATION};
+use http::header::{
+    HeaderValue, ACCEPT, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION,
+    X_CONTENT_TYPE_OPTIONS,
+};
 use http::{HeaderMap, Method, Response, StatusCode};
 use http_body_util::{Either, Full};
 
@@ -51,6 +54,26 @@ pub fn redirect(location: &str) -> Response<Body> {
     r.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
+}
+
+static REFERRER_POLICY: http::HeaderName = http::HeaderName::from_static("referrer-policy");
+
+/// The headers every answer the gateway makes itself carries (DESIGN.md, Endpoints): never
+/// cached, no Referer to other sites (the callback URL holds the code), no type sniffing, and
+/// pages never framed. Upstream answers do not get them.
+pub(crate) fn gateway_answer_headers(h: &mut HeaderMap) {
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(&REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    let page = h
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    if page {
+        h.insert(
+            CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("frame-ancestors 'none'"),
+        );
+    }
 }
 
 /// The first value of `key` in a query string, percent-decoded.
@@ -125,6 +148,25 @@ mod tests {
         );
         assert_eq!(query_param(Some("a=1"), "rd"), None);
         assert_eq!(query_param(None, "rd"), None);
+    }
+
+    #[test]
+    fn gateway_answers_are_marked() {
+        let mut page = respond(StatusCode::OK, HTML, "<p>x</p>");
+        gateway_answer_headers(page.headers_mut());
+        let h = page.headers();
+        assert_eq!(h[CACHE_CONTROL], "no-store");
+        assert_eq!(h["referrer-policy"], "no-referrer");
+        assert_eq!(h[X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert_eq!(h[CONTENT_SECURITY_POLICY], "frame-ancestors 'none'");
+        for mut r in [json(StatusCode::OK, &serde_json::json!({})), redirect("/x")] {
+            gateway_answer_headers(r.headers_mut());
+            let h = r.headers();
+            assert_eq!(h[CACHE_CONTROL], "no-store");
+            assert_eq!(h["referrer-policy"], "no-referrer");
+            assert_eq!(h[X_CONTENT_TYPE_OPTIONS], "nosniff");
+            assert!(!h.contains_key(CONTENT_SECURITY_POLICY), "not a page");
+        }
     }
 
     #[test]

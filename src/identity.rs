@@ -3,11 +3,11 @@
 //! (cookies, bearer token) away from the upstream.
 
 use hmac::{Hmac, Mac};
-use http::header::{HeaderMap, HeaderName, HeaderValue, COOKIE};
+use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, COOKIE, SET_COOKIE};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha2::Sha256;
 
-use crate::session::Session;
+use crate::session::{Session, SessionId};
 
 pub static OPENID: HeaderName = HeaderName::from_static("x-wechat-openid");
 pub static UNIONID: HeaderName = HeaderName::from_static("x-wechat-unionid");
@@ -17,17 +17,29 @@ pub static NICKNAME: HeaderName = HeaderName::from_static("x-wechat-nickname");
 pub static AVATAR: HeaderName = HeaderName::from_static("x-wechat-avatar");
 pub static SIGNATURE: HeaderName = HeaderName::from_static("x-wechat-signature");
 
-const PREFIX: &[u8] = b"x-wechat-";
+/// `X-WeChat-*` and `X-WeCom-*` with every character other than a letter or digit taken out.
+const WECHAT: &[u8] = b"xwechat";
+const WECOM: &[u8] = b"xwecom";
 
-/// True when a header name reads as `X-WeChat-*` with `_` read as `-` (names are lowercase
-/// in `http`). Such headers may only come from the gateway.
+/// True when a header name reads as `X-WeChat-*` or `X-WeCom-*` once every character other than
+/// a letter or digit is ignored, in any case (`X_WeChat.UnionId`, `XWeChat~UnionId`,
+/// `x-we-chat-unionid` are all spoofs). Such headers may only come from the gateway.
+///
+/// No allocation, and most names are decided at their first or second letter.
 pub fn is_identity_header(name: &str) -> bool {
-    let b = name.as_bytes();
-    b.len() > PREFIX.len()
-        && b[..PREFIX.len()]
-            .iter()
-            .zip(PREFIX)
-            .all(|(&c, &p)| c.to_ascii_lowercase() == p || (c == b'_' && p == b'-'))
+    let mut seen = [0u8; 7];
+    for (n, b) in name.bytes().filter(u8::is_ascii_alphanumeric).enumerate() {
+        // `n` < 7 here: at 7 letters the name either equals WECHAT or is a prefix of neither.
+        seen[n] = b.to_ascii_lowercase();
+        let s = &seen[..=n];
+        if s == WECHAT || s == WECOM {
+            return true;
+        }
+        if !(WECHAT.starts_with(s) || WECOM.starts_with(s)) {
+            return false;
+        }
+    }
+    false
 }
 
 /// Remove every spoofed identity header. Allocates only when one is present.
@@ -181,6 +193,20 @@ pub fn cookie_pairs(v: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     })
 }
 
+/// Every value of cookie `name` in the request, in order, over every `Cookie` header (values
+/// that are not UTF-8 are skipped: none of the gateway's cookies is).
+pub(crate) fn cookie_values<'a>(
+    headers: &'a HeaderMap,
+    name: &'a str,
+) -> impl Iterator<Item = &'a str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .flat_map(|v| cookie_pairs(v.as_bytes()))
+        .filter(move |(n, _)| *n == name.as_bytes())
+        .filter_map(|(_, v)| std::str::from_utf8(v).ok())
+}
+
 /// The value of cookie `name` in the request, first occurrence (`None` when that value is not
 /// UTF-8: none of the gateway's cookies is).
 pub fn find_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -192,14 +218,91 @@ pub fn find_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .and_then(|(_, v)| std::str::from_utf8(v).ok())
 }
 
-/// The token of an `Authorization: Bearer <token>` header.
-pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let v = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
+/// The token of one `Authorization` value `Bearer <token>` (scheme in any case, space or tab
+/// after it).
+pub(crate) fn parse_bearer(v: &str) -> Option<&str> {
+    let (scheme, token) = v.split_once([' ', '\t'])?;
     scheme
         .eq_ignore_ascii_case("bearer")
         .then(|| token.trim())
         .filter(|t| !t.is_empty())
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    parse_bearer(headers.get(AUTHORIZATION)?.to_str().ok()?)
+}
+
+/// An `Authorization` value that is a gateway bearer token: `Bearer` and a token in the
+/// gateway's session-id format, live or not (it is the gateway's either way).
+fn is_gateway_bearer(v: &HeaderValue) -> bool {
+    v.to_str()
+        .ok()
+        .and_then(parse_bearer)
+        .and_then(SessionId::parse)
+        .is_some()
+}
+
+/// Remove every `Authorization` value that is a gateway bearer token; other values (Basic, the
+/// app's own bearer tokens) stay. One lookup when there is no `Authorization` header.
+pub(crate) fn strip_gateway_bearer(headers: &mut HeaderMap) {
+    let mut all = headers.get_all(AUTHORIZATION).iter();
+    match (all.next(), all.next()) {
+        (None, _) => {}
+        (Some(v), None) => {
+            if is_gateway_bearer(v) {
+                headers.remove(AUTHORIZATION);
+            }
+        }
+        _ => {
+            let kept: Vec<HeaderValue> = headers
+                .get_all(AUTHORIZATION)
+                .iter()
+                .filter(|v| !is_gateway_bearer(v))
+                .cloned()
+                .collect();
+            headers.remove(AUTHORIZATION);
+            for v in kept {
+                headers.append(AUTHORIZATION, v);
+            }
+        }
+    }
+}
+
+/// The name under which a browser will send back the cookie a `Set-Cookie` value sets: the
+/// part before the first `=` of the part before the first `;`, trimmed. A nameless cookie
+/// (`=_wxgate=x`, or no `=` at all) is sent as its bare value, `_wxgate=x`: then the name is
+/// read from that value the same way.
+fn set_cookie_name(v: &[u8]) -> &[u8] {
+    let first = v.split(|&b| b == b';').next().unwrap_or_default();
+    let (name, value) = split_part(first.trim_ascii());
+    match value {
+        Some(value) if name.is_empty() => split_part(value).0,
+        _ => name,
+    }
+}
+
+/// Remove the `Set-Cookie` lines of a response that set one of `names` (the gateway's own
+/// cookies: an upstream must not be able to set or replace them); others stay, in order.
+/// One lookup when the response sets no cookie.
+pub(crate) fn strip_set_cookies(headers: &mut HeaderMap, names: &[&str]) {
+    let ours = |v: &HeaderValue| {
+        let n = set_cookie_name(v.as_bytes());
+        names.iter().any(|x| x.as_bytes() == n)
+    };
+    if !headers.get_all(SET_COOKIE).iter().any(ours) {
+        return;
+    }
+    let kept: Vec<HeaderValue> = headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter(|v| !ours(v))
+        .cloned()
+        .collect();
+    headers.remove(SET_COOKIE);
+    for v in kept {
+        headers.append(SET_COOKIE, v);
+    }
 }
 
 #[cfg(test)]
@@ -214,19 +317,46 @@ mod tests {
             "x-wechat_openid",
             "x_wechat-anything",
             "X-WeChat-Foo",
+            "x-wechat.unionid",
+            "x-wechat~unionid",
+            "xwechat-unionid",
+            "xwechatunionid",
+            "x-we-chat-id",
+            "-x-wechat-unionid",
+            "x-wechat",
+            "x-wechat-",
+            "x-wecom-userid",
+            "x_wecom.corpid",
+            "xwecomuserid",
+            "X-WECOM-UserId",
         ] {
             assert!(is_identity_header(n), "{n}");
         }
         for n in [
-            "x-wechat",
-            "x-wechat-",
-            "x-wechatty",
             "wechat-unionid",
-            "x-we-chat-id",
+            "x-wecha",
+            "x-weco",
+            "x-we",
+            "x-forwarded-for",
             "content-type",
+            "x-wxgate",
+            "xx-wechat-unionid",
+            "x1-wechat-unionid",
+            "",
+            "-",
         ] {
             assert!(!is_identity_header(n), "{n}");
         }
+    }
+
+    /// The definition, written the slow way: the fast one must agree with it on any name.
+    fn identity_reference(name: &str) -> bool {
+        let norm: String = name
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .map(|c| c.to_ascii_lowercase())
+            .collect();
+        norm.starts_with("xwechat") || norm.starts_with("xwecom")
     }
 
     #[test]
@@ -304,7 +434,7 @@ mod tests {
     }
 
     #[test]
-    fn cookie_values() {
+    fn cookie_pair_values() {
         let pairs: Vec<_> = cookie_pairs(b" a = 1 ;flag; q=\"x y\"; e=; =v").collect();
         assert_eq!(
             pairs,
@@ -328,17 +458,257 @@ mod tests {
     fn finds_cookie_and_bearer() {
         let mut h = HeaderMap::new();
         h.insert(COOKIE, HeaderValue::from_static("x=1; _wxgate=abc"));
-        h.insert(
-            http::header::AUTHORIZATION,
-            HeaderValue::from_static("bearer tok"),
-        );
+        h.insert(AUTHORIZATION, HeaderValue::from_static("bearer tok"));
         assert_eq!(find_cookie(&h, "_wxgate"), Some("abc"));
         assert_eq!(find_cookie(&h, "_wx"), None);
         assert_eq!(bearer_token(&h), Some("tok"));
-        h.insert(
-            http::header::AUTHORIZATION,
-            HeaderValue::from_static("Basic abc"),
-        );
+        h.insert(AUTHORIZATION, HeaderValue::from_static("Basic abc"));
         assert_eq!(bearer_token(&h), None);
+        h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer\t tok2"));
+        assert_eq!(bearer_token(&h), Some("tok2"));
+        for v in ["Bearer", "Bearer ", "Bearertok", ""] {
+            assert_eq!(parse_bearer(v), None, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn every_session_cookie_value() {
+        let mut h = HeaderMap::new();
+        h.append(
+            COOKIE,
+            HeaderValue::from_static("_wxgate=stale; a=1; _wxgate=\"q\""),
+        );
+        h.append(COOKIE, HeaderValue::from_bytes(b"_wxgate=\xff").unwrap());
+        h.append(
+            COOKIE,
+            HeaderValue::from_static("_wxgate_login=l; _wxgate=third"),
+        );
+        let all: Vec<_> = cookie_values(&h, "_wxgate").collect();
+        assert_eq!(all, vec!["stale", "q", "third"]);
+        assert_eq!(cookie_values(&h, "none").count(), 0);
+    }
+
+    fn sid() -> String {
+        SessionId::random().encode()
+    }
+
+    #[test]
+    fn gateway_bearer_removed_others_kept() {
+        let ours = format!("Bearer {}", sid());
+        // Alone.
+        let mut h = HeaderMap::new();
+        h.insert(AUTHORIZATION, HeaderValue::from_str(&ours).unwrap());
+        strip_gateway_bearer(&mut h);
+        assert!(!h.contains_key(AUTHORIZATION));
+        // Any case of the scheme, tab separator: still ours.
+        let mut h = HeaderMap::new();
+        let tab = format!("bEaReR\t{}", sid());
+        h.insert(AUTHORIZATION, HeaderValue::from_str(&tab).unwrap());
+        strip_gateway_bearer(&mut h);
+        assert!(!h.contains_key(AUTHORIZATION));
+        // Next to other values: only ours goes, order kept.
+        let mut h = HeaderMap::new();
+        h.append(AUTHORIZATION, HeaderValue::from_static("Basic eHg6eXk="));
+        h.append(AUTHORIZATION, HeaderValue::from_str(&ours).unwrap());
+        h.append(
+            AUTHORIZATION,
+            HeaderValue::from_static("Bearer app.jwt.token"),
+        );
+        strip_gateway_bearer(&mut h);
+        let left: Vec<_> = h.get_all(AUTHORIZATION).iter().collect();
+        assert_eq!(left, vec!["Basic eHg6eXk=", "Bearer app.jwt.token"]);
+        // Not ours: untouched.
+        for v in [
+            "Basic eHg6eXk=",
+            "Bearer app.jwt.token",
+            "Bearer short",
+            "Token AAAAAAAAAAAAAAAAAAAAAA",
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(AUTHORIZATION, HeaderValue::from_static(v));
+            strip_gateway_bearer(&mut h);
+            assert_eq!(h.get(AUTHORIZATION).unwrap(), v);
+        }
+        let mut h = HeaderMap::new();
+        strip_gateway_bearer(&mut h);
+        assert!(h.is_empty());
+    }
+
+    #[test]
+    fn upstream_cannot_set_gateway_cookies() {
+        let names = ["_wxgate", "_wxgate_login"];
+        let mut h = HeaderMap::new();
+        for v in [
+            "a=1; Path=/",
+            "_wxgate=fixed; Path=/; HttpOnly",
+            " _wxgate_login =x",
+            "_wxgate_other=2",
+            "_wxgate",
+            "b=_wxgate",
+            // Nameless: the browser sends these back as `_wxgate=fixed`.
+            "=_wxgate=fixed; Path=/",
+            " = _wxgate =fixed",
+            "=b=_wxgate",
+        ] {
+            h.append(SET_COOKIE, HeaderValue::from_static(v));
+        }
+        h.insert("x-other", HeaderValue::from_static("1"));
+        strip_set_cookies(&mut h, &names);
+        let left: Vec<_> = h.get_all(SET_COOKIE).iter().collect();
+        assert_eq!(
+            left,
+            vec!["a=1; Path=/", "_wxgate_other=2", "b=_wxgate", "=b=_wxgate"]
+        );
+        assert_eq!(set_cookie_name(b""), b"");
+        assert_eq!(set_cookie_name(b"=; a=b"), b"");
+        assert_eq!(set_cookie_name(b"_wxgate; Path=/"), b"_wxgate");
+        assert!(h.contains_key("x-other"));
+
+        let mut h = HeaderMap::new();
+        h.insert(SET_COOKIE, HeaderValue::from_static("_wxgate=x"));
+        strip_set_cookies(&mut h, &names);
+        assert!(!h.contains_key(SET_COOKIE));
+        let mut h = HeaderMap::new();
+        strip_set_cookies(&mut h, &names);
+        assert!(h.is_empty());
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Bytes a header value may hold (visible ASCII, space, tab, obs-text), with the
+        /// separators and the gateway's names made likely.
+        fn value_bytes() -> impl Strategy<Value = Vec<u8>> {
+            let piece = prop_oneof![
+                Just(b"_wxgate".to_vec()),
+                Just(b"_wxgate_login".to_vec()),
+                Just(b"=".to_vec()),
+                Just(b";".to_vec()),
+                Just(b" ".to_vec()),
+                Just(b"\t".to_vec()),
+                Just(b"\"".to_vec()),
+                Just(b"Bearer ".to_vec()),
+                Just("张".as_bytes().to_vec()),
+                proptest::collection::vec(
+                    prop_oneof![0x20u8..=0x7e, Just(b'\t'), 0x80u8..=0xff],
+                    0..12
+                ),
+            ];
+            proptest::collection::vec(piece, 0..16).prop_map(|v| v.concat())
+        }
+
+        fn headers(values: &[Vec<u8>], name: &HeaderName) -> HeaderMap {
+            let mut h = HeaderMap::new();
+            for v in values {
+                if let Ok(v) = HeaderValue::from_bytes(v) {
+                    h.append(name.clone(), v);
+                }
+            }
+            h
+        }
+
+        /// Every `;` part of every Cookie header, trimmed and non-empty.
+        fn parts(h: &HeaderMap) -> Vec<Vec<u8>> {
+            h.get_all(COOKIE)
+                .iter()
+                .flat_map(|v| {
+                    cookie_parts(v.as_bytes())
+                        .map(<[u8]>::to_vec)
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(10_000))]
+
+            #[test]
+            fn cookie_parsing_never_panics_and_strip_is_exact(
+                values in proptest::collection::vec(value_bytes(), 0..4)
+            ) {
+                let names = ["_wxgate", "_wxgate_login"];
+                let mut h = headers(&values, &COOKIE);
+                for v in h.get_all(COOKIE) {
+                    for (n, _) in cookie_pairs(v.as_bytes()) {
+                        prop_assert!(!n.contains(&b';'));
+                    }
+                }
+                let _ = find_cookie(&h, "_wxgate");
+                let _ = cookie_values(&h, "_wxgate").count();
+                let ours = |p: &[u8]| names.iter().any(|n| n.as_bytes() == split_part(p).0);
+                let before = parts(&h);
+                let had_ours = before.iter().any(|p| ours(p));
+                let untouched = h.clone();
+                let others_before: Vec<Vec<u8>> = before.into_iter().filter(|p| !ours(p)).collect();
+
+                strip_cookies(&mut h, &names);
+
+                let after = parts(&h);
+                prop_assert!(after.iter().all(|p| !ours(p)), "a gateway cookie left: {after:?}");
+                prop_assert_eq!(&after, &others_before, "another cookie was dropped or changed");
+                prop_assert_eq!(find_cookie(&h, "_wxgate"), None);
+                prop_assert_eq!(find_cookie(&h, "_wxgate_login"), None);
+                if had_ours {
+                    for v in h.get_all(COOKIE) {
+                        prop_assert!(cookie_parts(v.as_bytes()).next().is_some(), "empty Cookie header left");
+                    }
+                } else {
+                    prop_assert_eq!(h, untouched, "nothing of ours: the headers stay as they were");
+                }
+            }
+
+            #[test]
+            fn bearer_parsing_never_panics(
+                values in proptest::collection::vec(value_bytes(), 0..3)
+            ) {
+                let mut h = headers(&values, &AUTHORIZATION);
+                let others: Vec<HeaderValue> = h
+                    .get_all(AUTHORIZATION)
+                    .iter()
+                    .filter(|v| !is_gateway_bearer(v))
+                    .cloned()
+                    .collect();
+                let _ = bearer_token(&h);
+                strip_gateway_bearer(&mut h);
+                let after: Vec<HeaderValue> = h.get_all(AUTHORIZATION).iter().cloned().collect();
+                prop_assert_eq!(after, others);
+            }
+
+            #[test]
+            fn set_cookie_strip_is_exact(
+                values in proptest::collection::vec(value_bytes(), 0..4)
+            ) {
+                let names = ["_wxgate", "_wxgate_login"];
+                let mut h = headers(&values, &SET_COOKIE);
+                let ours = |v: &HeaderValue| names.iter().any(|n| n.as_bytes() == set_cookie_name(v.as_bytes()));
+                let others: Vec<HeaderValue> =
+                    h.get_all(SET_COOKIE).iter().filter(|v| !ours(v)).cloned().collect();
+                strip_set_cookies(&mut h, &names);
+                let after: Vec<HeaderValue> = h.get_all(SET_COOKIE).iter().cloned().collect();
+                prop_assert_eq!(after, others);
+            }
+
+            #[test]
+            fn identity_header_test_matches_its_definition(name in "[-_.~!#$%&'*+^`|a-zA-Z0-9]{0,24}") {
+                prop_assert_eq!(is_identity_header(&name), identity_reference(&name));
+            }
+
+            #[test]
+            fn identity_spoofs_of_every_shape(
+                seps in proptest::collection::vec("[-_.~!#$%&'*+^`|]{0,2}", 20),
+                upper in proptest::collection::vec(any::<bool>(), 20),
+                wecom in any::<bool>(),
+            ) {
+                // `X-WeChat-UnionId` / `X-WeCom-UserId` with any separators between any letters.
+                let base = if wecom { "xwecomuserid" } else { "xwechatunionid" };
+                let mut name = String::new();
+                for (i, c) in base.chars().enumerate() {
+                    name.push_str(&seps[i]);
+                    name.push(if upper[i] { c.to_ascii_uppercase() } else { c });
+                }
+                prop_assert!(is_identity_header(&name), "{}", name);
+            }
+        }
     }
 }

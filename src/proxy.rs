@@ -31,7 +31,15 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// Remove hop-by-hop headers: those named in `Connection`, then the fixed list. With
+/// Remove the hop-by-hop headers of an incoming request, keeping a WebSocket handshake's
+/// `Connection: upgrade` + `Upgrade` (HTTP/1.1 only). Called first thing, before the gateway adds
+/// `Host`, `X-Forwarded-*` or identity headers: `Connection` can then never name one of those away.
+pub(crate) fn remove_request_hop_headers<B>(req: &mut Request<B>) {
+    let upgrade = req.version() == Version::HTTP_11 && is_upgrade_request(req.headers());
+    remove_hop_headers(req.headers_mut(), upgrade);
+}
+
+/// Remove hop-by-hop headers: those named in `Connection` (never `Host`), then the fixed list. With
 /// `upgrade`, `Connection: upgrade` and `Upgrade` survive (WebSocket handshakes).
 pub fn remove_hop_headers(h: &mut HeaderMap, upgrade: bool) {
     // Most messages carry none of them: one look at each name instead of a lookup per
@@ -59,7 +67,8 @@ pub fn remove_hop_headers(h: &mut HeaderMap, upgrade: bool) {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-            .filter(|n| !(upgrade && n == header::UPGRADE))
+            // `Host` is end-to-end and required: naming it in `Connection` cannot remove it.
+            .filter(|n| n != header::HOST && !(upgrade && n == header::UPGRADE))
             .collect();
         for n in named {
             h.remove(&n);
@@ -157,7 +166,40 @@ impl Peer {
     }
 }
 
-/// `X-Forwarded-For/Proto/Host`. From an untrusted peer, incoming values are replaced;
+/// A header through which a client states its own address, scheme, host, port or path prefix
+/// (`X-Forwarded-*`, RFC 7239 `Forwarded`, nginx's `X-Real-IP`, and the like). Upstreams and
+/// their frameworks believe them from the gateway; only a trusted proxy may send them.
+fn is_client_forwarding(n: &HeaderName) -> bool {
+    let s = n.as_str();
+    s.starts_with("x-forwarded-")
+        || matches!(
+            s,
+            "forwarded"
+                | "x-real-ip"
+                | "x-client-ip"
+                | "true-client-ip"
+                | "x-original-forwarded-for"
+        )
+}
+
+/// Remove what an untrusted client says about where it is (see [`is_client_forwarding`]).
+/// One look at each name; allocates only when there is one.
+fn strip_client_forwarding(h: &mut HeaderMap) {
+    if !h.keys().any(is_client_forwarding) {
+        return;
+    }
+    let names: Vec<HeaderName> = h
+        .keys()
+        .filter(|n| is_client_forwarding(n))
+        .cloned()
+        .collect();
+    for n in names {
+        h.remove(&n);
+    }
+}
+
+/// `X-Forwarded-For/Proto/Host`. From an untrusted peer, every incoming forwarding header
+/// (`X-Forwarded-*`, `Forwarded`, `X-Real-IP`, ...) is removed and For/Proto/Host are set;
 /// from a trusted one, the chain is extended and Proto/Host are kept when present.
 pub fn set_forwarded(
     h: &mut HeaderMap,
@@ -183,6 +225,7 @@ pub fn set_forwarded(
             h.insert(X_FORWARDED_FOR.clone(), v);
         }
     } else {
+        strip_client_forwarding(h);
         h.insert(X_FORWARDED_FOR.clone(), peer.ip_value.clone());
     }
     if !(trusted && h.contains_key(&X_FORWARDED_PROTO)) {
@@ -242,7 +285,8 @@ impl Proxy {
         }
     }
 
-    /// Send `req` (headers already prepared by the caller: identity, forwarded) upstream.
+    /// Send `req` (headers already prepared by the caller: hop-by-hop removed, then identity and
+    /// forwarded added) upstream.
     /// Returns the response with hop-by-hop headers removed and the time the upstream took.
     ///
     /// The request is prepared when this is called; the future only sends it and waits. (An
@@ -269,7 +313,8 @@ impl Proxy {
         if req.version() == Version::HTTP_2 {
             join_cookies(req.headers_mut());
         }
-        remove_hop_headers(req.headers_mut(), upgrade);
+        // The request's hop-by-hop headers are gone already (`remove_request_hop_headers`, before
+        // anything was added): removing them here would let `Connection` name the added ones.
         // Origin-form (`/path?query`) upstream, whatever form the client used.
         if req.uri().scheme().is_some() || req.uri().authority().is_some() {
             let pq = req
@@ -458,6 +503,93 @@ mod tests {
         assert_eq!(h["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 10.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "app");
+    }
+
+    #[test]
+    fn connection_cannot_name_host() {
+        let mut h = hm(&[
+            ("host", "app"),
+            ("connection", "host, x-a, Host"),
+            ("x-a", "1"),
+        ]);
+        remove_hop_headers(&mut h, false);
+        assert_eq!(h["host"], "app");
+        assert!(!h.contains_key("x-a") && !h.contains_key("connection"));
+    }
+
+    #[test]
+    fn request_hop_headers_before_anything_is_added() {
+        let req = |conn: &str, version: Version| {
+            let mut r = Request::builder()
+                .version(version)
+                .header("host", "app")
+                .header("connection", conn)
+                .header("x-wechat-unionid", "spoof")
+                .header("x-forwarded-for", "6.6.6.6")
+                .header("upgrade", "websocket")
+                .header("x-keep", "1")
+                .body(())
+                .unwrap();
+            remove_request_hop_headers(&mut r);
+            r
+        };
+        let r = req("x-wechat-unionid, x-forwarded-for, host", Version::HTTP_11);
+        let names: Vec<_> = r.headers().keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, vec!["host", "x-keep"]);
+        // A WebSocket handshake keeps its upgrade, loses what else Connection names.
+        let r = req("Upgrade, x-forwarded-for", Version::HTTP_11);
+        assert_eq!(r.headers()["connection"], "upgrade");
+        assert_eq!(r.headers()["upgrade"], "websocket");
+        assert!(!r.headers().contains_key("x-forwarded-for"));
+        assert!(is_upgrade_request(r.headers()));
+        // No upgrade over HTTP/1.0.
+        let r = req("upgrade", Version::HTTP_10);
+        assert!(!r.headers().contains_key("upgrade"));
+        assert!(!r.headers().contains_key("connection"));
+    }
+
+    #[test]
+    fn untrusted_client_forwarding_removed() {
+        let mut h = hm(&[
+            ("forwarded", "for=6.6.6.6;proto=https"),
+            ("x-real-ip", "6.6.6.6"),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-for", "7.7.7.7"),
+            ("x-forwarded-port", "443"),
+            ("x-forwarded-prefix", "/evil"),
+            ("true-client-ip", "6.6.6.6"),
+            ("x-client-ip", "6.6.6.6"),
+            ("x-forwarded", "kept: not a prefix match"),
+            ("x-keep", "1"),
+        ]);
+        let peer = Peer::new("10.0.0.1:5000".parse().unwrap(), &[]);
+        set_forwarded(&mut h, &peer, "https", None);
+        let mut names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        names.sort();
+        assert_eq!(
+            names,
+            vec![
+                "x-forwarded",
+                "x-forwarded-for",
+                "x-forwarded-proto",
+                "x-keep"
+            ]
+        );
+        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1");
+
+        // A trusted proxy's are believed: kept as they are.
+        let mut h = hm(&[
+            ("forwarded", "for=203.0.113.9"),
+            ("x-real-ip", "203.0.113.9"),
+        ]);
+        let peer = Peer::new(
+            "10.0.0.1:5000".parse().unwrap(),
+            &["10.0.0.0/8".parse().unwrap()],
+        );
+        set_forwarded(&mut h, &peer, "https", None);
+        assert_eq!(h["forwarded"], "for=203.0.113.9");
+        assert_eq!(h["x-real-ip"], "203.0.113.9");
     }
 
     #[test]
