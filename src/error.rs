@@ -211,6 +211,7 @@ impl GatewayError {
             Path(_) => (
                 t("无效的地址", "Bad address"),
                 t("地址中含有“.”或“..”路径段（可能经过编码或带有“;”参数）或编码的空字符，已被拒绝。", "The address has a `.` or `..` path segment (possibly encoded, or followed by `;`) or an encoded NUL byte; it is refused."),
+            ),
             RateLimited(_) => (
                 t("请求过于频繁", "Too many requests"),
                 t("登录尝试过于频繁，请稍后再试。", "Too many login attempts from this address. Please wait a moment and try again."),
