@@ -1,8 +1,7 @@
-//! wxgate: a WeChat-login gateway. See DESIGN.md (the contract) and README.md.
+//! wxgate: a WeChat-login gateway. README.md is the guide; ARCHITECTURE.md maps this code.
 
 pub mod config;
 pub mod crypto;
-pub mod dev;
 pub mod error;
 pub mod flows;
 pub mod gateway;
@@ -11,7 +10,6 @@ pub mod identity;
 pub mod logging;
 pub mod login_state;
 pub mod metrics;
-pub mod mock;
 pub mod pages;
 pub mod paths;
 pub mod pool;
@@ -23,5 +21,6 @@ pub mod server;
 pub mod session;
 pub mod timer;
 pub mod tls;
+pub mod tools;
 pub mod verification;
 pub mod wechat;

@@ -34,7 +34,7 @@ enum Cmd {
     /// Load and validate the config; print it with secrets redacted.
     Check,
     /// One-command local demo: mock WeChat + whoami upstream + the gateway on https://localhost:8443.
-    Dev(wxgate::dev::DevArgs),
+    Dev(wxgate::tools::dev::DevArgs),
     /// The mock WeChat platform alone (tests, staging).
     MockWechat {
         #[arg(long, default_value = "127.0.0.1:9100")]
@@ -64,18 +64,18 @@ fn main() -> ExitCode {
     let result = match cli.cmd.unwrap_or(Cmd::Run) {
         Cmd::Check => return check(cli.config),
         Cmd::Run => run(cli.config),
-        Cmd::Dev(args) => runtime().and_then(|rt| rt.block_on(wxgate::dev::run(args))),
+        Cmd::Dev(args) => runtime().and_then(|rt| rt.block_on(wxgate::tools::dev::run(args))),
         Cmd::MockWechat {
             listen,
             redirect_domains,
         } => runtime().and_then(|rt| {
             wxgate::logging::init("text");
-            let mut opts = wxgate::mock::MockOptions::default();
+            let mut opts = wxgate::tools::mock::MockOptions::default();
             if !redirect_domains.is_empty() {
                 opts.redirect_domains = redirect_domains;
             }
             println!("mock WeChat listening on http://{listen}");
-            rt.block_on(wxgate::mock::run(listen, opts))
+            rt.block_on(wxgate::tools::mock::run(listen, opts))
                 .context("mock WeChat")
         }),
     };

@@ -11,7 +11,7 @@ mod deploy_support;
 use std::process::{Command, Stdio};
 
 use deploy_support::*;
-use wxgate::mock::{fixtures, MockOptions};
+use wxgate::tools::mock::{fixtures, MockOptions};
 
 struct Caddy {
     proc: Proc,

@@ -945,7 +945,7 @@ fn systemd_credentials_and_config_load_together() {
     }
 
     // Materialise the credentials directory and run `wxgate check` exactly as the unit would.
-    use wxgate::mock::fixtures as fx;
+    use wxgate::tools::mock::fixtures as fx;
     let tmp = tempfile::tempdir().unwrap();
     let credir = tmp.path().join("credentials");
     std::fs::create_dir(&credir).unwrap();

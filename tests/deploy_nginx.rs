@@ -10,7 +10,7 @@ mod deploy_support;
 use std::net::SocketAddr;
 
 use deploy_support::*;
-use wxgate::mock::{fixtures, MockOptions};
+use wxgate::tools::mock::{fixtures, MockOptions};
 
 /// Cert for every host name the recipes use.
 fn cert(dir: &std::path::Path) -> (String, String) {

@@ -413,7 +413,7 @@ async fn used_code_is_a_retry_page() {
 async fn expired_code_is_a_retry_page() {
     let env = env_with(
         "",
-        wxgate::mock::MockOptions {
+        wxgate::tools::mock::MockOptions {
             code_ttl: Duration::from_millis(300),
             ..Default::default()
         },

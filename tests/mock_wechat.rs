@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use wxgate::crypto::{self, CryptoError};
-use wxgate::mock::fixtures::{self, *};
-use wxgate::mock::{self, MockOptions, MockServer};
+use wxgate::tools::mock::fixtures::{self, *};
+use wxgate::tools::mock::{self, MockOptions, MockServer};
 use wxgate::wechat::{ErrorClass, WechatClient, WechatError};
 
 const CALLBACK: &str = "http://localhost:8443/_wxgate/callback";

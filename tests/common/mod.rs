@@ -449,11 +449,11 @@ pub fn bin() -> &'static str {
 
 // ---- WeChat login helpers (mock WeChat in process) ----
 
-pub use wxgate::mock::fixtures;
+pub use wxgate::tools::mock::fixtures;
 
 pub struct Env {
     pub up: Upstream,
-    pub mock: wxgate::mock::MockServer,
+    pub mock: wxgate::tools::mock::MockServer,
     pub gw: Gateway,
 }
 
@@ -487,16 +487,16 @@ cookie_secret = "{SECRET}"
     )
 }
 
-pub async fn start_mock(opts: wxgate::mock::MockOptions) -> wxgate::mock::MockServer {
+pub async fn start_mock(opts: wxgate::tools::mock::MockOptions) -> wxgate::tools::mock::MockServer {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    wxgate::mock::start(l, opts).await.unwrap()
+    wxgate::tools::mock::start(l, opts).await.unwrap()
 }
 
 pub async fn env(extra: &str) -> Env {
-    env_with(extra, wxgate::mock::MockOptions::default()).await
+    env_with(extra, wxgate::tools::mock::MockOptions::default()).await
 }
 
-pub async fn env_with(extra: &str, opts: wxgate::mock::MockOptions) -> Env {
+pub async fn env_with(extra: &str, opts: wxgate::tools::mock::MockOptions) -> Env {
     let up = start_upstream().await;
     let mock = start_mock(opts).await;
     let gw = start_gateway(&full_config(up.addr, &mock.url(), extra)).await;

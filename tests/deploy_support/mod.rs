@@ -776,7 +776,7 @@ pub fn recipe_config(
     secrets_dir: &Path,
     overrides: impl FnOnce(&mut toml::Table),
 ) -> (toml::Table, wxgate::config::Settings) {
-    use wxgate::mock::fixtures as fx;
+    use wxgate::tools::mock::fixtures as fx;
     let text = read_deploy(rel);
     let mut t: toml::Table = text
         .parse()
@@ -871,7 +871,7 @@ pub fn assert_no_spoof(r: &Resp) {
 
 /// Expected identity for `user` logged in through the website app (with the mock fixtures).
 pub fn expected_identity(user: &str) -> BTreeMap<String, String> {
-    use wxgate::mock::fixtures as fx;
+    use wxgate::tools::mock::fixtures as fx;
     let u = fx::user(user).unwrap();
     let mut m = BTreeMap::new();
     m.insert(

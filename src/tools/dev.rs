@@ -16,8 +16,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::mock::{self, fixtures};
-use crate::pages::escape;
+use crate::tools::mock::html_escape as escape;
+use crate::tools::mock::{self, fixtures};
 
 #[derive(Debug, clap::Args)]
 pub struct DevArgs {
@@ -40,7 +40,12 @@ pub fn dev_config(
     cert: &std::path::Path,
     key: &std::path::Path,
 ) -> String {
-    let secret = crate::login_state::random_hex(32);
+    let secret = {
+        use rand::RngCore;
+        let mut b = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut b);
+        hex::encode(b)
+    };
     format!(
         r#"
 [server]

@@ -1,0 +1,80 @@
+//! Test apps and users shared by the mock, the tests and `wxgate dev`: the one place for the
+//! appids, secrets and users every test and the demo use.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+pub const WEBSITE_APPID: &str = "wx1000000000000001";
+pub const WEBSITE_SECRET: &str = "mock-website-secret-000000000000001";
+pub const OFFICIAL_APPID: &str = "wx2000000000000002";
+pub const OFFICIAL_SECRET: &str = "mock-official-secret-00000000000002";
+pub const MOBILE_APPID: &str = "wx3000000000000003";
+pub const MOBILE_SECRET: &str = "mock-mobile-secret-0000000000000003";
+pub const MINI_APPID: &str = "wx4000000000000004";
+pub const MINI_SECRET: &str = "mock-mini-secret-00000000000000004";
+
+/// A test user. `key` is what tests and `/mock/code?user=` use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TestUser {
+    pub key: &'static str,
+    pub nickname: &'static str,
+    pub unionid: Option<&'static str>,
+    pub avatar: &'static str,
+}
+
+/// alice: emoji nickname; bob: Chinese nickname ending in a raw BEL (U+0007), which the mock
+/// emits unescaped inside the JSON string like real WeChat sometimes does; carol: no unionid.
+pub const USERS: &[TestUser] = &[
+    TestUser {
+        key: "alice",
+        nickname: "Alice 🐼 小爱",
+        unionid: Some("oUnionAlice00000000000000001"),
+        avatar: "https://thirdwx.qlogo.cn/mmopen/vi_32/mockalice/132",
+    },
+    TestUser {
+        key: "bob",
+        nickname: "王小明\u{7}",
+        unionid: Some("oUnionBob0000000000000000002"),
+        avatar: "https://thirdwx.qlogo.cn/mmopen/vi_32/mockbob/132",
+    },
+    TestUser {
+        key: "carol",
+        nickname: "Carol",
+        unionid: None,
+        avatar: "https://thirdwx.qlogo.cn/mmopen/vi_32/mockcarol/132",
+    },
+];
+
+/// Deterministic openid for (app, user): 28 characters, starts with `o`, `[A-Za-z0-9_-]`.
+pub fn openid(appid: &str, user_key: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"wxgate-mock-openid\0");
+    h.update(appid.as_bytes());
+    h.update(b"\0");
+    h.update(user_key.as_bytes());
+    let encoded = URL_SAFE_NO_PAD.encode(h.finalize());
+    let mut out = String::with_capacity(28);
+    out.push('o');
+    out.push_str(&encoded[..27]);
+    out
+}
+
+pub fn user(key: &str) -> Option<&'static TestUser> {
+    USERS.iter().find(|u| u.key == key)
+}
+
+/// The four `[wechat.*]` app sections with the mock's credentials (for `dev` and tests).
+pub fn apps_toml() -> String {
+    [
+        ("website", WEBSITE_APPID, WEBSITE_SECRET),
+        ("official_account", OFFICIAL_APPID, OFFICIAL_SECRET),
+        ("mobile_app", MOBILE_APPID, MOBILE_SECRET),
+        ("mini_program", MINI_APPID, MINI_SECRET),
+    ]
+    .iter()
+    .map(|(name, appid, secret)| {
+        format!("[wechat.{name}]\nappid = \"{appid}\"\nsecret = \"{secret}\"\n\n")
+    })
+    .collect()
+}

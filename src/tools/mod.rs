@@ -1,0 +1,6 @@
+//! Tools around the gateway, not part of it: the mock WeChat platform (`wxgate mock-wechat`,
+//! tests) and the one-command demo (`wxgate dev`). The gateway's own code never imports this
+//! folder; only `main.rs`, tests and benchmarks do.
+
+pub mod dev;
+pub mod mock;
