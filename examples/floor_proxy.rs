@@ -46,7 +46,7 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let files = wxgate::tls::TlsFiles::load(&args.cert, &args.key)?;
+    let files = wxgate::server::tls::TlsFiles::load(&args.cert, &args.key)?;
     // wxgate's TLS settings, but HTTP/1.1 only: this proxy has no HTTP/2 server.
     let mut tls = (*files
         .server_config()

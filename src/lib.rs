@@ -1,26 +1,17 @@
 //! wxgate: a WeChat-login gateway. README.md is the guide; ARCHITECTURE.md maps this code.
+//!
+//! Layers, top to bottom (a module may use the ones below it, never the ones above):
+//! `server` (listener, TLS, timers) → `pipeline` (the phases of one request) → `endpoints`
+//! (the gateway's own URLs) and `proxy` (forwarding) → `providers` (WeChat) and `session`
+//! (records and stores) → `config` and `common` (errors, HTTP helpers, pages, metrics).
+//! `tools` (the mock WeChat and the demo) sits beside them and is never imported by them.
 
+pub mod common;
 pub mod config;
-pub mod crypto;
-pub mod error;
-pub mod flows;
-pub mod gateway;
-pub mod http_util;
-pub mod identity;
-pub mod logging;
-pub mod login_state;
-pub mod metrics;
-pub mod pages;
-pub mod paths;
-pub mod pool;
+pub mod endpoints;
+pub mod pipeline;
+pub mod providers;
 pub mod proxy;
-pub mod rate_limit;
-pub mod redirect;
-pub mod redis_store;
 pub mod server;
 pub mod session;
-pub mod timer;
-pub mod tls;
 pub mod tools;
-pub mod verification;
-pub mod wechat;

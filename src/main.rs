@@ -69,7 +69,7 @@ fn main() -> ExitCode {
             listen,
             redirect_domains,
         } => runtime().and_then(|rt| {
-            wxgate::logging::init("text");
+            wxgate::common::logging::init("text");
             let mut opts = wxgate::tools::mock::MockOptions::default();
             if !redirect_domains.is_empty() {
                 opts.redirect_domains = redirect_domains;
@@ -121,7 +121,7 @@ fn run(flag: Option<PathBuf>) -> anyhow::Result<()> {
                  create ./wxgate.toml; `wxgate dev` runs a demo without one)"
             .to_string(),
     })?;
-    wxgate::logging::init(&settings.raw.log.format);
+    wxgate::common::logging::init(&settings.raw.log.format);
     let rt = runtime()?;
     rt.block_on(async move {
         let running = wxgate::server::serve(settings).await?;

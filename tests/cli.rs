@@ -186,7 +186,7 @@ fn environment_overrides_and_secret_files() {
 fn config_example_passes_check() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
-    wxgate::tls::ensure_self_signed(&dir.path().join("certs"), &["localhost"]).unwrap();
+    wxgate::server::tls::ensure_self_signed(&dir.path().join("certs"), &["localhost"]).unwrap();
     let out = Command::new(bin())
         .args(["check", "--config"])
         .arg(root.join("config.example.toml"))

@@ -949,7 +949,8 @@ fn systemd_credentials_and_config_load_together() {
     let tmp = tempfile::tempdir().unwrap();
     let credir = tmp.path().join("credentials");
     std::fs::create_dir(&credir).unwrap();
-    let (cert, key) = wxgate::tls::ensure_self_signed(tmp.path(), &["app.example.com"]).unwrap();
+    let (cert, key) =
+        wxgate::server::tls::ensure_self_signed(tmp.path(), &["app.example.com"]).unwrap();
     for id in creds.keys() {
         let content = match id.as_str() {
             "tls.key" => std::fs::read_to_string(&key).unwrap(),

@@ -14,7 +14,7 @@ use wxgate::tools::mock::{fixtures, MockOptions};
 
 /// Cert for every host name the recipes use.
 fn cert(dir: &std::path::Path) -> (String, String) {
-    let (c, k) = wxgate::tls::ensure_self_signed(
+    let (c, k) = wxgate::server::tls::ensure_self_signed(
         dir,
         &[
             "app.example.com",

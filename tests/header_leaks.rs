@@ -68,7 +68,7 @@ async fn start_echo() -> SocketAddr {
 async fn session(gw: &Gateway, openid: &str, unionid: Option<&str>) -> String {
     let app = &gw.running.as_ref().unwrap().app;
     let id = SessionId::random();
-    let now = wxgate::http_util::unix_now();
+    let now = wxgate::common::http_util::unix_now();
     app.store
         .insert(
             id,

@@ -197,7 +197,7 @@ async fn userinfo_and_auth_endpoints() {
     assert_eq!(v["nickname"], "Alice 🐼 小爱");
     assert_eq!(v["source"], "website");
     assert_eq!(v["appid"], fixtures::WEBSITE_APPID);
-    assert!(v["expires_at"].as_u64().unwrap() > wxgate::http_util::unix_now());
+    assert!(v["expires_at"].as_u64().unwrap() > wxgate::common::http_util::unix_now());
     let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
     for k in &keys {
         assert!(!k.contains("token") && !k.contains("session_key"), "{k}");
@@ -326,8 +326,8 @@ async fn expired_state_rejected() {
     let mut b = Browser::pc();
     let (_, cb) = to_callback(&env, &mut b, "/", "alice").await;
     let binding = b.cookie("_wxgate_login").unwrap();
-    let signer = wxgate::login_state::StateSigner::new(SECRET.as_bytes());
-    let (old_state, _) = signer.issue(&binding, wxgate::http_util::unix_now() - 601);
+    let signer = wxgate::endpoints::login_state::StateSigner::new(SECRET.as_bytes());
+    let (old_state, _) = signer.issue(&binding, wxgate::common::http_util::unix_now() - 601);
     let r = b.nav(&cb.replace(&state_of(&cb), &old_state)).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.text().contains("expired"), "{}", r.text());
@@ -763,7 +763,7 @@ async fn signature_header_when_configured() {
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"upstream-shared-secret").unwrap();
     mac.update(format!("{t}.{unionid}.{openid}").as_bytes());
     assert_eq!(v1, hex::encode(mac.finalize().into_bytes()));
-    assert!(t.abs_diff(wxgate::http_util::unix_now()) < 10);
+    assert!(t.abs_diff(wxgate::common::http_util::unix_now()) < 10);
 }
 
 #[tokio::test]

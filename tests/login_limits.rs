@@ -308,7 +308,9 @@ async fn every_decrypt_failure_gives_the_same_answer() {
     let wx = fixed_key_wechat().await;
     let gw = start_gateway(&full_config(up.addr, &format!("http://{wx}"), "")).await;
     let iv = *b"fedcba9876543210";
-    let enc = |plain: &str| wxgate::crypto::encrypt_user_data(&KEY, &iv, plain.as_bytes());
+    let enc = |plain: &str| {
+        wxgate::providers::wechat::crypto::encrypt_user_data(&KEY, &iv, plain.as_bytes())
+    };
     let appid = fixtures::MINI_APPID;
     let good =
         format!(r#"{{"openId":"{OPENID}","nickName":"A","watermark":{{"appid":"{appid}"}}}}"#);

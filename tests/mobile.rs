@@ -577,12 +577,23 @@ fn wechat_sample_vector_decrypts() {
     let session_key = "tiihtNczf5v6AKRyjwEUhQ==";
     let iv = "r7BXXKkLb8qrSNn05n0qiA==";
     let enc = "CiyLU1Aw2KjvrjMdj8YKliAjtP4gsMZMQmRzooG2xrDcvSnxIMXFufNstNGTyaGS9uT5geRa0W4oTOb1WT7fJlAC+oNPdbB+3hVbJSRgv+4lGOETKUQz6OYStslQ142dNCuabNPGBzlooOmB231qMM85d2/fV6ChevvXvQP8Hkue1poOFtnEtpyxVLW1zAo6/1Xx1COxFvrc2d7UL/lmHInNlxuacJXwu0fjpXfz/YqYzBIBzD6WUfTIF9GRHpOn/Hz7saL8xz+W//FRAUid1OksQaQx4CMs8LOddcQhULW4ucetDf96JcR3g0gfRK4PC7E/r7Z6xNrXd2UIeorGj5Ef7b1pJAYB6Y5anaHqZ9J6nKEBvB4DnNLIVWSgARns/8wR2SiRS7MNACwTyrGvt9ts8p12PKFdlqYTopNHR1Vf7XjfhQlVsAJdNiKdYmYVoKlaRv85IfVunYzO0IKXsyl7JCUjCpoG20f0a04COwfneQAGGwd5oa+T8yO5hzuyDb/XcxxmK01EpqOyuxINew==";
-    let data =
-        wxgate::crypto::decrypt_and_verify(session_key, enc, iv, "wx4f4bc4dec97d474b").unwrap();
+    let data = wxgate::providers::wechat::crypto::decrypt_and_verify(
+        session_key,
+        enc,
+        iv,
+        "wx4f4bc4dec97d474b",
+    )
+    .unwrap();
     assert_eq!(
         data.open_id.as_deref(),
         Some("oGZUI0egBJY1zhBYw2KhdUfwVJJE")
     );
     assert_eq!(data.nick_name.as_deref(), Some("Band"));
-    assert!(wxgate::crypto::decrypt_and_verify(session_key, enc, iv, "wxSOMEOTHERAPP").is_err());
+    assert!(wxgate::providers::wechat::crypto::decrypt_and_verify(
+        session_key,
+        enc,
+        iv,
+        "wxSOMEOTHERAPP"
+    )
+    .is_err());
 }

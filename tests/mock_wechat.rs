@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use wxgate::crypto::{self, CryptoError};
+use wxgate::providers::wechat::crypto::{self, CryptoError};
+use wxgate::providers::wechat::{ErrorClass, WechatClient, WechatError};
 use wxgate::tools::mock::fixtures::{self, *};
 use wxgate::tools::mock::{self, MockOptions, MockServer};
-use wxgate::wechat::{ErrorClass, WechatClient, WechatError};
 
 const CALLBACK: &str = "http://localhost:8443/_wxgate/callback";
 

@@ -112,7 +112,7 @@ const FORMS: &[(&str, Expect)] = &[
 async fn session_cookie(gw: &Gateway) -> String {
     let app = &gw.running.as_ref().unwrap().app;
     let id = SessionId::random();
-    let now = wxgate::http_util::unix_now();
+    let now = wxgate::common::http_util::unix_now();
     app.store
         .insert(
             id,

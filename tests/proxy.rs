@@ -12,7 +12,7 @@ use wxgate::session::{NewSession, Session, SessionId, SessionStore, Source};
 async fn session_cookie(gw: &Gateway, unionid: Option<&str>) -> String {
     let app = &gw.running.as_ref().unwrap().app;
     let id = SessionId::random();
-    let now = wxgate::http_util::unix_now();
+    let now = wxgate::common::http_util::unix_now();
     app.store
         .insert(
             id,

@@ -166,7 +166,7 @@ async fn get(addr: SocketAddr, target: &str, extra: &str) -> Answer {
 async fn session_cookie(gw: &Gateway) -> String {
     let app = &gw.running.as_ref().unwrap().app;
     let id = SessionId::random();
-    let now = wxgate::http_util::unix_now();
+    let now = wxgate::common::http_util::unix_now();
     app.store
         .insert(
             id,

@@ -78,14 +78,15 @@ files = {{ "MP_verify_wxgatedemo.txt" = "wxgatedemo" }}
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
-    crate::logging::init("text");
-    let (cert, key) = crate::tls::ensure_self_signed(&args.certs, &["localhost", "127.0.0.1"])
-        .with_context(|| {
-            format!(
-                "creating a self-signed certificate in {}",
-                args.certs.display()
-            )
-        })?;
+    crate::common::logging::init("text");
+    let (cert, key) =
+        crate::server::tls::ensure_self_signed(&args.certs, &["localhost", "127.0.0.1"])
+            .with_context(|| {
+                format!(
+                    "creating a self-signed certificate in {}",
+                    args.certs.display()
+                )
+            })?;
 
     let mock_listener = TcpListener::bind(args.mock_listen)
         .await

@@ -438,7 +438,8 @@ pub async fn tls_connect(
 /// Self-signed cert + key in a temp dir.
 pub fn test_cert() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    let (c, k) = wxgate::tls::ensure_self_signed(dir.path(), &["localhost", "127.0.0.1"]).unwrap();
+    let (c, k) =
+        wxgate::server::tls::ensure_self_signed(dir.path(), &["localhost", "127.0.0.1"]).unwrap();
     (dir, c, k)
 }
 

@@ -886,7 +886,7 @@ pub fn expected_identity(user: &str) -> BTreeMap<String, String> {
     m.insert("x-wechat-avatar".to_string(), u.avatar.to_string());
     m.insert(
         "x-wechat-nickname".to_string(),
-        wxgate::identity::encode_nickname(u.nickname),
+        wxgate::pipeline::identity::encode_nickname(u.nickname),
     );
     m
 }
@@ -910,5 +910,5 @@ pub fn query_param(url: &str, key: &str) -> Option<String> {
 }
 
 pub fn enc(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, wxgate::flows::COMPONENT).to_string()
+    percent_encoding::utf8_percent_encode(s, wxgate::endpoints::COMPONENT).to_string()
 }

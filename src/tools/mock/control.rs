@@ -50,8 +50,11 @@ pub(super) fn mock_code(state: &State, q: &Query) -> Resp {
             if let Some(u) = user.unionid {
                 data["unionId"] = Value::from(u);
             }
-            let encrypted =
-                crate::crypto::encrypt_user_data(&key, &iv, data.to_string().as_bytes());
+            let encrypted = crate::providers::wechat::crypto::encrypt_user_data(
+                &key,
+                &iv,
+                data.to_string().as_bytes(),
+            );
             // `unionid=data` mints a code whose jscode2session answer lacks the unionid.
             let in_response = param(q, "unionid") != Some("data");
             let code = state.mint_code(

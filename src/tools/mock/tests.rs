@@ -50,7 +50,7 @@ fn userinfo_json_keeps_control_character_raw() {
         serde_json::from_str::<Value>(&s).is_err(),
         "strict parsers reject it"
     );
-    let v: Value = serde_json::from_str(&crate::wechat::sanitize_json(&s)).unwrap();
+    let v: Value = serde_json::from_str(&crate::providers::wechat::sanitize_json(&s)).unwrap();
     assert_eq!(v["nickname"], bob.nickname);
     let alice = user("alice").unwrap();
     let v: Value = serde_json::from_str(&userinfo_json("oA", alice)).unwrap();

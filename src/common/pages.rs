@@ -2,7 +2,7 @@
 
 use http::{Response, StatusCode};
 
-use crate::http_util::{respond, Body, HTML};
+use crate::common::http_util::{respond, Body, HTML};
 
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

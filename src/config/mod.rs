@@ -471,7 +471,7 @@ pub struct Settings {
     pub official_scope: String,
     pub api_base: String,
     pub open_base: String,
-    pub tls: Option<crate::tls::TlsFiles>,
+    pub tls: Option<crate::server::tls::TlsFiles>,
     /// `server.metrics_listen`, parsed: `/metrics` only there.
     pub metrics_listen: Option<SocketAddr>,
 }
@@ -612,7 +612,7 @@ impl Settings {
                     "tls_key is set but tls_cert is not; set both or neither",
                 ))
             }
-            (Some(cert), Some(key)) => Some(crate::tls::TlsFiles::load(cert, key)?),
+            (Some(cert), Some(key)) => Some(crate::server::tls::TlsFiles::load(cert, key)?),
         };
 
         let u = &c.upstream;
@@ -802,7 +802,7 @@ impl Settings {
             }
         }
         for name in v.files.keys() {
-            if !crate::verification::is_verification_name(name) {
+            if !crate::pipeline::verification::is_verification_name(name) {
                 return Err(invalid(
                     format!("verification.files.\"{name}\""),
                     "name must match ^[A-Za-z0-9_-]+_verify_[A-Za-z0-9]+\\.txt$",

@@ -1,6 +1,9 @@
 //! The listener: TLS (rustls, ALPN h2 + http/1.1) or plain HTTP, hyper-util's auto builder
 //! (HTTP/1.1 and HTTP/2) with header-read, handshake and size limits, and graceful shutdown.
 
+pub mod timer;
+pub mod tls;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,9 +17,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::Settings;
-use crate::gateway::App;
+use crate::pipeline::App;
 use crate::proxy::Proxy;
-use crate::timer::CoarseTimer;
+use crate::server::timer::CoarseTimer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {

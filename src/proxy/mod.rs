@@ -2,6 +2,8 @@
 //! hop-by-hop headers removed in both directions, `X-Forwarded-*` per `trusted_proxies`,
 //! WebSocket (HTTP/1.1 Upgrade) passed through.
 
+pub mod pool;
+
 use std::future::Future;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -14,8 +16,8 @@ use hyper_util::rt::TokioIo;
 use ipnet::IpNet;
 
 use crate::config::Settings;
-use crate::pool::{outgoing, Pool, ReqBody, UpstreamBody};
-use crate::timer::CoarseTimer;
+use crate::proxy::pool::{outgoing, Pool, ReqBody, UpstreamBody};
+use crate::server::timer::CoarseTimer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {

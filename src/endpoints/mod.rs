@@ -2,6 +2,9 @@
 //! `/logout`), forward-auth (`/auth`), `/userinfo`, the JSON logins of mobile apps and mini
 //! programs, and health, readiness and metrics.
 
+pub mod login_state;
+pub mod rate_limit;
+
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,13 +15,13 @@ use hyper::body::Incoming;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
 
+use self::login_state::{LoginCookie, LOGIN_TTL_SECS};
+use crate::common::error::{ApiError, GatewayError, LoginError};
+use crate::common::http_util::{self, query_param, unix_now, Body};
+use crate::common::redirect::safe_return;
 use crate::config::AppConfig;
-use crate::error::{ApiError, GatewayError, LoginError};
-use crate::gateway::App;
-use crate::http_util::{self, query_param, unix_now, Body};
-use crate::identity;
-use crate::login_state::{self, LoginCookie, LOGIN_TTL_SECS};
-use crate::redirect::safe_return;
+use crate::pipeline::identity;
+use crate::pipeline::App;
 use crate::session::{NewSession, PendingLogin, Session, SessionId, SessionStore, Source};
 
 /// `encodeURIComponent`: everything but `A-Za-z0-9-_.!~*'()` is escaped.
@@ -62,7 +65,7 @@ pub async fn handle(
         .as_ref()
         .filter(|_| is_rate_limited_endpoint(sub))
     {
-        let client = crate::rate_limit::client_ip(
+        let client = crate::endpoints::rate_limit::client_ip(
             peer.addr.ip(),
             peer.trusted,
             req.headers(),
@@ -194,7 +197,7 @@ async fn login(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, Gat
         (false, _, Some(web)) => (Source::Website, web),
         (false, Some(_), None) => {
             // A PC browser, and only an official account: scan to continue inside WeChat.
-            return Ok(crate::pages::open_in_wechat(&app.login_url(&rd)));
+            return Ok(crate::common::pages::open_in_wechat(&app.login_url(&rd)));
         }
         (true, None, Some(web)) => (Source::Website, web),
         _ => return Err(LoginError::AppNotConfigured.into()),
@@ -416,7 +419,9 @@ fn forwarded_uri(req: &Request<Incoming>) -> Option<String> {
         .find_map(|h| req.headers().get(*h))
         .and_then(|v| v.to_str().ok())
         .filter(|s| s.starts_with('/'))
-        .filter(|s| crate::paths::check_path(s.split(['?', '#']).next().unwrap_or("")).is_ok())
+        .filter(|s| {
+            crate::pipeline::paths::check_path(s.split(['?', '#']).next().unwrap_or("")).is_ok()
+        })
         .map(str::to_string)
 }
 
@@ -588,9 +593,14 @@ async fn mini_login(app: &App, req: Request<Incoming>) -> Result<Response<Body>,
         .inspect_err(|_| app.metrics.login("mini_program", "wechat_error"))?;
     let (mut nickname, mut avatar, mut data_union) = (String::new(), String::new(), None);
     if let Some((enc, iv)) = enc_iv {
-        let data = crate::crypto::decrypt_and_verify(&js.session_key, enc, iv, &cfg.appid)?;
+        let data = crate::providers::wechat::crypto::decrypt_and_verify(
+            &js.session_key,
+            enc,
+            iv,
+            &cfg.appid,
+        )?;
         if data.open_id.as_deref().is_some_and(|o| o != js.openid) {
-            return Err(crate::crypto::CryptoError::OtherUser.into());
+            return Err(crate::providers::wechat::crypto::CryptoError::OtherUser.into());
         }
         nickname = data.nick_name.unwrap_or_default();
         avatar = data.avatar_url.unwrap_or_default();

@@ -116,7 +116,7 @@ pub fn decrypt_and_verify(
     let plain = decrypt_user_data(session_key_b64, encrypted_b64, iv_b64)?;
     // Be as lenient as with the HTTP APIs: lossy UTF-8, raw control characters in strings.
     let text = String::from_utf8_lossy(&plain);
-    let text = crate::wechat::sanitize_json(text.trim_start_matches('\u{feff}'));
+    let text = crate::providers::wechat::sanitize_json(text.trim_start_matches('\u{feff}'));
     let value: Value = serde_json::from_str(&text).map_err(|_| CryptoError::NotJson)?;
     let Value::Object(obj) = value else {
         return Err(CryptoError::NotJson);

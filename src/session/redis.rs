@@ -13,7 +13,7 @@ use crate::session::{PendingLogin, Session, SessionId, SessionStore, StoreError}
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Largest login-in-flight record written to Redis (JSON of a `PendingLogin`).
-const MAX_LOGIN_RECORD: usize = crate::redirect::MAX_RD + 256;
+const MAX_LOGIN_RECORD: usize = crate::common::redirect::MAX_RD + 256;
 
 pub struct RedisStore {
     conn: ConnectionManager,

@@ -2,6 +2,8 @@
 //! in-memory store on moka (absolute TTL, idle timeout, bounded capacity). The same store
 //! keeps the short-lived records of logins in flight.
 
+pub mod redis;
+
 use std::future::Future;
 use std::time::Duration;
 
@@ -242,10 +244,10 @@ impl Session {
     /// there is nothing to encode.
     pub fn nickname_header(&self) -> Option<http::HeaderValue> {
         let raw = self.nickname();
-        if raw.bytes().all(crate::identity::is_unreserved) {
+        if raw.bytes().all(crate::pipeline::identity::is_unreserved) {
             return self.header(Field::Nickname);
         }
-        let enc = crate::identity::encode_nickname(raw);
+        let enc = crate::pipeline::identity::encode_nickname(raw);
         http::HeaderValue::from_maybe_shared(Bytes::from(enc)).ok()
     }
     pub fn avatar_header(&self) -> Option<http::HeaderValue> {
@@ -340,7 +342,7 @@ pub enum StoreError {
     Unavailable(String),
 }
 
-/// The session store. Implementations: [`MemoryStore`] and [`crate::redis_store::RedisStore`].
+/// The session store. Implementations: [`MemoryStore`] and [`crate::session::redis::RedisStore`].
 pub trait SessionStore: Send + Sync + 'static {
     fn get(
         &self,
@@ -465,7 +467,7 @@ impl SessionStore for MemoryStore {
         p: PendingLogin,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        if p.rd.len() > crate::redirect::MAX_RD {
+        if p.rd.len() > crate::common::redirect::MAX_RD {
             // Callers pass a checked rd; this keeps the bound true whatever they do.
             return Err(StoreError::Unavailable("login record too large".into()));
         }
@@ -494,7 +496,7 @@ impl SessionStore for MemoryStore {
 /// The configured store, chosen at start.
 pub enum Store {
     Memory(MemoryStore),
-    Redis(crate::redis_store::RedisStore),
+    Redis(crate::session::redis::RedisStore),
 }
 
 impl Store {
@@ -504,7 +506,7 @@ impl Store {
             Duration::from_secs(cfg.idle_secs),
         );
         if cfg.store == "redis" {
-            let r = crate::redis_store::RedisStore::connect(&cfg.redis_url, ttl, idle).await?;
+            let r = crate::session::redis::RedisStore::connect(&cfg.redis_url, ttl, idle).await?;
             return Ok(Store::Redis(r));
         }
         Ok(Store::Memory(MemoryStore::new(ttl, idle, cfg.max_sessions)))
@@ -717,7 +719,7 @@ mod tests {
     async fn pending_is_weighed_by_bytes() {
         let st = MemoryStore::new(Duration::from_secs(60), Duration::from_secs(60), 10);
         let big = PendingLogin {
-            rd: format!("/{}", "x".repeat(crate::redirect::MAX_RD - 1)),
+            rd: format!("/{}", "x".repeat(crate::common::redirect::MAX_RD - 1)),
             source: Source::Website,
         };
         let per = pending_weight(&"n".repeat(32), &big) as u64;
@@ -739,7 +741,7 @@ mod tests {
         assert_eq!(st.take_pending(&last).await.unwrap(), Some(big.clone()));
         // An over-long rd is never stored.
         let huge = PendingLogin {
-            rd: "/".repeat(crate::redirect::MAX_RD + 1),
+            rd: "/".repeat(crate::common::redirect::MAX_RD + 1),
             source: Source::Website,
         };
         assert!(st

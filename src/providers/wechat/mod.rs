@@ -5,6 +5,8 @@
 //! string). Errors never carry the secret, the code, tokens, session keys or the request URL, and
 //! nothing here logs them: only the endpoint path and the errcode are logged.
 
+pub mod crypto;
+
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;

@@ -4,12 +4,12 @@
 use http::{Response, StatusCode};
 use serde_json::json;
 
-use crate::http_util::{self, Body};
-use crate::login_state::StateError;
-use crate::pages::{self, Page, Text};
+use crate::common::http_util::{self, Body};
+use crate::common::pages::{self, Page, Text};
+use crate::endpoints::login_state::StateError;
+use crate::providers::wechat::{ErrorClass, WechatError};
 use crate::proxy::ProxyError;
 use crate::session::StoreError;
-use crate::wechat::{ErrorClass, WechatError};
 
 /// Login-flow failures that are not WeChat's or the store's.
 #[derive(Debug, thiserror::Error)]
@@ -62,9 +62,9 @@ pub enum GatewayError {
     #[error(transparent)]
     Api(#[from] ApiError),
     #[error(transparent)]
-    Crypto(#[from] crate::crypto::CryptoError),
+    Crypto(#[from] crate::providers::wechat::crypto::CryptoError),
     #[error(transparent)]
-    Path(#[from] crate::paths::PathError),
+    Path(#[from] crate::pipeline::paths::PathError),
     /// `access.login_rate_per_minute` exceeded; retry after this many seconds.
     #[error("too many login attempts from this address")]
     RateLimited(u64),

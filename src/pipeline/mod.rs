@@ -1,6 +1,10 @@
 //! The request path, in phases: strip spoofed identity → gateway endpoints → verification
 //! files → public paths → authenticate → authorize → inject identity → proxy.
 
+pub mod identity;
+pub mod paths;
+pub mod verification;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,18 +14,16 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
 
+use self::verification::Verification;
+use crate::common::error::{ApiError, GatewayError, LoginError};
+use crate::common::http_util::{self, Body};
+use crate::common::metrics::{Metrics, Route};
 use crate::config::Settings;
-use crate::error::{ApiError, GatewayError, LoginError};
-use crate::http_util::{self, Body};
-use crate::identity;
-use crate::login_state::StateSigner;
-use crate::metrics::{Metrics, Route};
-use crate::paths;
-use crate::pool::UpstreamBody;
+use crate::endpoints::login_state::StateSigner;
+use crate::providers::wechat::WechatClient;
+use crate::proxy::pool::UpstreamBody;
 use crate::proxy::{self, Peer, Proxy, ProxyError};
 use crate::session::{Session, SessionId, SessionStore, Store, StoreError};
-use crate::verification::{self, Verification};
-use crate::wechat::WechatClient;
 
 pub struct Access {
     pub allow_unionids: HashSet<String>,
@@ -66,7 +68,7 @@ pub struct App {
     /// `https` when this listener terminates TLS.
     pub proto: &'static str,
     /// `access.login_rate_per_minute` (None when 0).
-    pub login_limiter: Option<crate::rate_limit::LoginLimiter>,
+    pub login_limiter: Option<crate::endpoints::rate_limit::LoginLimiter>,
     /// `Strict-Transport-Security` for every response (TLS and `server.hsts_max_age_secs` > 0).
     pub(crate) hsts: Option<HeaderValue>,
 }
@@ -83,7 +85,10 @@ pub struct Authenticated {
 }
 
 impl App {
-    pub fn new(settings: Settings, store: Store) -> Result<Arc<App>, crate::wechat::WechatError> {
+    pub fn new(
+        settings: Settings,
+        store: Store,
+    ) -> Result<Arc<App>, crate::providers::wechat::WechatError> {
         let raw = &settings.raw;
         let wechat = WechatClient::new(
             &settings.api_base,
@@ -104,7 +109,9 @@ impl App {
             session_cookie: raw.session.cookie_name.clone(),
             login_cookie: format!("{}_login", raw.session.cookie_name),
             sign_secret,
-            login_limiter: crate::rate_limit::LoginLimiter::new(raw.access.login_rate_per_minute),
+            login_limiter: crate::endpoints::rate_limit::LoginLimiter::new(
+                raw.access.login_rate_per_minute,
+            ),
             proto: if settings.tls.is_some() {
                 "https"
             } else {
@@ -129,7 +136,7 @@ impl App {
         format!(
             "{}/login?rd={}",
             self.prefix(),
-            percent_encoding::utf8_percent_encode(rd, crate::flows::COMPONENT)
+            percent_encoding::utf8_percent_encode(rd, crate::endpoints::COMPONENT)
         )
     }
 
@@ -223,7 +230,7 @@ impl App {
         if paths::in_namespace(path, prefix) {
             // Boxed: the login flows' state is larger than the proxy path's, and the future of
             // every request is as large as its largest branch.
-            let resp = Box::pin(crate::flows::handle(self, req, peer)).await;
+            let resp = Box::pin(crate::endpoints::handle(self, req, peer)).await;
             return (resp, Route::Gateway, None);
         }
         if view.has_params() && view.match_in_namespace(prefix) {
@@ -346,8 +353,11 @@ impl App {
         if on_public {
             return pq.to_string();
         }
-        let checked =
-            crate::redirect::safe_return(&abs, public, &self.settings.raw.access.redirect_hosts);
+        let checked = crate::common::redirect::safe_return(
+            &abs,
+            public,
+            &self.settings.raw.access.redirect_hosts,
+        );
         if checked == "/" {
             pq.to_string()
         } else {

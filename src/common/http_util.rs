@@ -14,7 +14,7 @@ use http_body_util::{Either, Full};
 static X_REQUESTED_WITH: http::HeaderName = http::HeaderName::from_static("x-requested-with");
 static SEC_FETCH_MODE: http::HeaderName = http::HeaderName::from_static("sec-fetch-mode");
 
-pub type Body = Either<crate::pool::UpstreamBody, Full<Bytes>>;
+pub type Body = Either<crate::proxy::pool::UpstreamBody, Full<Bytes>>;
 
 pub fn full(b: impl Into<Bytes>) -> Body {
     Either::Right(Full::new(b.into()))
