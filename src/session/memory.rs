@@ -1,0 +1,127 @@
+//! Sessions in process memory (moka): absolute TTL, idle timeout, bounded capacity, and the
+//! logins in flight weighed by bytes.
+
+use std::time::Duration;
+
+use super::{PendingLogin, Session, SessionId, SessionStore, StoreError};
+
+/// Sessions in process memory.
+pub struct MemoryStore {
+    sessions: moka::sync::Cache<SessionId, Session>,
+    pub(super) pending: moka::sync::Cache<Box<str>, Pending>,
+}
+
+/// A login in flight as the memory store keeps it: the record and its own lifetime.
+#[derive(Clone)]
+pub(super) struct Pending {
+    login: PendingLogin,
+    ttl: Duration,
+    /// Checked on take too: moka's `remove` hands back an entry that expired but was not
+    /// evicted yet.
+    deadline: std::time::Instant,
+}
+
+/// Total weight (bytes, see [`pending_weight`]) of the logins in flight kept in memory.
+///
+/// 64 MiB: an ordinary login weighs ~250 bytes (rd of a few dozen bytes), so this holds
+/// ~250 000 logins in flight (400 a second for the full 10 minutes); a worst case one
+/// (`rd` at its 2048-byte limit, 6 KiB once percent-encoded is refused) weighs under 2.3 KiB,
+/// so even then ~29 000. It is the ceiling of what unauthenticated `/login`s can make the
+/// gateway hold; the per-IP login rate limit decides how much of it one client can fill.
+pub const MAX_PENDING_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Bytes a login in flight costs: its strings plus the cache's own per-entry bookkeeping
+/// (moka's entry, deque node and hash slot: measured at well under 200 bytes, counted as 200).
+pub(crate) fn pending_weight(nonce: &str, p: &PendingLogin) -> u32 {
+    let bytes = 200 + nonce.len() + p.rd.len();
+    u32::try_from(bytes).unwrap_or(u32::MAX)
+}
+
+/// moka's weigher signature takes the key as stored.
+#[allow(clippy::borrowed_box)]
+fn weigh_pending(nonce: &Box<str>, p: &Pending) -> u32 {
+    pending_weight(nonce, &p.login)
+}
+
+struct PendingExpiry;
+
+impl moka::Expiry<Box<str>, Pending> for PendingExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &Box<str>,
+        value: &Pending,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+impl MemoryStore {
+    pub fn new(ttl: Duration, idle: Duration, capacity: u64) -> Self {
+        Self {
+            // Idle timeout in moka; the absolute lifetime is checked on every read (the record
+            // carries it), which spares moka's write-order queue: ~30 bytes less per session.
+            // LRU, not TinyLFU: at capacity a new login must be admitted, never dropped.
+            sessions: moka::sync::Cache::builder()
+                .max_capacity(capacity)
+                .time_to_idle(idle.min(ttl))
+                .eviction_policy(moka::policy::EvictionPolicy::lru())
+                .build(),
+            // Weighed by bytes, each entry expiring after the TTL `/login` gave it. LRU: the
+            // oldest login in flight goes first when full.
+            pending: moka::sync::Cache::builder()
+                .max_capacity(MAX_PENDING_BYTES)
+                .weigher(weigh_pending)
+                .expire_after(PendingExpiry)
+                .eviction_policy(moka::policy::EvictionPolicy::lru())
+                .build(),
+        }
+    }
+}
+
+impl SessionStore for MemoryStore {
+    async fn get(&self, id: &SessionId, now: u64) -> Result<Option<Session>, StoreError> {
+        Ok(self.sessions.get(id).filter(|s| s.expires_at() > now))
+    }
+    async fn insert(&self, id: SessionId, s: Session) -> Result<(), StoreError> {
+        self.sessions.insert(id, s);
+        Ok(())
+    }
+    async fn remove(&self, id: &SessionId) -> Result<(), StoreError> {
+        self.sessions.invalidate(id);
+        Ok(())
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn put_pending(
+        &self,
+        nonce: &str,
+        p: PendingLogin,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        if p.rd.len() > crate::common::redirect::MAX_RD {
+            // Callers pass a checked rd; this keeps the bound true whatever they do.
+            return Err(StoreError::Unavailable("login record too large".into()));
+        }
+        self.pending.insert(
+            nonce.into(),
+            Pending {
+                login: p,
+                ttl,
+                deadline: std::time::Instant::now() + ttl,
+            },
+        );
+        Ok(())
+    }
+    async fn take_pending(&self, nonce: &str) -> Result<Option<PendingLogin>, StoreError> {
+        Ok(self
+            .pending
+            .remove(nonce)
+            .filter(|p| p.deadline > std::time::Instant::now())
+            .map(|p| p.login))
+    }
+    fn session_count(&self) -> Option<u64> {
+        Some(self.sessions.entry_count())
+    }
+}
