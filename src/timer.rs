@@ -117,6 +117,21 @@ impl CoarseTimer {
         }
     }
 
+    /// The driver's tick count: the coarse clock as a number (one atomic load).
+    pub fn ticks(&self) -> u64 {
+        self.inner.now.load(Ordering::Acquire)
+    }
+
+    /// Whole ticks in `d`, rounded up.
+    pub fn ticks_in(&self, d: Duration) -> u64 {
+        micros(d).div_ceil(self.inner.tick_us)
+    }
+
+    /// Resolves once the tick count reaches `tick`.
+    pub fn sleep_until_tick(&self, tick: u64) -> CoarseSleep {
+        self.sleep_to(tick)
+    }
+
     /// `fut`, or [`Elapsed`] if `d` passes first.
     pub fn timeout<F: Future>(&self, d: Duration, fut: F) -> Timeout<F> {
         Timeout {
