@@ -114,6 +114,7 @@ impl CoarseTimer {
             inner: self.inner.clone(),
             due,
             key: None,
+            waker: None,
         }
     }
 
@@ -196,6 +197,10 @@ pub struct CoarseSleep {
     inner: Arc<Inner>,
     due: u64,
     key: Option<usize>,
+    /// The waker registered with the driver: polled again by the same task (the usual case,
+    /// e.g. a connection's idle watch polled on every wake of its connection), the sleep
+    /// takes no lock.
+    waker: Option<Waker>,
 }
 
 impl CoarseSleep {
@@ -219,6 +224,11 @@ impl Future for CoarseSleep {
             this.deregister();
             return Poll::Ready(());
         }
+        // The driver takes a registered waker only once the sleep is due, which the check
+        // above sees: a waker still registered is this one.
+        if this.key.is_some() && this.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            return Poll::Pending;
+        }
         let mut sleepers = this.inner.sleepers();
         match this.key.and_then(|k| sleepers.get_mut(k)) {
             Some(s) => match &s.waker {
@@ -233,6 +243,7 @@ impl Future for CoarseSleep {
             }
         }
         drop(sleepers);
+        this.waker = Some(cx.waker().clone());
         // The driver may have ticked (on another thread) while this registered.
         if this.is_due() {
             this.deregister();
@@ -328,6 +339,23 @@ mod tests {
                 .poll(&mut Context::from_waker(waker))
                 .is_pending());
         }
+        assert_eq!(timer.pending(), 0);
+    }
+
+    #[tokio::test]
+    async fn polled_again_by_the_same_task_then_by_another() {
+        let timer = CoarseTimer::with_tick(T);
+        let s = timer.sleep(Duration::from_millis(100));
+        let mut s = std::pin::pin!(s);
+        let noop = Waker::noop();
+        for _ in 0..3 {
+            assert!(s.as_mut().poll(&mut Context::from_waker(noop)).is_pending());
+        }
+        assert_eq!(timer.pending(), 1);
+        // Awaited by this task now: its waker replaces the first, and the driver wakes it.
+        tokio::time::timeout(Duration::from_secs(2), s)
+            .await
+            .expect("the new waker was woken");
         assert_eq!(timer.pending(), 0);
     }
 
