@@ -9,6 +9,9 @@
 //! request in progress, long-polling included, is never cut by it (`upstream.timeout_secs`
 //! bounds those). The idle watch costs a request two atomic updates, no clock read and no timer
 //! registration: one coarse-timer sleep per connection, moved only when it fires.
+//! A client that stops taking a response (a slow read: its upstream connection would be held
+//! forever) is cut off once it has taken nothing for the idle timeout, as nginx's send_timeout
+//! does; on HTTP/2, when no stream of the connection has moved for that long.
 //! With `server.metrics_listen`, `/metrics` is served there, on its own plain-HTTP listener.
 
 use std::convert::Infallible;
@@ -294,18 +297,46 @@ struct Conn {
     inflight: AtomicU32,
     /// The tick at which the connection last had no request in progress.
     idle_since: AtomicU64,
+    /// Response bodies that handed hyper data and have not been asked for more since: hyper
+    /// is waiting for the client to take what it has.
+    waiting: AtomicU32,
+    /// The tick at which hyper last asked a response body for data.
+    body_polled: AtomicU64,
     /// `server.idle_timeout_ms` in ticks.
     idle_ticks: u64,
 }
 
+/// What the idle watch saw.
+#[derive(Debug, PartialEq, Eq)]
+enum Quiet {
+    /// No request in progress for the idle timeout.
+    Idle,
+    /// A response waits for the client, which has taken nothing for the idle timeout (it
+    /// stopped reading: a slow-read client would hold its upstream connection forever).
+    ClientStalled,
+}
+
 impl Conn {
-    /// Resolves once the connection has had no request in progress for the idle timeout.
-    async fn idle(&self) {
+    /// Resolves once the connection has had no request in progress for the idle timeout, or
+    /// its client has stopped taking a response for as long.
+    async fn quiet(&self) -> Quiet {
         loop {
+            let now = self.timer.ticks();
             if self.inflight.load(Ordering::Acquire) > 0 {
-                self.timer
-                    .sleep_until_tick(self.timer.ticks().saturating_add(self.idle_ticks))
-                    .await;
+                let next = now.saturating_add(self.idle_ticks);
+                if self.waiting.load(Ordering::Acquire) == 0 {
+                    self.timer.sleep_until_tick(next).await;
+                    continue;
+                }
+                let due = self
+                    .body_polled
+                    .load(Ordering::Acquire)
+                    .saturating_add(self.idle_ticks)
+                    .saturating_add(1);
+                if now >= due {
+                    return Quiet::ClientStalled;
+                }
+                self.timer.sleep_until_tick(due.min(next)).await;
                 continue;
             }
             // One tick late: `idle_since` lags the clock by up to a tick.
@@ -314,43 +345,54 @@ impl Conn {
                 .load(Ordering::Acquire)
                 .saturating_add(self.idle_ticks)
                 .saturating_add(1);
-            if self.timer.ticks() >= due && self.inflight.load(Ordering::Acquire) == 0 {
-                return;
+            if now >= due && self.inflight.load(Ordering::Acquire) == 0 {
+                return Quiet::Idle;
             }
             self.timer.sleep_until_tick(due).await;
         }
     }
 
-    /// After a graceful close was asked for: resolves at tick `at`, or later once no request is
-    /// in progress.
+    /// After a graceful close was asked for: resolves at tick `at`, or, with a request still
+    /// in progress, once the connection is quiet.
     async fn past(&self, at: u64) {
         self.timer.sleep_until_tick(at).await;
-        while self.inflight.load(Ordering::Acquire) > 0 {
-            self.idle().await;
+        if self.inflight.load(Ordering::Acquire) > 0 {
+            self.quiet().await;
         }
     }
 }
 
 /// A request in progress on its connection (see [`Conn::inflight`]).
-struct InFlight(Arc<Conn>);
+struct InFlight {
+    conn: Arc<Conn>,
+    /// Counted in [`Conn::waiting`].
+    waiting: bool,
+}
 
 impl InFlight {
     fn new(conn: Arc<Conn>) -> InFlight {
         conn.inflight.fetch_add(1, Ordering::AcqRel);
-        InFlight(conn)
+        InFlight {
+            conn,
+            waiting: false,
+        }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let c = &self.0;
+        let c = &self.conn;
+        if self.waiting {
+            c.waiting.fetch_sub(1, Ordering::AcqRel);
+        }
         c.idle_since.store(c.timer.ticks(), Ordering::Release);
         c.inflight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 pin_project_lite::pin_project! {
-    /// A response body that keeps its request in progress until it is sent (or dropped).
+    /// A response body that keeps its request in progress until it is sent (or dropped), and
+    /// notes whether hyper waits for it (the upstream) or for the client.
     pub(crate) struct Tracked<B> {
         #[pin]
         inner: B,
@@ -367,7 +409,23 @@ impl<B: HttpBody> HttpBody for Tracked<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
-        self.project().inner.poll_frame(cx)
+        let this = self.project();
+        let g = this.guard;
+        g.conn
+            .body_polled
+            .store(g.conn.timer.ticks(), Ordering::Relaxed);
+        let r = this.inner.poll_frame(cx);
+        // Data handed over: until the next poll, hyper waits for the client.
+        let waiting = matches!(r, Poll::Ready(Some(Ok(_))));
+        if waiting != g.waiting {
+            g.waiting = waiting;
+            if waiting {
+                g.conn.waiting.fetch_add(1, Ordering::AcqRel);
+            } else {
+                g.conn.waiting.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        r
     }
 
     #[inline]
@@ -424,7 +482,7 @@ async fn serve_io<I>(
         let conn = conn.clone();
         async move {
             let guard = InFlight::new(conn);
-            let c = &*guard.0;
+            let c = &*guard.conn;
             let resp =
                 if req.version() == Version::HTTP_2 && limits::too_many_headers(req.headers()) {
                     too_many_headers(&req)
@@ -450,7 +508,11 @@ async fn serve_io<I>(
                 draining = true;
                 serving.as_mut().graceful_shutdown();
             }
-            _ = watch.idle(), if kill_at.is_none() => {
+            quiet = watch.quiet(), if kill_at.is_none() => {
+                if quiet == Quiet::ClientStalled {
+                    tracing::debug!(%peer, "client stopped reading a response; connection closed");
+                    break Ok(());
+                }
                 tracing::debug!(%peer, "idle connection closed");
                 serving.as_mut().graceful_shutdown();
                 let grace = (watch.idle_ticks / 4).clamp(1, watch.timer.ticks_in(Duration::from_secs(1)));
@@ -511,6 +573,8 @@ async fn worker(
                     proxy,
                     inflight: AtomicU32::new(0),
                     idle_since: AtomicU64::new(timer.ticks()),
+                    waiting: AtomicU32::new(0),
+                    body_polled: AtomicU64::new(0),
                     idle_ticks,
                     timer,
                 })

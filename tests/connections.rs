@@ -347,6 +347,39 @@ async fn websocket_with_traffic_stays_open_and_a_quiet_one_is_closed() {
     );
 }
 
+#[tokio::test]
+async fn a_client_that_stops_reading_a_response_is_cut_off() {
+    let gw = gateway("", None).await;
+    const N: usize = 24 << 20;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(format!("GET /download?bytes={N} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 65536];
+    let mut got = s.read(&mut buf).await.unwrap();
+    // Stop reading: the socket buffers fill, the gateway cannot send.
+    tokio::time::sleep(Duration::from_millis(IDLE_MS * 3)).await;
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got += n,
+            }
+            if got > N {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "neither ended nor complete");
+    assert!(
+        got < N,
+        "the whole response came through: the stalled client was not cut off"
+    );
+    // The gateway serves on.
+    assert!(healthz(gw.addr).await < Duration::from_secs(1));
+}
+
 /// A TCP connection from `ip` (any 127.x address is loopback on Linux).
 async fn connect_from(ip: &str, to: SocketAddr) -> TcpStream {
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
