@@ -569,10 +569,7 @@ impl Settings {
             ("server.idle_timeout_ms", s.idle_timeout_ms),
             ("server.body_timeout_ms", s.body_timeout_ms),
             ("server.max_connections", s.max_connections as u64),
-            (
-                "server.max_connections_per_ip",
-                s.max_connections_per_ip as u64,
-            ),
+            ("server.max_connections_per_ip", s.max_connections_per_ip as u64),
         ] {
             if v == 0 {
                 return Err(invalid(key, "must be at least 1"));
@@ -892,24 +889,15 @@ cookie_secret = "0123456789abcdef0123456789abcdef"
         assert_eq!(s.raw.upstream.max_connections, 1024);
         assert_eq!(s.raw.access.login_rate_per_minute, 300);
         assert!(s.metrics_listen.is_none());
-        let e = Config::from_toml(
-            &BASE.replace("[wechat.website]", "idle_timeout_ms = 0\n[wechat.website]"),
-        )
-        .unwrap_err()
-        .to_string();
+        let e = Config::from_toml(&BASE.replace("[wechat.website]", "idle_timeout_ms = 0\n[wechat.website]"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("server.idle_timeout_ms"), "{e}");
-        let e = Config::from_toml(&BASE.replace(
-            "[wechat.website]",
-            "metrics_listen = \"nope\"\n[wechat.website]",
-        ))
-        .unwrap_err()
-        .to_string();
+        let e = Config::from_toml(&BASE.replace("[wechat.website]", "metrics_listen = \"nope\"\n[wechat.website]"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("server.metrics_listen"), "{e}");
-        let s = Config::from_toml(&BASE.replace(
-            "[wechat.website]",
-            "metrics_listen = \"127.0.0.1:0\"\n[wechat.website]",
-        ))
-        .unwrap();
+        let s = Config::from_toml(&BASE.replace("[wechat.website]", "metrics_listen = \"127.0.0.1:0\"\n[wechat.website]")).unwrap();
         assert!(s.metrics_listen.is_some());
     }
 

@@ -56,11 +56,6 @@ impl UpstreamLimit {
         })
     }
 
-    /// Connections that could open now.
-    pub fn available(&self) -> usize {
-        self.permits.available_permits()
-    }
-
     fn contended(&self) -> bool {
         self.waiting.load(Ordering::Relaxed) > 0
     }

@@ -230,7 +230,12 @@ pub struct Proxy {
     /// `server.idle_timeout_ms`: an upgraded connection (WebSocket) that moves no byte either
     /// way for this long is closed.
     idle: Duration,
+    /// The tick of the last "upstream busy" log line (one per [`BUSY_LOG_EVERY`] at most).
+    busy_logged: AtomicU64,
 }
+
+/// At most one "upstream.max_connections reached" line per this long and worker.
+const BUSY_LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl Proxy {
     /// This worker's proxy; call it on the runtime that will use it (its pool's reaper runs there).
@@ -252,6 +257,7 @@ impl Proxy {
             timeout: s.upstream_timeout(),
             timer,
             idle: Duration::from_millis(s.raw.server.idle_timeout_ms),
+            busy_logged: AtomicU64::new(0),
         }
     }
 
@@ -306,7 +312,14 @@ impl Proxy {
         let mut resp = match self.timer.timeout(self.timeout, self.pool.send(req)).await {
             Err(_) => return Err(ProxyError::Timeout),
             Ok(Err(PoolError::Busy)) => {
-                tracing::warn!("upstream.max_connections reached; answered 503");
+                let now = self.timer.ticks();
+                let last = self.busy_logged.load(Ordering::Relaxed);
+                if last == 0 || now >= last.saturating_add(self.timer.ticks_in(BUSY_LOG_EVERY)) {
+                    self.busy_logged.store(now.max(1), Ordering::Relaxed);
+                    tracing::warn!(
+                        "upstream.max_connections reached: requests answered 503 (logged once per 10 s)"
+                    );
+                }
                 return Err(ProxyError::Busy);
             }
             Ok(Err(e)) => {
