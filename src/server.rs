@@ -515,7 +515,8 @@ async fn serve_io<I>(
                 }
                 tracing::debug!(%peer, "idle connection closed");
                 serving.as_mut().graceful_shutdown();
-                let grace = (watch.idle_ticks / 4).clamp(1, watch.timer.ticks_in(Duration::from_secs(1)));
+                let second = watch.timer.ticks_in(Duration::from_secs(1));
+                let grace = (watch.idle_ticks / 4).clamp(1, second);
                 kill_at = Some(watch.timer.ticks().saturating_add(grace));
             }
             _ = watch.past(kill.unwrap_or(0)), if kill.is_some() => break Ok(()),
