@@ -7,6 +7,7 @@ pub mod flows;
 pub mod gateway;
 pub mod http_util;
 pub mod identity;
+pub mod limits;
 pub mod logging;
 pub mod login_state;
 pub mod metrics;
