@@ -80,6 +80,7 @@ impl GatewayError {
         match self {
             Proxy(ProxyError::Unreachable) => StatusCode::BAD_GATEWAY,
             Proxy(ProxyError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
+            Proxy(ProxyError::Busy) => StatusCode::SERVICE_UNAVAILABLE,
             Wechat(e) => match e.class() {
                 ErrorClass::Relogin => StatusCode::BAD_REQUEST,
                 ErrorClass::Busy => StatusCode::SERVICE_UNAVAILABLE,
@@ -111,6 +112,7 @@ impl GatewayError {
         match self {
             Proxy(ProxyError::Unreachable) => "upstream_unreachable",
             Proxy(ProxyError::Timeout) => "upstream_timeout",
+            Proxy(ProxyError::Busy) => "upstream_busy",
             Wechat(e) => match e.class() {
                 ErrorClass::Relogin => "invalid_code",
                 ErrorClass::Busy => "wechat_busy",
@@ -147,6 +149,10 @@ impl GatewayError {
             Proxy(ProxyError::Timeout) => (
                 t("服务响应超时", "Gateway timeout"),
                 t("后端服务没有及时响应，请稍后再试。", "The application did not answer in time. Please try again."),
+            ),
+            Proxy(ProxyError::Busy) => (
+                t("服务繁忙", "Upstream busy"),
+                t("后端服务繁忙，请稍后再试。", "The application is busy. Please try again shortly."),
             ),
             Wechat(e) => match e.class() {
                 ErrorClass::Relogin => (

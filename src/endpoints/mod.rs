@@ -81,6 +81,8 @@ pub async fn handle(
     let result = match sub {
         "/healthz" if get => Ok(http_util::respond(StatusCode::OK, http_util::TEXT, "ok")),
         "/readyz" if get => Ok(readyz(app).await),
+        // With server.metrics_listen, /metrics is served only there.
+        "/metrics" if app.settings.metrics_listen.is_some() => Err(LoginError::NotFound.into()),
         "/metrics" if get => {
             if let Some(n) = app.store.session_count() {
                 app.metrics.sessions.set(n as i64);

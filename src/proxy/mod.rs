@@ -6,6 +6,8 @@ pub mod pool;
 
 use std::future::Future;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -16,7 +18,7 @@ use hyper_util::rt::TokioIo;
 use ipnet::IpNet;
 
 use crate::config::Settings;
-use crate::proxy::pool::{outgoing, Pool, ReqBody, UpstreamBody};
+use crate::proxy::pool::{outgoing, Pool, PoolError, ReqBody, UpstreamBody, UpstreamLimit};
 use crate::server::timer::CoarseTimer;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +27,9 @@ pub enum ProxyError {
     Unreachable,
     #[error("upstream did not answer in time")]
     Timeout,
+    /// `upstream.max_connections` reached and none came free within `connect_timeout_ms`.
+    #[error("upstream busy")]
+    Busy,
 }
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -267,16 +272,28 @@ pub struct Proxy {
     authority: http::uri::Authority,
     timeout: Duration,
     timer: CoarseTimer,
+    /// `server.idle_timeout_ms`: an upgraded connection (WebSocket) that moves no byte either
+    /// way for this long is closed.
+    idle: Duration,
+    /// The tick of the last "upstream busy" log line (one per [`BUSY_LOG_EVERY`] at most).
+    busy_logged: AtomicU64,
 }
+
+/// At most one "upstream.max_connections reached" line per this long and worker.
+const BUSY_LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl Proxy {
     /// This worker's proxy; call it on the runtime that will use it (its pool's reaper runs there).
-    /// `timer` (the worker's) times the upstream's answers.
-    pub fn new(s: &Settings, timer: CoarseTimer) -> Self {
+    /// `timer` (the worker's) times the upstream's answers; `limit` (all workers') caps the
+    /// upstream connections.
+    pub fn new(s: &Settings, timer: CoarseTimer, limit: Arc<UpstreamLimit>) -> Self {
         let pool = Pool::new(
             &s.upstream,
             Duration::from_millis(s.raw.upstream.connect_timeout_ms),
             s.raw.upstream.pool_max_idle,
+            limit,
+            timer.clone(),
+            s.upstream_timeout(),
         );
         pool.start_reaper();
         Self {
@@ -284,6 +301,8 @@ impl Proxy {
             authority: s.upstream.clone(),
             timeout: s.upstream_timeout(),
             timer,
+            idle: Duration::from_millis(s.raw.server.idle_timeout_ms),
+            busy_logged: AtomicU64::new(0),
         }
     }
 
@@ -339,6 +358,17 @@ impl Proxy {
         let started = Instant::now();
         let mut resp = match self.timer.timeout(self.timeout, self.pool.send(req)).await {
             Err(_) => return Err(ProxyError::Timeout),
+            Ok(Err(PoolError::Busy)) => {
+                let now = self.timer.ticks();
+                let last = self.busy_logged.load(Ordering::Relaxed);
+                if last == 0 || now >= last.saturating_add(self.timer.ticks_in(BUSY_LOG_EVERY)) {
+                    self.busy_logged.store(now.max(1), Ordering::Relaxed);
+                    tracing::warn!(
+                        "upstream.max_connections reached: requests answered 503 (logged once per 10 s)"
+                    );
+                }
+                return Err(ProxyError::Busy);
+            }
             Ok(Err(e)) => {
                 tracing::warn!(error = %ErrChain(&e), "upstream request failed");
                 return Err(ProxyError::Unreachable);
@@ -350,12 +380,10 @@ impl Proxy {
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(client_upgrade) = client_upgrade {
                 let upstream_upgrade = hyper::upgrade::on(&mut resp);
+                let (timer, idle) = (self.timer.clone(), self.idle);
                 tokio::spawn(async move {
                     match tokio::try_join!(client_upgrade, upstream_upgrade) {
-                        Ok((c, u)) => {
-                            let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
-                            let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
-                        }
+                        Ok((c, u)) => splice(TokioIo::new(c), TokioIo::new(u), timer, idle).await,
                         Err(e) => tracing::debug!(error = %e, "upgrade failed"),
                     }
                 });
@@ -365,6 +393,90 @@ impl Proxy {
         }
         remove_hop_headers(resp.headers_mut(), false);
         Ok((resp, took))
+    }
+}
+
+/// Copy both ways between an upgraded client connection and its upstream connection until
+/// either closes, or no byte has moved either way for `idle` (as nginx's proxy_read_timeout
+/// closes a quiet WebSocket): then both close.
+async fn splice<C, U>(c: C, u: U, timer: CoarseTimer, idle: Duration)
+where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    U: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let last = AtomicU64::new(timer.ticks());
+    let mut c = Active {
+        io: c,
+        timer: &timer,
+        last: &last,
+    };
+    let mut u = Active {
+        io: u,
+        timer: &timer,
+        last: &last,
+    };
+    let idle_ticks = timer.ticks_in(idle);
+    let quiet = async {
+        loop {
+            let due = last
+                .load(Ordering::Relaxed)
+                .saturating_add(idle_ticks)
+                .saturating_add(1);
+            if timer.ticks() >= due {
+                return;
+            }
+            timer.sleep_until_tick(due).await;
+        }
+    };
+    tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut c, &mut u) => {}
+        _ = quiet => tracing::debug!("upgraded connection idle; closed"),
+    }
+}
+
+/// An I/O object that notes the tick of its last read that brought bytes.
+struct Active<'a, S> {
+    io: S,
+    timer: &'a CoarseTimer,
+    last: &'a AtomicU64,
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Active<'_, S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.last.store(self.timer.ticks(), Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Active<'_, S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 

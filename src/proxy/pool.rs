@@ -8,9 +8,20 @@
 //! the next request on it. No per-request task, no URI-keyed map: the pool knows one upstream.
 //! Idle connections that the upstream closed are dropped when seen; the others after
 //! [`IDLE_TIMEOUT`] (a reaper task per pool), and never more than `upstream.pool_max_idle`.
+//!
+//! All workers together open at most `upstream.max_connections` ([`UpstreamLimit`]): each
+//! connection holds a permit for its whole life, idle ones included. A request that finds none
+//! free waits up to `connect_timeout_ms`, then fails with [`PoolError::Busy`] (503). While one
+//! waits, the pools stop keeping connections idle and their reapers close the idle ones, so
+//! idle connections of one worker do not starve another.
+//!
+//! A response body that brings no bytes for `upstream.timeout_secs` is aborted
+//! ([`BodyError::Stalled`]) and its connection closed; timed on the worker's coarse timer, armed
+//! once per stall, not per frame.
 
+use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -22,7 +33,51 @@ use http_body_util::{Either, Empty};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpSocket;
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::server::limits::Held;
+use crate::server::timer::{CoarseSleep, CoarseTimer};
+
+/// The upstream connections of all workers together.
+pub struct UpstreamLimit {
+    permits: Arc<Semaphore>,
+    /// Requests waiting for a permit now (in all workers).
+    waiting: AtomicUsize,
+}
+
+impl UpstreamLimit {
+    pub fn new(max_connections: usize) -> Arc<UpstreamLimit> {
+        Arc::new(UpstreamLimit {
+            permits: Arc::new(Semaphore::new(
+                max_connections.clamp(1, Semaphore::MAX_PERMITS),
+            )),
+            waiting: AtomicUsize::new(0),
+        })
+    }
+
+    fn contended(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed) > 0
+    }
+
+    /// A permit, waiting up to `wait` for one.
+    async fn acquire(&self, wait: Duration) -> Result<OwnedSemaphorePermit, PoolError> {
+        if let Ok(p) = self.permits.clone().try_acquire_owned() {
+            return Ok(p);
+        }
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let r = tokio::time::timeout(wait, self.permits.clone().acquire_owned()).await;
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        match r {
+            Ok(Ok(p)) => Ok(p),
+            _ => Err(PoolError::Busy),
+        }
+    }
+}
+
+/// An upstream socket and its permit: the permit goes back when the socket closes, also when
+/// the connection was handed to an upgrade (WebSocket).
+type UpstreamIo = Held<TcpStream, OwnedSemaphorePermit>;
 
 /// What goes upstream: the client's body, or nothing (then the request can be sent again).
 pub type ReqBody = Either<Incoming, Empty<Bytes>>;
@@ -87,6 +142,8 @@ pub enum PoolError {
     },
     #[error("connecting to {host} timed out")]
     ConnectTimeout { host: String },
+    #[error("upstream.max_connections reached; no connection came free in time")]
+    Busy,
     #[error("HTTP/1.1 handshake with the upstream: {0}")]
     Handshake(hyper::Error),
     #[error("{0}")]
@@ -107,6 +164,11 @@ struct Inner {
     max_idle: usize,
     /// Reaper ticks so far (a clock without clock reads on the request path).
     tick: AtomicU32,
+    limit: Arc<UpstreamLimit>,
+    /// The worker's timer, for response bodies that stall.
+    timer: CoarseTimer,
+    /// How long a response body may bring nothing, in `timer` ticks.
+    stall_ticks: u64,
 }
 
 /// One worker's connections to the upstream.
@@ -117,11 +179,15 @@ pub struct Pool {
 
 impl Pool {
     /// A pool for `authority` (port 80 when it names none). Call [`Pool::start_reaper`] from the
-    /// runtime the pool is used on.
+    /// runtime the pool is used on. New connections take a permit of `limit`; a response body
+    /// that brings nothing for `stall` is aborted (timed on `timer`, the worker's).
     pub fn new(
         authority: &http::uri::Authority,
         connect_timeout: Duration,
         max_idle: usize,
+        limit: Arc<UpstreamLimit>,
+        timer: CoarseTimer,
+        stall: Duration,
     ) -> Pool {
         let host = format!(
             "{}:{}",
@@ -135,6 +201,9 @@ impl Pool {
                 connect_timeout,
                 max_idle,
                 tick: AtomicU32::new(0),
+                stall_ticks: timer.ticks_in(stall),
+                limit,
+                timer,
             }),
         }
     }
@@ -152,6 +221,11 @@ impl Pool {
                 let Some(inner) = weak.upgrade() else { break };
                 let now = inner.tick.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
                 let mut idle = inner.idle.lock().unwrap_or_else(|e| e.into_inner());
+                if inner.limit.contended() {
+                    // Another request (maybe on another worker) waits for a connection: free
+                    // the permits that idle ones hold.
+                    idle.clear();
+                }
                 idle.retain(|i| !i.send.is_closed() && now.wrapping_sub(i.since) <= max_ticks);
             }
         });
@@ -201,9 +275,14 @@ impl Pool {
     fn wrap(&self, resp: Response<Incoming>, send: SendRequest<ReqBody>) -> Response<UpstreamBody> {
         // 101: the connection now belongs to the upgrade; it never comes back.
         let reusable = resp.status() != http::StatusCode::SWITCHING_PROTOCOLS;
+        let pool = self.inner.clone();
+        let progress = pool.timer.ticks();
         resp.map(|inner| UpstreamBody {
             inner,
-            back: reusable.then(|| (send, self.inner.clone())),
+            send: reusable.then_some(send),
+            pool,
+            progress,
+            stall: None,
         })
     }
 
@@ -223,6 +302,7 @@ impl Pool {
     async fn connect(&self) -> Result<SendRequest<ReqBody>, PoolError> {
         let host = &self.inner.host;
         let timeout = self.inner.connect_timeout;
+        let permit = self.inner.limit.acquire(timeout).await?;
         let connecting = async {
             let addrs: Vec<_> = tokio::net::lookup_host(host.as_str())
                 .await
@@ -255,9 +335,11 @@ impl Pool {
             }
             Err(last)
         };
-        let stream = tokio::time::timeout(timeout, connecting)
+        let stream: UpstreamIo = tokio::time::timeout(timeout, connecting)
             .await
-            .map_err(|_| PoolError::ConnectTimeout { host: host.clone() })??;
+            .map_err(|_| PoolError::ConnectTimeout { host: host.clone() })
+            .and_then(|r| r)
+            .map(|s| Held::new(s, permit))?;
         let (send, conn) = hyper::client::conn::http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
@@ -273,7 +355,8 @@ impl Pool {
 
 impl Inner {
     fn give_back(&self, send: SendRequest<ReqBody>) {
-        if send.is_closed() {
+        // Closed, or wanted by a request waiting for a permit: dropped, it closes.
+        if send.is_closed() || self.limit.contended() {
             return;
         }
         let since = self.tick.load(Ordering::Relaxed);
@@ -284,36 +367,96 @@ impl Inner {
     }
 }
 
+/// Why an upstream response body ended early.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error(transparent)]
+    Upstream(#[from] hyper::Error),
+    #[error("the upstream response body stalled")]
+    Stalled,
+}
+
 /// An upstream response body. Read to its end, it returns its connection to the pool; dropped
 /// before that, the connection closes with it (HTTP/1.1 cannot abandon a response midway).
+/// Bringing no bytes for the stall limit, it ends with [`BodyError::Stalled`] and its connection
+/// closes.
 pub struct UpstreamBody {
     inner: Incoming,
-    back: Option<(SendRequest<ReqBody>, Arc<Inner>)>,
+    /// The connection, to go back to the pool at the end (none after an upgrade).
+    send: Option<SendRequest<ReqBody>>,
+    pool: Arc<Inner>,
+    /// The tick of the last frame.
+    progress: u64,
+    /// Armed on the first wait for data, moved only when it fires.
+    stall: Option<CoarseSleep>,
 }
 
 impl UpstreamBody {
     fn finished(&mut self) {
-        if let Some((send, pool)) = self.back.take() {
-            pool.give_back(send);
+        if let Some(send) = self.send.take() {
+            self.pool.give_back(send);
+        }
+    }
+
+    /// Waiting for the upstream: has it brought nothing for the stall limit? Registers the
+    /// waker to be asked again when it might have.
+    fn stalled(&mut self, cx: &mut Context<'_>) -> bool {
+        let timer = &self.pool.timer;
+        // Due one tick late: `progress` lags the clock by up to a tick.
+        let due = self
+            .progress
+            .saturating_add(self.pool.stall_ticks)
+            .saturating_add(1);
+        loop {
+            let sleep = self
+                .stall
+                .get_or_insert_with(|| timer.sleep_until_tick(due));
+            if Pin::new(sleep).poll(cx).is_pending() {
+                return false;
+            }
+            if timer.ticks() >= due {
+                return true;
+            }
+            // Fired for an older stall: bytes came since; wait from the last of them.
+            self.stall = None;
         }
     }
 }
 
 impl Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => self.finished(),
-            Poll::Ready(Some(Err(_))) => self.back = None,
-            _ => {}
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(None) => {
+                self.finished();
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Ok(f))) => {
+                self.progress = self.pool.timer.ticks();
+                Poll::Ready(Some(Ok(f)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                self.send = None;
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Pending => {
+                if self.stalled(cx) {
+                    tracing::warn!(
+                        limit_ticks = self.pool.stall_ticks,
+                        "upstream response body stalled; aborted, connection closed"
+                    );
+                    // The connection goes when the body is dropped: never back to the pool.
+                    self.send = None;
+                    return Poll::Ready(Some(Err(BodyError::Stalled)));
+                }
+                Poll::Pending
+            }
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {

@@ -114,7 +114,23 @@ impl CoarseTimer {
             inner: self.inner.clone(),
             due,
             key: None,
+            waker: None,
         }
+    }
+
+    /// The driver's tick count: the coarse clock as a number (one atomic load).
+    pub fn ticks(&self) -> u64 {
+        self.inner.now.load(Ordering::Acquire)
+    }
+
+    /// Whole ticks in `d`, rounded up.
+    pub fn ticks_in(&self, d: Duration) -> u64 {
+        micros(d).div_ceil(self.inner.tick_us)
+    }
+
+    /// Resolves once the tick count reaches `tick`.
+    pub fn sleep_until_tick(&self, tick: u64) -> CoarseSleep {
+        self.sleep_to(tick)
     }
 
     /// `fut`, or [`Elapsed`] if `d` passes first.
@@ -181,6 +197,10 @@ pub struct CoarseSleep {
     inner: Arc<Inner>,
     due: u64,
     key: Option<usize>,
+    /// The waker registered with the driver: polled again by the same task (the usual case,
+    /// e.g. a connection's idle watch polled on every wake of its connection), the sleep
+    /// takes no lock.
+    waker: Option<Waker>,
 }
 
 impl CoarseSleep {
@@ -204,6 +224,11 @@ impl Future for CoarseSleep {
             this.deregister();
             return Poll::Ready(());
         }
+        // The driver takes a registered waker only once the sleep is due, which the check
+        // above sees: a waker still registered is this one.
+        if this.key.is_some() && this.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            return Poll::Pending;
+        }
         let mut sleepers = this.inner.sleepers();
         match this.key.and_then(|k| sleepers.get_mut(k)) {
             Some(s) => match &s.waker {
@@ -218,6 +243,7 @@ impl Future for CoarseSleep {
             }
         }
         drop(sleepers);
+        this.waker = Some(cx.waker().clone());
         // The driver may have ticked (on another thread) while this registered.
         if this.is_due() {
             this.deregister();
@@ -313,6 +339,23 @@ mod tests {
                 .poll(&mut Context::from_waker(waker))
                 .is_pending());
         }
+        assert_eq!(timer.pending(), 0);
+    }
+
+    #[tokio::test]
+    async fn polled_again_by_the_same_task_then_by_another() {
+        let timer = CoarseTimer::with_tick(T);
+        let s = timer.sleep(Duration::from_millis(100));
+        let mut s = std::pin::pin!(s);
+        let noop = Waker::noop();
+        for _ in 0..3 {
+            assert!(s.as_mut().poll(&mut Context::from_waker(noop)).is_pending());
+        }
+        assert_eq!(timer.pending(), 1);
+        // Awaited by this task now: its waker replaces the first, and the driver wakes it.
+        tokio::time::timeout(Duration::from_secs(2), s)
+            .await
+            .expect("the new waker was woken");
         assert_eq!(timer.pending(), 0);
     }
 
