@@ -1,88 +1,14 @@
-//! The Redis session store with the real `redis-server` (Debian's package; installed by
-//! scripts/install-test-deps.sh, or here when missing and running as root).
+//! Gateways on the Redis session store, with the real `redis-server` (see `redis_support`).
+//! The store's own contract is checked in `session_stores.rs`.
 
 mod common;
+mod redis_support;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 use http::{Request, StatusCode};
-
-struct Redis {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn ensure_redis() {
-    if Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_ok()
-    {
-        return;
-    }
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout == b"0\n")
-        .unwrap_or(false);
-    assert!(
-        root,
-        "redis-server is not installed; run scripts/install-test-deps.sh"
-    );
-    let ok = Command::new("bash")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/scripts/install-test-deps.sh"
-        ))
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(ok, "installing redis-server failed");
-}
-
-async fn start_redis_on(port: u16) -> Redis {
-    ensure_redis();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server starts");
-    let t = Instant::now();
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "redis did not come up"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Redis { child, port }
-}
-
-async fn start_redis() -> Redis {
-    start_redis_on(closed_port().await.port()).await
-}
+use redis_support::{start_redis, start_redis_on, Redis};
 
 fn redis_extra(port: u16, more: &str) -> String {
     format!("store = \"redis\"\nredis_url = \"redis://127.0.0.1:{port}/0\"\n{more}")

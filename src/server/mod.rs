@@ -120,6 +120,22 @@ fn worker_count(s: &Settings) -> usize {
     }
 }
 
+/// The session store's settings from the `[session]` section.
+fn store_settings(c: &crate::config::SessionConfig) -> crate::session::SessionStoreSettings {
+    use crate::session::Backend;
+    crate::session::SessionStoreSettings {
+        ttl: Duration::from_secs(c.ttl_secs),
+        idle: Duration::from_secs(c.idle_secs),
+        capacity: c.max_sessions,
+        backend: match c.store.as_str() {
+            "redis" => Backend::Redis {
+                url: c.redis_url.clone(),
+            },
+            _ => Backend::Memory,
+        },
+    }
+}
+
 /// Like [`serve`], on a listener the caller bound (tests bind `127.0.0.1:0`).
 ///
 /// Thread per core, like nginx's workers: each worker thread runs its own single-threaded
@@ -128,7 +144,7 @@ fn worker_count(s: &Settings) -> usize {
 /// workers in turn, so keep-alive load spreads evenly (a shared accept queue lets one worker
 /// grab most connections).
 pub async fn serve_on(listener: TcpListener, settings: Settings) -> Result<Running, ServeError> {
-    let store = crate::session::Store::connect(&settings.raw.session)
+    let store = crate::session::Store::connect(&store_settings(&settings.raw.session))
         .await
         .map_err(|e| ServeError::Store(e.to_string()))?;
     let tls = match &settings.tls {

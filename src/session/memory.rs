@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use super::{PendingLogin, Session, SessionId, SessionStore, StoreError};
+use super::{PendingLogin, Session, SessionId, SessionStore, SessionStoreSettings, StoreError};
 
 /// Sessions in process memory.
-pub struct MemoryStore {
+pub(crate) struct MemoryStore {
     sessions: moka::sync::Cache<SessionId, Session>,
     pub(super) pending: moka::sync::Cache<Box<str>, Pending>,
 }
@@ -28,7 +28,7 @@ pub(super) struct Pending {
 /// (`rd` at its 2048-byte limit, 6 KiB once percent-encoded is refused) weighs under 2.3 KiB,
 /// so even then ~29 000. It is the ceiling of what unauthenticated `/login`s can make the
 /// gateway hold; the per-IP login rate limit decides how much of it one client can fill.
-pub const MAX_PENDING_BYTES: u64 = 64 * 1024 * 1024;
+pub(crate) const MAX_PENDING_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Bytes a login in flight costs: its strings plus the cache's own per-entry bookkeeping
 /// (moka's entry, deque node and hash slot: measured at well under 200 bytes, counted as 200).
@@ -57,7 +57,14 @@ impl moka::Expiry<Box<str>, Pending> for PendingExpiry {
 }
 
 impl MemoryStore {
-    pub fn new(ttl: Duration, idle: Duration, capacity: u64) -> Self {
+    /// Uses `ttl`, `idle` and `capacity` of `settings` (whatever its backend says).
+    pub(crate) fn new(settings: &SessionStoreSettings) -> Self {
+        let SessionStoreSettings {
+            ttl,
+            idle,
+            capacity,
+            ..
+        } = *settings;
         Self {
             // Idle timeout in moka; the absolute lifetime is checked on every read (the record
             // carries it), which spares moka's write-order queue: ~30 bytes less per session.
@@ -100,8 +107,7 @@ impl SessionStore for MemoryStore {
         p: PendingLogin,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        if p.rd.len() > crate::common::redirect::MAX_RD {
-            // Callers pass a checked rd; this keeps the bound true whatever they do.
+        if p.too_large() {
             return Err(StoreError::Unavailable("login record too large".into()));
         }
         self.pending.insert(

@@ -1,19 +1,17 @@
-//! Sessions: the server-side record behind a cookie or bearer token, the store trait, and the
-//! in-memory store on moka (absolute TTL, idle timeout, bounded capacity). The same store
-//! keeps the short-lived records of logins in flight.
-
-pub mod redis;
+//! Sessions: the server-side record behind a cookie or bearer token, the logins in flight, the
+//! store trait with the settings a store is built from, and the two stores (in memory on moka,
+//! in Redis). Knows no login provider and no endpoint; uses only `common` (the `rd` bound).
 
 mod id;
 mod memory;
 mod pending;
 mod record;
+mod redis;
 mod store;
 #[cfg(test)]
 mod tests;
 
 pub use id::SessionId;
-pub use memory::{MemoryStore, MAX_PENDING_BYTES};
 pub use pending::PendingLogin;
 pub use record::{NewSession, Session, Source};
-pub use store::{SessionStore, Store, StoreError};
+pub use store::{Backend, SessionStore, SessionStoreSettings, Store, StoreError};

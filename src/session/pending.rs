@@ -11,3 +11,11 @@ pub struct PendingLogin {
     pub rd: String,
     pub source: Source,
 }
+
+impl PendingLogin {
+    /// Longer than any checked return URL. Callers pass a checked `rd`; every store refuses
+    /// a longer one anyway, so no store holds more than that for an unauthenticated `/login`.
+    pub(super) fn too_large(&self) -> bool {
+        self.rd.len() > crate::common::redirect::MAX_RD
+    }
+}

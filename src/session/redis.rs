@@ -1,13 +1,16 @@
 //! Sessions in Redis (`session.store = "redis"`): several gateway instances share logins and
-//! revocations. Records are the session's compact binary form; keys expire after the idle timeout and are refreshed on
-//! read (GETEX); the absolute expiry is checked on every read. Login state uses GETDEL so a
-//! state is consumed once across all instances.
+//! revocations. Records are the session's compact binary form, keyed by a one-way digest of the
+//! id (Redis holds no usable session id); keys expire after the idle timeout and are refreshed
+//! on read (GETEX); the absolute expiry is checked on every read. Logins in flight expire after
+//! their own TTL (in milliseconds) and are taken with GETDEL, so a state is consumed once across
+//! all instances.
 
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use sha2::Digest;
 
-use crate::session::{PendingLogin, Session, SessionId, SessionStore, StoreError};
+use super::{PendingLogin, Session, SessionId, SessionStore, SessionStoreSettings, StoreError};
 
 /// Longest a store operation may take before the request gets a 503.
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
@@ -15,21 +18,39 @@ const OP_TIMEOUT: Duration = Duration::from_secs(2);
 /// Largest login-in-flight record written to Redis (JSON of a `PendingLogin`).
 const MAX_LOGIN_RECORD: usize = crate::common::redirect::MAX_RD + 256;
 
-pub struct RedisStore {
+pub(crate) struct RedisStore {
     conn: ConnectionManager,
-    idle_secs: u64,
-    ttl_secs: u64,
+    /// Idle timeout, in milliseconds (at least 1).
+    idle_ms: u64,
+    /// Expiry of a new key: the shorter of the idle timeout and the absolute lifetime.
+    insert_ms: u64,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
+/// A duration as Redis' `PX` wants it: whole milliseconds, at least 1 (`PX 0` is an error).
+fn px(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// Where a session lives: SHA-256 of the id, so what Redis holds (or a dump of it) cannot be
+/// turned back into a cookie or bearer token.
+fn session_key(id: &SessionId) -> String {
+    format!("wxgate:s:{}", hex::encode(sha2::Sha256::digest(id.0)))
+}
+
+/// Where a login in flight lives (the nonce alone is no login: the state is signed).
+fn pending_key(nonce: &str) -> String {
+    format!("wxgate:p:{nonce}")
+}
+
 impl RedisStore {
-    pub async fn connect(
+    /// Connect to `url`; `ttl` and `idle` of `settings` set the keys' lifetimes.
+    pub(crate) async fn connect(
         url: &str,
-        ttl: Duration,
-        idle: Duration,
+        settings: &SessionStoreSettings,
     ) -> Result<RedisStore, StoreError> {
         let client = redis::Client::open(url)
             .map_err(|e| unavailable(format!("bad redis_url: {:?}", e.kind())))?;
@@ -47,8 +68,8 @@ impl RedisStore {
         .map_err(unavailable)?;
         Ok(RedisStore {
             conn,
-            idle_secs: idle.as_secs().max(1),
-            ttl_secs: ttl.as_secs().max(1),
+            idle_ms: px(settings.idle),
+            insert_ms: px(settings.idle.min(settings.ttl)),
         })
     }
 
@@ -62,50 +83,14 @@ impl RedisStore {
     }
 }
 
-impl RedisStore {
-    async fn put_login(
-        &self,
-        key: &str,
-        p: &PendingLogin,
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
-        let v = serde_json::to_vec(p).map_err(unavailable)?;
-        // A login in flight is a checked rd (at most 2048 bytes) and a source: anything bigger
-        // is refused rather than kept in Redis for ten minutes.
-        if v.len() > MAX_LOGIN_RECORD {
-            return Err(unavailable("login record too large"));
-        }
-        self.run::<()>(
-            redis::cmd("SET")
-                .arg(key)
-                .arg(v)
-                .arg("EX")
-                .arg(ttl.as_secs().max(1)),
-        )
-        .await
-    }
-
-    /// `GET` or `GETDEL` (consume) a login record.
-    async fn get_login(&self, verb: &str, key: &str) -> Result<Option<PendingLogin>, StoreError> {
-        let raw: Option<Vec<u8>> = self.run(redis::cmd(verb).arg(key)).await?;
-        Ok(raw
-            .filter(|r| r.len() <= MAX_LOGIN_RECORD)
-            .and_then(|r| serde_json::from_slice(&r).ok()))
-    }
-}
-
-fn session_key(id: &SessionId) -> String {
-    format!("wxgate:s:{}", hex::encode(id.0))
-}
-
 impl SessionStore for RedisStore {
     async fn get(&self, id: &SessionId, now: u64) -> Result<Option<Session>, StoreError> {
         let raw: Option<Vec<u8>> = self
             .run(
                 redis::cmd("GETEX")
                     .arg(session_key(id))
-                    .arg("EX")
-                    .arg(self.idle_secs),
+                    .arg("PX")
+                    .arg(self.idle_ms),
             )
             .await?;
         // A record we cannot read is no session (and never a crash).
@@ -114,13 +99,12 @@ impl SessionStore for RedisStore {
             .filter(|s| s.expires_at() > now))
     }
     async fn insert(&self, id: SessionId, s: Session) -> Result<(), StoreError> {
-        let ex = self.idle_secs.min(self.ttl_secs);
         self.run::<()>(
             redis::cmd("SET")
                 .arg(session_key(&id))
                 .arg(s.as_bytes().as_ref())
-                .arg("EX")
-                .arg(ex),
+                .arg("PX")
+                .arg(self.insert_ms),
         )
         .await
     }
@@ -138,12 +122,68 @@ impl SessionStore for RedisStore {
         p: PendingLogin,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        self.put_login(&format!("wxgate:p:{nonce}"), &p, ttl).await
+        let v = serde_json::to_vec(&p).map_err(unavailable)?;
+        // A login in flight is a checked rd (at most 2048 bytes) and a source: anything bigger
+        // is refused rather than kept in Redis for ten minutes.
+        if p.too_large() || v.len() > MAX_LOGIN_RECORD {
+            return Err(unavailable("login record too large"));
+        }
+        self.run::<()>(
+            redis::cmd("SET")
+                .arg(pending_key(nonce))
+                .arg(v)
+                .arg("PX")
+                .arg(px(ttl)),
+        )
+        .await
     }
     async fn take_pending(&self, nonce: &str) -> Result<Option<PendingLogin>, StoreError> {
-        self.get_login("GETDEL", &format!("wxgate:p:{nonce}")).await
+        let raw: Option<Vec<u8>> = self
+            .run(redis::cmd("GETDEL").arg(pending_key(nonce)))
+            .await?;
+        Ok(raw
+            .filter(|r| r.len() <= MAX_LOGIN_RECORD)
+            .and_then(|r| serde_json::from_slice(&r).ok()))
     }
     fn session_count(&self) -> Option<u64> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine;
+
+    use super::*;
+
+    #[test]
+    fn keys_hold_no_usable_id() {
+        for _ in 0..64 {
+            let id = SessionId::random();
+            let key = session_key(&id);
+            assert!(key.starts_with("wxgate:s:"), "{key}");
+            let lower = key.to_ascii_lowercase();
+            assert!(!lower.contains(&hex::encode(id.0)), "{key}");
+            assert!(!key.contains(&id.encode()), "{key}");
+            for b64 in [
+                base64::engine::general_purpose::STANDARD.encode(id.0),
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.0),
+            ] {
+                assert!(!key.contains(b64.trim_end_matches('=')), "{key}");
+            }
+            // Nor the raw bytes (a key is a String: ASCII hex after the prefix).
+            assert!(!key.as_bytes().windows(16).any(|w| w == id.0));
+            // Same id, same key; another id, another key.
+            assert_eq!(key, session_key(&id));
+            assert_ne!(key, session_key(&SessionId::random()));
+        }
+    }
+
+    #[test]
+    fn px_is_whole_milliseconds_at_least_one() {
+        assert_eq!(px(Duration::ZERO), 1);
+        assert_eq!(px(Duration::from_micros(1500)), 1);
+        assert_eq!(px(Duration::from_millis(150)), 150);
+        assert_eq!(px(Duration::from_secs(600)), 600_000);
     }
 }

@@ -1,9 +1,16 @@
-//! The session-store seam: the trait every store implements, and the store chosen at start.
+//! The session-store seam: the trait every store implements, the settings a store is built
+//! from, and the store chosen at start.
+//!
+//! Adding a store: a file beside `memory.rs` implementing [`SessionStore`], a [`Backend`]
+//! variant, one arm in [`Store::connect`] and one in `delegate!`, and a run of the conformance
+//! suite (`tests/session_stores.rs`) against it.
 
 use std::future::Future;
 use std::time::Duration;
 
-use super::{MemoryStore, PendingLogin, Session, SessionId};
+use super::memory::MemoryStore;
+use super::redis::RedisStore;
+use super::{PendingLogin, Session, SessionId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -11,19 +18,72 @@ pub enum StoreError {
     Unavailable(String),
 }
 
-/// The session store. Implementations: [`MemoryStore`] and [`crate::session::redis::RedisStore`].
+/// What a store is built from: typed values, not the config tree (the server fills it in from
+/// the `[session]` section; a test writes it by hand).
+#[derive(Debug, Clone)]
+pub struct SessionStoreSettings {
+    /// A session's absolute lifetime (`session.ttl_secs`). The record carries its own
+    /// `expires_at`, which is what [`SessionStore::get`] checks; this only bounds how long a
+    /// record nobody reads is kept (the idle timeout, when shorter, wins).
+    pub ttl: Duration,
+    /// Idle timeout (`session.idle_secs`): a session neither read nor written for this long is
+    /// gone.
+    pub idle: Duration,
+    /// Most sessions kept in memory (`session.max_sessions`); at capacity the least recently
+    /// used goes first. Stores that keep sessions elsewhere ignore it.
+    pub capacity: u64,
+    /// Where sessions live.
+    pub backend: Backend,
+}
+
+/// Where sessions live (`session.store`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// In this process (moka): lost on restart, not shared between instances.
+    Memory,
+    /// In Redis, shared by every instance pointing at it.
+    Redis {
+        /// `redis://` or `rediss://` URL (`session.redis_url`).
+        url: String,
+    },
+}
+
+/// The session store: sessions by id, and logins in flight by nonce.
+///
+/// The contract every implementation keeps (checked by the conformance suite in
+/// `tests/session_stores.rs`, which runs against each store):
+/// - **Sessions.** [`insert`](Self::insert) stores a record under an id, replacing any record
+///   already there. [`get`](Self::get) returns it byte for byte, or `None` when the id is
+///   unknown, was [`remove`](Self::remove)d, its absolute expiry has passed (`expires_at() <=
+///   now`), it was neither read nor written for the store's idle timeout, or what is stored
+///   cannot be read as a record (never an error for that: a damaged record is no session). A
+///   successful `get` restarts the idle clock. Removing an unknown id is not an error.
+/// - **Logins in flight.** [`put_pending`](Self::put_pending) keeps a [`PendingLogin`] under
+///   its nonce for at most `ttl` (after that, taking it gives `None`), replacing any record
+///   already under that nonce; an `rd` longer than [`MAX_RD`](crate::common::redirect::MAX_RD)
+///   is refused with an error. [`take_pending`](Self::take_pending) returns and removes it in
+///   one step: it is single-use, also when two callers (two instances, with Redis) race for
+///   the same nonce — exactly one of them gets it.
+/// - **Errors** ([`StoreError`]) mean only "the store cannot answer now" (Redis down or slow):
+///   the caller answers 503, never lets the request pass.
+/// - Identifiers are not kept readable: a store that writes outside the process (Redis) keys
+///   sessions by a one-way digest of the id, never by the id itself.
 pub trait SessionStore: Send + Sync + 'static {
+    /// The session stored under `id`, if it is still live at `now` (Unix seconds).
     fn get(
         &self,
         id: &SessionId,
         now: u64,
     ) -> impl Future<Output = Result<Option<Session>, StoreError>> + Send;
+    /// Store `s` under `id`, replacing any record there.
     fn insert(
         &self,
         id: SessionId,
         s: Session,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Forget `id` (logout, revocation); no error when it is unknown.
     fn remove(&self, id: &SessionId) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// `Ok` when the store can answer now (`/readyz`).
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Remember a login in flight under its nonce, for at most `ttl`.
     fn put_pending(
@@ -32,40 +92,42 @@ pub trait SessionStore: Send + Sync + 'static {
         p: PendingLogin,
         ttl: Duration,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Take (and so consume) a login in flight: the second caller gets `None`.
+    /// Take (and so consume) a login in flight: exactly one caller gets it, every later or
+    /// concurrent one gets `None`; `None` too once its TTL has passed.
     fn take_pending(
         &self,
         nonce: &str,
     ) -> impl Future<Output = Result<Option<PendingLogin>, StoreError>> + Send;
-    /// Number of live sessions (approximate), for metrics; `None` when the store cannot say cheaply.
+    /// Number of sessions held, for metrics: approximate (it may still count some that expired
+    /// or were removed a moment ago), and `None` when the store cannot say cheaply (Redis).
     fn session_count(&self) -> Option<u64>;
 }
 
-/// The configured store, chosen at start.
-pub enum Store {
+/// The configured store, chosen at start. (Which one is its own business: callers see
+/// [`SessionStore`].)
+pub struct Store(Backing);
+
+enum Backing {
     Memory(MemoryStore),
-    Redis(crate::session::redis::RedisStore),
+    Redis(RedisStore),
 }
 
 impl Store {
-    pub async fn connect(cfg: &crate::config::SessionConfig) -> Result<Store, StoreError> {
-        let (ttl, idle) = (
-            Duration::from_secs(cfg.ttl_secs),
-            Duration::from_secs(cfg.idle_secs),
-        );
-        if cfg.store == "redis" {
-            let r = crate::session::redis::RedisStore::connect(&cfg.redis_url, ttl, idle).await?;
-            return Ok(Store::Redis(r));
-        }
-        Ok(Store::Memory(MemoryStore::new(ttl, idle, cfg.max_sessions)))
+    /// Build the store `settings` names; with Redis, connect to it (an error when it cannot be
+    /// reached: the gateway does not start without its store).
+    pub async fn connect(settings: &SessionStoreSettings) -> Result<Store, StoreError> {
+        Ok(Store(match &settings.backend {
+            Backend::Memory => Backing::Memory(MemoryStore::new(settings)),
+            Backend::Redis { url } => Backing::Redis(RedisStore::connect(url, settings).await?),
+        }))
     }
 }
 
 macro_rules! delegate {
     ($self:ident, $s:ident => $e:expr) => {
-        match $self {
-            Store::Memory($s) => $e,
-            Store::Redis($s) => $e,
+        match &$self.0 {
+            Backing::Memory($s) => $e,
+            Backing::Redis($s) => $e,
         }
     };
 }

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::memory::pending_weight;
+use super::memory::{pending_weight, MemoryStore, MAX_PENDING_BYTES};
 use super::record::MAX_FIELD;
 use super::*;
 
@@ -108,67 +108,13 @@ fn id_round_trip_and_strict_parse() {
 }
 
 #[tokio::test]
-async fn memory_store_expiry_and_removal() {
-    let st = MemoryStore::new(Duration::from_secs(60), Duration::from_secs(60), 10);
-    let id = SessionId::random();
-    st.insert(id, sample(100)).await.unwrap();
-    assert!(st.get(&id, 99).await.unwrap().is_some());
-    assert!(st.get(&id, 100).await.unwrap().is_none(), "absolute expiry");
-    st.remove(&id).await.unwrap();
-    assert!(st.get(&id, 0).await.unwrap().is_none());
-}
-
-#[tokio::test]
-async fn idle_timeout() {
-    let st = MemoryStore::new(Duration::from_secs(60), Duration::from_millis(200), 10);
-    let id = SessionId::random();
-    st.insert(id, sample(u64::MAX)).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(120)).await;
-    assert!(st.get(&id, 0).await.unwrap().is_some());
-    tokio::time::sleep(Duration::from_millis(120)).await;
-    assert!(
-        st.get(&id, 0).await.unwrap().is_some(),
-        "a read keeps it alive"
-    );
-    tokio::time::sleep(Duration::from_millis(350)).await;
-    assert!(st.get(&id, 0).await.unwrap().is_none(), "idle too long");
-}
-
-#[tokio::test]
-async fn pending_is_single_use() {
-    let st = MemoryStore::new(Duration::from_secs(60), Duration::from_secs(60), 10);
-    let p = PendingLogin {
-        rd: "/x".into(),
-        source: Source::Website,
-    };
-    st.put_pending("n1", p.clone(), Duration::from_secs(600))
-        .await
-        .unwrap();
-    assert_eq!(st.take_pending("n1").await.unwrap(), Some(p));
-    assert_eq!(st.take_pending("n1").await.unwrap(), None);
-}
-
-#[tokio::test]
-async fn pending_honours_its_ttl() {
-    let st = MemoryStore::new(Duration::from_secs(60), Duration::from_secs(60), 10);
-    let p = |rd: &str| PendingLogin {
-        rd: rd.into(),
-        source: Source::Website,
-    };
-    st.put_pending("short", p("/a"), Duration::from_millis(150))
-        .await
-        .unwrap();
-    st.put_pending("long", p("/b"), Duration::from_secs(600))
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(st.take_pending("short").await.unwrap(), None, "expired");
-    assert_eq!(st.take_pending("long").await.unwrap(), Some(p("/b")));
-}
-
-#[tokio::test]
 async fn pending_is_weighed_by_bytes() {
-    let st = MemoryStore::new(Duration::from_secs(60), Duration::from_secs(60), 10);
+    let st = MemoryStore::new(&SessionStoreSettings {
+        ttl: Duration::from_secs(60),
+        idle: Duration::from_secs(60),
+        capacity: 10,
+        backend: Backend::Memory,
+    });
     let big = PendingLogin {
         rd: format!("/{}", "x".repeat(crate::common::redirect::MAX_RD - 1)),
         source: Source::Website,
