@@ -6,7 +6,7 @@ use rand::RngCore;
 
 /// 128 random bits; rendered as 22 URL-safe base64 characters in cookies and bearer tokens.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SessionId(pub [u8; 16]);
+pub struct SessionId(pub(super) [u8; 16]);
 
 impl SessionId {
     pub fn random() -> Self {
