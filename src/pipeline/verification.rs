@@ -9,23 +9,8 @@ use std::os::unix::fs::MetadataExt;
 use bytes::Bytes;
 use tokio::io::AsyncReadExt;
 
-/// `^[A-Za-z0-9_-]+_verify_[A-Za-z0-9]+\.txt$`
-pub fn is_verification_name(name: &str) -> bool {
-    let Some(stem) = name.strip_suffix(".txt") else {
-        return false;
-    };
-    // The tail after the last `_verify_` must be alphanumeric, so the split is the last one.
-    let Some(at) = stem.rfind("_verify_") else {
-        return false;
-    };
-    let (head, tail) = (&stem[..at], &stem[at + "_verify_".len()..]);
-    !head.is_empty()
-        && !tail.is_empty()
-        && head
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        && tail.bytes().all(|b| b.is_ascii_alphanumeric())
-}
+/// `^[A-Za-z0-9_-]+_verify_[A-Za-z0-9]+\.txt$` (config checks `verification.files` with it too).
+pub use crate::config::is_verification_name;
 
 /// The file name a request path asks for, if it could be a verification file:
 /// exactly `/NAME` with NAME matching the pattern (no encoding, no further segments).
@@ -44,14 +29,14 @@ pub struct Verification {
 }
 
 impl Verification {
-    pub fn new(cfg: &crate::config::VerificationConfig) -> Self {
+    pub fn new(cfg: &crate::config::VerificationSettings) -> Self {
         Self {
             inline: cfg
                 .files
                 .iter()
                 .map(|(k, v)| (k.clone(), Bytes::from(v.clone().into_bytes())))
                 .collect(),
-            dir: (!cfg.dir.is_empty()).then(|| PathBuf::from(&cfg.dir)),
+            dir: cfg.dir.clone(),
         }
     }
 
@@ -138,8 +123,8 @@ mod tests {
             .arg(d.join("MP_verify_fifo1.txt"))
             .status()
             .is_ok_and(|s| s.success());
-        let v = Verification::new(&crate::config::VerificationConfig {
-            dir: d.display().to_string(),
+        let v = Verification::new(&crate::config::VerificationSettings {
+            dir: Some(d.to_path_buf()),
             files: Default::default(),
         });
         assert_eq!(

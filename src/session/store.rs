@@ -48,13 +48,10 @@ pub enum Store {
 }
 
 impl Store {
-    pub async fn connect(cfg: &crate::config::SessionConfig) -> Result<Store, StoreError> {
-        let (ttl, idle) = (
-            Duration::from_secs(cfg.ttl_secs),
-            Duration::from_secs(cfg.idle_secs),
-        );
-        if cfg.store == "redis" {
-            let r = crate::session::redis::RedisStore::connect(&cfg.redis_url, ttl, idle).await?;
+    pub async fn connect(cfg: &crate::config::SessionSettings) -> Result<Store, StoreError> {
+        let (ttl, idle) = (cfg.ttl, cfg.idle);
+        if let crate::config::StoreKind::Redis { url } = &cfg.store {
+            let r = crate::session::redis::RedisStore::connect(url, ttl, idle).await?;
             return Ok(Store::Redis(r));
         }
         Ok(Store::Memory(MemoryStore::new(ttl, idle, cfg.max_sessions)))

@@ -1,0 +1,51 @@
+//! `[verification]`: the directory exists, every inline file has a verification-file name.
+
+use std::path::PathBuf;
+
+use crate::config::file::VerificationConfig;
+use crate::config::settings::VerificationSettings;
+use crate::config::{invalid, ConfigError};
+
+/// `^[A-Za-z0-9_-]+_verify_[A-Za-z0-9]+\.txt$`: the names WeChat (and others) ask a site to
+/// serve at its root. Checked here at load and by the pipeline on every request path.
+pub fn is_verification_name(name: &str) -> bool {
+    let Some(stem) = name.strip_suffix(".txt") else {
+        return false;
+    };
+    // The tail after the last `_verify_` must be alphanumeric, so the split is the last one.
+    let Some(at) = stem.rfind("_verify_") else {
+        return false;
+    };
+    let (head, tail) = (&stem[..at], &stem[at + "_verify_".len()..]);
+    !head.is_empty()
+        && !tail.is_empty()
+        && head
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && tail.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+pub(super) fn check(v: &VerificationConfig) -> Result<VerificationSettings, ConfigError> {
+    if !v.dir.is_empty() {
+        let md = std::fs::metadata(&v.dir)
+            .map_err(|e| invalid("verification.dir", format!("cannot read {}: {e}", v.dir)))?;
+        if !md.is_dir() {
+            return Err(invalid(
+                "verification.dir",
+                format!("{} is not a directory", v.dir),
+            ));
+        }
+    }
+    for name in v.files.keys() {
+        if !is_verification_name(name) {
+            return Err(invalid(
+                format!("verification.files.\"{name}\""),
+                "name must match ^[A-Za-z0-9_-]+_verify_[A-Za-z0-9]+\\.txt$",
+            ));
+        }
+    }
+    Ok(VerificationSettings {
+        dir: (!v.dir.is_empty()).then(|| PathBuf::from(&v.dir)),
+        files: v.files.clone(),
+    })
+}
