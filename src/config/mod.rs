@@ -2,22 +2,28 @@
 //! `<key>_file` for every secret, unknown keys rejected, validation at load with
 //! messages that name the key.
 //!
-//! - `file.rs`: the serde structs that mirror the file, their defaults, loading, redaction.
+//! - `file.rs`: the serde structs that mirror the file, their defaults, redaction.
+//! - `load.rs`: file + environment + `<key>_file` secrets, then validation.
+//! - `error.rs`: [`ConfigError`], naming the key at fault.
 //! - `validate/`: one `check` per section, turning the file into typed settings.
 //! - `settings.rs`: [`Settings`], what the gateway runs on (durations, enums, sets, secrets).
 //! - `tls_files.rs`: the certificate chain and key, read and checked at load.
 //!
 //! Config names nothing above it: no server, pipeline, endpoint, proxy, session or provider.
 
+mod error;
 mod file;
+mod load;
 mod settings;
 mod tls_files;
 mod validate;
 
+pub use error::ConfigError;
 pub use file::{
-    default_path, AccessConfig, AppConfig, Config, HeadersConfig, LogConfig, ServerConfig,
-    SessionConfig, UpstreamConfig, VerificationConfig, WechatConfig,
+    AccessConfig, AppConfig, Config, HeadersConfig, LogConfig, ServerConfig, SessionConfig,
+    UpstreamConfig, VerificationConfig, WechatConfig,
 };
+pub use load::default_path;
 pub use settings::{
     AccessSettings, HeadersSettings, LogFormat, LogSettings, OfficialScope, PublicUrl, Secret,
     ServerSettings, SessionSettings, Settings, StoreKind, UpstreamSettings, VerificationSettings,
@@ -25,24 +31,6 @@ pub use settings::{
 };
 pub use tls_files::TlsFiles;
 pub use validate::verification::is_verification_name;
-
-/// A configuration problem, always naming the key at fault.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("config file {path}: {reason}")]
-    File { path: String, reason: String },
-    #[error("{0}")]
-    Parse(String),
-    #[error("{key}: {reason}")]
-    Invalid { key: String, reason: String },
-}
-
-fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.into(),
-        reason: reason.into(),
-    }
-}
 
 #[cfg(test)]
 mod tests;

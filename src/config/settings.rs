@@ -1,6 +1,6 @@
 //! The validated settings the gateway runs on: every value parsed once, at load, into the type
 //! it is used as (addresses, durations, enums, sets, byte secrets). Request code reads these
-//! fields and never the file's strings; [`super::validate`] is the only producer.
+//! fields and never the file's strings; `validate/` is the only producer.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use super::file::Config;
 use super::tls_files::TlsFiles;
 
 /// Validated, parsed configuration used at run time.
@@ -37,8 +36,8 @@ pub struct Settings {
     pub headers: HeadersSettings,
     pub verification: VerificationSettings,
     pub log: LogSettings,
-    /// The effective file with every secret replaced, for `wxgate check`.
-    pub(super) redacted: Arc<Config>,
+    /// The effective file as TOML with every secret replaced, for `wxgate check`.
+    pub(super) redacted_toml: Arc<str>,
 }
 
 impl Settings {
@@ -56,8 +55,8 @@ impl Settings {
     }
     /// The effective configuration (file + environment + `_file` secrets, defaults filled in)
     /// as TOML with every secret redacted: what `wxgate check` prints.
-    pub fn redacted_toml(&self) -> String {
-        self.redacted.to_toml()
+    pub fn redacted_toml(&self) -> &str {
+        &self.redacted_toml
     }
 }
 
@@ -216,7 +215,7 @@ impl fmt::Debug for StoreKind {
             StoreKind::Memory => f.write_str("Memory"),
             StoreKind::Redis { url } => f
                 .debug_struct("Redis")
-                .field("url", &super::file::redact_url_password(url))
+                .field("url", &Secret::new(url.as_bytes()))
                 .finish(),
         }
     }

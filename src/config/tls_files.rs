@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::{invalid, ConfigError};
+use super::error::{invalid, ConfigError};
 
 /// A certificate chain and its key, read and parsed at config load.
 pub struct TlsFiles {

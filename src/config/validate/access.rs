@@ -1,8 +1,8 @@
 //! `[access]`: public paths and the hosts a login may return to; the allow lists as sets.
 
+use crate::config::error::{invalid, ConfigError};
 use crate::config::file::AccessConfig;
 use crate::config::settings::AccessSettings;
-use crate::config::{invalid, ConfigError};
 
 pub(super) fn check(a: &AccessConfig) -> Result<AccessSettings, ConfigError> {
     for (i, pp) in a.public_paths.iter().enumerate() {

@@ -10,9 +10,9 @@ mod wechat;
 
 use std::sync::Arc;
 
+use super::error::{invalid, ConfigError};
 use super::file::Config;
 use super::settings::{HeadersSettings, LogFormat, LogSettings, Secret, Settings};
-use super::{invalid, ConfigError};
 
 /// The whole file, checked section by section, as [`Settings`].
 pub(super) fn settings(c: Config) -> Result<Settings, ConfigError> {
@@ -50,6 +50,6 @@ pub(super) fn settings(c: Config) -> Result<Settings, ConfigError> {
         headers,
         verification,
         log: LogSettings { format },
-        redacted: Arc::new(c.redacted()),
+        redacted_toml: Arc::from(c.redacted().to_toml()),
     })
 }

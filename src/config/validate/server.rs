@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::config::error::{invalid, ConfigError};
 use crate::config::file::ServerConfig;
 use crate::config::settings::{PublicUrl, ServerSettings};
 use crate::config::tls_files::TlsFiles;
-use crate::config::{invalid, ConfigError};
 
 /// The `[server]` values [`crate::config::Settings`] holds at its top level, and the rest.
 pub(super) struct Server {

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
+use crate::config::error::{invalid, ConfigError};
 use crate::config::file::SessionConfig;
 use crate::config::settings::{Secret, SessionSettings, StoreKind};
-use crate::config::{invalid, ConfigError};
 
 pub(super) fn check(se: &SessionConfig) -> Result<SessionSettings, ConfigError> {
     if se.cookie_secret.len() < 32 {

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
+use crate::config::error::{invalid, ConfigError};
 use crate::config::file::UpstreamConfig;
 use crate::config::settings::UpstreamSettings;
-use crate::config::{invalid, ConfigError};
 
 pub(super) fn check(u: &UpstreamConfig) -> Result<UpstreamSettings, ConfigError> {
     let up: http::Uri = u

@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
+use crate::config::error::{invalid, ConfigError};
 use crate::config::file::VerificationConfig;
 use crate::config::settings::VerificationSettings;
-use crate::config::{invalid, ConfigError};
 
 /// `^[A-Za-z0-9_-]+_verify_[A-Za-z0-9]+\.txt$`: the names WeChat (and others) ask a site to
 /// serve at its root. Checked here at load and by the pipeline on every request path.

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
+use crate::config::error::{invalid, ConfigError};
 use crate::config::file::{AppConfig, WechatConfig};
 use crate::config::settings::{OfficialScope, WechatApp, WechatSettings};
-use crate::config::{invalid, ConfigError};
 
 pub(super) fn check(w: &WechatConfig) -> Result<WechatSettings, ConfigError> {
     for (key, val) in [
