@@ -48,8 +48,7 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let files = wxgate::server::tls::TlsFiles::load(&args.cert, &args.key)?;
     // wxgate's TLS settings, but HTTP/1.1 only: this proxy has no HTTP/2 server.
-    let mut tls = (*files
-        .server_config()
+    let mut tls = (*wxgate::server::tls::server_config(&files)
         .map_err(|e| anyhow::anyhow!("TLS: {e}"))?)
     .clone();
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];

@@ -102,7 +102,7 @@ fn config_path(flag: Option<PathBuf>) -> Option<PathBuf> {
 fn check(flag: Option<PathBuf>) -> ExitCode {
     match Config::load(config_path(flag).as_deref()) {
         Ok(s) => {
-            print!("{}", s.raw.redacted().to_toml());
+            print!("{}", s.redacted_toml());
             eprintln!("wxgate: configuration OK");
             ExitCode::SUCCESS
         }
@@ -121,7 +121,7 @@ fn run(flag: Option<PathBuf>) -> anyhow::Result<()> {
                  create ./wxgate.toml; `wxgate dev` runs a demo without one)"
             .to_string(),
     })?;
-    wxgate::common::logging::init(&settings.raw.log.format);
+    wxgate::common::logging::init(settings.log.format.as_str());
     let rt = runtime()?;
     rt.block_on(async move {
         let running = wxgate::server::serve(settings).await?;

@@ -515,10 +515,11 @@ fn kubernetes_secrets_exist_and_the_config_loads() {
     for (key, _) in &files {
         let secret_key = key.trim_end_matches("_file");
         let got = match secret_key {
-            "session.cookie_secret" => settings.raw.session.cookie_secret.clone(),
-            "wechat.website.secret" => settings.raw.wechat.website.as_ref().unwrap().secret.clone(),
+            "session.cookie_secret" => {
+                String::from_utf8_lossy(settings.session.cookie_secret.expose()).into_owned()
+            }
+            "wechat.website.secret" => settings.wechat.website.as_ref().unwrap().secret.clone(),
             "wechat.official_account.secret" => settings
-                .raw
                 .wechat
                 .official_account
                 .as_ref()
@@ -530,7 +531,7 @@ fn kubernetes_secrets_exist_and_the_config_loads() {
         assert!(!got.is_empty(), "{secret_key} read from its file");
     }
     assert!(
-        !settings.raw.headers.sign_secret.is_empty(),
+        settings.headers.sign_secret.is_some(),
         "sign_secret from the env var"
     );
 

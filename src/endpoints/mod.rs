@@ -19,7 +19,7 @@ use self::login_state::{LoginCookie, LOGIN_TTL_SECS};
 use crate::common::error::{ApiError, GatewayError, LoginError};
 use crate::common::http_util::{self, query_param, unix_now, Body};
 use crate::common::redirect::safe_return;
-use crate::config::AppConfig;
+use crate::config::WechatApp;
 use crate::pipeline::identity;
 use crate::pipeline::App;
 use crate::session::{NewSession, PendingLogin, Session, SessionId, SessionStore, Source};
@@ -124,7 +124,7 @@ fn json_endpoint(r: Result<Response<Body>, GatewayError>) -> Response<Body> {
 fn retry_url(app: &App, req: &Request<Incoming>) -> String {
     let rd = query_param(req.uri().query(), "rd").unwrap_or_else(|| "/".into());
     let s = &app.settings;
-    app.login_path(&safe_return(&rd, &s.public, &s.raw.access.redirect_hosts))
+    app.login_path(&safe_return(&rd, &s.public, &s.access.redirect_hosts))
 }
 
 async fn readyz(app: &App) -> Response<Body> {
@@ -159,7 +159,7 @@ fn cookie_header(app: &App, name: &str, value: &str, path: &str, max_age: i64) -
         .same_site(cookie::SameSite::Lax)
         .secure(app.settings.public.secure)
         .max_age(cookie::time::Duration::seconds(max_age));
-    let domain = &app.settings.raw.session.cookie_domain;
+    let domain = &app.settings.session.cookie_domain;
     // Both the session and the login cookie: in a multi-site setup the login may start on
     // one subdomain and come back through public_url's host.
     if !domain.is_empty() {
@@ -191,9 +191,9 @@ pub fn authorize_url(
 async fn login(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, GatewayError> {
     let s = &app.settings;
     let rd = query_param(req.uri().query(), "rd").unwrap_or_else(|| "/".into());
-    let rd = safe_return(&rd, &s.public, &s.raw.access.redirect_hosts);
+    let rd = safe_return(&rd, &s.public, &s.access.redirect_hosts);
     let in_wechat = is_wechat_browser(req);
-    let w = &s.raw.wechat;
+    let w = &s.wechat;
     let (source, app_cfg) = match (in_wechat, &w.official_account, &w.website) {
         (true, Some(oa), _) => (Source::OfficialAccount, oa),
         (false, _, Some(web)) => (Source::Website, web),
@@ -219,12 +219,12 @@ async fn login(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, Gat
         )
         .await?;
     let scope = if source == Source::OfficialAccount {
-        s.official_scope.as_str()
+        s.wechat.official_scope.as_str()
     } else {
         "snsapi_login"
     };
     let url = authorize_url(
-        &s.open_base,
+        &s.wechat.open_base,
         source,
         &app_cfg.appid,
         &s.callback_url,
@@ -263,7 +263,7 @@ async fn callback(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, 
                 return Ok(http_util::redirect(&safe_return(
                     rd,
                     &s.public,
-                    &s.raw.access.redirect_hosts,
+                    &s.access.redirect_hosts,
                 )));
             }
         }
@@ -294,7 +294,7 @@ async fn finish_login(
         app.metrics.login(source.as_str(), "invalid_code");
         return Err(LoginError::BadCode.into());
     }
-    let w = &app.settings.raw.wechat;
+    let w = &app.settings.wechat;
     let cfg = match source {
         Source::OfficialAccount => w.official_account.as_ref(),
         _ => w.website.as_ref(),
@@ -319,7 +319,7 @@ async fn finish_login(
 /// Code → token → userinfo (when the scope allows), as a session record (source to be set).
 async fn exchange_and_fetch(
     app: &App,
-    cfg: &AppConfig,
+    cfg: &WechatApp,
     code: &str,
     source: Source,
 ) -> Result<Session, GatewayError> {
@@ -344,7 +344,7 @@ async fn exchange_and_fetch(
         nickname: &nickname,
         avatar: &avatar,
         created_at: now,
-        expires_at: now + app.settings.raw.session.ttl_secs,
+        expires_at: now + app.settings.session.ttl.as_secs(),
         session_key: None,
     }))
 }
@@ -360,7 +360,7 @@ async fn start_session(app: &App, s: Session) -> Result<(SessionId, HeaderValue)
     let id = SessionId::random();
     app.store.insert(id, s).await?;
     app.metrics.login(source, "ok");
-    let ttl = app.settings.raw.session.ttl_secs as i64;
+    let ttl = app.settings.session.ttl.as_secs() as i64;
     Ok((
         id,
         cookie_header(app, &app.session_cookie, &id.encode(), "/", ttl),
@@ -376,7 +376,7 @@ async fn logout(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, Ga
     let rd = safe_return(
         &rd,
         &app.settings.public,
-        &app.settings.raw.access.redirect_hosts,
+        &app.settings.access.redirect_hosts,
     );
     let mut r = http_util::redirect(&rd);
     r.headers_mut().append(
@@ -520,7 +520,7 @@ fn max_len(key: &str) -> usize {
 }
 
 fn body_timeout(app: &App) -> Duration {
-    Duration::from_millis(app.settings.raw.server.body_timeout_ms)
+    app.settings.server.body_timeout
 }
 
 fn token_response(
@@ -533,7 +533,7 @@ fn token_response(
         StatusCode::OK,
         &json!({
             "token": id.encode(),
-            "expires_in": app.settings.raw.session.ttl_secs,
+            "expires_in": app.settings.session.ttl.as_secs(),
             "openid": s_openid,
             "unionid": s_unionid,
         }),
@@ -543,7 +543,6 @@ fn token_response(
 async fn app_login(app: &App, req: Request<Incoming>) -> Result<Response<Body>, GatewayError> {
     let cfg = app
         .settings
-        .raw
         .wechat
         .mobile_app
         .clone()
@@ -565,7 +564,6 @@ async fn app_login(app: &App, req: Request<Incoming>) -> Result<Response<Body>, 
 async fn mini_login(app: &App, req: Request<Incoming>) -> Result<Response<Body>, GatewayError> {
     let cfg = app
         .settings
-        .raw
         .wechat
         .mini_program
         .clone()
@@ -618,7 +616,7 @@ async fn mini_login(app: &App, req: Request<Incoming>) -> Result<Response<Body>,
         nickname: &nickname,
         avatar: &avatar,
         created_at: now,
-        expires_at: now + app.settings.raw.session.ttl_secs,
+        expires_at: now + app.settings.session.ttl.as_secs(),
         session_key: Some(&js.session_key),
     });
     let (openid, unionid) = (

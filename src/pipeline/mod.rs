@@ -89,37 +89,36 @@ impl App {
         settings: Settings,
         store: Store,
     ) -> Result<Arc<App>, crate::providers::wechat::WechatError> {
-        let raw = &settings.raw;
-        let wechat = WechatClient::new(
-            &settings.api_base,
-            Duration::from_millis(raw.wechat.timeout_ms),
-        )?;
-        let sign_secret = (!raw.headers.sign_secret.is_empty())
-            .then(|| raw.headers.sign_secret.as_bytes().to_vec());
+        let wechat = WechatClient::new(&settings.wechat.api_base, settings.wechat.timeout)?;
+        let sign_secret = settings
+            .headers
+            .sign_secret
+            .as_ref()
+            .map(|s| s.expose().to_vec());
         Ok(Arc::new(App {
             wechat,
             signer: StateSigner::new(settings.cookie_secret()),
-            verification: Verification::new(&raw.verification),
+            verification: Verification::new(&settings.verification),
             metrics: Metrics::new(),
             access: Access {
-                allow_unionids: raw.access.allow_unionids.iter().cloned().collect(),
-                allow_openids: raw.access.allow_openids.iter().cloned().collect(),
-                require_unionid: raw.access.require_unionid,
+                allow_unionids: settings.access.allow_unionids.clone(),
+                allow_openids: settings.access.allow_openids.clone(),
+                require_unionid: settings.access.require_unionid,
             },
-            session_cookie: raw.session.cookie_name.clone(),
-            login_cookie: format!("{}_login", raw.session.cookie_name),
+            session_cookie: settings.session.cookie_name.clone(),
+            login_cookie: settings.session.login_cookie.clone(),
             sign_secret,
             login_limiter: crate::endpoints::rate_limit::LoginLimiter::new(
-                raw.access.login_rate_per_minute,
+                settings.access.login_rate_per_minute,
             ),
             proto: if settings.tls.is_some() {
                 "https"
             } else {
                 "http"
             },
-            hsts: (settings.tls.is_some() && raw.server.hsts_max_age_secs > 0)
+            hsts: (settings.tls.is_some() && settings.server.hsts_max_age_secs > 0)
                 .then(|| {
-                    HeaderValue::from_str(&format!("max-age={}", raw.server.hsts_max_age_secs))
+                    HeaderValue::from_str(&format!("max-age={}", settings.server.hsts_max_age_secs))
                 })
                 .and_then(Result::ok),
             store,
@@ -356,7 +355,7 @@ impl App {
         let checked = crate::common::redirect::safe_return(
             &abs,
             public,
-            &self.settings.raw.access.redirect_hosts,
+            &self.settings.access.redirect_hosts,
         );
         if checked == "/" {
             pq.to_string()
@@ -368,7 +367,7 @@ impl App {
     /// A public path: its match form (`;parameters` cut) starts with one of
     /// `access.public_paths`, and it is plain (no upstream can read it as another path).
     fn is_public(&self, view: &paths::PathView<'_>) -> bool {
-        let pp = &self.settings.raw.access.public_paths;
+        let pp = &self.settings.access.public_paths;
         !pp.is_empty() && view.is_plain() && pp.iter().any(|p| view.match_starts_with(p))
     }
 

@@ -9,23 +9,8 @@ use std::os::unix::fs::MetadataExt;
 use bytes::Bytes;
 use tokio::io::AsyncReadExt;
 
-/// `^[A-Za-z0-9_-]+_verify_[A-Za-z0-9]+\.txt$`
-pub fn is_verification_name(name: &str) -> bool {
-    let Some(stem) = name.strip_suffix(".txt") else {
-        return false;
-    };
-    // The tail after the last `_verify_` must be alphanumeric, so the split is the last one.
-    let Some(at) = stem.rfind("_verify_") else {
-        return false;
-    };
-    let (head, tail) = (&stem[..at], &stem[at + "_verify_".len()..]);
-    !head.is_empty()
-        && !tail.is_empty()
-        && head
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        && tail.bytes().all(|b| b.is_ascii_alphanumeric())
-}
+/// `^[A-Za-z0-9_-]+_verify_[A-Za-z0-9]+\.txt$` (config checks `verification.files` with it too).
+pub use crate::config::is_verification_name;
 
 /// The file name a request path asks for, if it could be a verification file:
 /// exactly `/NAME` with NAME matching the pattern (no encoding, no further segments).
@@ -44,14 +29,14 @@ pub struct Verification {
 }
 
 impl Verification {
-    pub fn new(cfg: &crate::config::VerificationConfig) -> Self {
+    pub fn new(cfg: &crate::config::VerificationSettings) -> Self {
         Self {
             inline: cfg
                 .files
                 .iter()
                 .map(|(k, v)| (k.clone(), Bytes::from(v.clone().into_bytes())))
                 .collect(),
-            dir: (!cfg.dir.is_empty()).then(|| PathBuf::from(&cfg.dir)),
+            dir: cfg.dir.clone(),
         }
     }
 
@@ -92,20 +77,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names() {
-        assert!(is_verification_name("MP_verify_abc123.txt"));
-        assert!(is_verification_name("WW_verify_Xy9.txt"));
-        assert!(is_verification_name("a-b_c_verify_x_verify_9.txt"));
-        assert!(!is_verification_name("MP_verify_.txt"));
-        assert!(!is_verification_name("_verify_abc.txt"));
-        assert!(!is_verification_name("MP_verify_ab-c.txt"));
-        assert!(!is_verification_name("MP_verify_abc.txt.bak"));
-        assert!(!is_verification_name("MP_verify_abc.TXT"));
-        assert!(!is_verification_name("../MP_verify_abc.txt"));
-        assert!(!is_verification_name("MP_verify_a%2e.txt"));
-    }
-
-    #[test]
     fn paths() {
         assert_eq!(
             requested_name("/MP_verify_abc.txt"),
@@ -138,8 +109,8 @@ mod tests {
             .arg(d.join("MP_verify_fifo1.txt"))
             .status()
             .is_ok_and(|s| s.success());
-        let v = Verification::new(&crate::config::VerificationConfig {
-            dir: d.display().to_string(),
+        let v = Verification::new(&crate::config::VerificationSettings {
+            dir: Some(d.to_path_buf()),
             files: Default::default(),
         });
         assert_eq!(

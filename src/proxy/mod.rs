@@ -288,9 +288,9 @@ impl Proxy {
     /// upstream connections.
     pub fn new(s: &Settings, timer: CoarseTimer, limit: Arc<UpstreamLimit>) -> Self {
         let pool = Pool::new(
-            &s.upstream,
-            Duration::from_millis(s.raw.upstream.connect_timeout_ms),
-            s.raw.upstream.pool_max_idle,
+            &s.upstream.authority,
+            s.upstream.connect_timeout,
+            s.upstream.pool_max_idle,
             limit,
             timer.clone(),
             s.upstream_timeout(),
@@ -298,10 +298,10 @@ impl Proxy {
         pool.start_reaper();
         Self {
             pool,
-            authority: s.upstream.clone(),
+            authority: s.upstream.authority.clone(),
             timeout: s.upstream_timeout(),
             timer,
-            idle: Duration::from_millis(s.raw.server.idle_timeout_ms),
+            idle: s.server.idle_timeout,
             busy_logged: AtomicU64::new(0),
         }
     }

@@ -112,7 +112,7 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// How many worker threads serve connections: `server.workers`, or one per CPU.
 fn worker_count(s: &Settings) -> usize {
-    match s.raw.server.workers {
+    match s.server.workers {
         0 => std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1),
@@ -121,17 +121,15 @@ fn worker_count(s: &Settings) -> usize {
 }
 
 /// The session store's settings from the `[session]` section.
-fn store_settings(c: &crate::config::SessionConfig) -> crate::session::SessionStoreSettings {
+fn store_settings(c: &crate::config::SessionSettings) -> crate::session::SessionStoreSettings {
     use crate::session::Backend;
     crate::session::SessionStoreSettings {
-        ttl: Duration::from_secs(c.ttl_secs),
-        idle: Duration::from_secs(c.idle_secs),
+        ttl: c.ttl,
+        idle: c.idle,
         capacity: c.max_sessions,
-        backend: match c.store.as_str() {
-            "redis" => Backend::Redis {
-                url: c.redis_url.clone(),
-            },
-            _ => Backend::Memory,
+        backend: match &c.store {
+            crate::config::StoreKind::Redis { url } => Backend::Redis { url: url.clone() },
+            crate::config::StoreKind::Memory => Backend::Memory,
         },
     }
 }
@@ -144,12 +142,12 @@ fn store_settings(c: &crate::config::SessionConfig) -> crate::session::SessionSt
 /// workers in turn, so keep-alive load spreads evenly (a shared accept queue lets one worker
 /// grab most connections).
 pub async fn serve_on(listener: TcpListener, settings: Settings) -> Result<Running, ServeError> {
-    let store = crate::session::Store::connect(&store_settings(&settings.raw.session))
+    let store = crate::session::Store::connect(&store_settings(&settings.session))
         .await
         .map_err(|e| ServeError::Store(e.to_string()))?;
     let tls = match &settings.tls {
         Some(files) => Some(tokio_rustls::TlsAcceptor::from(
-            files.server_config().map_err(ServeError::Tls)?,
+            tls::server_config(files).map_err(ServeError::Tls)?,
         )),
         None => None,
     };
@@ -159,10 +157,10 @@ pub async fn serve_on(listener: TcpListener, settings: Settings) -> Result<Runni
         None => None,
     };
     let conn_limits = ConnLimits::new(
-        settings.raw.server.max_connections,
-        settings.raw.server.max_connections_per_ip,
+        settings.server.max_connections,
+        settings.server.max_connections_per_ip,
     );
-    let upstream_limit = UpstreamLimit::new(settings.raw.upstream.max_connections);
+    let upstream_limit = UpstreamLimit::new(settings.upstream.max_connections);
     let app = App::new(settings, store).map_err(|e| ServeError::Client(e.to_string()))?;
     let addr = listener.local_addr().map_err(|source| ServeError::Bind {
         addr: app.settings.listen,
@@ -216,7 +214,7 @@ pub async fn serve_on(listener: TcpListener, settings: Settings) -> Result<Runni
         let _ = acceptor_done_tx.send(());
     });
     done.push(acceptor_done_rx);
-    tracing::info!(%addr, tls = app.settings.tls.is_some(), workers, upstream = %app.settings.upstream, "wxgate listening");
+    tracing::info!(%addr, tls = app.settings.tls.is_some(), workers, upstream = %app.settings.upstream.authority, "wxgate listening");
     Ok(Running {
         addr,
         metrics_addr,
@@ -291,11 +289,11 @@ async fn acceptor(
 
 /// `timer`: the worker's coarse timer, for the header-read timeout armed on every request.
 fn builder(s: &Settings, timer: CoarseTimer) -> auto::Builder<TokioExecutor> {
-    let c = &s.raw.server;
+    let c = &s.server;
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(timer)
-        .header_read_timeout(Duration::from_millis(c.header_read_timeout_ms))
+        .header_read_timeout(c.header_read_timeout)
         .max_buf_size(c.max_header_bytes.max(8192))
         .keep_alive(true);
     b.http2()
@@ -560,10 +558,8 @@ async fn worker(
     let builder = Arc::new(builder(&app.settings, timer.clone()));
     // Each connection task holds a sender; the receiver ends once all of them have.
     let (alive, mut all_closed) = mpsc::channel::<Infallible>(1);
-    let handshake = Duration::from_millis(app.settings.raw.server.tls_handshake_timeout_ms);
-    let idle_ticks = timer.ticks_in(Duration::from_millis(
-        app.settings.raw.server.idle_timeout_ms,
-    ));
+    let handshake = app.settings.server.tls_handshake_timeout;
+    let idle_ticks = timer.ticks_in(app.settings.server.idle_timeout);
     loop {
         let (stream, peer, guard) = tokio::select! {
             biased;
@@ -615,7 +611,7 @@ async fn worker(
     }
     drop(conns);
     drop(alive);
-    let grace = Duration::from_secs(app.settings.raw.server.shutdown_grace_secs);
+    let grace = app.settings.server.shutdown_grace;
     tracing::info!(
         grace_secs = grace.as_secs(),
         "shutting down: draining in-flight requests"
@@ -643,9 +639,7 @@ fn metrics_response(app: &App) -> Response<Body> {
 async fn metrics_server(listener: TcpListener, app: Arc<App>, mut stop: watch::Receiver<bool>) {
     let mut b = hyper::server::conn::http1::Builder::new();
     b.timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_millis(
-            app.settings.raw.server.header_read_timeout_ms,
-        ))
+        .header_read_timeout(app.settings.server.header_read_timeout)
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
     loop {

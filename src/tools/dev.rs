@@ -102,7 +102,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 
     let toml = dev_config(args.listen, &mock_url, upstream_addr, &cert, &key);
     let mut settings = Config::from_toml(&toml).context("dev configuration")?;
-    settings.api_base = mock.url();
+    settings.wechat.api_base = mock.url();
     let running = crate::server::serve(settings).await?;
     let url = format!("https://localhost:{}/", running.addr.port());
 

@@ -1,0 +1,143 @@
+//! Reading the configuration: the TOML file (if any) merged with `WXGATE_SECTION__KEY`
+//! environment variables by figment, `<key>_file` secrets read from their files, then
+//! validated into [`Settings`].
+
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+
+use super::error::{invalid, ConfigError};
+use super::file::Config;
+use super::settings::Settings;
+use super::validate;
+
+/// Where the configuration comes from.
+pub fn default_path() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("WXGATE_CONFIG") {
+        if !p.is_empty() {
+            return Some(PathBuf::from(p));
+        }
+    }
+    let local = PathBuf::from("wxgate.toml");
+    local.exists().then_some(local)
+}
+
+impl Config {
+    /// Load file (if any) + environment, resolve `<key>_file` secrets, validate.
+    pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
+        let mut fig = Figment::new();
+        if let Some(path) = path {
+            if let Err(e) = std::fs::metadata(path) {
+                return Err(ConfigError::File {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                });
+            }
+            fig = fig.merge(Toml::file_exact(path));
+        }
+        fig = fig.merge(env_provider());
+        let cfg: Config = fig
+            .extract()
+            .map_err(|e| ConfigError::Parse(describe_figment(e)))?;
+        cfg.into_settings()
+    }
+
+    /// Parse a TOML string (tests, `dev`), with the environment ignored.
+    pub fn from_toml(s: &str) -> Result<Settings, ConfigError> {
+        let cfg: Config = Figment::new()
+            .merge(Toml::string(s))
+            .extract()
+            .map_err(|e| ConfigError::Parse(describe_figment(e)))?;
+        cfg.into_settings()
+    }
+
+    /// Resolve `<key>_file` secrets, then validate into [`Settings`].
+    fn into_settings(mut self) -> Result<Settings, ConfigError> {
+        self.resolve_secret_files()?;
+        validate::settings(self)
+    }
+
+    fn resolve_secret_files(&mut self) -> Result<(), ConfigError> {
+        for (name, app) in self.wechat.apps_mut() {
+            if let Some(app) = app {
+                resolve_file(
+                    &format!("wechat.{name}.secret"),
+                    &mut app.secret,
+                    &app.secret_file,
+                )?;
+            }
+        }
+        resolve_file(
+            "session.cookie_secret",
+            &mut self.session.cookie_secret,
+            &self.session.cookie_secret_file,
+        )?;
+        resolve_file(
+            "session.redis_url",
+            &mut self.session.redis_url,
+            &self.session.redis_url_file,
+        )?;
+        resolve_file(
+            "headers.sign_secret",
+            &mut self.headers.sign_secret,
+            &self.headers.sign_secret_file,
+        )?;
+        Ok(())
+    }
+}
+
+fn env_provider() -> Env {
+    // Only SECTION__KEY variables: WXGATE_CONFIG and friends are not config keys.
+    Env::prefixed("WXGATE_")
+        .filter(|k| k.as_str().contains("__"))
+        .split("__")
+}
+
+fn describe_figment(e: figment::Error) -> String {
+    // figment reports nested key paths as `server.listen`; keep its words, one line per error.
+    e.into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let mut kind = e.kind.to_string();
+            if let figment::error::Kind::UnknownField(field, _) = &e.kind {
+                kind = format!("unknown key `{field}`");
+            }
+            let origin = e
+                .metadata
+                .as_ref()
+                .map(|m| format!(" (from {})", m.name))
+                .unwrap_or_default();
+            if key.is_empty() {
+                format!("{kind}{origin}")
+            } else {
+                format!("{key}: {kind}{origin}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn resolve_file(key: &str, value: &mut String, file: &Option<PathBuf>) -> Result<(), ConfigError> {
+    let Some(path) = file else { return Ok(()) };
+    if !value.is_empty() {
+        return Err(invalid(
+            key,
+            format!("set either {key} or {key}_file, not both"),
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        invalid(
+            format!("{key}_file"),
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
+    *value = text.trim().to_string();
+    if value.is_empty() {
+        return Err(invalid(
+            format!("{key}_file"),
+            format!("{} is empty", path.display()),
+        ));
+    }
+    Ok(())
+}

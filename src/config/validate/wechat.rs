@@ -1,0 +1,82 @@
+//! `[wechat]`: API endpoints, timeout, the four app kinds and the official-account scope.
+
+use std::time::Duration;
+
+use crate::config::error::{invalid, ConfigError};
+use crate::config::file::{AppConfig, WechatConfig};
+use crate::config::settings::{OfficialScope, WechatApp, WechatSettings};
+
+pub(super) fn check(w: &WechatConfig) -> Result<WechatSettings, ConfigError> {
+    for (key, val) in [
+        ("wechat.api_base", &w.api_base),
+        ("wechat.open_base", &w.open_base),
+    ] {
+        let parsed =
+            url::Url::parse(val).map_err(|e| invalid(key, format!("'{val}' is not a URL: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(invalid(key, "must be an http(s) URL"));
+        }
+    }
+    if w.timeout_ms == 0 {
+        return Err(invalid("wechat.timeout_ms", "must be at least 1"));
+    }
+    let mut any = false;
+    for (name, app) in w.apps() {
+        let Some(app) = app else { continue };
+        any = true;
+        if app.appid.trim().is_empty() {
+            return Err(invalid(format!("wechat.{name}.appid"), "is empty"));
+        }
+        if !app.appid.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(invalid(
+                format!("wechat.{name}.appid"),
+                "must be letters and digits (wx...)",
+            ));
+        }
+        if app.secret.is_empty() {
+            return Err(invalid(
+                format!("wechat.{name}.secret"),
+                "is empty (set secret or secret_file)",
+            ));
+        }
+        if app.scope.is_some() && name != "official_account" {
+            return Err(invalid(
+                format!("wechat.{name}.scope"),
+                "only wechat.official_account has a scope",
+            ));
+        }
+    }
+    if !any {
+        return Err(invalid(
+            "wechat",
+            "no WeChat app configured: set at least one of [wechat.website], [wechat.official_account], [wechat.mobile_app], [wechat.mini_program]",
+        ));
+    }
+    let scope = w
+        .official_account
+        .as_ref()
+        .and_then(|a| a.scope.as_deref())
+        .unwrap_or("snsapi_userinfo");
+    let official_scope = OfficialScope::parse(scope).ok_or_else(|| {
+        invalid(
+            "wechat.official_account.scope",
+            format!("'{scope}' must be snsapi_userinfo or snsapi_base"),
+        )
+    })?;
+    let app = |a: &Option<AppConfig>| {
+        a.as_ref().map(|a| WechatApp {
+            appid: a.appid.clone(),
+            secret: a.secret.clone(),
+        })
+    };
+    Ok(WechatSettings {
+        api_base: w.api_base.trim_end_matches('/').to_string(),
+        open_base: w.open_base.trim_end_matches('/').to_string(),
+        timeout: Duration::from_millis(w.timeout_ms),
+        website: app(&w.website),
+        official_account: app(&w.official_account),
+        mobile_app: app(&w.mobile_app),
+        mini_program: app(&w.mini_program),
+        official_scope,
+    })
+}
