@@ -20,7 +20,7 @@ use crate::common::http_util::{self, Body};
 use crate::common::metrics::{Metrics, Route};
 use crate::config::Settings;
 use crate::endpoints::login_state::StateSigner;
-use crate::providers::wechat::WechatClient;
+use crate::providers::{ProviderFailure, Registry};
 use crate::proxy::pool::UpstreamBody;
 use crate::proxy::{self, Peer, Proxy, ProxyError};
 use crate::session::{Session, SessionId, SessionStore, Store, StoreError};
@@ -57,7 +57,7 @@ impl Access {
 pub struct App {
     pub settings: Settings,
     pub store: Store,
-    pub wechat: WechatClient,
+    pub providers: Registry,
     pub signer: StateSigner,
     pub verification: Verification,
     pub metrics: Metrics,
@@ -85,19 +85,13 @@ pub struct Authenticated {
 }
 
 impl App {
-    pub fn new(
-        settings: Settings,
-        store: Store,
-    ) -> Result<Arc<App>, crate::providers::wechat::WechatError> {
+    pub fn new(settings: Settings, store: Store) -> Result<Arc<App>, ProviderFailure> {
         let raw = &settings.raw;
-        let wechat = WechatClient::new(
-            &settings.api_base,
-            Duration::from_millis(raw.wechat.timeout_ms),
-        )?;
+        let providers = Registry::from_settings(&settings)?;
         let sign_secret = (!raw.headers.sign_secret.is_empty())
             .then(|| raw.headers.sign_secret.as_bytes().to_vec());
         Ok(Arc::new(App {
-            wechat,
+            providers,
             signer: StateSigner::new(settings.cookie_secret()),
             verification: Verification::new(&raw.verification),
             metrics: Metrics::new(),
@@ -133,16 +127,12 @@ impl App {
 
     /// `{prefix}/login?rd=...`
     pub fn login_path(&self, rd: &str) -> String {
-        format!(
-            "{}/login?rd={}",
-            self.prefix(),
-            percent_encoding::utf8_percent_encode(rd, crate::endpoints::COMPONENT)
-        )
+        crate::endpoints::urls::login_path(self.prefix(), rd)
     }
 
     /// `{public_url}{prefix}/login?rd=...`
     pub fn login_url(&self, rd: &str) -> String {
-        format!("{}{}", self.settings.public.origin, self.login_path(rd))
+        crate::endpoints::urls::login_url(&self.settings, rd)
     }
 
     /// One request, start to end, with its log line and metrics.
@@ -326,43 +316,7 @@ impl App {
         pq: &str,
         peer: &Peer,
     ) -> String {
-        let forwarded = |name: &str| {
-            peer.trusted
-                .then(|| headers.get(name).and_then(|v| v.to_str().ok()))
-                .flatten()
-                .map(|v| v.split(',').next().unwrap_or("").trim())
-                .filter(|v| !v.is_empty())
-        };
-        let host = forwarded("x-forwarded-host")
-            .or_else(|| headers.get(HOST).and_then(|v| v.to_str().ok()))
-            .or_else(|| authority.map(|a| a.as_str()));
-        let Some(host) = host else {
-            return pq.to_string();
-        };
-        let public = &self.settings.public;
-        let proto = forwarded("x-forwarded-proto")
-            .filter(|p| *p == "https" || *p == "http")
-            .unwrap_or(public.url.scheme());
-        let abs = format!("{proto}://{host}{pq}");
-        let Ok(u) = url::Url::parse(&abs) else {
-            return pq.to_string();
-        };
-        let on_public = u
-            .host_str()
-            .is_some_and(|h| h.eq_ignore_ascii_case(&public.host));
-        if on_public {
-            return pq.to_string();
-        }
-        let checked = crate::common::redirect::safe_return(
-            &abs,
-            public,
-            &self.settings.raw.access.redirect_hosts,
-        );
-        if checked == "/" {
-            pq.to_string()
-        } else {
-            checked
-        }
+        crate::endpoints::urls::return_target(&self.settings, headers, authority, pq, peer.trusted)
     }
 
     /// A public path: its match form (`;parameters` cut) starts with one of
@@ -422,7 +376,7 @@ impl App {
         // On every path, whatever authenticated the request: a gateway token is the gateway's.
         identity::strip_gateway_bearer(h);
         if let Some(a) = auth {
-            identity::insert_identity(
+            self.providers.insert_identity(
                 h,
                 &a.session,
                 self.sign_secret.as_deref(),
@@ -525,12 +479,13 @@ mod tests {
                 openid,
                 unionid,
                 appid: "wx1",
-                source: crate::session::Source::Website,
+                origin: crate::session::Origin {
+                    provider: 0,
+                    kind: 0,
+                },
                 nickname: "",
                 avatar: "",
-                created_at: 1,
                 expires_at: 2,
-                session_key: None,
             })
         };
         assert!(open.allows_session(&session("o", None)));

@@ -15,5 +15,5 @@ mod tests;
 pub use id::SessionId;
 pub use memory::{MemoryStore, MAX_PENDING_BYTES};
 pub use pending::PendingLogin;
-pub use record::{NewSession, Session, Source};
+pub use record::{NewSession, Origin, Session};
 pub use store::{SessionStore, Store, StoreError};

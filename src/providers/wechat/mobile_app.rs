@@ -1,0 +1,14 @@
+//! The mobile app (`/app/login`): the app's code from the WeChat SDK goes the OAuth way, like a
+//! browser login's.
+
+use super::{oauth_identity, App, Source, WechatClient};
+use crate::providers::{Identity, ProviderFailure};
+
+/// Code → token → userinfo.
+pub(super) async fn login(
+    client: &WechatClient,
+    app: &App,
+    code: &str,
+) -> Result<Identity, ProviderFailure> {
+    Ok(oauth_identity(client, app, code, Source::MobileApp).await?)
+}
