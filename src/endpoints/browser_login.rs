@@ -8,6 +8,7 @@ use http::header::SET_COOKIE;
 use http::{Request, Response};
 use hyper::body::Incoming;
 
+use super::context::Ctx;
 use super::cookies::cookie_header;
 use super::login_state::{self, LoginCookie, LOGIN_TTL_SECS};
 use super::new_session::{provider_failed, session_of, start_session};
@@ -15,25 +16,23 @@ use super::{urls, MAX_CODE};
 use crate::common::error::{GatewayError, LoginError};
 use crate::common::http_util::{self, query_param, unix_now, Body};
 use crate::common::redirect::safe_return;
-use crate::pipeline::identity;
-use crate::pipeline::App;
 use crate::providers::registry::BrowserLogin;
 use crate::session::{PendingLogin, SessionStore};
 
 /// `rd` from the query, checked (`/` when missing or not allowed).
-fn return_to(app: &App, req: &Request<Incoming>) -> String {
+fn return_to(cx: &Ctx<'_>, req: &Request<Incoming>) -> String {
     let rd = query_param(req.uri().query(), "rd").unwrap_or_else(|| "/".into());
-    let s = &app.settings;
+    let s = cx.settings;
     safe_return(&rd, &s.public, &s.raw.access.redirect_hosts)
 }
 
 pub(super) async fn login(
-    app: &App,
+    cx: &Ctx<'_>,
     req: &Request<Incoming>,
 ) -> Result<Response<Body>, GatewayError> {
-    let s = &app.settings;
-    let rd = return_to(app, req);
-    let (provider, origin) = match app.providers.browser_login(req.headers()) {
+    let s = cx.settings;
+    let rd = return_to(cx, req);
+    let (provider, origin) = match cx.providers.browser_login(req.headers()) {
         BrowserLogin::Start(p, origin) => (p, origin),
         BrowserLogin::OpenInApp => {
             // A PC browser, and only an in-app login: scan to continue inside the app.
@@ -47,10 +46,10 @@ pub(super) async fn login(
     // sign this login. The browser's newest earlier bindings stay in the cookie, so a login
     // started in another tab can still finish.
     let binding = login_state::random_hex(16);
-    let cookie_value = LoginCookie::parse(identity::find_cookie(req.headers(), &app.login_cookie))
-        .with_fresh(&binding);
-    let (state, nonce) = app.signer.issue(&binding, unix_now());
-    app.store
+    let cookie_value =
+        LoginCookie::parse((cx.find_cookie)(req.headers(), cx.login_cookie)).with_fresh(&binding);
+    let (state, nonce) = cx.signer.issue(&binding, unix_now());
+    cx.store
         .put_pending(
             &nonce,
             PendingLogin { rd, origin },
@@ -63,7 +62,7 @@ pub(super) async fn login(
         SET_COOKIE,
         cookie_header(
             s,
-            &app.login_cookie,
+            cx.login_cookie,
             &cookie_value,
             s.prefix(),
             LOGIN_TTL_SECS as i64,
@@ -73,24 +72,22 @@ pub(super) async fn login(
 }
 
 pub(super) async fn callback(
-    app: &App,
+    cx: &Ctx<'_>,
     req: &Request<Incoming>,
 ) -> Result<Response<Body>, GatewayError> {
     let q = req.uri().query();
     let state = query_param(q, "state")
         .filter(|s| !s.is_empty())
         .ok_or(LoginError::MissingState)?;
-    let cookie = LoginCookie::parse(identity::find_cookie(req.headers(), &app.login_cookie));
+    let cookie = LoginCookie::parse((cx.find_cookie)(req.headers(), cx.login_cookie));
     // Verified: one of the bindings is this browser's.
-    let nonce = app
-        .signer
-        .verify_any(&state, &cookie.bindings, unix_now())?;
-    let Some(pending) = app.store.take_pending(nonce).await? else {
+    let nonce = cx.signer.verify_any(&state, &cookie.bindings, unix_now())?;
+    let Some(pending) = cx.store.take_pending(nonce).await? else {
         // The provider sometimes calls twice: the same browser that finished goes where it
         // meant to.
         if let Some((done, rd)) = &cookie.completed {
             if *done == nonce {
-                let s = &app.settings;
+                let s = cx.settings;
                 return Ok(http_util::redirect(&safe_return(
                     rd,
                     &s.public,
@@ -101,8 +98,8 @@ pub(super) async fn callback(
         return Err(LoginError::StateUsed.into());
     };
     // From here on the target is known: "sign in again" returns there.
-    let retry = urls::login_path(app.settings.prefix(), &pending.rd);
-    match finish_login(app, q, nonce, &cookie, pending).await {
+    let retry = urls::login_path(cx.settings.prefix(), &pending.rd);
+    match finish_login(cx, q, nonce, &cookie, pending).await {
         Ok(r) => Ok(r),
         Err(e) => Ok(e.into_response(false, &retry)),
     }
@@ -110,31 +107,31 @@ pub(super) async fn callback(
 
 /// The callback once its state checked out: code → session → redirect.
 async fn finish_login(
-    app: &App,
+    cx: &Ctx<'_>,
     q: Option<&str>,
     nonce: &str,
     login_cookie: &LoginCookie<'_>,
     pending: PendingLogin,
 ) -> Result<Response<Body>, GatewayError> {
     let origin = pending.origin;
-    let provider = app
+    let provider = cx
         .providers
         .get(origin)
         .ok_or(LoginError::AppNotConfigured)?;
     let source = provider.kind_name(origin.kind);
     let Some(code) = query_param(q, "code").filter(|c| !c.is_empty()) else {
-        app.metrics.login(source, "refused");
+        cx.metrics.login(source, "refused");
         return Err(LoginError::Refused.into());
     };
     if code.len() > MAX_CODE {
-        app.metrics.login(source, "invalid_code");
+        cx.metrics.login(source, "invalid_code");
         return Err(LoginError::BadCode.into());
     }
     let identity = provider
         .redeem_code(origin.kind, &code)
         .await
-        .map_err(|e| provider_failed(app, source, e))?;
-    let (id, cookie) = start_session(app, session_of(app, &identity)).await?;
+        .map_err(|e| provider_failed(cx, source, e))?;
+    let (id, cookie) = start_session(cx, session_of(cx, &identity)).await?;
     let mut r = http_util::redirect(&pending.rd);
     r.headers_mut().append(SET_COOKIE, cookie);
     let done = login_cookie.completed_value(nonce, &pending.rd);
@@ -142,10 +139,10 @@ async fn finish_login(
     r.headers_mut().append(
         SET_COOKIE,
         cookie_header(
-            &app.settings,
-            &app.login_cookie,
+            cx.settings,
+            cx.login_cookie,
             &done,
-            app.settings.prefix(),
+            cx.settings.prefix(),
             ttl,
         ),
     );
@@ -154,17 +151,17 @@ async fn finish_login(
 }
 
 pub(super) async fn logout(
-    app: &App,
+    cx: &Ctx<'_>,
     req: &Request<Incoming>,
 ) -> Result<Response<Body>, GatewayError> {
-    if let Some(a) = app.authenticate(req.headers()).await? {
-        app.store.remove(&a.id).await?;
+    if let Some(a) = cx.authenticate().await? {
+        cx.store.remove(&a.id).await?;
         tracing::info!(session = %a.id.fingerprint(), "logout");
     }
-    let mut r = http_util::redirect(&return_to(app, req));
+    let mut r = http_util::redirect(&return_to(cx, req));
     r.headers_mut().append(
         SET_COOKIE,
-        cookie_header(&app.settings, &app.session_cookie, "", "/", 0),
+        cookie_header(cx.settings, cx.session_cookie, "", "/", 0),
     );
     Ok(r)
 }

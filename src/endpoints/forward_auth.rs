@@ -6,20 +6,20 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
 
+use super::context::Ctx;
 use super::urls;
 use crate::common::error::{GatewayError, LoginError};
 use crate::common::http_util::{self, unix_now, Body};
-use crate::pipeline::App;
 
 pub(super) async fn auth(
-    app: &App,
+    cx: &Ctx<'_>,
     req: &Request<Incoming>,
     peer: &crate::proxy::Peer,
 ) -> Result<Response<Body>, GatewayError> {
-    let Some(a) = app.authenticate(req.headers()).await? else {
-        let uri = forwarded_uri(req.headers()).unwrap_or_else(|| "/".into());
+    let Some(a) = cx.authenticate().await? else {
+        let uri = forwarded_uri(req.headers(), cx.path_ok).unwrap_or_else(|| "/".into());
         let rd = urls::return_target(
-            &app.settings,
+            cx.settings,
             req.headers(),
             req.uri().authority(),
             &uri,
@@ -27,44 +27,35 @@ pub(super) async fn auth(
         );
         return Ok(http_util::json(
             StatusCode::UNAUTHORIZED,
-            &json!({"error": "unauthenticated", "login_url": urls::login_url(&app.settings, &rd)}),
+            &json!({"error": "unauthenticated", "login_url": urls::login_url(cx.settings, &rd)}),
         ));
     };
-    if !app.access.allows_session(&a.session) {
+    if !cx.access.allows_session(&a.session) {
         return Err(LoginError::NotAllowed.into());
     }
     let mut r = http_util::respond(StatusCode::ACCEPTED, http_util::TEXT, "");
-    app.providers.insert_identity(
-        r.headers_mut(),
-        &a.session,
-        app.sign_secret.as_deref(),
-        unix_now(),
-    );
+    cx.providers
+        .insert_identity(r.headers_mut(), &a.session, cx.sign_secret, unix_now());
     Ok(r)
 }
 
 /// The original URI an auth proxy asked about, when it says (`X-Original-URI`, `X-Forwarded-Uri`).
 /// A path the gateway would refuse (dot segments) is no return target: None, so `/`.
-fn forwarded_uri(headers: &http::HeaderMap) -> Option<String> {
+fn forwarded_uri(headers: &http::HeaderMap, path_ok: fn(&str) -> bool) -> Option<String> {
     ["x-original-uri", "x-forwarded-uri"]
         .iter()
         .find_map(|h| headers.get(*h))
         .and_then(|v| v.to_str().ok())
         .filter(|s| s.starts_with('/'))
-        .filter(|s| {
-            crate::pipeline::paths::check_path(s.split(['?', '#']).next().unwrap_or("")).is_ok()
-        })
+        .filter(|s| (path_ok)(s.split(['?', '#']).next().unwrap_or("")))
         .map(str::to_string)
 }
 
-pub(super) async fn userinfo(
-    app: &App,
-    req: &Request<Incoming>,
-) -> Result<Response<Body>, GatewayError> {
-    let Some(a) = app.authenticate(req.headers()).await? else {
+pub(super) async fn userinfo(cx: &Ctx<'_>) -> Result<Response<Body>, GatewayError> {
+    let Some(a) = cx.authenticate().await? else {
         return Ok(http_util::json(
             StatusCode::UNAUTHORIZED,
-            &json!({"error": "unauthenticated", "login_url": urls::login_url(&app.settings, "/")}),
+            &json!({"error": "unauthenticated", "login_url": urls::login_url(cx.settings, "/")}),
         ));
     };
     let s = &a.session;
@@ -74,7 +65,7 @@ pub(super) async fn userinfo(
             "openid": s.openid(),
             "unionid": s.unionid(),
             "appid": s.appid(),
-            "source": app.providers.kind_name(s.origin()),
+            "source": cx.providers.kind_name(s.origin()),
             "nickname": s.nickname(),
             "avatar": s.avatar(),
             "expires_at": s.expires_at(),
@@ -87,14 +78,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn forwarded_uri_only_plain_paths() {
+    fn forwarded_uri_only_paths_the_gateway_serves() {
+        let ok = |p: &str| !p.contains("..");
         let mut h = http::HeaderMap::new();
-        assert_eq!(forwarded_uri(&h), None);
-        h.insert("x-forwarded-uri", "/a/b?c=1".parse().unwrap());
-        assert_eq!(forwarded_uri(&h).as_deref(), Some("/a/b?c=1"));
+        assert_eq!(forwarded_uri(&h, ok), None);
+        h.insert("x-forwarded-uri", "/a/b?c=..".parse().unwrap());
+        assert_eq!(forwarded_uri(&h, ok).as_deref(), Some("/a/b?c=.."));
         h.insert("x-original-uri", "/x/../admin".parse().unwrap());
-        assert_eq!(forwarded_uri(&h), None);
+        assert_eq!(forwarded_uri(&h, ok), None);
         h.insert("x-original-uri", "https://evil/".parse().unwrap());
-        assert_eq!(forwarded_uri(&h), None);
+        assert_eq!(forwarded_uri(&h, ok), None);
     }
 }

@@ -13,11 +13,11 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::context::Ctx;
 use super::new_session::{provider_failed, session_of, start_session};
 use super::{MAX_CODE, MAX_JSON_BODY};
 use crate::common::error::{ApiError, GatewayError};
 use crate::common::http_util::{self, Body};
-use crate::pipeline::App;
 use crate::providers::{JsonCredentials, JsonEndpoint};
 use crate::session::SessionId;
 
@@ -130,12 +130,12 @@ fn parse_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
     }
 }
 
-fn body_timeout(app: &App) -> Duration {
-    Duration::from_millis(app.settings.raw.server.body_timeout_ms)
+fn body_timeout(cx: &Ctx<'_>) -> Duration {
+    Duration::from_millis(cx.settings.raw.server.body_timeout_ms)
 }
 
 fn token_response(
-    app: &App,
+    cx: &Ctx<'_>,
     id: &SessionId,
     openid: &str,
     unionid: Option<&str>,
@@ -144,7 +144,7 @@ fn token_response(
         StatusCode::OK,
         &json!({
             "token": id.encode(),
-            "expires_in": app.settings.raw.session.ttl_secs,
+            "expires_in": cx.settings.raw.session.ttl_secs,
             "openid": openid,
             "unionid": unionid,
         }),
@@ -190,41 +190,41 @@ impl LoginBody for MiniLoginBody {
 
 /// `POST /app/login` or `POST /miniprogram/login`.
 pub(super) async fn login(
-    app: &App,
+    cx: &Ctx<'_>,
     req: Request<Incoming>,
     endpoint: JsonEndpoint,
 ) -> Result<Response<Body>, GatewayError> {
     match endpoint {
         JsonEndpoint::MobileApp => {
-            login_with::<AppLoginBody>(app, req, endpoint, "mobile app").await
+            login_with::<AppLoginBody>(cx, req, endpoint, "mobile app").await
         }
         JsonEndpoint::MiniProgram => {
-            login_with::<MiniLoginBody>(app, req, endpoint, "mini program").await
+            login_with::<MiniLoginBody>(cx, req, endpoint, "mini program").await
         }
     }
 }
 
 async fn login_with<B: LoginBody>(
-    app: &App,
+    cx: &Ctx<'_>,
     req: Request<Incoming>,
     endpoint: JsonEndpoint,
     what: &'static str,
 ) -> Result<Response<Body>, GatewayError> {
-    let (provider, kind) = app
+    let (provider, kind) = cx
         .providers
         .json_login(endpoint)
         .ok_or(ApiError::NotConfigured(what))?;
-    let body: B = read_json(req, body_timeout(app)).await?;
+    let body: B = read_json(req, body_timeout(cx)).await?;
     let creds = body.credentials()?;
     let source = provider.kind_name(kind);
     let identity = provider
         .json_login(kind, creds)
         .await
-        .map_err(|e| provider_failed(app, source, e))?;
-    let (id, _) = start_session(app, session_of(app, &identity)).await?;
+        .map_err(|e| provider_failed(cx, source, e))?;
+    let (id, _) = start_session(cx, session_of(cx, &identity)).await?;
     tracing::info!(source, session = %id.fingerprint(), "login");
     Ok(token_response(
-        app,
+        cx,
         &id,
         &identity.openid,
         identity.unionid.as_deref(),

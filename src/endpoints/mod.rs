@@ -8,6 +8,7 @@
 //! Logins go through the provider registry (`crate::providers`), never to a provider directly.
 
 mod browser_login;
+pub mod context;
 mod cookies;
 mod forward_auth;
 mod json_login;
@@ -20,11 +21,11 @@ pub mod urls;
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
+use self::context::Ctx;
 use crate::common::error::{GatewayError, LoginError};
 use crate::common::http_util::{self, query_param, Body};
 use crate::common::redirect::safe_return;
 pub use crate::common::redirect::COMPONENT;
-use crate::pipeline::App;
 use crate::providers::JsonEndpoint;
 
 /// Largest JSON body accepted by the login endpoints.
@@ -43,27 +44,23 @@ fn is_rate_limited_endpoint(sub: &str) -> bool {
 }
 
 pub async fn handle(
-    app: &App,
+    cx: &Ctx<'_>,
     req: Request<Incoming>,
     peer: &crate::proxy::Peer,
 ) -> Response<Body> {
-    let sub = &req.uri().path()[app.settings.prefix().len()..];
+    let sub = &req.uri().path()[cx.settings.prefix().len()..];
     let m = req.method();
     let get = m == Method::GET || m == Method::HEAD;
     let json = http_util::wants_json(req.headers());
-    if let Some(limiter) = app
-        .login_limiter
-        .as_ref()
-        .filter(|_| is_rate_limited_endpoint(sub))
-    {
+    if let Some(limiter) = cx.login_limiter.filter(|_| is_rate_limited_endpoint(sub)) {
         let client = rate_limit::client_ip(
             peer.addr.ip(),
             peer.trusted,
             req.headers(),
-            &app.settings.trusted_proxies,
+            &cx.settings.trusted_proxies,
         );
         if let Err(secs) = limiter.check(client) {
-            app.metrics.rate_limited.inc();
+            cx.metrics.rate_limited.inc();
             let json_endpoint = matches!(sub, "/app/login" | "/miniprogram/login");
             let json = json || json_endpoint;
             return GatewayError::RateLimited(secs).into_response(json, "");
@@ -71,21 +68,21 @@ pub async fn handle(
     }
     let result = match sub {
         "/healthz" if get => Ok(ops::healthz()),
-        "/readyz" if get => Ok(ops::readyz(app).await),
+        "/readyz" if get => Ok(ops::readyz(cx).await),
         // With server.metrics_listen, /metrics is served only there.
-        "/metrics" if app.settings.metrics_listen.is_some() => Err(LoginError::NotFound.into()),
-        "/metrics" if get => Ok(ops::metrics(app)),
-        "/login" if get => browser_login::login(app, &req).await,
-        "/callback" if get => browser_login::callback(app, &req).await,
-        "/logout" if get || m == Method::POST => browser_login::logout(app, &req).await,
+        "/metrics" if cx.settings.metrics_listen.is_some() => Err(LoginError::NotFound.into()),
+        "/metrics" if get => Ok(ops::metrics(cx)),
+        "/login" if get => browser_login::login(cx, &req).await,
+        "/callback" if get => browser_login::callback(cx, &req).await,
+        "/logout" if get || m == Method::POST => browser_login::logout(cx, &req).await,
         // nginx auth_request keeps the original method: answer any.
-        "/auth" => forward_auth::auth(app, &req, peer).await,
-        "/userinfo" if get => forward_auth::userinfo(app, &req).await,
+        "/auth" => forward_auth::auth(cx, &req, peer).await,
+        "/userinfo" if get => forward_auth::userinfo(cx).await,
         "/app/login" if m == Method::POST => {
-            return json_endpoint(json_login::login(app, req, JsonEndpoint::MobileApp).await)
+            return json_endpoint(json_login::login(cx, req, JsonEndpoint::MobileApp).await)
         }
         "/miniprogram/login" if m == Method::POST => {
-            return json_endpoint(json_login::login(app, req, JsonEndpoint::MiniProgram).await)
+            return json_endpoint(json_login::login(cx, req, JsonEndpoint::MiniProgram).await)
         }
         "/healthz" | "/readyz" | "/metrics" | "/login" | "/callback" | "/logout" | "/userinfo"
         | "/app/login" | "/miniprogram/login" => Err(LoginError::MethodNotAllowed.into()),
@@ -94,7 +91,7 @@ pub async fn handle(
     match result {
         Ok(r) => r,
         Err(e) => {
-            let retry = retry_url(app, &req);
+            let retry = retry_url(cx, &req);
             e.into_response(json, &retry)
         }
     }
@@ -105,9 +102,9 @@ fn json_endpoint(r: Result<Response<Body>, GatewayError>) -> Response<Body> {
 }
 
 /// Where "sign in again" points: `/login` with the same `rd`, when there is one.
-fn retry_url(app: &App, req: &Request<Incoming>) -> String {
+fn retry_url(cx: &Ctx<'_>, req: &Request<Incoming>) -> String {
     let rd = query_param(req.uri().query(), "rd").unwrap_or_else(|| "/".into());
-    let s = &app.settings;
+    let s = cx.settings;
     urls::login_path(
         s.prefix(),
         &safe_return(&rd, &s.public, &s.raw.access.redirect_hosts),

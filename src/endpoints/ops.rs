@@ -3,16 +3,16 @@
 
 use http::{Response, StatusCode};
 
+use super::context::Ctx;
 use crate::common::http_util::{self, Body};
-use crate::pipeline::App;
 use crate::session::SessionStore;
 
 pub(super) fn healthz() -> Response<Body> {
     http_util::respond(StatusCode::OK, http_util::TEXT, "ok")
 }
 
-pub(super) async fn readyz(app: &App) -> Response<Body> {
-    match app.store.ping().await {
+pub(super) async fn readyz(cx: &Ctx<'_>) -> Response<Body> {
+    match cx.store.ping().await {
         Ok(()) => http_util::respond(StatusCode::OK, http_util::TEXT, "ready"),
         Err(e) => {
             tracing::warn!(error = %e, "not ready");
@@ -25,13 +25,13 @@ pub(super) async fn readyz(app: &App) -> Response<Body> {
     }
 }
 
-pub(super) fn metrics(app: &App) -> Response<Body> {
-    if let Some(n) = app.store.session_count() {
-        app.metrics.sessions.set(n as i64);
+pub(super) fn metrics(cx: &Ctx<'_>) -> Response<Body> {
+    if let Some(n) = cx.store.session_count() {
+        cx.metrics.sessions.set(n as i64);
     }
     http_util::respond(
         StatusCode::OK,
         "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        app.metrics.render(),
+        cx.metrics.render(),
     )
 }

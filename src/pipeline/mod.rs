@@ -19,16 +19,24 @@ use crate::common::error::{ApiError, GatewayError, LoginError};
 use crate::common::http_util::{self, Body};
 use crate::common::metrics::{Metrics, Route};
 use crate::config::Settings;
+use crate::endpoints::context::Ctx;
 use crate::endpoints::login_state::StateSigner;
 use crate::providers::{ProviderFailure, Registry};
 use crate::proxy::pool::UpstreamBody;
 use crate::proxy::{self, Peer, Proxy, ProxyError};
-use crate::session::{Session, SessionId, SessionStore, Store, StoreError};
+pub use crate::session::Authenticated;
+use crate::session::{Credentials, Session, SessionId, Store, StoreError, MAX_SESSION_COOKIES};
 
 pub struct Access {
     pub allow_unionids: HashSet<String>,
     pub allow_openids: HashSet<String>,
     pub require_unionid: bool,
+}
+
+impl crate::endpoints::context::AccessRules for Access {
+    fn allows_session(&self, s: &Session) -> bool {
+        Access::allows_session(self, s)
+    }
 }
 
 impl Access {
@@ -71,17 +79,6 @@ pub struct App {
     pub login_limiter: Option<crate::endpoints::rate_limit::LoginLimiter>,
     /// `Strict-Transport-Security` for every response (TLS and `server.hsts_max_age_secs` > 0).
     pub(crate) hsts: Option<HeaderValue>,
-}
-
-/// Session cookies tried per request at most (a stale one may precede the live one): bounds
-/// the store lookups one request can cause.
-pub(crate) const MAX_SESSION_COOKIES: usize = 4;
-
-/// A session found for a request, and how it was presented.
-pub struct Authenticated {
-    pub id: SessionId,
-    pub session: Session,
-    pub bearer: bool,
 }
 
 impl App {
@@ -220,7 +217,8 @@ impl App {
         if paths::in_namespace(path, prefix) {
             // Boxed: the login flows' state is larger than the proxy path's, and the future of
             // every request is as large as its largest branch.
-            let resp = Box::pin(crate::endpoints::handle(self, req, peer)).await;
+            let cx = self.endpoint_ctx(req.headers());
+            let resp = Box::pin(crate::endpoints::handle(&cx, req, peer)).await;
             return (resp, Route::Gateway, None);
         }
         if view.has_params() && view.match_in_namespace(prefix) {
@@ -326,36 +324,44 @@ impl App {
         !pp.is_empty() && view.is_plain() && pp.iter().any(|p| view.match_starts_with(p))
     }
 
-    /// The session behind the request's cookie or bearer token, if it is live. Every session
-    /// cookie is tried in order (a stale one from another path or domain may come first), at
-    /// most [`MAX_SESSION_COOKIES`] of them, then the bearer token.
+    /// The session ids the request presents: every session cookie in order (a stale one from
+    /// another path or domain may come first), at most [`MAX_SESSION_COOKIES`] of them, then
+    /// the bearer token.
+    fn credentials(&self, headers: &http::HeaderMap) -> Credentials {
+        Credentials::new(
+            identity::cookie_values(headers, &self.session_cookie)
+                .filter_map(SessionId::parse)
+                .take(MAX_SESSION_COOKIES),
+            identity::bearer_token(headers).and_then(SessionId::parse),
+        )
+    }
+
+    /// The session behind the request's cookie or bearer token, if it is live.
     pub async fn authenticate(
         &self,
         headers: &http::HeaderMap,
     ) -> Result<Option<Authenticated>, StoreError> {
-        let now = http_util::unix_now();
-        let cookies = identity::cookie_values(headers, &self.session_cookie)
-            .filter_map(SessionId::parse)
-            .take(MAX_SESSION_COOKIES);
-        for id in cookies {
-            if let Some(session) = self.store.get(&id, now).await? {
-                return Ok(Some(Authenticated {
-                    id,
-                    session,
-                    bearer: false,
-                }));
-            }
+        let creds = self.credentials(headers);
+        crate::session::authenticate(&self.store, &creds, http_util::unix_now()).await
+    }
+
+    /// What the gateway's endpoints get for a request under `prefix`.
+    fn endpoint_ctx(&self, headers: &http::HeaderMap) -> Ctx<'_> {
+        Ctx {
+            settings: &self.settings,
+            store: &self.store,
+            providers: &self.providers,
+            signer: &self.signer,
+            metrics: &self.metrics,
+            session_cookie: &self.session_cookie,
+            login_cookie: &self.login_cookie,
+            sign_secret: self.sign_secret.as_deref(),
+            login_limiter: self.login_limiter.as_ref(),
+            access: &self.access,
+            path_ok: |p| paths::check_path(p).is_ok(),
+            credentials: self.credentials(headers),
+            find_cookie: identity::find_cookie,
         }
-        if let Some(id) = identity::bearer_token(headers).and_then(SessionId::parse) {
-            if let Some(session) = self.store.get(&id, now).await? {
-                return Ok(Some(Authenticated {
-                    id,
-                    session,
-                    bearer: true,
-                }));
-            }
-        }
-        Ok(None)
     }
 
     /// The request as it goes upstream: identity (`auth`; None on public paths), cookies and

@@ -5,6 +5,7 @@
 pub mod redis;
 
 mod id;
+mod lookup;
 mod memory;
 mod pending;
 mod record;
@@ -13,6 +14,7 @@ mod store;
 mod tests;
 
 pub use id::SessionId;
+pub use lookup::{authenticate, Authenticated, Credentials, MAX_SESSION_COOKIES};
 pub use memory::{MemoryStore, MAX_PENDING_BYTES};
 pub use pending::PendingLogin;
 pub use record::{NewSession, Origin, Session};
