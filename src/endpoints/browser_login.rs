@@ -127,6 +127,9 @@ async fn finish_login(
         cx.metrics.login(source, "invalid_code");
         return Err(LoginError::BadCode.into());
     }
+    if !provider.serves(origin.kind) {
+        return Err(LoginError::AppNotConfigured.into());
+    }
     let identity = provider
         .redeem_code(origin.kind, &code)
         .await

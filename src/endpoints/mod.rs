@@ -8,7 +8,7 @@
 //! Logins go through the provider registry (`crate::providers`), never to a provider directly.
 
 mod browser_login;
-pub mod context;
+pub(crate) mod context;
 mod cookies;
 mod forward_auth;
 mod json_login;
@@ -16,7 +16,7 @@ pub mod login_state;
 mod new_session;
 mod ops;
 pub mod rate_limit;
-pub mod urls;
+pub(crate) mod urls;
 
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
@@ -29,11 +29,11 @@ pub use crate::common::redirect::COMPONENT;
 use crate::providers::JsonEndpoint;
 
 /// Largest JSON body accepted by the login endpoints.
-pub const MAX_JSON_BODY: usize = 16 * 1024;
+pub(crate) const MAX_JSON_BODY: usize = 16 * 1024;
 
 /// Longest authorization `code` passed on to a provider (WeChat's are 32 characters):
 /// anything longer is refused before a provider call is made for it.
-pub const MAX_CODE: usize = 256;
+pub(crate) const MAX_CODE: usize = 256;
 
 /// The endpoints `access.login_rate_per_minute` counts.
 fn is_rate_limited_endpoint(sub: &str) -> bool {
@@ -43,7 +43,7 @@ fn is_rate_limited_endpoint(sub: &str) -> bool {
     )
 }
 
-pub async fn handle(
+pub(crate) async fn handle(
     cx: &Ctx<'_>,
     req: Request<Incoming>,
     peer: &crate::proxy::Peer,

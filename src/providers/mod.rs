@@ -20,7 +20,7 @@ pub use registry::Registry;
 use crate::session::{Origin, Session};
 
 /// A boxed future: the provider trait is used as `dyn LoginProvider`.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Which login a browser gets from a provider, decided from its request headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +80,10 @@ pub trait LoginProvider: Send + Sync {
 
     /// A kind's name (`"website"`): the `source` label of metrics, logs and `/userinfo`.
     fn kind_name(&self, kind: u8) -> &'static str;
+
+    /// Whether an app of this kind is configured (a login in flight may outlive a
+    /// configuration change).
+    fn serves(&self, kind: u8) -> bool;
 
     /// Which of the provider's browser logins fits the browser that sent `headers`.
     fn browser_match(&self, headers: &HeaderMap) -> BrowserMatch;

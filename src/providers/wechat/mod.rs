@@ -6,11 +6,11 @@
 //!   `error.rs`: [`WechatError`] and its classes; `crypto.rs`: mini-program user data;
 //!   `headers.rs`: the `X-WeChat-*` identity headers.
 
-pub mod client;
+pub(crate) mod client;
 pub mod crypto;
-pub mod error;
+pub(crate) mod error;
 pub mod headers;
-pub mod json;
+pub(crate) mod json;
 mod mini_program;
 mod mobile_app;
 mod official_account;
@@ -91,7 +91,7 @@ impl App {
 }
 
 /// The WeChat provider as configured: the API client and each app kind that has an app.
-pub struct Wechat {
+pub(crate) struct Wechat {
     client: WechatClient,
     open_base: String,
     /// The official account's OAuth scope (`snsapi_userinfo` or `snsapi_base`).
@@ -103,7 +103,7 @@ pub struct Wechat {
 }
 
 impl Wechat {
-    pub fn from_settings(settings: &Settings) -> Result<Wechat, WechatError> {
+    pub(crate) fn from_settings(settings: &Settings) -> Result<Wechat, WechatError> {
         let w = &settings.raw.wechat;
         Ok(Wechat {
             client: WechatClient::new(&settings.api_base, Duration::from_millis(w.timeout_ms))?,
@@ -152,9 +152,9 @@ async fn oauth_identity(
     })
 }
 
-/// A kind byte this provider never hands out: the app is not configured.
+/// A kind whose app is not configured: callers check [`LoginProvider::serves`] first, so
+/// this is only a guard.
 fn not_configured() -> ProviderFailure {
-    // Unreachable in practice: kinds come from this provider's own answers.
     WechatError::Unreachable.into()
 }
 
@@ -169,6 +169,10 @@ impl LoginProvider for Wechat {
 
     fn kind_name(&self, kind: u8) -> &'static str {
         Source::from_u8(kind).map_or("unknown", Source::as_str)
+    }
+
+    fn serves(&self, kind: u8) -> bool {
+        Source::from_u8(kind).and_then(|s| self.app(s)).is_some()
     }
 
     /// Inside WeChat the official account, else the website; a PC browser the website, else
@@ -265,5 +269,51 @@ mod tests {
             assert_eq!(Source::from_u8(o.kind), Some(s));
         }
         assert_eq!(Source::from_u8(4), None);
+    }
+
+    fn wechat(website: bool, official: bool) -> Wechat {
+        let app = |on: bool| {
+            on.then(|| App {
+                appid: "wx1".into(),
+                secret: "s".into(),
+            })
+        };
+        Wechat {
+            client: WechatClient::new("http://127.0.0.1:9", Duration::from_secs(1)).unwrap(),
+            open_base: "https://open.weixin.qq.com".into(),
+            official_scope: "snsapi_userinfo".into(),
+            website: app(website),
+            official_account: app(official),
+            mobile_app: None,
+            mini_program: None,
+        }
+    }
+
+    #[test]
+    fn browser_match_by_user_agent_and_apps() {
+        let pc = HeaderMap::new();
+        let mut in_app = HeaderMap::new();
+        in_app.insert(
+            http::header::USER_AGENT,
+            "Mozilla/5.0 MicroMessenger/8.0".parse().unwrap(),
+        );
+        let website = BrowserMatch::Kind(Source::Website as u8);
+        let official = BrowserMatch::Kind(Source::OfficialAccount as u8);
+        for (web, oa, headers, want) in [
+            (true, true, &in_app, official),
+            (true, true, &pc, website),
+            (false, true, &in_app, official),
+            (false, true, &pc, BrowserMatch::OpenInApp),
+            (true, false, &in_app, website),
+            (true, false, &pc, website),
+            (false, false, &pc, BrowserMatch::None),
+            (false, false, &in_app, BrowserMatch::None),
+        ] {
+            assert_eq!(wechat(web, oa).browser_match(headers), want, "{web} {oa}");
+        }
+        let w = wechat(true, false);
+        assert!(w.serves(Source::Website as u8));
+        assert!(!w.serves(Source::OfficialAccount as u8) && !w.serves(9));
+        assert_eq!(w.json_kind(JsonEndpoint::MobileApp), None);
     }
 }
