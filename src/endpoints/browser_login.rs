@@ -10,9 +10,9 @@ use hyper::body::Incoming;
 
 use super::context::Ctx;
 use super::cookies::cookie_header;
+use super::login::{provider_failed, session_of, start_session, MAX_CODE};
 use super::login_state::{self, LoginCookie, LOGIN_TTL_SECS};
-use super::new_session::{provider_failed, session_of, start_session};
-use super::{urls, MAX_CODE};
+use super::urls;
 use crate::common::error::{GatewayError, LoginError};
 use crate::common::http_util::{self, query_param, unix_now, Body};
 use crate::common::redirect::safe_return;

@@ -14,12 +14,14 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::context::Ctx;
-use super::new_session::{provider_failed, session_of, start_session};
-use super::{MAX_CODE, MAX_JSON_BODY};
+use super::login::{provider_failed, session_of, start_session, MAX_CODE};
 use crate::common::error::{ApiError, GatewayError};
 use crate::common::http_util::{self, Body};
 use crate::providers::{JsonCredentials, JsonEndpoint};
 use crate::session::SessionId;
+
+/// Largest JSON body accepted by the login endpoints.
+pub(crate) const MAX_JSON_BODY: usize = 16 * 1024;
 
 /// One field of a login body as sent: absent (or `null`), a string, or anything else.
 #[derive(Debug, Default, PartialEq, Eq)]

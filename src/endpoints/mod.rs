@@ -1,7 +1,7 @@
 //! The gateway's own endpoints under `prefix`, a file per concern: `browser_login.rs`
 //! (`/login`, `/callback`, `/logout`), `forward_auth.rs` (`/auth`, `/userinfo`),
 //! `json_login.rs` (the JSON logins of mobile apps and mini programs), `ops.rs` (health,
-//! readiness, metrics); `new_session.rs` (a login's last step), `cookies.rs`, `urls.rs` (login
+//! readiness, metrics); `login.rs` (what every login shares), `cookies.rs`, `urls.rs` (login
 //! URLs, return targets), `login_state.rs` (signed login state, login cookie) and
 //! `rate_limit.rs` (per-client login rate). This file dispatches.
 //!
@@ -12,8 +12,8 @@ pub(crate) mod context;
 mod cookies;
 mod forward_auth;
 mod json_login;
+mod login;
 pub mod login_state;
-mod new_session;
 mod ops;
 pub mod rate_limit;
 pub(crate) mod urls;
@@ -27,13 +27,6 @@ use crate::common::http_util::{self, query_param, Body};
 use crate::common::redirect::safe_return;
 pub use crate::common::redirect::COMPONENT;
 use crate::providers::JsonEndpoint;
-
-/// Largest JSON body accepted by the login endpoints.
-pub(crate) const MAX_JSON_BODY: usize = 16 * 1024;
-
-/// Longest authorization `code` passed on to a provider (WeChat's are 32 characters):
-/// anything longer is refused before a provider call is made for it.
-pub(crate) const MAX_CODE: usize = 256;
 
 /// The endpoints `access.login_rate_per_minute` counts.
 fn is_rate_limited_endpoint(sub: &str) -> bool {

@@ -2,7 +2,8 @@
 
 use http::HeaderMap;
 
-use super::{BrowserMatch, JsonEndpoint, LoginProvider, ProviderFailure};
+use super::provider::{BrowserMatch, JsonEndpoint, LoginProvider};
+use crate::common::error::ProviderFailure;
 use crate::config::Settings;
 use crate::session::{Origin, Session};
 

@@ -151,9 +151,9 @@ pub fn decrypt_and_verify(
 /// padding, not JSON, watermark, another user's data): a difference would be an oracle.
 pub const INVALID_ENCRYPTED_DATA: &str = "encryptedData could not be decrypted or verified";
 
-impl crate::providers::ProviderError for CryptoError {
-    fn class(&self) -> crate::providers::ErrorClass {
-        crate::providers::ErrorClass::InvalidInput
+impl crate::common::error::ProviderError for CryptoError {
+    fn class(&self) -> crate::common::error::ErrorClass {
+        crate::common::error::ErrorClass::InvalidInput
     }
 
     fn code(&self) -> &'static str {

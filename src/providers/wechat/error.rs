@@ -1,7 +1,7 @@
 //! Failures of WeChat API calls and what a caller should do about them.
 
+use crate::common::error::{ErrorClass, ProviderError};
 use crate::common::pages::Text;
-use crate::providers::{ErrorClass, ProviderError};
 
 /// Failure of a WeChat API call. The `Display` text is safe to log and to show.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -118,7 +118,7 @@ mod tests {
             openid: "oOpen",
             unionid: None,
             appid: "wxA",
-            origin: super::super::Source::MiniProgram.into(),
+            origin: crate::providers::wechat::app::Source::MiniProgram.into(),
             nickname: "Alice 🐼\u{7}",
             avatar: "https://a/b/132",
             expires_at: 99,

@@ -258,7 +258,7 @@ pub fn parse_check(body: &[u8], sensitive: &[&str]) -> Result<(), WechatError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::ErrorClass;
+    use crate::common::error::ErrorClass;
 
     #[test]
     fn sanitize_leaves_clean_json_borrowed() {

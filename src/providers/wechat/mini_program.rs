@@ -2,9 +2,11 @@
 //! optional user data (`encryptedData`, `iv`) decrypted with the session key and checked.
 //! The session key never leaves this function.
 
+use super::app::{App, Source};
+use super::client::WechatClient;
 use super::crypto::{self, CryptoError};
-use super::{App, Source, WechatClient};
-use crate::providers::{Identity, JsonCredentials, ProviderFailure};
+use crate::common::error::ProviderFailure;
+use crate::providers::provider::{Identity, JsonCredentials};
 
 pub(super) async fn login(
     client: &WechatClient,

@@ -1,8 +1,11 @@
 //! The mobile app (`/app/login`): the app's code from the WeChat SDK goes the OAuth way, like a
 //! browser login's.
 
-use super::{oauth_identity, App, Source, WechatClient};
-use crate::providers::{Identity, ProviderFailure};
+use super::app::{App, Source};
+use super::client::WechatClient;
+use super::oauth::oauth_identity;
+use crate::common::error::ProviderFailure;
+use crate::providers::provider::Identity;
 
 /// Code → token → userinfo.
 pub(super) async fn login(

@@ -2,10 +2,13 @@
 //!
 //! - `website.rs`: PC browsers, QR-code login; `official_account.rs`: browsers inside WeChat;
 //!   `mobile_app.rs` and `mini_program.rs`: the JSON logins.
+//! - `app.rs`: the app kinds and a configured app; `oauth.rs`: the OAuth code exchange the
+//!   website, official account and mobile app share.
 //! - `client.rs`: the `/sns/*` API calls; `json.rs`: the lenient reader of WeChat's answers;
 //!   `error.rs`: [`WechatError`] and its classes; `crypto.rs`: mini-program user data;
 //!   `headers.rs`: the `X-WeChat-*` identity headers.
 
+mod app;
 pub(crate) mod client;
 pub mod crypto;
 pub(crate) mod error;
@@ -13,6 +16,7 @@ pub mod headers;
 pub(crate) mod json;
 mod mini_program;
 mod mobile_app;
+mod oauth;
 mod official_account;
 mod website;
 
@@ -20,75 +24,19 @@ use std::time::Duration;
 
 use http::HeaderMap;
 
+use self::app::App;
+pub use self::app::{Source, RECORD_ID};
 pub use self::client::WechatClient;
 pub use self::error::WechatError;
 pub use self::json::{sanitize_json, JsSession, OAuthToken, UserInfo};
-use crate::config::{AppConfig, Settings};
-pub use crate::providers::ErrorClass;
-use crate::providers::{
+use self::oauth::oauth_identity;
+pub use crate::common::error::ErrorClass;
+use crate::common::error::ProviderFailure;
+use crate::config::Settings;
+use crate::providers::provider::{
     BoxFuture, BrowserMatch, Identity, JsonCredentials, JsonEndpoint, LoginProvider,
-    ProviderFailure,
 };
-use crate::session::{Origin, Session};
-
-/// WeChat's byte in the session record ([`Origin::provider`]); version-2 records, from before
-/// providers, are WeChat's too.
-pub const RECORD_ID: u8 = 0;
-
-/// Which WeChat app a session came from: the provider's kind byte in the record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Source {
-    Website = 0,
-    OfficialAccount = 1,
-    MobileApp = 2,
-    MiniProgram = 3,
-}
-
-impl Source {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Website => "website",
-            Source::OfficialAccount => "official_account",
-            Source::MobileApp => "mobile_app",
-            Source::MiniProgram => "mini_program",
-        }
-    }
-
-    pub fn from_u8(b: u8) -> Option<Source> {
-        Some(match b {
-            0 => Source::Website,
-            1 => Source::OfficialAccount,
-            2 => Source::MobileApp,
-            3 => Source::MiniProgram,
-            _ => return None,
-        })
-    }
-}
-
-impl From<Source> for Origin {
-    fn from(s: Source) -> Origin {
-        Origin {
-            provider: RECORD_ID,
-            kind: s as u8,
-        }
-    }
-}
-
-/// One configured WeChat app.
-pub(crate) struct App {
-    pub(crate) appid: String,
-    pub(crate) secret: String,
-}
-
-impl App {
-    fn from_config(c: &Option<AppConfig>) -> Option<App> {
-        c.as_ref().map(|c| App {
-            appid: c.appid.clone(),
-            secret: c.secret.clone(),
-        })
-    }
-}
+use crate::session::Session;
 
 /// The WeChat provider as configured: the API client and each app kind that has an app.
 pub(crate) struct Wechat {
@@ -124,32 +72,6 @@ impl Wechat {
             Source::MiniProgram => self.mini_program.as_ref(),
         }
     }
-}
-
-/// Code → token → userinfo (when the scope allows): the OAuth logins (website, official
-/// account, mobile app).
-async fn oauth_identity(
-    client: &WechatClient,
-    app: &App,
-    code: &str,
-    source: Source,
-) -> Result<Identity, WechatError> {
-    let tok = client.exchange_code(&app.appid, &app.secret, code).await?;
-    let wants_info = tok.scope.contains("snsapi_userinfo") || tok.scope.contains("snsapi_login");
-    let (nickname, avatar, info_union) = if wants_info {
-        let info = client.userinfo(&tok.access_token, &tok.openid).await?;
-        (info.nickname, info.headimgurl, info.unionid)
-    } else {
-        (String::new(), String::new(), None)
-    };
-    Ok(Identity {
-        origin: source.into(),
-        unionid: info_union.or(tok.unionid).filter(|u| !u.is_empty()),
-        openid: tok.openid,
-        appid: app.appid.clone(),
-        nickname,
-        avatar,
-    })
 }
 
 /// A kind whose app is not configured: callers check [`LoginProvider::serves`] first, so
@@ -255,21 +177,6 @@ impl LoginProvider for Wechat {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sources_round_trip_through_the_record_byte() {
-        for s in [
-            Source::Website,
-            Source::OfficialAccount,
-            Source::MobileApp,
-            Source::MiniProgram,
-        ] {
-            let o = Origin::from(s);
-            assert_eq!(o.provider, RECORD_ID);
-            assert_eq!(Source::from_u8(o.kind), Some(s));
-        }
-        assert_eq!(Source::from_u8(4), None);
-    }
 
     fn wechat(website: bool, official: bool) -> Wechat {
         let app = |on: bool| {

@@ -5,7 +5,7 @@ use http::header::USER_AGENT;
 use http::HeaderMap;
 use percent_encoding::utf8_percent_encode;
 
-use super::App;
+use super::app::App;
 
 /// A browser inside WeChat: its User-Agent says `MicroMessenger`.
 pub(super) fn is_wechat_browser(headers: &HeaderMap) -> bool {

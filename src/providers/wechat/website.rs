@@ -2,7 +2,7 @@
 
 use percent_encoding::utf8_percent_encode;
 
-use super::App;
+use super::app::App;
 
 /// The authorize URL, exactly as WeChat pattern-matches it (the scope is always
 /// `snsapi_login`).

@@ -1,5 +1,6 @@
-//! A login's last step, the same for every provider and endpoint: identity → access check →
-//! session record in the store → its cookie.
+//! What every login shares, browser or JSON, whatever the provider: the limit on the code a
+//! client hands in, and the last step: identity → access check → session record in the store →
+//! its cookie.
 
 use http::header::HeaderValue;
 
@@ -9,6 +10,10 @@ use crate::common::error::{GatewayError, LoginError};
 use crate::common::http_util::unix_now;
 use crate::providers::{Identity, ProviderFailure};
 use crate::session::{NewSession, Session, SessionId, SessionStore};
+
+/// Longest authorization `code` passed on to a provider (WeChat's are 32 characters):
+/// anything longer is refused before a provider call is made for it.
+pub(crate) const MAX_CODE: usize = 256;
 
 /// The session record of an identity, expiring after `session.ttl_secs`.
 pub(super) fn session_of(cx: &Ctx<'_>, i: &Identity) -> Session {
