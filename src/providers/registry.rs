@@ -27,6 +27,8 @@ impl Registry {
             // One line per provider.
             Box::new(super::wechat::Wechat::from_settings(settings)?),
         ];
+        let ids: Vec<&str> = providers.iter().map(|p| p.id()).collect();
+        tracing::debug!(providers = ?ids, "login providers");
         Ok(Registry { providers })
     }
 
