@@ -13,7 +13,8 @@ use common::*;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use wxgate::session::{NewSession, Session, SessionId, SessionStore, Source};
+use wxgate::providers::wechat::Source;
+use wxgate::session::{NewSession, Session, SessionId, SessionStore};
 
 /// The upstream: echoes the request line and headers it got (as the common echo does: JSON
 /// `headers` = `[[name, value], ...]`, in order, repeats kept); under `/set-cookie` it also tries
@@ -76,12 +77,10 @@ async fn session(gw: &Gateway, openid: &str, unionid: Option<&str>) -> String {
                 openid,
                 unionid,
                 appid: "wx1000000000000001",
-                source: Source::Website,
+                origin: Source::Website.into(),
                 nickname: "Tester",
                 avatar: "",
-                created_at: now,
                 expires_at: now + 3600,
-                session_key: None,
             }),
         )
         .await

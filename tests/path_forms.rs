@@ -6,7 +6,8 @@
 mod common;
 
 use common::*;
-use wxgate::session::{NewSession, Session, SessionId, SessionStore, Source};
+use wxgate::providers::wechat::Source;
+use wxgate::session::{NewSession, Session, SessionId, SessionStore};
 
 /// What the gateway must do with a path form.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -120,12 +121,10 @@ async fn session_cookie(gw: &Gateway) -> String {
                 openid: "oOpenIdTest",
                 unionid: Some("oUnionTest"),
                 appid: "wx1000000000000001",
-                source: Source::Website,
+                origin: Source::Website.into(),
                 nickname: "Tester",
                 avatar: "",
-                created_at: now,
                 expires_at: now + 3600,
-                session_key: None,
             }),
         )
         .await

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use http::{Request, StatusCode};
-use wxgate::session::{NewSession, Session, SessionId, SessionStore, Source};
+use wxgate::providers::wechat::Source;
+use wxgate::session::{NewSession, Session, SessionId, SessionStore};
 
 /// Put a session straight into the running gateway's store; returns the Cookie header value.
 async fn session_cookie(gw: &Gateway, unionid: Option<&str>) -> String {
@@ -20,12 +21,10 @@ async fn session_cookie(gw: &Gateway, unionid: Option<&str>) -> String {
                 openid: "oOpenIdTest",
                 unionid,
                 appid: "wx1000000000000001",
-                source: Source::Website,
+                origin: Source::Website.into(),
                 nickname: "Tester 🐼",
                 avatar: "https://thirdwx.qlogo.cn/x/132",
-                created_at: now,
                 expires_at: now + 3600,
-                session_key: None,
             }),
         )
         .await

@@ -16,7 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use wxgate::session::{NewSession, Session, SessionId, SessionStore, Source};
+use wxgate::providers::wechat::Source;
+use wxgate::session::{NewSession, Session, SessionId, SessionStore};
 
 const CATALINA_HOME: &str = "/usr/share/tomcat10";
 const SECRET_MARK: &str = "TOMCAT-SECRET-42";
@@ -174,12 +175,10 @@ async fn session_cookie(gw: &Gateway) -> String {
                 openid: "oTomcatUser",
                 unionid: None,
                 appid: "wx1000000000000001",
-                source: Source::Website,
+                origin: Source::Website.into(),
                 nickname: "",
                 avatar: "",
-                created_at: now,
                 expires_at: now + 3600,
-                session_key: None,
             }),
         )
         .await

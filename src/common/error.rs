@@ -7,11 +7,80 @@ use serde_json::json;
 use crate::common::http_util::{self, Body};
 use crate::common::pages::{self, Page, Text};
 use crate::endpoints::login_state::StateError;
-use crate::providers::wechat::{ErrorClass, WechatError};
 use crate::proxy::ProxyError;
 use crate::session::StoreError;
 
-/// Login-flow failures that are not WeChat's or the store's.
+/// What the gateway does about a login provider's failure: the one mapping below turns the
+/// class into a status. Each provider sorts its own errors into these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// The code / token is unusable: start the login again (400).
+    Relogin,
+    /// The provider is busy or rate limiting: retry later (503).
+    Busy,
+    /// Not authorized / user blocked (403).
+    Forbidden,
+    /// Everything else: configuration errors, unreachable, timeout, 5xx, garbage (502).
+    Upstream,
+    /// The client's own input to the provider is bad, e.g. user data that does not decrypt
+    /// (400, no "sign in again").
+    InvalidInput,
+}
+
+/// A login provider's error, as the error mapping sees it. `Display` must be safe to log: no
+/// secret, code, token or key.
+pub trait ProviderError: std::error::Error + Send + Sync + 'static {
+    fn class(&self) -> ErrorClass;
+    /// The short machine-readable code of JSON answers (`invalid_code`, ...).
+    fn code(&self) -> &'static str;
+    /// Title and message of the error page; the English message is the JSON `message`.
+    fn texts(&self) -> (Text<'static>, Text<'static>);
+    /// The JSON `message`, when it differs from the page's.
+    fn json_message(&self) -> Option<&'static str> {
+        None
+    }
+    /// Log the failure at the level it deserves (called once, when it is answered).
+    fn log(&self);
+    /// The `outcome` label of the logins counter for this failure; None: not counted.
+    fn outcome(&self) -> Option<&'static str> {
+        None
+    }
+}
+
+/// Any provider's error, boxed.
+pub struct ProviderFailure(Box<dyn ProviderError>);
+
+impl ProviderFailure {
+    pub fn class(&self) -> ErrorClass {
+        self.0.class()
+    }
+
+    pub fn outcome(&self) -> Option<&'static str> {
+        self.0.outcome()
+    }
+}
+
+impl<E: ProviderError> From<E> for ProviderFailure {
+    fn from(e: E) -> Self {
+        ProviderFailure(Box::new(e))
+    }
+}
+
+impl std::fmt::Debug for ProviderFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl std::fmt::Display for ProviderFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for ProviderFailure {}
+
+/// Login-flow failures that are not a provider's or the store's.
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
     #[error("the callback carries no state")]
@@ -52,7 +121,7 @@ pub enum GatewayError {
     #[error(transparent)]
     Proxy(#[from] ProxyError),
     #[error(transparent)]
-    Wechat(#[from] WechatError),
+    Provider(#[from] ProviderFailure),
     #[error(transparent)]
     State(#[from] StateError),
     #[error(transparent)]
@@ -62,17 +131,11 @@ pub enum GatewayError {
     #[error(transparent)]
     Api(#[from] ApiError),
     #[error(transparent)]
-    Crypto(#[from] crate::providers::wechat::crypto::CryptoError),
-    #[error(transparent)]
     Path(#[from] crate::pipeline::paths::PathError),
     /// `access.login_rate_per_minute` exceeded; retry after this many seconds.
     #[error("too many login attempts from this address")]
     RateLimited(u64),
 }
-
-/// The one answer to every mini-program user-data failure (bad base64, key or iv length,
-/// padding, not JSON, watermark, another user's data): a difference would be an oracle.
-pub const INVALID_ENCRYPTED_DATA: &str = "encryptedData could not be decrypted or verified";
 
 impl GatewayError {
     pub fn status(&self) -> StatusCode {
@@ -81,8 +144,8 @@ impl GatewayError {
             Proxy(ProxyError::Unreachable) => StatusCode::BAD_GATEWAY,
             Proxy(ProxyError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
             Proxy(ProxyError::Busy) => StatusCode::SERVICE_UNAVAILABLE,
-            Wechat(e) => match e.class() {
-                ErrorClass::Relogin => StatusCode::BAD_REQUEST,
+            Provider(e) => match e.class() {
+                ErrorClass::Relogin | ErrorClass::InvalidInput => StatusCode::BAD_REQUEST,
                 ErrorClass::Busy => StatusCode::SERVICE_UNAVAILABLE,
                 ErrorClass::Forbidden => StatusCode::FORBIDDEN,
                 ErrorClass::Upstream => StatusCode::BAD_GATEWAY,
@@ -99,7 +162,7 @@ impl GatewayError {
             Api(ApiError::UnsupportedMediaType) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Api(ApiError::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
             Api(ApiError::NotConfigured(_)) => StatusCode::NOT_FOUND,
-            Api(ApiError::BadRequest(_)) | Crypto(_) => StatusCode::BAD_REQUEST,
+            Api(ApiError::BadRequest(_)) => StatusCode::BAD_REQUEST,
             Path(_) => StatusCode::BAD_REQUEST,
             Api(ApiError::BodyTimeout) => StatusCode::REQUEST_TIMEOUT,
             RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -113,12 +176,7 @@ impl GatewayError {
             Proxy(ProxyError::Unreachable) => "upstream_unreachable",
             Proxy(ProxyError::Timeout) => "upstream_timeout",
             Proxy(ProxyError::Busy) => "upstream_busy",
-            Wechat(e) => match e.class() {
-                ErrorClass::Relogin => "invalid_code",
-                ErrorClass::Busy => "wechat_busy",
-                ErrorClass::Forbidden => "wechat_forbidden",
-                ErrorClass::Upstream => "wechat_error",
-            },
+            Provider(e) => e.0.code(),
             State(_) => "invalid_state",
             Store(_) => "store_unavailable",
             Login(LoginError::Refused) => "access_denied",
@@ -131,7 +189,6 @@ impl GatewayError {
             Api(ApiError::TooLarge(_)) => "body_too_large",
             Api(ApiError::NotConfigured(_)) => "not_configured",
             Api(ApiError::BadRequest(_)) => "invalid_request",
-            Crypto(_) => "invalid_encrypted_data",
             Path(_) => "bad_path",
             Api(ApiError::BodyTimeout) => "request_timeout",
             RateLimited(_) => "rate_limited",
@@ -154,24 +211,7 @@ impl GatewayError {
                 t("服务繁忙", "Upstream busy"),
                 t("后端服务繁忙，请稍后再试。", "The application is busy. Please try again shortly."),
             ),
-            Wechat(e) => match e.class() {
-                ErrorClass::Relogin => (
-                    t("登录已失效", "Login expired"),
-                    t("微信授权码无效、已使用或已过期，请重新登录。", "The WeChat authorization code is invalid, already used or expired. Please sign in again."),
-                ),
-                ErrorClass::Busy => (
-                    t("微信繁忙", "WeChat is busy"),
-                    t("微信服务繁忙，请稍后重新登录。", "WeChat is busy right now. Please sign in again in a moment."),
-                ),
-                ErrorClass::Forbidden => (
-                    t("微信拒绝了授权", "WeChat refused"),
-                    t("微信未授权此操作。", "WeChat did not authorize this request."),
-                ),
-                ErrorClass::Upstream => (
-                    t("微信服务出错", "WeChat error"),
-                    t("与微信服务器通信失败，请稍后再试。", "Talking to WeChat failed. Please try again later."),
-                ),
-            },
+            Provider(e) => e.0.texts(),
             State(StateError::Expired) => (
                 t("登录已超时", "Login timed out"),
                 t("登录链接已过期，请重新登录。", "This login link has expired. Please sign in again."),
@@ -213,7 +253,7 @@ impl GatewayError {
                 t("服务暂不可用", "Service unavailable"),
                 t("会话存储暂不可用，请稍后再试。", "The session store is unavailable. Please try again shortly."),
             ),
-            Api(_) | Crypto(_) => (t("请求无效", "Bad request"), t("请求无效。", "The request is invalid.")),
+            Api(_) => (t("请求无效", "Bad request"), t("请求无效。", "The request is invalid.")),
             Path(_) => (
                 t("无效的地址", "Bad address"),
                 t("地址中含有“.”或“..”路径段（可能经过编码或带有“;”参数）或编码的空字符，已被拒绝。", "The address has a `.` or `..` path segment (possibly encoded, or followed by `;`) or an encoded NUL byte; it is refused."),
@@ -229,8 +269,10 @@ impl GatewayError {
     fn offers_retry(&self) -> bool {
         matches!(
             self,
-            GatewayError::Wechat(_)
-                | GatewayError::State(_)
+            GatewayError::Provider(e) if e.class() != ErrorClass::InvalidInput
+        ) || matches!(
+            self,
+            GatewayError::State(_)
                 | GatewayError::Login(
                     LoginError::StateUsed
                         | LoginError::Refused
@@ -243,23 +285,19 @@ impl GatewayError {
     /// The response for this error. `retry` is the login URL to offer on pages.
     pub fn into_response(self, json: bool, retry: &str) -> Response<Body> {
         let status = self.status();
-        if let GatewayError::Wechat(e) = &self {
-            if e.is_config_error() {
-                tracing::error!(error = %e, "WeChat rejected the gateway's app credentials: check wechat.*.appid / secret");
-            } else {
-                tracing::warn!(error = %e, "WeChat call failed");
-            }
-        }
-        if let GatewayError::Crypto(e) = &self {
-            // The details only here: the messages name no key, iv, data or plaintext.
-            tracing::debug!(error = %e, "mini-program user data rejected");
+        if let GatewayError::Provider(e) = &self {
+            e.0.log();
         }
         if json {
             let message = match &self {
                 // These carry specific, safe words about the client's own input.
                 GatewayError::Api(e) => e.to_string(),
                 GatewayError::Path(e) => e.to_string(),
-                GatewayError::Crypto(_) => INVALID_ENCRYPTED_DATA.to_string(),
+                GatewayError::Provider(e) => {
+                    e.0.json_message()
+                        .unwrap_or_else(|| e.0.texts().1.en)
+                        .to_string()
+                }
                 other => other.texts().1.en.to_string(),
             };
             return self.with_headers(http_util::json(

@@ -55,10 +55,8 @@ fn class_index(code: u16) -> usize {
     (code / 100).clamp(1, 5) as usize - 1
 }
 
-pub fn status_class(code: u16) -> &'static str {
-    CLASSES[class_index(code)]
-}
-
+/// Labels of the logins counter: `source` is the provider's name of its kind of login
+/// (`website`, `mini_program`, ...), `outcome` what became of the attempt.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LoginLabels {
     pub source: &'static str,
@@ -233,6 +231,7 @@ impl Metrics {
         }
     }
 
+    /// One login attempt: the kind's name as its provider gives it, and the outcome.
     pub fn login(&self, source: &'static str, outcome: &'static str) {
         self.logins
             .get_or_create(&LoginLabels { source, outcome })
@@ -283,7 +282,7 @@ mod tests {
             t.contains("wxgate_requests_total{route=\"gateway\",class=\"5xx\"} 1"),
             "{t}"
         );
-        assert_eq!(status_class(101), "1xx");
+        assert_eq!(CLASSES[class_index(101)], "1xx");
     }
 
     #[test]

@@ -1,12 +1,24 @@
 //! Return-URL validation for `rd`: a local path, or an absolute URL on an allowed host.
 //! Everything else becomes `/`.
 
-use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS, NON_ALPHANUMERIC};
 
 use crate::config::PublicUrl;
 
 /// Bytes escaped in an accepted local path: non-ASCII (and the odd few browsers mangle).
 const PATH_ESCAPE: &AsciiSet = &CONTROLS.add(b' ').add(b'"').add(b'<').add(b'>').add(b'`');
+
+/// `encodeURIComponent`: everything but `A-Za-z0-9-_.!~*'()` is escaped.
+pub const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'!')
+    .remove(b'~')
+    .remove(b'*')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')');
 
 /// Longest `rd` accepted, in bytes, as given (decoded) and as returned (percent-encoded):
 /// anything longer is invalid and becomes `/`. It bounds what a login in flight keeps and the

@@ -19,16 +19,24 @@ use crate::common::error::{ApiError, GatewayError, LoginError};
 use crate::common::http_util::{self, Body};
 use crate::common::metrics::{Metrics, Route};
 use crate::config::Settings;
+use crate::endpoints::context::Ctx;
 use crate::endpoints::login_state::StateSigner;
-use crate::providers::wechat::WechatClient;
+use crate::providers::{ProviderFailure, Registry};
 use crate::proxy::pool::UpstreamBody;
 use crate::proxy::{self, Peer, Proxy, ProxyError};
-use crate::session::{Session, SessionId, SessionStore, Store, StoreError};
+pub use crate::session::Authenticated;
+use crate::session::{Credentials, Session, SessionId, Store, StoreError, MAX_SESSION_COOKIES};
 
 pub struct Access {
     pub allow_unionids: HashSet<String>,
     pub allow_openids: HashSet<String>,
     pub require_unionid: bool,
+}
+
+impl crate::endpoints::context::AccessRules for Access {
+    fn allows_session(&self, s: &Session) -> bool {
+        Access::allows_session(self, s)
+    }
 }
 
 impl Access {
@@ -57,7 +65,7 @@ impl Access {
 pub struct App {
     pub settings: Settings,
     pub store: Store,
-    pub wechat: WechatClient,
+    pub providers: Registry,
     pub signer: StateSigner,
     pub verification: Verification,
     pub metrics: Metrics,
@@ -73,30 +81,16 @@ pub struct App {
     pub(crate) hsts: Option<HeaderValue>,
 }
 
-/// Session cookies tried per request at most (a stale one may precede the live one): bounds
-/// the store lookups one request can cause.
-pub(crate) const MAX_SESSION_COOKIES: usize = 4;
-
-/// A session found for a request, and how it was presented.
-pub struct Authenticated {
-    pub id: SessionId,
-    pub session: Session,
-    pub bearer: bool,
-}
-
 impl App {
-    pub fn new(
-        settings: Settings,
-        store: Store,
-    ) -> Result<Arc<App>, crate::providers::wechat::WechatError> {
-        let wechat = WechatClient::new(&settings.wechat.api_base, settings.wechat.timeout)?;
+    pub fn new(settings: Settings, store: Store) -> Result<Arc<App>, ProviderFailure> {
+        let providers = Registry::from_settings(&settings)?;
         let sign_secret = settings
             .headers
             .sign_secret
             .as_ref()
             .map(|s| s.expose().to_vec());
         Ok(Arc::new(App {
-            wechat,
+            providers,
             signer: StateSigner::new(settings.cookie_secret()),
             verification: Verification::new(&settings.verification),
             metrics: Metrics::new(),
@@ -132,16 +126,12 @@ impl App {
 
     /// `{prefix}/login?rd=...`
     pub fn login_path(&self, rd: &str) -> String {
-        format!(
-            "{}/login?rd={}",
-            self.prefix(),
-            percent_encoding::utf8_percent_encode(rd, crate::endpoints::COMPONENT)
-        )
+        crate::endpoints::urls::login_path(self.prefix(), rd)
     }
 
     /// `{public_url}{prefix}/login?rd=...`
     pub fn login_url(&self, rd: &str) -> String {
-        format!("{}{}", self.settings.public.origin, self.login_path(rd))
+        crate::endpoints::urls::login_url(&self.settings, rd)
     }
 
     /// One request, start to end, with its log line and metrics.
@@ -229,7 +219,8 @@ impl App {
         if paths::in_namespace(path, prefix) {
             // Boxed: the login flows' state is larger than the proxy path's, and the future of
             // every request is as large as its largest branch.
-            let resp = Box::pin(crate::endpoints::handle(self, req, peer)).await;
+            let cx = self.endpoint_ctx(req.headers());
+            let resp = Box::pin(crate::endpoints::handle(&cx, req, peer)).await;
             return (resp, Route::Gateway, None);
         }
         if view.has_params() && view.match_in_namespace(prefix) {
@@ -325,43 +316,7 @@ impl App {
         pq: &str,
         peer: &Peer,
     ) -> String {
-        let forwarded = |name: &str| {
-            peer.trusted
-                .then(|| headers.get(name).and_then(|v| v.to_str().ok()))
-                .flatten()
-                .map(|v| v.split(',').next().unwrap_or("").trim())
-                .filter(|v| !v.is_empty())
-        };
-        let host = forwarded("x-forwarded-host")
-            .or_else(|| headers.get(HOST).and_then(|v| v.to_str().ok()))
-            .or_else(|| authority.map(|a| a.as_str()));
-        let Some(host) = host else {
-            return pq.to_string();
-        };
-        let public = &self.settings.public;
-        let proto = forwarded("x-forwarded-proto")
-            .filter(|p| *p == "https" || *p == "http")
-            .unwrap_or(public.url.scheme());
-        let abs = format!("{proto}://{host}{pq}");
-        let Ok(u) = url::Url::parse(&abs) else {
-            return pq.to_string();
-        };
-        let on_public = u
-            .host_str()
-            .is_some_and(|h| h.eq_ignore_ascii_case(&public.host));
-        if on_public {
-            return pq.to_string();
-        }
-        let checked = crate::common::redirect::safe_return(
-            &abs,
-            public,
-            &self.settings.access.redirect_hosts,
-        );
-        if checked == "/" {
-            pq.to_string()
-        } else {
-            checked
-        }
+        crate::endpoints::urls::return_target(&self.settings, headers, authority, pq, peer.trusted)
     }
 
     /// A public path: its match form (`;parameters` cut) starts with one of
@@ -371,36 +326,44 @@ impl App {
         !pp.is_empty() && view.is_plain() && pp.iter().any(|p| view.match_starts_with(p))
     }
 
-    /// The session behind the request's cookie or bearer token, if it is live. Every session
-    /// cookie is tried in order (a stale one from another path or domain may come first), at
-    /// most [`MAX_SESSION_COOKIES`] of them, then the bearer token.
+    /// The session ids the request presents: every session cookie in order (a stale one from
+    /// another path or domain may come first), at most [`MAX_SESSION_COOKIES`] of them, then
+    /// the bearer token.
+    fn credentials(&self, headers: &http::HeaderMap) -> Credentials {
+        Credentials::new(
+            identity::cookie_values(headers, &self.session_cookie)
+                .filter_map(SessionId::parse)
+                .take(MAX_SESSION_COOKIES),
+            identity::bearer_token(headers).and_then(SessionId::parse),
+        )
+    }
+
+    /// The session behind the request's cookie or bearer token, if it is live.
     pub async fn authenticate(
         &self,
         headers: &http::HeaderMap,
     ) -> Result<Option<Authenticated>, StoreError> {
-        let now = http_util::unix_now();
-        let cookies = identity::cookie_values(headers, &self.session_cookie)
-            .filter_map(SessionId::parse)
-            .take(MAX_SESSION_COOKIES);
-        for id in cookies {
-            if let Some(session) = self.store.get(&id, now).await? {
-                return Ok(Some(Authenticated {
-                    id,
-                    session,
-                    bearer: false,
-                }));
-            }
+        let creds = self.credentials(headers);
+        crate::session::authenticate(&self.store, &creds, http_util::unix_now()).await
+    }
+
+    /// What the gateway's endpoints get for a request under `prefix`.
+    fn endpoint_ctx(&self, headers: &http::HeaderMap) -> Ctx<'_> {
+        Ctx {
+            settings: &self.settings,
+            store: &self.store,
+            providers: &self.providers,
+            signer: &self.signer,
+            metrics: &self.metrics,
+            session_cookie: &self.session_cookie,
+            login_cookie: &self.login_cookie,
+            sign_secret: self.sign_secret.as_deref(),
+            login_limiter: self.login_limiter.as_ref(),
+            access: &self.access,
+            path_ok: |p| paths::check_path(p).is_ok(),
+            credentials: self.credentials(headers),
+            find_cookie: identity::find_cookie,
         }
-        if let Some(id) = identity::bearer_token(headers).and_then(SessionId::parse) {
-            if let Some(session) = self.store.get(&id, now).await? {
-                return Ok(Some(Authenticated {
-                    id,
-                    session,
-                    bearer: true,
-                }));
-            }
-        }
-        Ok(None)
     }
 
     /// The request as it goes upstream: identity (`auth`; None on public paths), cookies and
@@ -421,7 +384,7 @@ impl App {
         // On every path, whatever authenticated the request: a gateway token is the gateway's.
         identity::strip_gateway_bearer(h);
         if let Some(a) = auth {
-            identity::insert_identity(
+            self.providers.insert_identity(
                 h,
                 &a.session,
                 self.sign_secret.as_deref(),
@@ -524,12 +487,13 @@ mod tests {
                 openid,
                 unionid,
                 appid: "wx1",
-                source: crate::session::Source::Website,
+                origin: crate::session::Origin {
+                    provider: 0,
+                    kind: 0,
+                },
                 nickname: "",
                 avatar: "",
-                created_at: 1,
                 expires_at: 2,
-                session_key: None,
             })
         };
         assert!(open.allows_session(&session("o", None)));

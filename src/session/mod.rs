@@ -3,6 +3,7 @@
 //! in Redis). Knows no login provider and no endpoint; uses only `common` (the `rd` bound).
 
 mod id;
+mod lookup;
 mod memory;
 mod pending;
 mod record;
@@ -12,6 +13,7 @@ mod store;
 mod tests;
 
 pub use id::SessionId;
+pub use lookup::{authenticate, Authenticated, Credentials, MAX_SESSION_COOKIES};
 pub use pending::PendingLogin;
-pub use record::{NewSession, Session, Source};
+pub use record::{NewSession, Origin, Session};
 pub use store::{Backend, SessionStore, SessionStoreSettings, Store, StoreError};

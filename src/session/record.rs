@@ -3,35 +3,26 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-/// Which WeChat app a session came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Source {
-    Website,
-    OfficialAccount,
-    MobileApp,
-    MiniProgram,
-}
-
-impl Source {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Website => "website",
-            Source::OfficialAccount => "official_account",
-            Source::MobileApp => "mobile_app",
-            Source::MiniProgram => "mini_program",
-        }
-    }
+/// Which login made a session: the provider (its record id, see the provider registry) and the
+/// provider's own kind of login (e.g. WeChat's website or mini program). The record carries the
+/// two bytes; only the provider knows what they name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Origin {
+    pub provider: u8,
+    pub kind: u8,
 }
 
 /// One logged-in user, kept as a single immutable byte buffer: a million of these live in
 /// memory, and the identity headers are zero-copy slices of it.
 ///
-/// Layout: `[version][source][created_at u32][expires_at u32][lengths]` then the strings openid,
-/// unionid, appid, nickname (raw UTF-8: a third of its percent-encoded size for CJK and emoji),
-/// avatar, session_key. Lengths are one byte (255 =
-/// absent) except nickname and avatar (two bytes, little-endian). Every byte saved here is a
-/// megabyte at a million sessions.
+/// Layout (version 3): `[version][provider][kind][expires_at u32][lengths]` then the strings
+/// openid, unionid, appid, nickname (raw UTF-8: a third of its percent-encoded size for CJK and
+/// emoji), avatar. Lengths are one byte (255 = absent) except nickname and avatar (two bytes,
+/// little-endian). Every byte saved here is a megabyte at a million sessions.
+///
+/// Version 2 (before providers) is still read: `[2][source][created_at u32][expires_at u32]`,
+/// six lengths, the same strings plus a session key. It had one provider, record id 0, whose
+/// kind bytes are the v2 source bytes; created_at and the session key are dropped on reading.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Session {
     buf: Bytes,
@@ -43,25 +34,31 @@ pub struct NewSession<'a> {
     pub openid: &'a str,
     pub unionid: Option<&'a str>,
     pub appid: &'a str,
-    pub source: Source,
-    /// Raw UTF-8, as WeChat gave it.
+    pub origin: Origin,
+    /// Raw UTF-8, as the provider gave it.
     pub nickname: &'a str,
     pub avatar: &'a str,
     /// Unix seconds.
-    pub created_at: u64,
     pub expires_at: u64,
-    /// Mini program only; never leaves the gateway.
-    pub session_key: Option<&'a str>,
 }
 
-const VERSION: u8 = 2;
+const VERSION: u8 = 3;
 /// (offset, width) of each field's length in the header, in field order.
-const LENS: [(usize, usize); 6] = [(10, 1), (11, 1), (12, 1), (13, 2), (15, 2), (17, 1)];
-const HEAD: usize = 18;
+const LENS: [(usize, usize); 5] = [(7, 1), (8, 1), (9, 1), (10, 2), (12, 2)];
+const HEAD: usize = 14;
 const ABSENT: u16 = 255;
 /// Longest value kept per field (WeChat's are far shorter; this bounds hostile input).
 pub(super) const MAX_FIELD: usize = 2048;
 const MAX_SHORT_FIELD: usize = 254;
+
+/// Version 2: its header, length slots (the sixth is the session key) and kinds.
+mod v2 {
+    pub(super) const VERSION: u8 = 2;
+    pub(super) const LENS: [(usize, usize); 6] =
+        [(10, 1), (11, 1), (12, 1), (13, 2), (15, 2), (17, 1)];
+    pub(super) const HEAD: usize = 18;
+    pub(super) const KINDS: u8 = 4;
+}
 
 #[derive(Clone, Copy)]
 enum Field {
@@ -70,7 +67,6 @@ enum Field {
     AppId = 2,
     Nickname = 3,
     Avatar = 4,
-    SessionKey = 5,
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -84,17 +80,45 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+fn read_len(buf: &[u8], (at, width): (usize, usize)) -> u16 {
+    if width == 1 {
+        buf[at] as u16
+    } else {
+        u16::from_le_bytes([buf[at], buf[at + 1]])
+    }
+}
+
+/// The strings after a header with these length slots, each checked for UTF-8; None when the
+/// lengths do not add up to the buffer.
+/// No allocation: this runs on every Redis read.
+fn read_fields<'a, const N: usize>(
+    buf: &'a [u8],
+    head: usize,
+    lens: &[(usize, usize); N],
+) -> Option<[Option<&'a str>; N]> {
+    let mut at = head;
+    let mut out = [None; N];
+    for (o, &slot) in out.iter_mut().zip(lens) {
+        let len = read_len(buf, slot);
+        if len == ABSENT {
+            continue;
+        }
+        let end = at.checked_add(len as usize).filter(|&e| e <= buf.len())?;
+        *o = Some(std::str::from_utf8(&buf[at..end]).ok()?);
+        at = end;
+    }
+    (at == buf.len()).then_some(out)
+}
+
 impl Session {
     pub fn new(n: &NewSession<'_>) -> Session {
-        let fields: [Option<&str>; 6] = [
+        let mut fields: [Option<&str>; 5] = [
             Some(n.openid),
             n.unionid,
             Some(n.appid),
             Some(n.nickname),
             Some(n.avatar),
-            n.session_key,
         ];
-        let mut fields = fields;
         for (f, (_, width)) in fields.iter_mut().zip(LENS) {
             *f = f.map(|f| {
                 truncate(
@@ -110,8 +134,8 @@ impl Session {
         let total = HEAD + fields.iter().flatten().map(|f| f.len()).sum::<usize>();
         let mut v = Vec::with_capacity(total);
         v.push(VERSION);
-        v.push(n.source as u8);
-        v.extend_from_slice(&unix32(n.created_at).to_le_bytes());
+        v.push(n.origin.provider);
+        v.push(n.origin.kind);
         v.extend_from_slice(&unix32(n.expires_at).to_le_bytes());
         for (f, (_, width)) in fields.iter().zip(LENS) {
             let len = f.map(|f| f.len() as u16).unwrap_or(ABSENT);
@@ -125,60 +149,47 @@ impl Session {
         }
     }
 
-    /// A stored record (Redis), checked: a record we cannot read is no session.
+    /// A stored record (Redis), checked: a record we cannot read is no session. Version 2
+    /// records are converted.
     pub fn from_bytes(buf: Bytes) -> Option<Session> {
-        if buf.len() < HEAD || buf[0] != VERSION || Source::from_u8(buf[1]).is_none() {
-            return None;
-        }
-        let s = Session { buf };
-        let mut end = HEAD;
-        for i in 0..6 {
-            let len = s.len_of(i);
-            if len != ABSENT {
-                end += len as usize;
+        match buf.first() {
+            Some(&VERSION) if buf.len() >= HEAD => {
+                read_fields(&buf, HEAD, &LENS)?;
+                Some(Session { buf })
             }
-        }
-        if end != s.buf.len() {
-            return None;
-        }
-        // Every field must be valid UTF-8 on its own (no split characters).
-        for f in [
-            Field::OpenId,
-            Field::UnionId,
-            Field::AppId,
-            Field::Nickname,
-            Field::Avatar,
-            Field::SessionKey,
-        ] {
-            if let Some(r) = s.range(f) {
-                std::str::from_utf8(&s.buf[r]).ok()?;
+            Some(&v2::VERSION) if buf.len() >= v2::HEAD && buf[1] < v2::KINDS => {
+                let f = read_fields(&buf, v2::HEAD, &v2::LENS)?;
+                let expires_at = u32::from_le_bytes(buf[6..10].try_into().ok()?);
+                Some(Session::new(&NewSession {
+                    openid: f[0]?,
+                    unionid: f[1],
+                    appid: f[2]?,
+                    origin: Origin {
+                        provider: 0,
+                        kind: buf[1],
+                    },
+                    nickname: f[3]?,
+                    avatar: f[4]?,
+                    expires_at: expires_at as u64,
+                }))
             }
+            _ => None,
         }
-        Some(s)
     }
 
     pub fn as_bytes(&self) -> &Bytes {
         &self.buf
     }
 
-    fn len_of(&self, i: usize) -> u16 {
-        let (at, width) = LENS[i];
-        if width == 1 {
-            self.buf[at] as u16
-        } else {
-            u16::from_le_bytes([self.buf[at], self.buf[at + 1]])
-        }
-    }
-
     fn range(&self, f: Field) -> Option<std::ops::Range<usize>> {
         let mut start = HEAD;
-        for i in 0..f as usize {
-            let len = self.len_of(i);
+        for slot in &LENS[..f as usize] {
+            let len = read_len(&self.buf, *slot);
             if len != ABSENT {
                 start += len as usize;
             }
         }
-        let len = self.len_of(f as usize);
+        let len = read_len(&self.buf, LENS[f as usize]);
         (len != ABSENT).then(|| start..start + len as usize)
     }
 
@@ -192,14 +203,15 @@ impl Session {
         http::HeaderValue::from_maybe_shared(self.buf.slice(r)).ok()
     }
 
-    pub fn source(&self) -> Source {
-        Source::from_u8(self.buf[1]).unwrap_or(Source::Website)
-    }
-    pub fn created_at(&self) -> u64 {
-        u32::from_le_bytes(self.buf[2..6].try_into().unwrap_or_default()) as u64
+    /// Which provider and kind of login made this session.
+    pub fn origin(&self) -> Origin {
+        Origin {
+            provider: self.buf[1],
+            kind: self.buf[2],
+        }
     }
     pub fn expires_at(&self) -> u64 {
-        u32::from_le_bytes(self.buf[6..10].try_into().unwrap_or_default()) as u64
+        u32::from_le_bytes(self.buf[3..7].try_into().unwrap_or_default()) as u64
     }
     pub fn openid(&self) -> &str {
         self.str(Field::OpenId).unwrap_or("")
@@ -216,9 +228,6 @@ impl Session {
     pub fn avatar(&self) -> &str {
         self.str(Field::Avatar).unwrap_or("")
     }
-    pub fn session_key(&self) -> Option<&str> {
-        self.str(Field::SessionKey)
-    }
 
     /// Zero-copy header values (None when empty or not a valid header value).
     pub fn openid_header(&self) -> Option<http::HeaderValue> {
@@ -230,15 +239,9 @@ impl Session {
     pub fn appid_header(&self) -> Option<http::HeaderValue> {
         self.header(Field::AppId)
     }
-    /// Percent-encoded UTF-8 (nicknames hold emoji and control characters); zero-copy when
-    /// there is nothing to encode.
-    pub fn nickname_header(&self) -> Option<http::HeaderValue> {
-        let raw = self.nickname();
-        if raw.bytes().all(crate::pipeline::identity::is_unreserved) {
-            return self.header(Field::Nickname);
-        }
-        let enc = crate::pipeline::identity::encode_nickname(raw);
-        http::HeaderValue::from_maybe_shared(Bytes::from(enc)).ok()
+    /// The raw nickname as a header value: for a provider that found nothing to encode in it.
+    pub fn nickname_header_raw(&self) -> Option<http::HeaderValue> {
+        self.header(Field::Nickname)
     }
     pub fn avatar_header(&self) -> Option<http::HeaderValue> {
         self.header(Field::Avatar)
@@ -256,20 +259,8 @@ impl std::fmt::Debug for Session {
             .field("openid", &self.openid())
             .field("unionid", &self.unionid())
             .field("appid", &self.appid())
-            .field("source", &self.source())
+            .field("origin", &self.origin())
             .field("expires_at", &self.expires_at())
             .finish_non_exhaustive()
-    }
-}
-
-impl Source {
-    fn from_u8(b: u8) -> Option<Source> {
-        Some(match b {
-            0 => Source::Website,
-            1 => Source::OfficialAccount,
-            2 => Source::MobileApp,
-            3 => Source::MiniProgram,
-            _ => return None,
-        })
     }
 }

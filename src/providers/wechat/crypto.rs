@@ -147,6 +147,48 @@ pub fn decrypt_and_verify(
     })
 }
 
+/// The one answer to every mini-program user-data failure (bad base64, key or iv length,
+/// padding, not JSON, watermark, another user's data): a difference would be an oracle.
+pub const INVALID_ENCRYPTED_DATA: &str = "encryptedData could not be decrypted or verified";
+
+impl crate::common::error::ProviderError for CryptoError {
+    fn class(&self) -> crate::common::error::ErrorClass {
+        crate::common::error::ErrorClass::InvalidInput
+    }
+
+    fn code(&self) -> &'static str {
+        "invalid_encrypted_data"
+    }
+
+    fn texts(
+        &self,
+    ) -> (
+        crate::common::pages::Text<'static>,
+        crate::common::pages::Text<'static>,
+    ) {
+        use crate::common::pages::Text;
+        (
+            Text {
+                zh: "请求无效",
+                en: "Bad request",
+            },
+            Text {
+                zh: "请求无效。",
+                en: "The request is invalid.",
+            },
+        )
+    }
+
+    fn json_message(&self) -> Option<&'static str> {
+        Some(INVALID_ENCRYPTED_DATA)
+    }
+
+    fn log(&self) {
+        // The details only here: the messages name no key, iv, data or plaintext.
+        tracing::debug!(error = %self, "mini-program user data rejected");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

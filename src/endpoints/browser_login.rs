@@ -1,0 +1,170 @@
+//! Browser login: `/login` (pick the provider's login for this browser, remember the login in
+//! flight, send the browser to the provider), `/callback` (state → code → session → back to
+//! `rd`) and `/logout`.
+
+use std::time::Duration;
+
+use http::header::SET_COOKIE;
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use super::context::Ctx;
+use super::cookies::cookie_header;
+use super::login::{provider_failed, session_of, start_session, MAX_CODE};
+use super::login_state::{self, LoginCookie, LOGIN_TTL_SECS};
+use super::urls;
+use crate::common::error::{GatewayError, LoginError};
+use crate::common::http_util::{self, query_param, unix_now, Body};
+use crate::common::redirect::safe_return;
+use crate::providers::registry::BrowserLogin;
+use crate::session::{PendingLogin, SessionStore};
+
+/// `rd` from the query, checked (`/` when missing or not allowed).
+fn return_to(cx: &Ctx<'_>, req: &Request<Incoming>) -> String {
+    let rd = query_param(req.uri().query(), "rd").unwrap_or_else(|| "/".into());
+    let s = cx.settings;
+    safe_return(&rd, &s.public, &s.access.redirect_hosts)
+}
+
+pub(super) async fn login(
+    cx: &Ctx<'_>,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, GatewayError> {
+    let s = cx.settings;
+    let rd = return_to(cx, req);
+    let (provider, origin) = match cx.providers.browser_login(req.headers()) {
+        BrowserLogin::Start(p, origin) => (p, origin),
+        BrowserLogin::OpenInApp => {
+            // A PC browser, and only an in-app login: scan to continue inside the app.
+            return Ok(crate::common::pages::open_in_wechat(&urls::login_url(
+                s, &rd,
+            )));
+        }
+        BrowserLogin::None => return Err(LoginError::AppNotConfigured.into()),
+    };
+    // Always a fresh binding, never the client's: a binding an attacker planted must not
+    // sign this login. The browser's newest earlier bindings stay in the cookie, so a login
+    // started in another tab can still finish.
+    let binding = login_state::random_hex(16);
+    let cookie_value =
+        LoginCookie::parse((cx.find_cookie)(req.headers(), cx.login_cookie)).with_fresh(&binding);
+    let (state, nonce) = cx.signer.issue(&binding, unix_now());
+    cx.store
+        .put_pending(
+            &nonce,
+            PendingLogin { rd, origin },
+            Duration::from_secs(LOGIN_TTL_SECS),
+        )
+        .await?;
+    let url = provider.authorize_url(origin.kind, &s.callback_url, &state);
+    let mut r = http_util::redirect(&url);
+    r.headers_mut().append(
+        SET_COOKIE,
+        cookie_header(
+            s,
+            cx.login_cookie,
+            &cookie_value,
+            s.prefix(),
+            LOGIN_TTL_SECS as i64,
+        ),
+    );
+    Ok(r)
+}
+
+pub(super) async fn callback(
+    cx: &Ctx<'_>,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, GatewayError> {
+    let q = req.uri().query();
+    let state = query_param(q, "state")
+        .filter(|s| !s.is_empty())
+        .ok_or(LoginError::MissingState)?;
+    let cookie = LoginCookie::parse((cx.find_cookie)(req.headers(), cx.login_cookie));
+    // Verified: one of the bindings is this browser's.
+    let nonce = cx.signer.verify_any(&state, &cookie.bindings, unix_now())?;
+    let Some(pending) = cx.store.take_pending(nonce).await? else {
+        // The provider sometimes calls twice: the same browser that finished goes where it
+        // meant to.
+        if let Some((done, rd)) = &cookie.completed {
+            if *done == nonce {
+                let s = cx.settings;
+                return Ok(http_util::redirect(&safe_return(
+                    rd,
+                    &s.public,
+                    &s.access.redirect_hosts,
+                )));
+            }
+        }
+        return Err(LoginError::StateUsed.into());
+    };
+    // From here on the target is known: "sign in again" returns there.
+    let retry = urls::login_path(cx.settings.prefix(), &pending.rd);
+    match finish_login(cx, q, nonce, &cookie, pending).await {
+        Ok(r) => Ok(r),
+        Err(e) => Ok(e.into_response(false, &retry)),
+    }
+}
+
+/// The callback once its state checked out: code → session → redirect.
+async fn finish_login(
+    cx: &Ctx<'_>,
+    q: Option<&str>,
+    nonce: &str,
+    login_cookie: &LoginCookie<'_>,
+    pending: PendingLogin,
+) -> Result<Response<Body>, GatewayError> {
+    let origin = pending.origin;
+    let provider = cx
+        .providers
+        .get(origin)
+        .ok_or(LoginError::AppNotConfigured)?;
+    let source = provider.kind_name(origin.kind);
+    let Some(code) = query_param(q, "code").filter(|c| !c.is_empty()) else {
+        cx.metrics.login(source, "refused");
+        return Err(LoginError::Refused.into());
+    };
+    if code.len() > MAX_CODE {
+        cx.metrics.login(source, "invalid_code");
+        return Err(LoginError::BadCode.into());
+    }
+    if !provider.serves(origin.kind) {
+        return Err(LoginError::AppNotConfigured.into());
+    }
+    let identity = provider
+        .redeem_code(origin.kind, &code)
+        .await
+        .map_err(|e| provider_failed(cx, source, e))?;
+    let (id, cookie) = start_session(cx, session_of(cx, &identity)).await?;
+    let mut r = http_util::redirect(&pending.rd);
+    r.headers_mut().append(SET_COOKIE, cookie);
+    let done = login_cookie.completed_value(nonce, &pending.rd);
+    let ttl = login_state::COMPLETED_TTL_SECS as i64;
+    r.headers_mut().append(
+        SET_COOKIE,
+        cookie_header(
+            cx.settings,
+            cx.login_cookie,
+            &done,
+            cx.settings.prefix(),
+            ttl,
+        ),
+    );
+    tracing::info!(source, session = %id.fingerprint(), "login");
+    Ok(r)
+}
+
+pub(super) async fn logout(
+    cx: &Ctx<'_>,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, GatewayError> {
+    if let Some(a) = cx.authenticate().await? {
+        cx.store.remove(&a.id).await?;
+        tracing::info!(session = %a.id.fingerprint(), "logout");
+    }
+    let mut r = http_util::redirect(&return_to(cx, req));
+    r.headers_mut().append(
+        SET_COOKIE,
+        cookie_header(cx.settings, cx.session_cookie, "", "/", 0),
+    );
+    Ok(r)
+}

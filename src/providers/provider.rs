@@ -1,0 +1,109 @@
+//! What a login provider is: the [`LoginProvider`] trait and the values it hands the gateway.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use http::HeaderMap;
+
+use crate::common::error::ProviderFailure;
+use crate::session::{Origin, Session};
+
+/// A boxed future: the provider trait is used as `dyn LoginProvider`.
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Which login a browser gets from a provider, decided from its request headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrowserMatch {
+    /// This kind of the provider (e.g. WeChat's website QR login for a PC browser).
+    Kind(u8),
+    /// The provider has a login for this user, but only inside its own app: show the "open in
+    /// the app" page (e.g. a PC browser and only a WeChat official account configured).
+    OpenInApp,
+    /// Nothing for this browser.
+    None,
+}
+
+/// The gateway's JSON login endpoints (`/app/login`, `/miniprogram/login`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonEndpoint {
+    MobileApp,
+    MiniProgram,
+}
+
+/// What a client posted to a JSON login endpoint, checked for shape by the endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct JsonCredentials<'a> {
+    pub code: &'a str,
+    /// `(encryptedData, iv)` of a mini program's user data, when sent.
+    pub user_data: Option<(&'a str, &'a str)>,
+}
+
+/// Who logged in, as a provider vouches for it: becomes the session record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub origin: Origin,
+    /// The user's id within the app.
+    pub openid: String,
+    /// The user's id across the provider's apps, when known.
+    pub unionid: Option<String>,
+    /// The app the user logged in to.
+    pub appid: String,
+    /// Raw UTF-8, as the provider gave it.
+    pub nickname: String,
+    pub avatar: String,
+}
+
+/// What a login provider supplies to the gateway.
+///
+/// Used as `dyn LoginProvider` in the [`Registry`](super::registry::Registry): the async methods return a [`BoxFuture`]
+/// (one allocation per login call, which is rare next to the request path), so a provider is
+/// one more entry in a list rather than an enum variant and a dispatch arm in every method. The
+/// per-request method, [`LoginProvider::insert_identity`], is synchronous.
+pub trait LoginProvider: Send + Sync {
+    /// The provider's name (`"wechat"`), for logs.
+    fn id(&self) -> &'static str;
+
+    /// The byte the session record stores for this provider ([`Origin::provider`]). Never
+    /// reused: records outlive restarts (Redis).
+    fn record_id(&self) -> u8;
+
+    /// A kind's name (`"website"`): the `source` label of metrics, logs and `/userinfo`.
+    fn kind_name(&self, kind: u8) -> &'static str;
+
+    /// Whether an app of this kind is configured (a login in flight may outlive a
+    /// configuration change).
+    fn serves(&self, kind: u8) -> bool;
+
+    /// Which of the provider's browser logins fits the browser that sent `headers`.
+    fn browser_match(&self, headers: &HeaderMap) -> BrowserMatch;
+
+    /// The URL the browser is sent to for a browser login of `kind`.
+    fn authorize_url(&self, kind: u8, callback: &str, state: &str) -> String;
+
+    /// A browser login's authorization code → who logged in.
+    fn redeem_code<'a>(
+        &'a self,
+        kind: u8,
+        code: &'a str,
+    ) -> BoxFuture<'a, Result<Identity, ProviderFailure>>;
+
+    /// The kind that serves a JSON login endpoint, when this provider has one configured.
+    fn json_kind(&self, endpoint: JsonEndpoint) -> Option<u8>;
+
+    /// A JSON login (mobile app, mini program) → who logged in.
+    fn json_login<'a>(
+        &'a self,
+        kind: u8,
+        creds: JsonCredentials<'a>,
+    ) -> BoxFuture<'a, Result<Identity, ProviderFailure>>;
+
+    /// Write the identity headers the upstream gets for a session of this provider (after the
+    /// spoofed ones were stripped). Runs on every proxied request: no allocation if possible.
+    fn insert_identity(
+        &self,
+        headers: &mut HeaderMap,
+        session: &Session,
+        sign_secret: Option<&[u8]>,
+        now: u64,
+    );
+}

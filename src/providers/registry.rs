@@ -1,0 +1,93 @@
+//! The login providers configured on this gateway, built once at start from the settings.
+
+use http::HeaderMap;
+
+use super::provider::{BrowserMatch, JsonEndpoint, LoginProvider};
+use crate::common::error::ProviderFailure;
+use crate::config::Settings;
+use crate::session::{Origin, Session};
+
+/// Every configured login provider, in the order browsers are matched.
+pub struct Registry {
+    providers: Vec<Box<dyn LoginProvider>>,
+}
+
+/// A browser's login, as [`Registry::browser_login`] chose it.
+pub enum BrowserLogin<'a> {
+    Start(&'a dyn LoginProvider, Origin),
+    OpenInApp,
+    None,
+}
+
+impl Registry {
+    /// The providers the settings configure. Fails when one cannot be set up (e.g. its HTTP
+    /// client).
+    pub fn from_settings(settings: &Settings) -> Result<Registry, ProviderFailure> {
+        let providers: Vec<Box<dyn LoginProvider>> = vec![
+            // One line per provider.
+            Box::new(super::wechat::Wechat::from_settings(settings)?),
+        ];
+        let ids: Vec<&str> = providers.iter().map(|p| p.id()).collect();
+        tracing::debug!(providers = ?ids, "login providers");
+        Ok(Registry { providers })
+    }
+
+    /// The provider that made a session or pending login.
+    pub fn get(&self, origin: Origin) -> Option<&dyn LoginProvider> {
+        self.providers
+            .iter()
+            .find(|p| p.record_id() == origin.provider)
+            .map(|p| p.as_ref())
+    }
+
+    /// A kind's name (`"website"`), `"unknown"` for a provider no longer configured.
+    pub fn kind_name(&self, origin: Origin) -> &'static str {
+        self.get(origin)
+            .map(|p| p.kind_name(origin.kind))
+            .unwrap_or("unknown")
+    }
+
+    /// The first provider with a login for this browser; else whether one could log the user
+    /// in inside its app.
+    pub fn browser_login(&self, headers: &HeaderMap) -> BrowserLogin<'_> {
+        let mut open_in_app = false;
+        for p in &self.providers {
+            match p.browser_match(headers) {
+                BrowserMatch::Kind(kind) => {
+                    let origin = Origin {
+                        provider: p.record_id(),
+                        kind,
+                    };
+                    return BrowserLogin::Start(p.as_ref(), origin);
+                }
+                BrowserMatch::OpenInApp => open_in_app = true,
+                BrowserMatch::None => {}
+            }
+        }
+        if open_in_app {
+            BrowserLogin::OpenInApp
+        } else {
+            BrowserLogin::None
+        }
+    }
+
+    /// The provider and kind serving a JSON login endpoint.
+    pub fn json_login(&self, endpoint: JsonEndpoint) -> Option<(&dyn LoginProvider, u8)> {
+        self.providers
+            .iter()
+            .find_map(|p| p.json_kind(endpoint).map(|k| (p.as_ref(), k)))
+    }
+
+    /// The identity headers for a session, written by the provider that made it.
+    pub fn insert_identity(
+        &self,
+        headers: &mut HeaderMap,
+        session: &Session,
+        sign_secret: Option<&[u8]>,
+        now: u64,
+    ) {
+        if let Some(p) = self.get(session.origin()) {
+            p.insert_identity(headers, session, sign_secret, now);
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! WeChat's four app kinds ([`Source`]) as the session record stores them, and a configured
+//! app (appid and secret).
+
+use crate::config::WechatApp;
+use crate::session::Origin;
+
+/// WeChat's byte in the session record ([`Origin::provider`]); version-2 records, from before
+/// providers, are WeChat's too.
+pub const RECORD_ID: u8 = 0;
+
+/// Which WeChat app a session came from: the provider's kind byte in the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Source {
+    Website = 0,
+    OfficialAccount = 1,
+    MobileApp = 2,
+    MiniProgram = 3,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Website => "website",
+            Source::OfficialAccount => "official_account",
+            Source::MobileApp => "mobile_app",
+            Source::MiniProgram => "mini_program",
+        }
+    }
+
+    pub fn from_u8(b: u8) -> Option<Source> {
+        Some(match b {
+            0 => Source::Website,
+            1 => Source::OfficialAccount,
+            2 => Source::MobileApp,
+            3 => Source::MiniProgram,
+            _ => return None,
+        })
+    }
+}
+
+impl From<Source> for Origin {
+    fn from(s: Source) -> Origin {
+        Origin {
+            provider: RECORD_ID,
+            kind: s as u8,
+        }
+    }
+}
+
+/// One configured WeChat app.
+pub(crate) struct App {
+    pub(crate) appid: String,
+    pub(crate) secret: String,
+}
+
+impl App {
+    pub(crate) fn from_config(c: &Option<WechatApp>) -> Option<App> {
+        c.as_ref().map(|c| App {
+            appid: c.appid.clone(),
+            secret: c.secret.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_round_trip_through_the_record_byte() {
+        for s in [
+            Source::Website,
+            Source::OfficialAccount,
+            Source::MobileApp,
+            Source::MiniProgram,
+        ] {
+            let o = Origin::from(s);
+            assert_eq!(o.provider, RECORD_ID);
+            assert_eq!(Source::from_u8(o.kind), Some(s));
+        }
+        assert_eq!(Source::from_u8(4), None);
+    }
+}
