@@ -16,11 +16,12 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
 
 use self::login_state::{LoginCookie, LOGIN_TTL_SECS};
+use crate::common::cookies;
 use crate::common::error::{ApiError, GatewayError, LoginError};
 use crate::common::http_util::{self, query_param, unix_now, Body};
 use crate::common::redirect::safe_return;
 use crate::config::AppConfig;
-use crate::pipeline::identity;
+use crate::pipeline::inject;
 use crate::pipeline::App;
 use crate::session::{NewSession, PendingLogin, Session, SessionId, SessionStore, Source};
 
@@ -208,7 +209,7 @@ async fn login(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, Gat
     // sign this login. The browser's newest earlier bindings stay in the cookie, so a login
     // started in another tab can still finish.
     let binding = login_state::random_hex(16);
-    let cookie_value = LoginCookie::parse(identity::find_cookie(req.headers(), &app.login_cookie))
+    let cookie_value = LoginCookie::parse(cookies::find_cookie(req.headers(), &app.login_cookie))
         .with_fresh(&binding);
     let (state, nonce) = app.signer.issue(&binding, unix_now());
     app.store
@@ -250,7 +251,7 @@ async fn callback(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, 
     let state = query_param(q, "state")
         .filter(|s| !s.is_empty())
         .ok_or(LoginError::MissingState)?;
-    let cookie = LoginCookie::parse(identity::find_cookie(req.headers(), &app.login_cookie));
+    let cookie = LoginCookie::parse(cookies::find_cookie(req.headers(), &app.login_cookie));
     // Verified: one of the bindings is this browser's.
     let nonce = app
         .signer
@@ -404,7 +405,7 @@ async fn auth(
         return Err(LoginError::NotAllowed.into());
     }
     let mut r = http_util::respond(StatusCode::ACCEPTED, http_util::TEXT, "");
-    identity::insert_identity(
+    inject::insert_identity(
         r.headers_mut(),
         &a.session,
         app.sign_secret.as_deref(),

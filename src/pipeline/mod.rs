@@ -1,8 +1,9 @@
 //! The request path, in phases: strip spoofed identity → gateway endpoints → verification
 //! files → public paths → authenticate → authorize → inject identity → proxy.
 
-pub mod identity;
+pub mod inject;
 pub mod paths;
+pub mod strip;
 pub mod verification;
 
 use std::collections::HashSet;
@@ -15,6 +16,7 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use self::verification::Verification;
+use crate::common::cookies;
 use crate::common::error::{ApiError, GatewayError, LoginError};
 use crate::common::http_util::{self, Body};
 use crate::common::metrics::{Metrics, Route};
@@ -205,7 +207,7 @@ impl App {
         // never name Host, X-Forwarded-* or identity headers away), and nothing that reads as an
         // identity header survives, on any path.
         proxy::remove_request_hop_headers(&mut req);
-        identity::strip_identity_headers(req.headers_mut());
+        strip::strip_identity_headers(req.headers_mut());
         // Two Host lines: the gateway would read one and the upstream maybe the other
         // (RFC 9112 3.2: 400).
         if req.headers().get_all(HOST).iter().nth(1).is_some() {
@@ -380,7 +382,7 @@ impl App {
         headers: &http::HeaderMap,
     ) -> Result<Option<Authenticated>, StoreError> {
         let now = http_util::unix_now();
-        let cookies = identity::cookie_values(headers, &self.session_cookie)
+        let cookies = cookies::cookie_values(headers, &self.session_cookie)
             .filter_map(SessionId::parse)
             .take(MAX_SESSION_COOKIES);
         for id in cookies {
@@ -392,7 +394,7 @@ impl App {
                 }));
             }
         }
-        if let Some(id) = identity::bearer_token(headers).and_then(SessionId::parse) {
+        if let Some(id) = cookies::bearer_token(headers).and_then(SessionId::parse) {
             if let Some(session) = self.store.get(&id, now).await? {
                 return Ok(Some(Authenticated {
                     id,
@@ -418,11 +420,11 @@ impl App {
         let h = req.headers_mut();
         // Room for the identity and X-Forwarded-* headers: one growth instead of several.
         h.reserve(10);
-        identity::strip_cookies(h, &[&self.session_cookie, &self.login_cookie]);
+        cookies::strip_cookies(h, &[&self.session_cookie, &self.login_cookie]);
         // On every path, whatever authenticated the request: a gateway token is the gateway's.
-        identity::strip_gateway_bearer(h);
+        strip::strip_gateway_bearer(h);
         if let Some(a) = auth {
-            identity::insert_identity(
+            inject::insert_identity(
                 h,
                 &a.session,
                 self.sign_secret.as_deref(),
@@ -449,7 +451,7 @@ impl App {
     ) -> (Response<Body>, Option<Duration>) {
         match r {
             Ok((mut resp, took)) => {
-                identity::strip_set_cookies(
+                cookies::strip_set_cookies(
                     resp.headers_mut(),
                     &[&self.session_cookie, &self.login_cookie],
                 );

@@ -234,10 +234,10 @@ impl Session {
     /// there is nothing to encode.
     pub fn nickname_header(&self) -> Option<http::HeaderValue> {
         let raw = self.nickname();
-        if raw.bytes().all(crate::pipeline::identity::is_unreserved) {
+        if raw.bytes().all(crate::pipeline::inject::is_unreserved) {
             return self.header(Field::Nickname);
         }
-        let enc = crate::pipeline::identity::encode_nickname(raw);
+        let enc = crate::pipeline::inject::encode_nickname(raw);
         http::HeaderValue::from_maybe_shared(Bytes::from(enc)).ok()
     }
     pub fn avatar_header(&self) -> Option<http::HeaderValue> {
