@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
@@ -24,17 +24,19 @@ use crate::server::connection::{serve_io, Conn};
 /// A client socket and its connection slot (given back when the socket closes, upgrades too).
 type ClientIo = Held<TcpStream, ConnGuard>;
 
-/// `timer`: the worker's coarse timer, for the header-read timeout armed on every request.
+/// `timer`: the worker's coarse timer, the one timer of both protocols: HTTP/1's header-read
+/// timeout (armed on every request) and HTTP/2's keep-alive pings (hyper's `Timer::reset` is the
+/// default, a new coarse sleep: no lock taken while it is polled by its own task).
 fn builder(s: &Settings, timer: CoarseTimer) -> auto::Builder<TokioExecutor> {
     let c = &s.raw.server;
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
-        .timer(timer)
+        .timer(timer.clone())
         .header_read_timeout(Duration::from_millis(c.header_read_timeout_ms))
         .max_buf_size(c.max_header_bytes.max(8192))
         .keep_alive(true);
     b.http2()
-        .timer(TokioTimer::new())
+        .timer(timer)
         .max_concurrent_streams(c.h2_max_concurrent_streams)
         .max_header_list_size(c.max_header_bytes.min(u32::MAX as usize) as u32)
         .keep_alive_interval(Some(Duration::from_secs(30)))
