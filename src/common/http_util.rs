@@ -45,6 +45,15 @@ pub fn json(status: StatusCode, v: &serde_json::Value) -> Response<Body> {
     respond(status, JSON, v.to_string())
 }
 
+/// The 401 JSON of every request that needs a session and has none (the proxied path, the
+/// forward-auth and userinfo endpoints): `{"error": "unauthenticated", "login_url": ...}`.
+pub fn unauthenticated_json(login_url: &str) -> Response<Body> {
+    json(
+        StatusCode::UNAUTHORIZED,
+        &serde_json::json!({"error": "unauthenticated", "login_url": login_url}),
+    )
+}
+
 /// 302 to `location`; a location that cannot be a header value becomes `/`.
 pub fn redirect(location: &str) -> Response<Body> {
     let mut r = Response::new(empty());

@@ -396,10 +396,7 @@ async fn auth(
     let Some(a) = app.authenticate(req.headers()).await? else {
         let uri = forwarded_uri(req).unwrap_or_else(|| "/".into());
         let rd = app.return_target(req.headers(), req.uri().authority(), &uri, peer);
-        return Ok(http_util::json(
-            StatusCode::UNAUTHORIZED,
-            &json!({"error": "unauthenticated", "login_url": app.login_url(&rd)}),
-        ));
+        return Ok(http_util::unauthenticated_json(&app.login_url(&rd)));
     };
     if !app.access.allows_session(&a.session) {
         return Err(LoginError::NotAllowed.into());
@@ -430,10 +427,7 @@ fn forwarded_uri(req: &Request<Incoming>) -> Option<String> {
 
 async fn userinfo(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, GatewayError> {
     let Some(a) = app.authenticate(req.headers()).await? else {
-        return Ok(http_util::json(
-            StatusCode::UNAUTHORIZED,
-            &json!({"error": "unauthenticated", "login_url": app.login_url("/")}),
-        ));
+        return Ok(http_util::unauthenticated_json(&app.login_url("/")));
     };
     let s = &a.session;
     Ok(http_util::json(

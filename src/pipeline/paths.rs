@@ -405,5 +405,12 @@ fn slow_segment(seg: &[u8]) -> Result<Segment, PathError> {
     })
 }
 
+/// A path with nothing an upstream might normalise differently from us: accepted by
+/// [`check_path`] and plain (no dot segments, no encoded dots or slashes, no
+/// backslashes, no empty segments, no `;parameters` hiding any of these).
+pub fn is_plain_path(path: &str) -> bool {
+    check_path(path).is_ok_and(|v| v.is_plain())
+}
+
 #[cfg(test)]
 mod tests;

@@ -231,3 +231,28 @@ proptest! {
         check_properties(&format!("/{s}"))?;
     }
 }
+
+#[test]
+fn plain_paths() {
+    assert!(is_plain_path("/static/app.js"));
+    assert!(is_plain_path("/static/a.b/c"));
+    assert!(is_plain_path("/static/app.js;jsessionid=1"));
+    assert!(is_plain_path("/static;v=2/app.js"));
+    for p in [
+        "/static/../admin",
+        "/static/%2e%2e/admin",
+        "/static/%2E./admin",
+        "/static/..%2fadmin",
+        "/static//admin",
+        "/static\\..\\admin",
+        "/static/.",
+        "/static/..;/admin",
+        "/static/.;/..;/admin",
+        "/static/%252e%252e/admin",
+        "/static/%c0%ae%c0%ae/admin",
+        "/static/a;x/../admin",
+        "/static/;x/admin",
+    ] {
+        assert!(!is_plain_path(p), "{p}");
+    }
+}
