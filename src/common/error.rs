@@ -64,7 +64,7 @@ pub enum GatewayError {
     #[error(transparent)]
     Crypto(#[from] crate::providers::wechat::crypto::CryptoError),
     #[error(transparent)]
-    Path(#[from] crate::pipeline::paths::PathError),
+    Path(#[from] crate::common::paths::PathError),
     /// `access.login_rate_per_minute` exceeded; retry after this many seconds.
     #[error("too many login attempts from this address")]
     RateLimited(u64),

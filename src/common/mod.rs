@@ -7,4 +7,5 @@ pub mod http_util;
 pub mod logging;
 pub mod metrics;
 pub mod pages;
+pub mod paths;
 pub mod redirect;

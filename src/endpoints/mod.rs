@@ -420,7 +420,7 @@ fn forwarded_uri(req: &Request<Incoming>) -> Option<String> {
         .and_then(|v| v.to_str().ok())
         .filter(|s| s.starts_with('/'))
         .filter(|s| {
-            crate::pipeline::paths::check_path(s.split(['?', '#']).next().unwrap_or("")).is_ok()
+            crate::common::paths::check_path(s.split(['?', '#']).next().unwrap_or("")).is_ok()
         })
         .map(str::to_string)
 }

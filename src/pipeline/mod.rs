@@ -1,7 +1,7 @@
 //! The request path, in phases, a file each:
 //!
 //! 1. strip: hop-by-hop headers (`proxy/hop_by_hop.rs`), spoofed identity headers (`strip.rs`)
-//! 2. route: path rules (`paths.rs`), gateway endpoints (`endpoints/`), verification files
+//! 2. route: path rules (`common/paths.rs`), gateway endpoints (`endpoints/`), verification files
 //!    (`verification.rs`), public paths (`route.rs`)
 //! 3. authenticate: the session behind a cookie or bearer token (`authenticate.rs`)
 //! 4. authorize: the access rules (`access.rs`)
@@ -16,7 +16,6 @@ pub mod access;
 pub mod app;
 pub mod authenticate;
 pub mod inject;
-pub mod paths;
 pub mod response;
 pub mod route;
 pub mod strip;

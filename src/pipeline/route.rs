@@ -12,10 +12,11 @@ use crate::common::cookies;
 use crate::common::error::{ApiError, GatewayError, LoginError};
 use crate::common::http_util::{self, Body};
 use crate::common::metrics::Route;
+use crate::common::paths;
 use crate::pipeline::app::App;
 use crate::pipeline::authenticate::Authenticated;
 use crate::pipeline::response::AccessLine;
-use crate::pipeline::{inject, paths, strip, verification};
+use crate::pipeline::{inject, strip, verification};
 use crate::proxy::pool::UpstreamBody;
 use crate::proxy::{self, Peer, Proxy, ProxyError};
 
