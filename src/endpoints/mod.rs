@@ -112,13 +112,17 @@ pub async fn handle(
         Ok(r) => r,
         Err(e) => {
             let retry = retry_url(app, &req);
+            e.log();
             e.into_response(json, &retry)
         }
     }
 }
 
 fn json_endpoint(r: Result<Response<Body>, GatewayError>) -> Response<Body> {
-    r.unwrap_or_else(|e| e.into_response(true, ""))
+    r.unwrap_or_else(|e| {
+        e.log();
+        e.into_response(true, "")
+    })
 }
 
 /// Where "sign in again" points: `/login` with the same `rd`, when there is one.
@@ -274,7 +278,10 @@ async fn callback(app: &App, req: &Request<Incoming>) -> Result<Response<Body>, 
     let retry = app.login_path(&pending.rd);
     match finish_login(app, q, nonce, &cookie, pending).await {
         Ok(r) => Ok(r),
-        Err(e) => Ok(e.into_response(false, &retry)),
+        Err(e) => {
+            e.log();
+            Ok(e.into_response(false, &retry))
+        }
     }
 }
 

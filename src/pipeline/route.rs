@@ -56,9 +56,9 @@ impl App {
         // Two Host lines: the gateway would read one and the upstream maybe the other
         // (RFC 9112 3.2: 400).
         if req.headers().get_all(HOST).iter().nth(1).is_some() {
-            let e = GatewayError::from(ApiError::BadRequest("more than one Host header".into()));
+            let e = ApiError::BadRequest("more than one Host header".into());
             let json = http_util::wants_json(req.headers());
-            return (e.into_response(json, "/"), Route::Gateway, None);
+            return (error_answer(e, json), Route::Gateway, None);
         }
 
         // Phase 2: a path some upstream could resolve differently from us is refused here,
@@ -68,7 +68,7 @@ impl App {
             Err(e) => {
                 let json = !http_util::is_navigation(req.method(), req.headers());
                 tracing::debug!(error = %e, "path refused");
-                let resp = GatewayError::from(e).into_response(json, "/");
+                let resp = error_answer(e, json);
                 return (resp, Route::Gateway, None);
             }
         };
@@ -84,7 +84,7 @@ impl App {
             // `/_wxgate;x/login`: the gateway's namespace, never the upstream's; its endpoints
             // take no `;parameters`.
             let json = !http_util::is_navigation(req.method(), req.headers());
-            let resp = GatewayError::from(LoginError::NotFound).into_response(json, "/");
+            let resp = error_answer(LoginError::NotFound, json);
             return (resp, Route::Gateway, None);
         }
 
@@ -109,11 +109,7 @@ impl App {
             Ok(a) => a,
             Err(e) => {
                 let json = http_util::wants_json(req.headers());
-                return (
-                    GatewayError::from(e).into_response(json, "/"),
-                    Route::Gateway,
-                    None,
-                );
+                return (error_answer(e, json), Route::Gateway, None);
             }
         };
         match auth {
@@ -124,7 +120,7 @@ impl App {
             }
             Some(_) => {
                 let json = !http_util::is_navigation(req.method(), req.headers());
-                let resp = GatewayError::from(LoginError::NotAllowed).into_response(json, "/");
+                let resp = error_answer(LoginError::NotAllowed, json);
                 (resp, Route::Unauthenticated, None)
             }
             None => (
@@ -187,7 +183,14 @@ impl App {
     ) -> (Response<Body>, Option<Duration>) {
         match r {
             Ok((resp, took)) => (resp.map(http_body_util::Either::Left), Some(took)),
-            Err(e) => (GatewayError::from(e).into_response(json, "/"), None),
+            Err(e) => (error_answer(e, json), None),
         }
     }
+}
+
+/// An error as the client gets it: logged once, then rendered (JSON when `json`).
+fn error_answer(e: impl Into<GatewayError>, json: bool) -> Response<Body> {
+    let e = e.into();
+    e.log();
+    e.into_response(json, "/")
 }

@@ -22,6 +22,8 @@ use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
+use crate::common::error::ErrorAnswer;
+use crate::common::pages::Text;
 use crate::config::Settings;
 use crate::proxy::pool::{outgoing, Pool, PoolError, ReqBody, UpstreamBody, UpstreamLimit};
 use crate::server::timer::CoarseTimer;
@@ -35,6 +37,43 @@ pub enum ProxyError {
     /// `upstream.max_connections` reached and none came free within `connect_timeout_ms`.
     #[error("upstream busy")]
     Busy,
+}
+
+impl ErrorAnswer for ProxyError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::Unreachable => StatusCode::BAD_GATEWAY,
+            ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ProxyError::Unreachable => "upstream_unreachable",
+            ProxyError::Timeout => "upstream_timeout",
+            ProxyError::Busy => "upstream_busy",
+        }
+    }
+
+    #[rustfmt::skip]
+    fn texts(&self) -> (Text<'static>, Text<'static>) {
+        let t = |zh, en| Text { zh, en };
+        match self {
+            ProxyError::Unreachable => (
+                t("服务暂不可用", "Service unavailable"),
+                t("网关无法连接到后端服务，请稍后再试。", "The gateway could not reach the application. Please try again shortly."),
+            ),
+            ProxyError::Timeout => (
+                t("服务响应超时", "Gateway timeout"),
+                t("后端服务没有及时响应，请稍后再试。", "The application did not answer in time. Please try again."),
+            ),
+            ProxyError::Busy => (
+                t("服务繁忙", "Upstream busy"),
+                t("后端服务繁忙，请稍后再试。", "The application is busy. Please try again shortly."),
+            ),
+        }
+    }
 }
 
 pub struct Proxy {
