@@ -16,16 +16,27 @@ use crate::common::cookies;
 use crate::common::http_util::{self, Body};
 use crate::common::metrics::Route;
 use crate::pipeline::app::App;
+use crate::proxy::pool::UpstreamBody;
 use crate::proxy::Peer;
+
+/// What the client gets: the upstream's streamed body, or the gateway's own small one, without
+/// boxing.
+pub type ResponseBody = Either<UpstreamBody, Body>;
+
+/// An answer the gateway made itself, as the client gets it.
+#[inline]
+pub(crate) fn own(resp: Response<Body>) -> Response<ResponseBody> {
+    resp.map(Either::Right)
+}
 
 impl App {
     /// The answer as it leaves: headers done (see the module doc) and the request counted.
     pub(crate) fn respond(
         &self,
-        mut resp: Response<Body>,
+        mut resp: Response<ResponseBody>,
         route: Route,
         upstream: Option<Duration>,
-    ) -> Response<Body> {
+    ) -> Response<ResponseBody> {
         match resp.body() {
             Either::Left(_) => cookies::strip_set_cookies(
                 resp.headers_mut(),

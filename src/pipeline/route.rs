@@ -10,12 +10,12 @@ use hyper::body::Incoming;
 
 use crate::common::cookies;
 use crate::common::error::{ApiError, GatewayError, LoginError};
-use crate::common::http_util::{self, Body};
+use crate::common::http_util;
 use crate::common::metrics::Route;
 use crate::common::paths;
 use crate::pipeline::app::App;
 use crate::pipeline::authenticate::Authenticated;
-use crate::pipeline::response::AccessLine;
+use crate::pipeline::response::{own, AccessLine, ResponseBody};
 use crate::pipeline::{inject, strip, verification};
 use crate::proxy::pool::UpstreamBody;
 use crate::proxy::{self, Peer, Proxy, ProxyError};
@@ -28,7 +28,7 @@ impl App {
         req: Request<Incoming>,
         peer: &Peer,
         proxy: &Proxy,
-    ) -> Response<Body> {
+    ) -> Response<ResponseBody> {
         // With the access line off (the usual production level is warn, or info for
         // wxgate::access only), nothing is read for it, not even the clock.
         if !AccessLine::enabled() {
@@ -47,7 +47,7 @@ impl App {
         mut req: Request<Incoming>,
         peer: &Peer,
         proxy: &Proxy,
-    ) -> (Response<Body>, Route, Option<Duration>) {
+    ) -> (Response<ResponseBody>, Route, Option<Duration>) {
         // Phase 1: hop-by-hop headers go before the gateway adds anything (so `Connection` can
         // never name Host, X-Forwarded-* or identity headers away), and nothing that reads as an
         // identity header survives, on any path.
@@ -78,7 +78,7 @@ impl App {
             // Boxed: the login flows' state is larger than the proxy path's, and the future of
             // every request is as large as its largest branch.
             let resp = Box::pin(crate::endpoints::handle(self, req, peer)).await;
-            return (resp, Route::Gateway, None);
+            return (own(resp), Route::Gateway, None);
         }
         if view.has_params() && view.match_in_namespace(prefix) {
             // `/_wxgate;x/login`: the gateway's namespace, never the upstream's; its endpoints
@@ -94,7 +94,7 @@ impl App {
             if let Some(name) = verification::requested_name(path) {
                 if let Some(bytes) = self.verification.lookup(name).await {
                     let resp = http_util::respond(StatusCode::OK, "text/plain", bytes);
-                    return (resp, Route::Verification, None);
+                    return (own(resp), Route::Verification, None);
                 }
             }
         }
@@ -124,7 +124,7 @@ impl App {
                 (resp, Route::Unauthenticated, None)
             }
             None => (
-                self.unauthenticated(&req, peer),
+                own(self.unauthenticated(&req, peer)),
                 Route::Unauthenticated,
                 None,
             ),
@@ -180,7 +180,7 @@ impl App {
         &self,
         r: Result<(Response<UpstreamBody>, Duration), ProxyError>,
         json: bool,
-    ) -> (Response<Body>, Option<Duration>) {
+    ) -> (Response<ResponseBody>, Option<Duration>) {
         match r {
             Ok((resp, took)) => (resp.map(http_body_util::Either::Left), Some(took)),
             Err(e) => (error_answer(e, json), None),
@@ -189,8 +189,8 @@ impl App {
 }
 
 /// An error as the client gets it: logged once, then rendered (JSON when `json`).
-fn error_answer(e: impl Into<GatewayError>, json: bool) -> Response<Body> {
+fn error_answer(e: impl Into<GatewayError>, json: bool) -> Response<ResponseBody> {
     let e = e.into();
     e.log();
-    e.into_response(json, "/")
+    own(e.into_response(json, "/"))
 }

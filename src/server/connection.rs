@@ -252,7 +252,7 @@ pub(crate) async fn serve_io<I>(
             let c = &*guard.conn;
             let resp =
                 if req.version() == Version::HTTP_2 && limits::too_many_headers(req.headers()) {
-                    too_many_headers(&req)
+                    crate::pipeline::response::own(too_many_headers(&req))
                 } else {
                     c.app.handle(req, &c.peer, &c.proxy).await
                 };
