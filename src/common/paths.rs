@@ -412,5 +412,24 @@ pub fn is_plain_path(path: &str) -> bool {
     check_path(path).is_ok_and(|v| v.is_plain())
 }
 
+/// A domain-verification file name (`MP_verify_*.txt` and the like):
+/// `^[A-Za-z0-9_-]+_verify_[A-Za-z0-9]+\.txt$`
+pub fn is_verification_name(name: &str) -> bool {
+    let Some(stem) = name.strip_suffix(".txt") else {
+        return false;
+    };
+    // The tail after the last `_verify_` must be alphanumeric, so the split is the last one.
+    let Some(at) = stem.rfind("_verify_") else {
+        return false;
+    };
+    let (head, tail) = (&stem[..at], &stem[at + "_verify_".len()..]);
+    !head.is_empty()
+        && !tail.is_empty()
+        && head
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && tail.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
 #[cfg(test)]
 mod tests;

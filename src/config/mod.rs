@@ -802,7 +802,7 @@ impl Settings {
             }
         }
         for name in v.files.keys() {
-            if !crate::pipeline::verification::is_verification_name(name) {
+            if !crate::common::paths::is_verification_name(name) {
                 return Err(invalid(
                     format!("verification.files.\"{name}\""),
                     "name must match ^[A-Za-z0-9_-]+_verify_[A-Za-z0-9]+\\.txt$",

@@ -9,23 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use bytes::Bytes;
 use tokio::io::AsyncReadExt;
 
-/// `^[A-Za-z0-9_-]+_verify_[A-Za-z0-9]+\.txt$`
-pub fn is_verification_name(name: &str) -> bool {
-    let Some(stem) = name.strip_suffix(".txt") else {
-        return false;
-    };
-    // The tail after the last `_verify_` must be alphanumeric, so the split is the last one.
-    let Some(at) = stem.rfind("_verify_") else {
-        return false;
-    };
-    let (head, tail) = (&stem[..at], &stem[at + "_verify_".len()..]);
-    !head.is_empty()
-        && !tail.is_empty()
-        && head
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        && tail.bytes().all(|b| b.is_ascii_alphanumeric())
-}
+use crate::common::paths::is_verification_name;
 
 /// The file name a request path asks for, if it could be a verification file:
 /// exactly `/NAME` with NAME matching the pattern (no encoding, no further segments).
