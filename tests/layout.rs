@@ -12,7 +12,8 @@
 //! `self::…`, `super::…` path, and paths through a name a `use` brought in. A path goes to the
 //! file of the longest module prefix it names; a name that file re-exports (`pub use`) is
 //! followed to the file that defines it. `super` inside an inline `mod tests { … }` is the file
-//! itself. `mod x;` declarations are not uses.
+//! itself. `mod x;` declarations are not uses, nor is importing a module's name by itself
+//! (`use crate::session;`): the paths used through that name are.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -563,6 +564,10 @@ fn graph(krate: &Crate) -> Graph {
             let Some(abs) = krate.absolute(&at, path, main) else {
                 continue;
             };
+            // `use crate::session;` alone: the uses through the name count, not the import.
+            if krate.is_module(&abs) {
+                continue;
+            }
             if let Some(j) = krate.file_of(&abs, &reexports) {
                 if j != i && krate.files[j].name != "lib.rs" {
                     edges[i]
