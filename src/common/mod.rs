@@ -1,11 +1,11 @@
 //! Shared helpers every layer may use: the one error → status/page/JSON mapping, HTTP helpers,
 //! the gateway's pages, return-URL validation, metrics and logging.
 
-pub mod cookies;
+pub(crate) mod cookies;
 pub mod error;
 pub mod http_util;
 pub mod logging;
 pub mod metrics;
 pub mod pages;
-pub mod paths;
+pub(crate) mod paths;
 pub mod redirect;

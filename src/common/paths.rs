@@ -26,8 +26,9 @@
 //! [`check_path`] scans the bytes once and allocates nothing; a segment without `%`, `;`, `\`,
 //! space or non-ASCII byte (the usual case) is settled by that scan alone. The matches the
 //! gateway makes ([`PathView::match_starts_with`], [`PathView::match_in_namespace`]) allocate
-//! nothing either; only [`PathView::match_form`] (tests, diagnostics) may.
+//! nothing either; only `PathView::match_form` (tests) may.
 
+#[cfg(test)]
 use std::borrow::Cow;
 
 /// Why a path is refused.
@@ -83,6 +84,7 @@ impl<'a> PathView<'a> {
     }
 
     /// The path with `;parameters` cut from each segment (borrowed when there are none).
+    #[cfg(test)]
     pub fn match_form(&self) -> Cow<'a, str> {
         if !self.params {
             return Cow::Borrowed(self.raw);
@@ -408,6 +410,7 @@ fn slow_segment(seg: &[u8]) -> Result<Segment, PathError> {
 /// A path with nothing an upstream might normalise differently from us: accepted by
 /// [`check_path`] and plain (no dot segments, no encoded dots or slashes, no
 /// backslashes, no empty segments, no `;parameters` hiding any of these).
+#[cfg(test)]
 pub fn is_plain_path(path: &str) -> bool {
     check_path(path).is_ok_and(|v| v.is_plain())
 }

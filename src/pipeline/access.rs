@@ -5,23 +5,23 @@ use std::collections::HashSet;
 
 use crate::session::Session;
 
-pub struct Access {
-    pub allow_unionids: HashSet<String>,
-    pub allow_openids: HashSet<String>,
-    pub require_unionid: bool,
+pub(crate) struct Access {
+    pub(crate) allow_unionids: HashSet<String>,
+    pub(crate) allow_openids: HashSet<String>,
+    pub(crate) require_unionid: bool,
 }
 
 impl Access {
     /// [`Access::allows`] for a session's identity. With no rules (the usual case) it reads
     /// nothing from the session: this runs on every proxied request.
-    pub fn allows_session(&self, s: &Session) -> bool {
+    pub(crate) fn allows_session(&self, s: &Session) -> bool {
         let open = !self.require_unionid
             && self.allow_unionids.is_empty()
             && self.allow_openids.is_empty();
         open || self.allows(s.openid(), s.unionid())
     }
 
-    pub fn allows(&self, openid: &str, unionid: Option<&str>) -> bool {
+    pub(crate) fn allows(&self, openid: &str, unionid: Option<&str>) -> bool {
         if self.require_unionid && unionid.is_none() {
             return false;
         }

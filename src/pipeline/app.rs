@@ -15,26 +15,26 @@ use crate::session::Store;
 
 /// Everything a request needs, built once at start.
 pub struct App {
-    pub settings: Settings,
+    pub(crate) settings: Settings,
     pub store: Store,
-    pub wechat: WechatClient,
-    pub signer: StateSigner,
-    pub verification: Verification,
-    pub metrics: Metrics,
-    pub access: Access,
-    pub session_cookie: String,
-    pub login_cookie: String,
-    pub sign_secret: Option<Vec<u8>>,
+    pub(crate) wechat: WechatClient,
+    pub(crate) signer: StateSigner,
+    pub(crate) verification: Verification,
+    pub(crate) metrics: Metrics,
+    pub(crate) access: Access,
+    pub(crate) session_cookie: String,
+    pub(crate) login_cookie: String,
+    pub(crate) sign_secret: Option<Vec<u8>>,
     /// `https` when this listener terminates TLS.
-    pub proto: &'static str,
+    pub(crate) proto: &'static str,
     /// `access.login_rate_per_minute` (None when 0).
-    pub login_limiter: Option<crate::endpoints::rate_limit::LoginLimiter>,
+    pub(crate) login_limiter: Option<crate::endpoints::rate_limit::LoginLimiter>,
     /// `Strict-Transport-Security` for every response (TLS and `server.hsts_max_age_secs` > 0).
     pub(crate) hsts: Option<HeaderValue>,
 }
 
 impl App {
-    pub fn new(
+    pub(crate) fn new(
         settings: Settings,
         store: Store,
     ) -> Result<Arc<App>, crate::providers::wechat::WechatError> {
@@ -76,12 +76,12 @@ impl App {
         }))
     }
 
-    pub fn prefix(&self) -> &str {
+    pub(crate) fn prefix(&self) -> &str {
         self.settings.prefix()
     }
 
     /// `{prefix}/login?rd=...`
-    pub fn login_path(&self, rd: &str) -> String {
+    pub(crate) fn login_path(&self, rd: &str) -> String {
         format!(
             "{}/login?rd={}",
             self.prefix(),
@@ -90,7 +90,7 @@ impl App {
     }
 
     /// `{public_url}{prefix}/login?rd=...`
-    pub fn login_url(&self, rd: &str) -> String {
+    pub(crate) fn login_url(&self, rd: &str) -> String {
         format!("{}{}", self.settings.public.origin, self.login_path(rd))
     }
 }

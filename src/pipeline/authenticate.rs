@@ -15,18 +15,17 @@ use crate::session::{Session, SessionId, SessionStore, StoreError};
 /// the store lookups one request can cause.
 pub(crate) const MAX_SESSION_COOKIES: usize = 4;
 
-/// A session found for a request, and how it was presented.
-pub struct Authenticated {
-    pub id: SessionId,
-    pub session: Session,
-    pub bearer: bool,
+/// A session found for a request.
+pub(crate) struct Authenticated {
+    pub(crate) id: SessionId,
+    pub(crate) session: Session,
 }
 
 impl App {
     /// The session behind the request's cookie or bearer token, if it is live. Every session
     /// cookie is tried in order (a stale one from another path or domain may come first), at
     /// most [`MAX_SESSION_COOKIES`] of them, then the bearer token.
-    pub async fn authenticate(
+    pub(crate) async fn authenticate(
         &self,
         headers: &http::HeaderMap,
     ) -> Result<Option<Authenticated>, StoreError> {
@@ -36,27 +35,19 @@ impl App {
             .take(MAX_SESSION_COOKIES);
         for id in cookies {
             if let Some(session) = self.store.get(&id, now).await? {
-                return Ok(Some(Authenticated {
-                    id,
-                    session,
-                    bearer: false,
-                }));
+                return Ok(Some(Authenticated { id, session }));
             }
         }
         if let Some(id) = cookies::bearer_token(headers).and_then(SessionId::parse) {
             if let Some(session) = self.store.get(&id, now).await? {
-                return Ok(Some(Authenticated {
-                    id,
-                    session,
-                    bearer: true,
-                }));
+                return Ok(Some(Authenticated { id, session }));
             }
         }
         Ok(None)
     }
 
     /// 302 to login for browser navigations, 401 JSON for everything else.
-    pub fn unauthenticated(&self, req: &Request<Incoming>, peer: &Peer) -> Response<Body> {
+    pub(crate) fn unauthenticated(&self, req: &Request<Incoming>, peer: &Peer) -> Response<Body> {
         let pq = req
             .uri()
             .path_and_query()
@@ -83,7 +74,7 @@ impl App {
     /// Where to return after login for a request for `pq`: the path itself on public_url's
     /// host, an absolute URL on a host of `access.redirect_hosts` (multi-site), else the path.
     /// The host is `X-Forwarded-Host` from a trusted proxy, else `Host` / `:authority`.
-    pub fn return_target(
+    pub(crate) fn return_target(
         &self,
         headers: &http::HeaderMap,
         authority: Option<&http::uri::Authority>,

@@ -8,13 +8,13 @@ use sha2::Sha256;
 
 use crate::session::Session;
 
-pub static OPENID: HeaderName = HeaderName::from_static("x-wechat-openid");
-pub static UNIONID: HeaderName = HeaderName::from_static("x-wechat-unionid");
-pub static APPID: HeaderName = HeaderName::from_static("x-wechat-appid");
-pub static SOURCE: HeaderName = HeaderName::from_static("x-wechat-source");
-pub static NICKNAME: HeaderName = HeaderName::from_static("x-wechat-nickname");
-pub static AVATAR: HeaderName = HeaderName::from_static("x-wechat-avatar");
-pub static SIGNATURE: HeaderName = HeaderName::from_static("x-wechat-signature");
+pub(crate) static OPENID: HeaderName = HeaderName::from_static("x-wechat-openid");
+pub(crate) static UNIONID: HeaderName = HeaderName::from_static("x-wechat-unionid");
+pub(crate) static APPID: HeaderName = HeaderName::from_static("x-wechat-appid");
+pub(crate) static SOURCE: HeaderName = HeaderName::from_static("x-wechat-source");
+pub(crate) static NICKNAME: HeaderName = HeaderName::from_static("x-wechat-nickname");
+pub(crate) static AVATAR: HeaderName = HeaderName::from_static("x-wechat-avatar");
+pub(crate) static SIGNATURE: HeaderName = HeaderName::from_static("x-wechat-signature");
 
 /// Characters kept as they are in `X-WeChat-Nickname`: RFC 3986 unreserved.
 const NICK: &AsciiSet = &NON_ALPHANUMERIC
@@ -39,7 +39,7 @@ pub fn encode_nickname(nick: &str) -> String {
 }
 
 /// `t=<unix>,v1=<hex hmac-sha256(secret, "<t>.<unionid>.<openid>")>`
-pub fn signature(secret: &[u8], t: u64, unionid: &str, openid: &str) -> String {
+pub(crate) fn signature(secret: &[u8], t: u64, unionid: &str, openid: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("hmac takes any key length");
     mac.update(t.to_string().as_bytes());
     mac.update(b".");
@@ -51,7 +51,12 @@ pub fn signature(secret: &[u8], t: u64, unionid: &str, openid: &str) -> String {
 
 /// Write the identity headers for `s` (after stripping, so nothing spoofed survives).
 /// The values are zero-copy slices of the session record: no allocation per request.
-pub fn insert_identity(headers: &mut HeaderMap, s: &Session, sign_secret: Option<&[u8]>, now: u64) {
+pub(crate) fn insert_identity(
+    headers: &mut HeaderMap,
+    s: &Session,
+    sign_secret: Option<&[u8]>,
+    now: u64,
+) {
     if let Some(v) = s.openid_header() {
         headers.insert(OPENID.clone(), v);
     }

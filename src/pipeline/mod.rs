@@ -12,15 +12,13 @@
 //!
 //! `route.rs` holds the order; [`App`] (`app.rs`) is what every phase reads.
 
-pub mod access;
-pub mod app;
-pub mod authenticate;
+pub(crate) mod access;
+mod app;
+pub(crate) mod authenticate;
 pub mod inject;
-pub mod response;
-pub mod route;
-pub mod strip;
-pub mod verification;
+pub(crate) mod response;
+mod route;
+pub(crate) mod strip;
+pub(crate) mod verification;
 
-pub use self::access::Access;
 pub use self::app::App;
-pub use self::authenticate::Authenticated;

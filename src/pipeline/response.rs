@@ -21,7 +21,7 @@ use crate::proxy::Peer;
 
 /// What the client gets: the upstream's streamed body, or the gateway's own small one, without
 /// boxing.
-pub type ResponseBody = Either<UpstreamBody, Body>;
+pub(crate) type ResponseBody = Either<UpstreamBody, Body>;
 
 /// An answer the gateway made itself, as the client gets it.
 #[inline]

@@ -23,7 +23,7 @@ use crate::proxy::{self, Peer, Proxy, ProxyError};
 impl App {
     /// One request, start to end: its phases (below), then the response phase, which counts
     /// and logs it.
-    pub async fn handle(
+    pub(crate) async fn handle(
         &self,
         req: Request<Incoming>,
         peer: &Peer,

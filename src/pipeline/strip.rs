@@ -16,7 +16,7 @@ const WECOM: &[u8] = b"xwecom";
 /// `x-we-chat-unionid` are all spoofs). Such headers may only come from the gateway.
 ///
 /// No allocation, and most names are decided at their first or second letter.
-pub fn is_identity_header(name: &str) -> bool {
+pub(crate) fn is_identity_header(name: &str) -> bool {
     let mut seen = [0u8; 7];
     for (n, b) in name.bytes().filter(u8::is_ascii_alphanumeric).enumerate() {
         // `n` < 7 here: at 7 letters the name either equals WECHAT or is a prefix of neither.
@@ -33,7 +33,7 @@ pub fn is_identity_header(name: &str) -> bool {
 }
 
 /// Remove every spoofed identity header. Allocates only when one is present.
-pub fn strip_identity_headers(headers: &mut HeaderMap) {
+pub(crate) fn strip_identity_headers(headers: &mut HeaderMap) {
     if !headers.keys().any(|k| is_identity_header(k.as_str())) {
         return;
     }

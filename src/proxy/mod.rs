@@ -2,9 +2,9 @@
 //! hop-by-hop headers removed in both directions, `X-Forwarded-*` per `trusted_proxies`,
 //! WebSocket (HTTP/1.1 Upgrade) passed through.
 
-pub mod forwarded;
-pub mod hop_by_hop;
-pub mod pool;
+pub(crate) mod forwarded;
+pub(crate) mod hop_by_hop;
+pub(crate) mod pool;
 
 use self::forwarded::join_cookies;
 pub use self::forwarded::{is_trusted, set_forwarded, Peer};

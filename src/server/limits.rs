@@ -95,6 +95,7 @@ impl ConnLimits {
     }
 
     /// IPs with a connection open now.
+    #[cfg(test)]
     pub fn ips(&self) -> usize {
         self.per_ip.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
@@ -195,10 +196,6 @@ pin_project_lite::pin_project! {
 impl<S, G> Held<S, G> {
     pub fn new(io: S, guard: G) -> Self {
         Held { io, guard }
-    }
-
-    pub fn get_ref(&self) -> &S {
-        &self.io
     }
 }
 

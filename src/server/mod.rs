@@ -9,10 +9,10 @@
 
 mod acceptor;
 mod connection;
-pub mod limits;
+pub(crate) mod limits;
 mod metrics_listener;
 mod shutdown;
-pub mod timer;
+pub(crate) mod timer;
 pub mod tls;
 mod worker;
 
@@ -77,7 +77,7 @@ pub async fn serve(settings: Settings) -> Result<Running, ServeError> {
 /// Accept-queue length asked for (the kernel caps it at `net.core.somaxconn`): the standard
 /// library's 128 fills in a moment under a burst of connections, and then clients wait for
 /// their SYN to be sent again (a second or more).
-pub const BACKLOG: u32 = 4096;
+pub(crate) const BACKLOG: u32 = 4096;
 
 /// A listener on `addr` with a [`BACKLOG`]-long accept queue.
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
