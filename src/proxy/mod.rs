@@ -24,9 +24,9 @@ use hyper_util::rt::TokioIo;
 
 use crate::common::error::ErrorAnswer;
 use crate::common::pages::Text;
+use crate::common::timer::CoarseTimer;
 use crate::config::Settings;
 use crate::proxy::pool::{outgoing, Pool, PoolError, ReqBody, UpstreamBody, UpstreamLimit};
-use crate::server::timer::CoarseTimer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {

@@ -27,11 +27,11 @@ use hyper_util::server::conn::auto;
 use tokio::sync::watch;
 
 use crate::common::http_util::{self, Body};
+use crate::common::timer::CoarseTimer;
 use crate::pipeline::App;
 use crate::proxy::Proxy;
 use crate::server::limits::{self};
 use crate::server::shutdown::stopped;
-use crate::server::timer::CoarseTimer;
 
 /// What every request on one connection shares: one refcount per request, not three.
 pub(crate) struct Conn {

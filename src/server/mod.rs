@@ -4,7 +4,7 @@
 //!
 //! Where to look: `acceptor.rs` (connection limits, dealing to workers), `worker.rs` (a thread
 //! per core with its own runtime, timer and upstream pool), `connection.rs` (one connection,
-//! the idle watch), `limits.rs`, `timer.rs` (the coarse per-worker timer every timeout uses),
+//! the idle watch), `limits.rs`, `common/timer.rs` (the coarse per-worker timer every timeout uses),
 //! `tls.rs`, `metrics_listener.rs` (`server.metrics_listen`), `shutdown.rs`.
 
 mod acceptor;
@@ -12,7 +12,6 @@ mod connection;
 pub(crate) mod limits;
 mod metrics_listener;
 mod shutdown;
-pub(crate) mod timer;
 pub mod tls;
 mod worker;
 

@@ -10,13 +10,14 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
+use crate::common::held::Held;
+use crate::common::timer::CoarseTimer;
 use crate::config::Settings;
 use crate::pipeline::App;
 use crate::proxy::pool::UpstreamLimit;
 use crate::proxy::Proxy;
-use crate::server::limits::{ConnGuard, Held};
+use crate::server::limits::ConnGuard;
 use crate::server::shutdown::stopped;
-use crate::server::timer::CoarseTimer;
 
 use crate::server::acceptor::Accepted;
 use crate::server::connection::{serve_io, Conn};
