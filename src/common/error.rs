@@ -1,14 +1,33 @@
 //! Every domain error of the request path, and the one place that turns them into a
 //! status code and a page (browsers) or JSON (API clients).
+//!
+//! The rule: this file names no layer above `common`. An error of such a layer (the proxy, the
+//! session store, the login state) implements [`ErrorAnswer`] next to its own type, saying its
+//! status, code and words; it becomes a [`GatewayError`] with `?` and is rendered here like any
+//! other. The mapping (`status`, `code`, `into_response`) has no side effect: whoever turns an
+//! error into a response calls [`GatewayError::log`] once, first.
 
 use http::{Response, StatusCode};
 use serde_json::json;
 
 use crate::common::http_util::{self, Body};
 use crate::common::pages::{self, Page, Text};
-use crate::endpoints::login_state::StateError;
-use crate::proxy::ProxyError;
-use crate::session::StoreError;
+
+/// How an error of a layer above `common` is answered: said by the layer, next to its error
+/// type, and rendered by [`GatewayError::into_response`]. `Display` must be safe to log.
+pub trait ErrorAnswer: std::error::Error + Send + Sync + 'static {
+    fn status(&self) -> StatusCode;
+    /// Short machine-readable code for JSON answers.
+    fn code(&self) -> &'static str;
+    /// Title and message of the error page; the English message is the JSON `message`.
+    fn texts(&self) -> (Text<'static>, Text<'static>);
+    /// Whether a "sign in again" link belongs on the page.
+    fn offers_retry(&self) -> bool {
+        false
+    }
+    /// Log the failure at the level it deserves (called once, by whoever answers it).
+    fn log(&self) {}
+}
 
 /// What the gateway does about a login provider's failure: the one mapping below turns the
 /// class into a status. Each provider sorts its own errors into these.
@@ -119,39 +138,38 @@ pub enum ApiError {
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     #[error(transparent)]
-    Proxy(#[from] ProxyError),
-    #[error(transparent)]
     Provider(#[from] ProviderFailure),
-    #[error(transparent)]
-    State(#[from] StateError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
     #[error(transparent)]
     Login(#[from] LoginError),
     #[error(transparent)]
     Api(#[from] ApiError),
     #[error(transparent)]
-    Path(#[from] crate::pipeline::paths::PathError),
+    Path(#[from] crate::common::paths::PathError),
+    /// An error of a layer above `common` (proxy, session store, login state).
+    #[error("{0}")]
+    Layer(Box<dyn ErrorAnswer>),
     /// `access.login_rate_per_minute` exceeded; retry after this many seconds.
     #[error("too many login attempts from this address")]
     RateLimited(u64),
+}
+
+impl<E: ErrorAnswer> From<E> for GatewayError {
+    fn from(e: E) -> Self {
+        GatewayError::Layer(Box::new(e))
+    }
 }
 
 impl GatewayError {
     pub fn status(&self) -> StatusCode {
         use GatewayError::*;
         match self {
-            Proxy(ProxyError::Unreachable) => StatusCode::BAD_GATEWAY,
-            Proxy(ProxyError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
-            Proxy(ProxyError::Busy) => StatusCode::SERVICE_UNAVAILABLE,
+            Layer(e) => e.status(),
             Provider(e) => match e.class() {
                 ErrorClass::Relogin | ErrorClass::InvalidInput => StatusCode::BAD_REQUEST,
                 ErrorClass::Busy => StatusCode::SERVICE_UNAVAILABLE,
                 ErrorClass::Forbidden => StatusCode::FORBIDDEN,
                 ErrorClass::Upstream => StatusCode::BAD_GATEWAY,
             },
-            State(_) => StatusCode::BAD_REQUEST,
-            Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             Login(LoginError::Refused) => StatusCode::UNAUTHORIZED,
             Login(LoginError::NotAllowed) => StatusCode::FORBIDDEN,
             Login(LoginError::AppNotConfigured) | Login(LoginError::NotFound) => {
@@ -173,12 +191,8 @@ impl GatewayError {
     pub fn code(&self) -> &'static str {
         use GatewayError::*;
         match self {
-            Proxy(ProxyError::Unreachable) => "upstream_unreachable",
-            Proxy(ProxyError::Timeout) => "upstream_timeout",
-            Proxy(ProxyError::Busy) => "upstream_busy",
+            Layer(e) => e.code(),
             Provider(e) => e.0.code(),
-            State(_) => "invalid_state",
-            Store(_) => "store_unavailable",
             Login(LoginError::Refused) => "access_denied",
             Login(LoginError::NotAllowed) => "forbidden",
             Login(LoginError::NotFound) => "not_found",
@@ -199,28 +213,9 @@ impl GatewayError {
         use GatewayError::*;
         let t = |zh, en| Text { zh, en };
         match self {
-            Proxy(ProxyError::Unreachable) => (
-                t("服务暂不可用", "Service unavailable"),
-                t("网关无法连接到后端服务，请稍后再试。", "The gateway could not reach the application. Please try again shortly."),
-            ),
-            Proxy(ProxyError::Timeout) => (
-                t("服务响应超时", "Gateway timeout"),
-                t("后端服务没有及时响应，请稍后再试。", "The application did not answer in time. Please try again."),
-            ),
-            Proxy(ProxyError::Busy) => (
-                t("服务繁忙", "Upstream busy"),
-                t("后端服务繁忙，请稍后再试。", "The application is busy. Please try again shortly."),
-            ),
+            Layer(e) => e.texts(),
             Provider(e) => e.0.texts(),
-            State(StateError::Expired) => (
-                t("登录已超时", "Login timed out"),
-                t("登录链接已过期，请重新登录。", "This login link has expired. Please sign in again."),
-            ),
-            State(StateError::WrongBrowser) => (
-                t("登录无法完成", "Login could not be completed"),
-                t("登录需在发起登录的同一浏览器中完成，请重新登录。", "The login must finish in the browser that started it. Please sign in again."),
-            ),
-            State(StateError::Malformed) | Login(LoginError::MissingState) => (
+            Login(LoginError::MissingState) => (
                 t("无效的登录请求", "Invalid login request"),
                 t("登录参数无效，请重新登录。", "The login parameters are invalid. Please sign in again."),
             ),
@@ -249,10 +244,6 @@ impl GatewayError {
                 t("不支持的请求方法", "Method not allowed"),
                 t("此地址不支持该请求方法。", "This address does not accept that method."),
             ),
-            Store(_) => (
-                t("服务暂不可用", "Service unavailable"),
-                t("会话存储暂不可用，请稍后再试。", "The session store is unavailable. Please try again shortly."),
-            ),
             Api(_) => (t("请求无效", "Bad request"), t("请求无效。", "The request is invalid.")),
             Path(_) => (
                 t("无效的地址", "Bad address"),
@@ -272,22 +263,28 @@ impl GatewayError {
             GatewayError::Provider(e) if e.class() != ErrorClass::InvalidInput
         ) || matches!(
             self,
-            GatewayError::State(_)
-                | GatewayError::Login(
-                    LoginError::StateUsed
-                        | LoginError::Refused
-                        | LoginError::MissingState
-                        | LoginError::BadCode
-                )
-        )
+            GatewayError::Login(
+                LoginError::StateUsed
+                    | LoginError::Refused
+                    | LoginError::MissingState
+                    | LoginError::BadCode
+            )
+        ) || matches!(self, GatewayError::Layer(e) if e.offers_retry())
     }
 
-    /// The response for this error. `retry` is the login URL to offer on pages.
+    /// Log this error at the level it deserves: once, by whoever answers it, before
+    /// [`GatewayError::into_response`].
+    pub fn log(&self) {
+        match self {
+            GatewayError::Provider(e) => e.0.log(),
+            GatewayError::Layer(e) => e.log(),
+            _ => {}
+        }
+    }
+
+    /// The response for this error (no side effect). `retry` is the login URL to offer on pages.
     pub fn into_response(self, json: bool, retry: &str) -> Response<Body> {
         let status = self.status();
-        if let GatewayError::Provider(e) = &self {
-            e.0.log();
-        }
         if json {
             let message = match &self {
                 // These carry specific, safe words about the client's own input.

@@ -7,21 +7,22 @@ use http::header::{
     X_CONTENT_TYPE_OPTIONS,
 };
 use http::{HeaderMap, Method, Response, StatusCode};
-use http_body_util::{Either, Full};
+use http_body_util::Full;
 
-/// Streamed upstream bodies and the gateway's own small bodies, without boxing.
 // Parsed once, not on every lookup.
 static X_REQUESTED_WITH: http::HeaderName = http::HeaderName::from_static("x-requested-with");
 static SEC_FETCH_MODE: http::HeaderName = http::HeaderName::from_static("sec-fetch-mode");
 
-pub type Body = Either<crate::proxy::pool::UpstreamBody, Full<Bytes>>;
+/// The body of every answer the gateway makes itself (the pipeline's response carries it
+/// beside the upstream's streamed body: `pipeline::response::ResponseBody`).
+pub type Body = Full<Bytes>;
 
 pub fn full(b: impl Into<Bytes>) -> Body {
-    Either::Right(Full::new(b.into()))
+    Full::new(b.into())
 }
 
 pub fn empty() -> Body {
-    Either::Right(Full::new(Bytes::new()))
+    Full::new(Bytes::new())
 }
 
 pub const TEXT: &str = "text/plain; charset=utf-8";
@@ -43,6 +44,15 @@ pub fn respond(
 
 pub fn json(status: StatusCode, v: &serde_json::Value) -> Response<Body> {
     respond(status, JSON, v.to_string())
+}
+
+/// The 401 JSON of every request that needs a session and has none (the proxied path, the
+/// forward-auth and userinfo endpoints): `{"error": "unauthenticated", "login_url": ...}`.
+pub fn unauthenticated_json(login_url: &str) -> Response<Body> {
+    json(
+        StatusCode::UNAUTHORIZED,
+        &serde_json::json!({"error": "unauthenticated", "login_url": login_url}),
+    )
 }
 
 /// 302 to `location`; a location that cannot be a header value becomes `/`.

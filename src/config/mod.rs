@@ -30,7 +30,6 @@ pub use settings::{
     WechatApp, WechatSettings,
 };
 pub use tls_files::TlsFiles;
-pub use validate::verification::is_verification_name;
 
 #[cfg(test)]
 mod tests;

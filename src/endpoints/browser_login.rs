@@ -46,8 +46,11 @@ pub(super) async fn login(
     // sign this login. The browser's newest earlier bindings stay in the cookie, so a login
     // started in another tab can still finish.
     let binding = login_state::random_hex(16);
-    let cookie_value =
-        LoginCookie::parse((cx.find_cookie)(req.headers(), cx.login_cookie)).with_fresh(&binding);
+    let cookie_value = LoginCookie::parse(crate::common::cookies::find_cookie(
+        req.headers(),
+        cx.login_cookie,
+    ))
+    .with_fresh(&binding);
     let (state, nonce) = cx.signer.issue(&binding, unix_now());
     cx.store
         .put_pending(
@@ -79,7 +82,10 @@ pub(super) async fn callback(
     let state = query_param(q, "state")
         .filter(|s| !s.is_empty())
         .ok_or(LoginError::MissingState)?;
-    let cookie = LoginCookie::parse((cx.find_cookie)(req.headers(), cx.login_cookie));
+    let cookie = LoginCookie::parse(crate::common::cookies::find_cookie(
+        req.headers(),
+        cx.login_cookie,
+    ));
     // Verified: one of the bindings is this browser's.
     let nonce = cx.signer.verify_any(&state, &cookie.bindings, unix_now())?;
     let Some(pending) = cx.store.take_pending(nonce).await? else {
@@ -101,7 +107,10 @@ pub(super) async fn callback(
     let retry = urls::login_path(cx.settings.prefix(), &pending.rd);
     match finish_login(cx, q, nonce, &cookie, pending).await {
         Ok(r) => Ok(r),
-        Err(e) => Ok(e.into_response(false, &retry)),
+        Err(e) => {
+            e.log();
+            Ok(e.into_response(false, &retry))
+        }
     }
 }
 

@@ -1,8 +1,6 @@
 //! What the endpoints get from the pipeline for one request: the gateway's parts, and what the
 //! pipeline read from the request's headers. The endpoints never call back into the pipeline.
 
-use http::HeaderMap;
-
 use crate::common::http_util::unix_now;
 use crate::common::metrics::Metrics;
 use crate::config::Settings;
@@ -25,13 +23,8 @@ pub struct Ctx<'a> {
     pub login_limiter: Option<&'a LoginLimiter>,
     /// The access rules (`access.*`).
     pub access: &'a dyn AccessRules,
-    /// Whether a path is one the gateway serves at all (no dot segments, ...): an auth proxy's
-    /// `X-Original-URI` that is not is no return target.
-    pub path_ok: fn(&str) -> bool,
     /// The request's session credentials (cookies, bearer token).
     pub credentials: Credentials,
-    /// Reads a cookie's value from request headers (first occurrence).
-    pub find_cookie: for<'h> fn(&'h HeaderMap, &str) -> Option<&'h str>,
 }
 
 /// Who may pass: the access rules (`access.*`) over a session's identity.

@@ -2,6 +2,7 @@
 //! `forwardAuth`): `/auth` answers 202 with the identity headers or 401 with the login URL, never
 //! a redirect; and `/userinfo`, the session's identity as JSON.
 
+use crate::common::paths::check_path;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
@@ -17,7 +18,7 @@ pub(super) async fn auth(
     peer: &crate::proxy::Peer,
 ) -> Result<Response<Body>, GatewayError> {
     let Some(a) = cx.authenticate().await? else {
-        let uri = forwarded_uri(req.headers(), cx.path_ok).unwrap_or_else(|| "/".into());
+        let uri = forwarded_uri(req.headers()).unwrap_or_else(|| "/".into());
         let rd = urls::return_target(
             cx.settings,
             req.headers(),
@@ -25,10 +26,10 @@ pub(super) async fn auth(
             &uri,
             peer.trusted,
         );
-        return Ok(http_util::json(
-            StatusCode::UNAUTHORIZED,
-            &json!({"error": "unauthenticated", "login_url": urls::login_url(cx.settings, &rd)}),
-        ));
+        return Ok(http_util::unauthenticated_json(&urls::login_url(
+            cx.settings,
+            &rd,
+        )));
     };
     if !cx.access.allows_session(&a.session) {
         return Err(LoginError::NotAllowed.into());
@@ -41,22 +42,22 @@ pub(super) async fn auth(
 
 /// The original URI an auth proxy asked about, when it says (`X-Original-URI`, `X-Forwarded-Uri`).
 /// A path the gateway would refuse (dot segments) is no return target: None, so `/`.
-fn forwarded_uri(headers: &http::HeaderMap, path_ok: fn(&str) -> bool) -> Option<String> {
+fn forwarded_uri(headers: &http::HeaderMap) -> Option<String> {
     ["x-original-uri", "x-forwarded-uri"]
         .iter()
         .find_map(|h| headers.get(*h))
         .and_then(|v| v.to_str().ok())
         .filter(|s| s.starts_with('/'))
-        .filter(|s| (path_ok)(s.split(['?', '#']).next().unwrap_or("")))
+        .filter(|s| check_path(s.split(['?', '#']).next().unwrap_or("")).is_ok())
         .map(str::to_string)
 }
 
 pub(super) async fn userinfo(cx: &Ctx<'_>) -> Result<Response<Body>, GatewayError> {
     let Some(a) = cx.authenticate().await? else {
-        return Ok(http_util::json(
-            StatusCode::UNAUTHORIZED,
-            &json!({"error": "unauthenticated", "login_url": urls::login_url(cx.settings, "/")}),
-        ));
+        return Ok(http_util::unauthenticated_json(&urls::login_url(
+            cx.settings,
+            "/",
+        )));
     };
     let s = &a.session;
     Ok(http_util::json(
@@ -79,14 +80,13 @@ mod tests {
 
     #[test]
     fn forwarded_uri_only_paths_the_gateway_serves() {
-        let ok = |p: &str| !p.contains("..");
         let mut h = http::HeaderMap::new();
-        assert_eq!(forwarded_uri(&h, ok), None);
+        assert_eq!(forwarded_uri(&h), None);
         h.insert("x-forwarded-uri", "/a/b?c=..".parse().unwrap());
-        assert_eq!(forwarded_uri(&h, ok).as_deref(), Some("/a/b?c=.."));
+        assert_eq!(forwarded_uri(&h).as_deref(), Some("/a/b?c=.."));
         h.insert("x-original-uri", "/x/../admin".parse().unwrap());
-        assert_eq!(forwarded_uri(&h, ok), None);
+        assert_eq!(forwarded_uri(&h), None);
         h.insert("x-original-uri", "https://evil/".parse().unwrap());
-        assert_eq!(forwarded_uri(&h, ok), None);
+        assert_eq!(forwarded_uri(&h), None);
     }
 }

@@ -27,6 +27,39 @@ pub enum StateError {
     WrongBrowser,
 }
 
+impl crate::common::error::ErrorAnswer for StateError {
+    fn status(&self) -> http::StatusCode {
+        http::StatusCode::BAD_REQUEST
+    }
+
+    fn code(&self) -> &'static str {
+        "invalid_state"
+    }
+
+    #[rustfmt::skip]
+    fn texts(&self) -> (crate::common::pages::Text<'static>, crate::common::pages::Text<'static>) {
+        let t = |zh, en| crate::common::pages::Text { zh, en };
+        match self {
+            StateError::Expired => (
+                t("登录已超时", "Login timed out"),
+                t("登录链接已过期，请重新登录。", "This login link has expired. Please sign in again."),
+            ),
+            StateError::WrongBrowser => (
+                t("登录无法完成", "Login could not be completed"),
+                t("登录需在发起登录的同一浏览器中完成，请重新登录。", "The login must finish in the browser that started it. Please sign in again."),
+            ),
+            StateError::Malformed => (
+                t("无效的登录请求", "Invalid login request"),
+                t("登录参数无效，请重新登录。", "The login parameters are invalid. Please sign in again."),
+            ),
+        }
+    }
+
+    fn offers_retry(&self) -> bool {
+        true
+    }
+}
+
 #[derive(Clone)]
 pub struct StateSigner {
     key: [u8; 32],

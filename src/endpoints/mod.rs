@@ -85,13 +85,17 @@ pub(crate) async fn handle(
         Ok(r) => r,
         Err(e) => {
             let retry = retry_url(cx, &req);
+            e.log();
             e.into_response(json, &retry)
         }
     }
 }
 
 fn json_endpoint(r: Result<Response<Body>, GatewayError>) -> Response<Body> {
-    r.unwrap_or_else(|e| e.into_response(true, ""))
+    r.unwrap_or_else(|e| {
+        e.log();
+        e.into_response(true, "")
+    })
 }
 
 /// Where "sign in again" points: `/login` with the same `rd`, when there is one.

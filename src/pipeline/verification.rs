@@ -9,8 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use bytes::Bytes;
 use tokio::io::AsyncReadExt;
 
-/// `^[A-Za-z0-9_-]+_verify_[A-Za-z0-9]+\.txt$` (config checks `verification.files` with it too).
-pub use crate::config::is_verification_name;
+use crate::common::paths::is_verification_name;
 
 /// The file name a request path asks for, if it could be a verification file:
 /// exactly `/NAME` with NAME matching the pattern (no encoding, no further segments).
@@ -75,6 +74,20 @@ const MAX_FILE: u64 = 64 * 1024;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names() {
+        assert!(is_verification_name("MP_verify_abc123.txt"));
+        assert!(is_verification_name("WW_verify_Xy9.txt"));
+        assert!(is_verification_name("a-b_c_verify_x_verify_9.txt"));
+        assert!(!is_verification_name("MP_verify_.txt"));
+        assert!(!is_verification_name("_verify_abc.txt"));
+        assert!(!is_verification_name("MP_verify_ab-c.txt"));
+        assert!(!is_verification_name("MP_verify_abc.txt.bak"));
+        assert!(!is_verification_name("MP_verify_abc.TXT"));
+        assert!(!is_verification_name("../MP_verify_abc.txt"));
+        assert!(!is_verification_name("MP_verify_a%2e.txt"));
+    }
 
     #[test]
     fn paths() {

@@ -36,8 +36,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::server::limits::Held;
-use crate::server::timer::{CoarseSleep, CoarseTimer};
+use crate::common::held::Held;
+use crate::common::timer::{CoarseSleep, CoarseTimer};
 
 /// The upstream connections of all workers together.
 pub struct UpstreamLimit {

@@ -1,19 +1,15 @@
 //! Limits on what a client can hold open: connections at once (in all and per client IP),
 //! headers per request, and how the acceptor backs off when the process runs out of file
-//! descriptors. Also [`Held`], an I/O object that keeps a guard (a connection slot, an upstream
-//! permit) for exactly as long as its socket lives, through HTTP upgrades too.
+//! descriptors.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use http::HeaderMap;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Header fields a request may carry, HTTP/1 and HTTP/2 alike (hyper's HTTP/1 parser stops at
 /// this many and answers 431).
@@ -95,6 +91,7 @@ impl ConnLimits {
     }
 
     /// IPs with a connection open now.
+    #[cfg(test)]
     pub fn ips(&self) -> usize {
         self.per_ip.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
@@ -180,71 +177,6 @@ impl AcceptFailures {
             Some((since, _)) => AcceptLog::Recovered(now.saturating_duration_since(since)),
             None => AcceptLog::Nothing,
         }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// An I/O object and a guard that lives as long as it does.
-    pub struct Held<S, G> {
-        #[pin]
-        io: S,
-        guard: G,
-    }
-}
-
-impl<S, G> Held<S, G> {
-    pub fn new(io: S, guard: G) -> Self {
-        Held { io, guard }
-    }
-
-    pub fn get_ref(&self) -> &S {
-        &self.io
-    }
-}
-
-impl<S: AsyncRead, G> AsyncRead for Held<S, G> {
-    #[inline]
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        self.project().io.poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite, G> AsyncWrite for Held<S, G> {
-    #[inline]
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.project().io.poll_write(cx, buf)
-    }
-
-    #[inline]
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.project().io.poll_write_vectored(cx, bufs)
-    }
-
-    #[inline]
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    #[inline]
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().io.poll_flush(cx)
-    }
-
-    #[inline]
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().io.poll_shutdown(cx)
     }
 }
 

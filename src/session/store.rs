@@ -18,6 +18,25 @@ pub enum StoreError {
     Unavailable(String),
 }
 
+impl crate::common::error::ErrorAnswer for StoreError {
+    fn status(&self) -> http::StatusCode {
+        http::StatusCode::SERVICE_UNAVAILABLE
+    }
+
+    fn code(&self) -> &'static str {
+        "store_unavailable"
+    }
+
+    #[rustfmt::skip]
+    fn texts(&self) -> (crate::common::pages::Text<'static>, crate::common::pages::Text<'static>) {
+        let t = |zh, en| crate::common::pages::Text { zh, en };
+        (
+            t("服务暂不可用", "Service unavailable"),
+            t("会话存储暂不可用，请稍后再试。", "The session store is unavailable. Please try again shortly."),
+        )
+    }
+}
+
 /// What a store is built from: typed values, not the config tree (the server fills it in from
 /// the `[session]` section; a test writes it by hand).
 #[derive(Debug, Clone)]

@@ -6,24 +6,7 @@ use crate::config::error::{invalid, ConfigError};
 use crate::config::file::VerificationConfig;
 use crate::config::settings::VerificationSettings;
 
-/// `^[A-Za-z0-9_-]+_verify_[A-Za-z0-9]+\.txt$`: the names WeChat (and others) ask a site to
-/// serve at its root. Checked here at load and by the pipeline on every request path.
-pub fn is_verification_name(name: &str) -> bool {
-    let Some(stem) = name.strip_suffix(".txt") else {
-        return false;
-    };
-    // The tail after the last `_verify_` must be alphanumeric, so the split is the last one.
-    let Some(at) = stem.rfind("_verify_") else {
-        return false;
-    };
-    let (head, tail) = (&stem[..at], &stem[at + "_verify_".len()..]);
-    !head.is_empty()
-        && !tail.is_empty()
-        && head
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        && tail.bytes().all(|b| b.is_ascii_alphanumeric())
-}
+use crate::common::paths::is_verification_name;
 
 pub(super) fn check(v: &VerificationConfig) -> Result<VerificationSettings, ConfigError> {
     if !v.dir.is_empty() {

@@ -1,0 +1,91 @@
+//! Phase "authorize": the access rules (`access.allow_unionids`, `access.allow_openids`,
+//! `access.require_unionid`) a live session must pass to reach the upstream.
+
+use std::collections::HashSet;
+
+use crate::session::Session;
+
+pub(crate) struct Access {
+    pub(crate) allow_unionids: HashSet<String>,
+    pub(crate) allow_openids: HashSet<String>,
+    pub(crate) require_unionid: bool,
+}
+
+impl crate::endpoints::context::AccessRules for Access {
+    fn allows_session(&self, s: &Session) -> bool {
+        Access::allows_session(self, s)
+    }
+}
+
+impl Access {
+    /// [`Access::allows`] for a session's identity. With no rules (the usual case) it reads
+    /// nothing from the session: this runs on every proxied request.
+    pub(crate) fn allows_session(&self, s: &Session) -> bool {
+        let open = !self.require_unionid
+            && self.allow_unionids.is_empty()
+            && self.allow_openids.is_empty();
+        open || self.allows(s.openid(), s.unionid())
+    }
+
+    pub(crate) fn allows(&self, openid: &str, unionid: Option<&str>) -> bool {
+        if self.require_unionid && unionid.is_none() {
+            return false;
+        }
+        if self.allow_unionids.is_empty() && self.allow_openids.is_empty() {
+            return true;
+        }
+        unionid.is_some_and(|u| self.allow_unionids.contains(u))
+            || self.allow_openids.contains(openid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_rules() {
+        let open = Access {
+            allow_unionids: HashSet::new(),
+            allow_openids: HashSet::new(),
+            require_unionid: false,
+        };
+        assert!(open.allows("o", None));
+        let strict = Access {
+            allow_unionids: ["u1".to_string()].into(),
+            allow_openids: ["o2".to_string()].into(),
+            require_unionid: false,
+        };
+        assert!(strict.allows("o1", Some("u1")));
+        assert!(strict.allows("o2", None));
+        assert!(!strict.allows("o3", Some("u3")));
+        let need = Access {
+            allow_unionids: HashSet::new(),
+            allow_openids: HashSet::new(),
+            require_unionid: true,
+        };
+        assert!(!need.allows("o", None));
+        assert!(need.allows("o", Some("u")));
+
+        let session = |openid: &str, unionid: Option<&str>| {
+            Session::new(&crate::session::NewSession {
+                openid,
+                unionid,
+                appid: "wx1",
+                origin: crate::session::Origin {
+                    provider: 0,
+                    kind: 0,
+                },
+                nickname: "",
+                avatar: "",
+                expires_at: 2,
+            })
+        };
+        assert!(open.allows_session(&session("o", None)));
+        assert!(strict.allows_session(&session("o1", Some("u1"))));
+        assert!(strict.allows_session(&session("o2", None)));
+        assert!(!strict.allows_session(&session("o3", Some("u3"))));
+        assert!(!need.allows_session(&session("o", None)));
+        assert!(need.allows_session(&session("o", Some("u"))));
+    }
+}

@@ -1,0 +1,295 @@
+//! One client connection: hyper serving it, the requests in progress on it, and the idle watch.
+//!
+//! Each connection is closed once it has had no request in progress for
+//! `server.idle_timeout_ms`: before its first byte, during a partial protocol preface, between
+//! keep-alive requests, an HTTP/2 connection with no stream (GOAWAY, then close). Bytes alone do
+//! not keep a connection open (HTTP/2 PINGs, a trickled preface); a request in progress,
+//! long-polling included, is never cut by it (`upstream.timeout_secs` bounds those). The idle
+//! watch costs a request two atomic updates, no clock read and no timer registration: one
+//! coarse-timer sleep per connection, moved only when it fires.
+//! A client that stops taking a response (a slow read: its upstream connection would be held
+//! forever) is cut off once it has taken nothing for the idle timeout, as nginx's send_timeout
+//! does; on HTTP/2, when no stream of the connection has moved for that long.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode, Version};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::sync::watch;
+
+use crate::common::http_util::{self, Body};
+use crate::common::timer::CoarseTimer;
+use crate::pipeline::App;
+use crate::proxy::Proxy;
+use crate::server::limits::{self};
+use crate::server::shutdown::stopped;
+
+/// What every request on one connection shares: one refcount per request, not three.
+pub(crate) struct Conn {
+    app: Arc<App>,
+    proxy: Arc<Proxy>,
+    peer: crate::proxy::Peer,
+    timer: CoarseTimer,
+    /// Requests in progress: from the request head until the response body has been sent.
+    inflight: AtomicU32,
+    /// The tick at which the connection last had no request in progress.
+    idle_since: AtomicU64,
+    /// Response bodies that handed hyper data and have not been asked for more since: hyper
+    /// is waiting for the client to take what it has.
+    waiting: AtomicU32,
+    /// The tick at which hyper last asked a response body for data.
+    body_polled: AtomicU64,
+    /// `server.idle_timeout_ms` in ticks.
+    idle_ticks: u64,
+}
+
+/// What the idle watch saw.
+#[derive(Debug, PartialEq, Eq)]
+enum Quiet {
+    /// No request in progress for the idle timeout.
+    Idle,
+    /// A response waits for the client, which has taken nothing for the idle timeout (it
+    /// stopped reading: a slow-read client would hold its upstream connection forever).
+    ClientStalled,
+}
+
+impl Conn {
+    /// A new connection's shared state; idle from now.
+    pub(crate) fn new(
+        app: Arc<App>,
+        proxy: Arc<Proxy>,
+        peer: crate::proxy::Peer,
+        timer: CoarseTimer,
+        idle_ticks: u64,
+    ) -> Arc<Conn> {
+        Arc::new(Conn {
+            app,
+            proxy,
+            peer,
+            inflight: AtomicU32::new(0),
+            idle_since: AtomicU64::new(timer.ticks()),
+            waiting: AtomicU32::new(0),
+            body_polled: AtomicU64::new(0),
+            idle_ticks,
+            timer,
+        })
+    }
+
+    /// Resolves once the connection has had no request in progress for the idle timeout, or
+    /// its client has stopped taking a response for as long.
+    async fn quiet(&self) -> Quiet {
+        loop {
+            let now = self.timer.ticks();
+            if self.inflight.load(Ordering::Acquire) > 0 {
+                let next = now.saturating_add(self.idle_ticks);
+                if self.waiting.load(Ordering::Acquire) == 0 {
+                    self.timer.sleep_until_tick(next).await;
+                    continue;
+                }
+                let due = self
+                    .body_polled
+                    .load(Ordering::Acquire)
+                    .saturating_add(self.idle_ticks)
+                    .saturating_add(1);
+                if now >= due {
+                    return Quiet::ClientStalled;
+                }
+                self.timer.sleep_until_tick(due.min(next)).await;
+                continue;
+            }
+            // One tick late: `idle_since` lags the clock by up to a tick.
+            let due = self
+                .idle_since
+                .load(Ordering::Acquire)
+                .saturating_add(self.idle_ticks)
+                .saturating_add(1);
+            if now >= due && self.inflight.load(Ordering::Acquire) == 0 {
+                return Quiet::Idle;
+            }
+            self.timer.sleep_until_tick(due).await;
+        }
+    }
+
+    /// After a graceful close was asked for: resolves at tick `at`, or, with a request still
+    /// in progress, once the connection is quiet.
+    async fn past(&self, at: u64) {
+        self.timer.sleep_until_tick(at).await;
+        if self.inflight.load(Ordering::Acquire) > 0 {
+            self.quiet().await;
+        }
+    }
+}
+
+/// A request in progress on its connection (see [`Conn::inflight`]).
+struct InFlight {
+    conn: Arc<Conn>,
+    /// Counted in [`Conn::waiting`].
+    waiting: bool,
+}
+
+impl InFlight {
+    fn new(conn: Arc<Conn>) -> InFlight {
+        conn.inflight.fetch_add(1, Ordering::AcqRel);
+        InFlight {
+            conn,
+            waiting: false,
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let c = &self.conn;
+        if self.waiting {
+            c.waiting.fetch_sub(1, Ordering::AcqRel);
+        }
+        c.idle_since.store(c.timer.ticks(), Ordering::Release);
+        c.inflight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that keeps its request in progress until it is sent (or dropped), and
+    /// notes whether hyper waits for it (the upstream) or for the client.
+    pub(crate) struct Tracked<B> {
+        #[pin]
+        inner: B,
+        guard: InFlight,
+    }
+}
+
+impl<B: HttpBody> HttpBody for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    #[inline]
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let this = self.project();
+        let g = this.guard;
+        g.conn
+            .body_polled
+            .store(g.conn.timer.ticks(), Ordering::Relaxed);
+        let r = this.inner.poll_frame(cx);
+        // Data handed over: until the next poll, hyper waits for the client.
+        let waiting = matches!(r, Poll::Ready(Some(Ok(_))));
+        if waiting != g.waiting {
+            g.waiting = waiting;
+            if waiting {
+                g.conn.waiting.fetch_add(1, Ordering::AcqRel);
+            } else {
+                g.conn.waiting.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        r
+    }
+
+    #[inline]
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    #[inline]
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// 431 for an HTTP/2 request with more header fields than HTTP/1 accepts (hyper's HTTP/1
+/// parser answers those 431 itself).
+fn too_many_headers(req: &Request<Incoming>) -> Response<Body> {
+    tracing::debug!(fields = req.headers().len(), "too many header fields");
+    let status = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+    if http_util::wants_json(req.headers()) {
+        return http_util::json(
+            status,
+            &serde_json::json!({
+                "error": "too_many_headers",
+                "message": format!("more than {} header fields", limits::MAX_HEADERS),
+            }),
+        );
+    }
+    let t = |zh, en| crate::common::pages::Text { zh, en };
+    crate::common::pages::render(crate::common::pages::Page {
+        status,
+        title: t("请求头过多", "Too many headers"),
+        message: t(
+            "请求携带的头部字段过多。",
+            "The request carries too many header fields.",
+        ),
+        action: None,
+        extra_html: None,
+    })
+}
+
+/// Serve one connection (TLS or plain) until it ends, it has been idle for the idle timeout,
+/// or shutdown drains it.
+pub(crate) async fn serve_io<I>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    conn: Arc<Conn>,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = conn.peer.addr;
+    let watch = conn.clone();
+    let svc = service_fn(move |req: Request<Incoming>| {
+        let conn = conn.clone();
+        async move {
+            let guard = InFlight::new(conn);
+            let c = &*guard.conn;
+            let resp =
+                if req.version() == Version::HTTP_2 && limits::too_many_headers(req.headers()) {
+                    crate::pipeline::response::own(too_many_headers(&req))
+                } else {
+                    c.app.handle(req, &c.peer, &c.proxy).await
+                };
+            Ok::<_, Infallible>(resp.map(|inner| Tracked { inner, guard }))
+        }
+    });
+    let serving = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    tokio::pin!(serving);
+    let mut draining = false;
+    // Once an idle close was asked for: the tick after which the connection is dropped if it
+    // has not closed by itself (a partial request head; an HTTP/2 peer that does not answer
+    // the GOAWAY's PING).
+    let mut kill_at: Option<u64> = None;
+    let result = loop {
+        let kill = kill_at;
+        tokio::select! {
+            biased;
+            r = serving.as_mut() => break r,
+            _ = stopped(&mut stop), if !draining => {
+                draining = true;
+                serving.as_mut().graceful_shutdown();
+            }
+            quiet = watch.quiet(), if kill_at.is_none() => {
+                if quiet == Quiet::ClientStalled {
+                    tracing::debug!(%peer, "client stopped reading a response; connection closed");
+                    break Ok(());
+                }
+                tracing::debug!(%peer, "idle connection closed");
+                serving.as_mut().graceful_shutdown();
+                let second = watch.timer.ticks_in(Duration::from_secs(1));
+                let grace = (watch.idle_ticks / 4).clamp(1, second);
+                kill_at = Some(watch.timer.ticks().saturating_add(grace));
+            }
+            _ = watch.past(kill.unwrap_or(0)), if kill.is_some() => break Ok(()),
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
