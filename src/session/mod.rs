@@ -2,6 +2,7 @@
 //! store trait with the settings a store is built from, and the two stores (in memory on moka,
 //! in Redis). Knows no login provider and no endpoint; uses only `common` (the `rd` bound).
 
+mod chosen;
 mod id;
 mod lookup;
 mod memory;
@@ -12,8 +13,9 @@ mod store;
 #[cfg(test)]
 mod tests;
 
+pub use chosen::Store;
 pub use id::SessionId;
 pub use lookup::{authenticate, Authenticated, Credentials, MAX_SESSION_COOKIES};
 pub use pending::PendingLogin;
 pub use record::{NewSession, Origin, Session};
-pub use store::{Backend, SessionStore, SessionStoreSettings, Store, StoreError};
+pub use store::{Backend, SessionStore, SessionStoreSettings, StoreError};

@@ -1,15 +1,13 @@
-//! The session-store seam: the trait every store implements, the settings a store is built
-//! from, and the store chosen at start.
+//! The session-store seam: the trait every store implements and the settings a store is built
+//! from (the store chosen at start is in `chosen.rs`).
 //!
 //! Adding a store: a file beside `memory.rs` implementing [`SessionStore`], a [`Backend`]
-//! variant, one arm in [`Store::connect`] and one in `delegate!`, and a run of the conformance
-//! suite (`tests/session_stores.rs`) against it.
+//! variant, one arm in `Store::connect` and one in `delegate!` (`chosen.rs`), and a run of the
+//! conformance suite (`tests/session_stores.rs`) against it.
 
 use std::future::Future;
 use std::time::Duration;
 
-use super::memory::MemoryStore;
-use super::redis::RedisStore;
 use super::{PendingLogin, Session, SessionId};
 
 #[derive(Debug, thiserror::Error)]
@@ -120,62 +118,4 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Number of sessions held, for metrics: approximate (it may still count some that expired
     /// or were removed a moment ago), and `None` when the store cannot say cheaply (Redis).
     fn session_count(&self) -> Option<u64>;
-}
-
-/// The configured store, chosen at start. (Which one is its own business: callers see
-/// [`SessionStore`].)
-pub struct Store(Backing);
-
-enum Backing {
-    Memory(MemoryStore),
-    Redis(RedisStore),
-}
-
-impl Store {
-    /// Build the store `settings` names; with Redis, connect to it (an error when it cannot be
-    /// reached: the gateway does not start without its store).
-    pub async fn connect(settings: &SessionStoreSettings) -> Result<Store, StoreError> {
-        Ok(Store(match &settings.backend {
-            Backend::Memory => Backing::Memory(MemoryStore::new(settings)),
-            Backend::Redis { url } => Backing::Redis(RedisStore::connect(url, settings).await?),
-        }))
-    }
-}
-
-macro_rules! delegate {
-    ($self:ident, $s:ident => $e:expr) => {
-        match &$self.0 {
-            Backing::Memory($s) => $e,
-            Backing::Redis($s) => $e,
-        }
-    };
-}
-
-impl SessionStore for Store {
-    async fn get(&self, id: &SessionId, now: u64) -> Result<Option<Session>, StoreError> {
-        delegate!(self, s => s.get(id, now).await)
-    }
-    async fn insert(&self, id: SessionId, v: Session) -> Result<(), StoreError> {
-        delegate!(self, s => s.insert(id, v).await)
-    }
-    async fn remove(&self, id: &SessionId) -> Result<(), StoreError> {
-        delegate!(self, s => s.remove(id).await)
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        delegate!(self, s => s.ping().await)
-    }
-    async fn put_pending(
-        &self,
-        nonce: &str,
-        p: PendingLogin,
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
-        delegate!(self, s => s.put_pending(nonce, p, ttl).await)
-    }
-    async fn take_pending(&self, nonce: &str) -> Result<Option<PendingLogin>, StoreError> {
-        delegate!(self, s => s.take_pending(nonce).await)
-    }
-    fn session_count(&self) -> Option<u64> {
-        delegate!(self, s => s.session_count())
-    }
 }
