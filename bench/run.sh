@@ -16,7 +16,8 @@
 # WARMUP=2 PORT_BASE=18000 ACCESS_LOG=0|1 SKIP_BUILD=0|1 KEEP_RUN_DIR=0|1 NGINX_WORKERS=auto
 # sessions: SESSIONS_SMALL=1000 SESSIONS_LARGE=1000000 ROTATE_MAX=100000 LOGIN_CONCURRENCY=128
 #           LOGIN_BATCH=150000 MAX_SESSIONS=1000000
-# logins: LOGINS=20000   profile: PROFILE_SECS=8 PERF_FREQ=499   instructions: INSTR_SECS=10
+# logins: LOGINS=20000   profile: PROFILE_SECS=8 PERF_FREQ=499
+# instructions: INSTR_SECS=10 INSTR_PROTO=h1|h2 (h2: h2load over HTTP/2 instead of wrk)
 set -euo pipefail
 
 MODE=${1:-compare}
@@ -43,6 +44,7 @@ LOGINS=${LOGINS:-20000}
 PROFILE_SECS=${PROFILE_SECS:-8}
 PERF_FREQ=${PERF_FREQ:-499}
 INSTR_SECS=${INSTR_SECS:-10}
+INSTR_PROTO=${INSTR_PROTO:-h1}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET_DIR/release/wxgate
 LOAD=$TARGET_DIR/release/examples/login_load
@@ -964,9 +966,15 @@ mode_instructions() {
         secs=$short
         ((w == 2)) && secs=$INSTR_SECS
         callgrind_control -z "$gw" >/dev/null
-        out=$(wrk -t1 -c8 -d"${secs}s" -H "Cookie: _wxgate=$cd" "$d")
+        if [[ $INSTR_PROTO == h2 ]]; then
+            # HTTP/2 (h2load, 8 connections x 10 streams), a fixed count per second of window.
+            out=$(h2load -c8 -m10 -n $((secs * 1500)) -H "cookie: _wxgate=$cd" "$d")
+            reqs=$(awk '/^status codes:/ { print $3 }' <<<"$out")
+        else
+            out=$(wrk -t1 -c8 -d"${secs}s" -H "Cookie: _wxgate=$cd" "$d")
+            reqs=$(awk '/ requests in /{ print $1 }' <<<"$out")
+        fi
         callgrind_control -d "$gw" >/dev/null
-        reqs=$(awk '/ requests in /{ print $1 }' <<<"$out")
         dump=$(ls -t "$RUN"/callgrind.out.* 2>/dev/null | sed -n 1p)
         [[ -n $dump && ${reqs:-0} -gt 0 ]] || die "no callgrind dump or no requests (wrk: $out)"
         ir=$(awk '/^(summary|totals):/ { print $2; exit }' "$dump")
@@ -983,7 +991,7 @@ mode_instructions() {
     reqs=$n2
     cp "$dump" "$RESULTS/callgrind.out"
     {
-        echo "callgrind, D with one worker, wrk -t1 -c8: ${short}s $n1 requests, ${INSTR_SECS}s $n2 requests"
+        echo "callgrind, D with one worker, $INSTR_PROTO (wrk -t1 -c8 / h2load -c8 -m10): ${short} $n1 requests, ${INSTR_SECS} $n2 requests"
         echo "instructions per proxied request (long - short window): $ir"
         echo "top functions in the long window, per request (self, handshakes included; callgrind_annotate $RESULTS/callgrind.out for all):"
         callgrind_annotate --threshold=100 "$dump" 2>/dev/null |
