@@ -11,30 +11,30 @@ use super::login_state::StateSigner;
 use super::rate_limit::LoginLimiter;
 
 /// The gateway's parts the endpoints use, borrowed for one request.
-pub struct Ctx<'a> {
-    pub settings: &'a Settings,
-    pub store: &'a Store,
-    pub providers: &'a Registry,
-    pub signer: &'a StateSigner,
-    pub metrics: &'a Metrics,
-    pub session_cookie: &'a str,
-    pub login_cookie: &'a str,
-    pub sign_secret: Option<&'a [u8]>,
-    pub login_limiter: Option<&'a LoginLimiter>,
+pub(crate) struct Ctx<'a> {
+    pub(crate) settings: &'a Settings,
+    pub(crate) store: &'a Store,
+    pub(crate) providers: &'a Registry,
+    pub(crate) signer: &'a StateSigner,
+    pub(crate) metrics: &'a Metrics,
+    pub(crate) session_cookie: &'a str,
+    pub(crate) login_cookie: &'a str,
+    pub(crate) sign_secret: Option<&'a [u8]>,
+    pub(crate) login_limiter: Option<&'a LoginLimiter>,
     /// The access rules (`access.*`).
-    pub access: &'a dyn AccessRules,
+    pub(crate) access: &'a dyn AccessRules,
     /// The request's session credentials (cookies, bearer token).
-    pub credentials: Credentials,
+    pub(crate) credentials: Credentials,
 }
 
 /// Who may pass: the access rules (`access.*`) over a session's identity.
-pub trait AccessRules: Sync {
+pub(crate) trait AccessRules: Sync {
     fn allows_session(&self, s: &Session) -> bool;
 }
 
 impl Ctx<'_> {
     /// The request's live session, if any.
-    pub async fn authenticate(&self) -> Result<Option<Authenticated>, StoreError> {
+    pub(crate) async fn authenticate(&self) -> Result<Option<Authenticated>, StoreError> {
         crate::session::authenticate(self.store, &self.credentials, unix_now()).await
     }
 }

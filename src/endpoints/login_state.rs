@@ -10,15 +10,15 @@ use rand::RngCore;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-pub const STATE_LEN: usize = 32 + 8 + 32;
+pub(crate) const STATE_LEN: usize = 32 + 8 + 32;
 /// Lifetime of a login in flight.
-pub const LOGIN_TTL_SECS: u64 = 600;
+pub(crate) const LOGIN_TTL_SECS: u64 = 600;
 /// How long a finished login is remembered, so that WeChat's repeated callback (within
 /// seconds) sends the same browser to its target instead of failing.
-pub const COMPLETED_TTL_SECS: u64 = 60;
+pub(crate) const COMPLETED_TTL_SECS: u64 = 60;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum StateError {
+pub(crate) enum StateError {
     #[error("the login state is malformed")]
     Malformed,
     #[error("the login state has expired")]
@@ -98,7 +98,7 @@ impl StateSigner {
 
     /// [`StateSigner::verify`] against each of this browser's bindings: the nonce when one
     /// of them signed the state.
-    pub fn verify_any<'a>(
+    pub(crate) fn verify_any<'a>(
         &self,
         state: &'a str,
         bindings: &[&str],
@@ -120,7 +120,7 @@ impl StateSigner {
     }
 
     /// Check a state from the callback against this browser's binding; returns the nonce.
-    pub fn verify<'a>(
+    pub(crate) fn verify<'a>(
         &self,
         state: &'a str,
         binding: Option<&str>,
@@ -149,14 +149,14 @@ impl StateSigner {
     }
 }
 
-pub fn random_hex(bytes: usize) -> String {
+pub(crate) fn random_hex(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
     rand::thread_rng().fill_bytes(&mut b);
     hex::encode(b)
 }
 
 /// A login cookie value we issued: 32 lowercase hex digits.
-pub fn is_binding(s: &str) -> bool {
+pub(crate) fn is_binding(s: &str) -> bool {
     s.len() == 32
         && s.bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
@@ -165,22 +165,22 @@ pub fn is_binding(s: &str) -> bool {
 /// How many logins in flight one browser can finish: each `/login` issues a fresh binding
 /// and keeps the newest earlier ones, so two or three tabs that each started a login can all
 /// finish, in any order.
-pub const MAX_BINDINGS: usize = 3;
+pub(crate) const MAX_BINDINGS: usize = 3;
 
 /// The short-lived login cookie: `<binding>[-<binding>...]` (newest first, at most
 /// [`MAX_BINDINGS`]) while logins are in flight, and `<bindings>.<nonce>.<base64url(rd)>` for a
 /// minute after one finished, so that WeChat's repeated callback sends this browser to its
 /// target. Nothing about finished logins is kept on the server.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct LoginCookie<'a> {
+pub(crate) struct LoginCookie<'a> {
     /// The well-formed bindings, newest first (at most [`MAX_BINDINGS`]).
-    pub bindings: Vec<&'a str>,
+    pub(crate) bindings: Vec<&'a str>,
     /// The nonce of the login this browser just finished, and where it went.
-    pub completed: Option<(&'a str, String)>,
+    pub(crate) completed: Option<(&'a str, String)>,
 }
 
 impl<'a> LoginCookie<'a> {
-    pub fn parse(v: Option<&'a str>) -> LoginCookie<'a> {
+    pub(crate) fn parse(v: Option<&'a str>) -> LoginCookie<'a> {
         let Some(v) = v else {
             return LoginCookie::default();
         };
@@ -211,7 +211,7 @@ impl<'a> LoginCookie<'a> {
 
     /// The value `/login` sets: the `fresh` binding (never one the client sent) first, then
     /// the newest earlier ones this browser holds.
-    pub fn with_fresh(&self, fresh: &str) -> String {
+    pub(crate) fn with_fresh(&self, fresh: &str) -> String {
         let mut v = String::with_capacity(MAX_BINDINGS * 33);
         v.push_str(fresh);
         for b in self
@@ -228,7 +228,7 @@ impl<'a> LoginCookie<'a> {
 
     /// The value after a login with `nonce` finished, going to `rd`; the bindings stay, so
     /// the browser's other logins in flight can still finish.
-    pub fn completed_value(&self, nonce: &str, rd: &str) -> String {
+    pub(crate) fn completed_value(&self, nonce: &str, rd: &str) -> String {
         format!(
             "{}.{nonce}.{}",
             self.bindings.join("-"),

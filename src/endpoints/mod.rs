@@ -15,7 +15,7 @@ mod json_login;
 mod login;
 pub mod login_state;
 mod ops;
-pub mod rate_limit;
+pub(crate) mod rate_limit;
 pub(crate) mod urls;
 
 use http::{Method, Request, Response};

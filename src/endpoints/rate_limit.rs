@@ -26,7 +26,7 @@ pub(crate) const MAX_KEYS: usize = 100_000;
 /// Housekeeping runs once per this many checks.
 pub(crate) const HOUSEKEEPING_EVERY: u64 = 1024;
 
-pub struct LoginLimiter {
+pub(crate) struct LoginLimiter {
     quota: Quota,
     limiter: RwLock<DefaultKeyedRateLimiter<IpAddr>>,
     checks: AtomicU64,
@@ -34,7 +34,7 @@ pub struct LoginLimiter {
 
 impl LoginLimiter {
     /// `None` when the limit is off (0).
-    pub fn new(per_minute: u32) -> Option<LoginLimiter> {
+    pub(crate) fn new(per_minute: u32) -> Option<LoginLimiter> {
         let n = NonZeroU32::new(per_minute)?;
         let quota = Quota::per_minute(n);
         Some(LoginLimiter {
@@ -45,7 +45,7 @@ impl LoginLimiter {
     }
 
     /// `Ok` when this client may go on; else how long until it may (whole seconds, at least 1).
-    pub fn check(&self, client: IpAddr) -> Result<(), u64> {
+    pub(crate) fn check(&self, client: IpAddr) -> Result<(), u64> {
         let key = rate_key(client);
         let result = {
             let l = self.limiter.read().unwrap_or_else(|e| e.into_inner());
@@ -77,13 +77,10 @@ impl LoginLimiter {
         }
     }
 
-    /// Client keys held (for tests and metrics).
-    pub fn len(&self) -> usize {
+    /// Client keys held.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.limiter.read().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

@@ -8,12 +8,12 @@ use crate::common::redirect::{safe_return, COMPONENT};
 use crate::config::Settings;
 
 /// `{prefix}/login?rd=...`
-pub fn login_path(prefix: &str, rd: &str) -> String {
+pub(crate) fn login_path(prefix: &str, rd: &str) -> String {
     format!("{prefix}/login?rd={}", utf8_percent_encode(rd, COMPONENT))
 }
 
 /// `{public_url}{prefix}/login?rd=...`
-pub fn login_url(settings: &Settings, rd: &str) -> String {
+pub(crate) fn login_url(settings: &Settings, rd: &str) -> String {
     format!(
         "{}{}",
         settings.public.origin,
@@ -25,7 +25,7 @@ pub fn login_url(settings: &Settings, rd: &str) -> String {
 /// host, an absolute URL on a host of `access.redirect_hosts` (multi-site), else the path.
 /// The host is `X-Forwarded-Host` from a trusted proxy (`trusted`), else `Host` /
 /// `:authority`.
-pub fn return_target(
+pub(crate) fn return_target(
     settings: &Settings,
     headers: &http::HeaderMap,
     authority: Option<&http::uri::Authority>,

@@ -6,10 +6,10 @@
 //! [`LoginProvider`](provider::LoginProvider) (and its error type implementing [`ProviderError`](crate::common::error::ProviderError)), plus one line in
 //! [`registry::Registry::from_settings`].
 
-pub mod provider;
-pub mod registry;
+pub(crate) mod provider;
+pub(crate) mod registry;
 pub mod wechat;
 
-pub use self::provider::{BrowserMatch, Identity, JsonCredentials, JsonEndpoint, LoginProvider};
-pub use self::registry::Registry;
-pub use crate::common::error::{ErrorClass, ProviderError, ProviderFailure};
+pub(crate) use self::provider::{Identity, JsonCredentials, JsonEndpoint};
+pub(crate) use self::registry::Registry;
+pub(crate) use crate::common::error::ProviderFailure;

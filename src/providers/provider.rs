@@ -13,7 +13,7 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Which login a browser gets from a provider, decided from its request headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BrowserMatch {
+pub(crate) enum BrowserMatch {
     /// This kind of the provider (e.g. WeChat's website QR login for a PC browser).
     Kind(u8),
     /// The provider has a login for this user, but only inside its own app: show the "open in
@@ -25,32 +25,32 @@ pub enum BrowserMatch {
 
 /// The gateway's JSON login endpoints (`/app/login`, `/miniprogram/login`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JsonEndpoint {
+pub(crate) enum JsonEndpoint {
     MobileApp,
     MiniProgram,
 }
 
 /// What a client posted to a JSON login endpoint, checked for shape by the endpoint.
 #[derive(Debug, Clone, Copy)]
-pub struct JsonCredentials<'a> {
-    pub code: &'a str,
+pub(crate) struct JsonCredentials<'a> {
+    pub(crate) code: &'a str,
     /// `(encryptedData, iv)` of a mini program's user data, when sent.
-    pub user_data: Option<(&'a str, &'a str)>,
+    pub(crate) user_data: Option<(&'a str, &'a str)>,
 }
 
 /// Who logged in, as a provider vouches for it: becomes the session record.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    pub origin: Origin,
+pub(crate) struct Identity {
+    pub(crate) origin: Origin,
     /// The user's id within the app.
-    pub openid: String,
+    pub(crate) openid: String,
     /// The user's id across the provider's apps, when known.
-    pub unionid: Option<String>,
+    pub(crate) unionid: Option<String>,
     /// The app the user logged in to.
-    pub appid: String,
+    pub(crate) appid: String,
     /// Raw UTF-8, as the provider gave it.
-    pub nickname: String,
-    pub avatar: String,
+    pub(crate) nickname: String,
+    pub(crate) avatar: String,
 }
 
 /// What a login provider supplies to the gateway.
@@ -59,7 +59,7 @@ pub struct Identity {
 /// (one allocation per login call, which is rare next to the request path), so a provider is
 /// one more entry in a list rather than an enum variant and a dispatch arm in every method. The
 /// per-request method, [`LoginProvider::insert_identity`], is synchronous.
-pub trait LoginProvider: Send + Sync {
+pub(crate) trait LoginProvider: Send + Sync {
     /// The provider's name (`"wechat"`), for logs.
     fn id(&self) -> &'static str;
 

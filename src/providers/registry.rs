@@ -8,12 +8,12 @@ use crate::config::Settings;
 use crate::session::{Origin, Session};
 
 /// Every configured login provider, in the order browsers are matched.
-pub struct Registry {
+pub(crate) struct Registry {
     providers: Vec<Box<dyn LoginProvider>>,
 }
 
 /// A browser's login, as [`Registry::browser_login`] chose it.
-pub enum BrowserLogin<'a> {
+pub(crate) enum BrowserLogin<'a> {
     Start(&'a dyn LoginProvider, Origin),
     OpenInApp,
     None,
@@ -22,7 +22,7 @@ pub enum BrowserLogin<'a> {
 impl Registry {
     /// The providers the settings configure. Fails when one cannot be set up (e.g. its HTTP
     /// client).
-    pub fn from_settings(settings: &Settings) -> Result<Registry, ProviderFailure> {
+    pub(crate) fn from_settings(settings: &Settings) -> Result<Registry, ProviderFailure> {
         let providers: Vec<Box<dyn LoginProvider>> = vec![
             // One line per provider.
             Box::new(super::wechat::Wechat::from_settings(settings)?),
@@ -33,7 +33,7 @@ impl Registry {
     }
 
     /// The provider that made a session or pending login.
-    pub fn get(&self, origin: Origin) -> Option<&dyn LoginProvider> {
+    pub(crate) fn get(&self, origin: Origin) -> Option<&dyn LoginProvider> {
         self.providers
             .iter()
             .find(|p| p.record_id() == origin.provider)
@@ -41,7 +41,7 @@ impl Registry {
     }
 
     /// A kind's name (`"website"`), `"unknown"` for a provider no longer configured.
-    pub fn kind_name(&self, origin: Origin) -> &'static str {
+    pub(crate) fn kind_name(&self, origin: Origin) -> &'static str {
         self.get(origin)
             .map(|p| p.kind_name(origin.kind))
             .unwrap_or("unknown")
@@ -49,7 +49,7 @@ impl Registry {
 
     /// The first provider with a login for this browser; else whether one could log the user
     /// in inside its app.
-    pub fn browser_login(&self, headers: &HeaderMap) -> BrowserLogin<'_> {
+    pub(crate) fn browser_login(&self, headers: &HeaderMap) -> BrowserLogin<'_> {
         let mut open_in_app = false;
         for p in &self.providers {
             match p.browser_match(headers) {
@@ -72,14 +72,14 @@ impl Registry {
     }
 
     /// The provider and kind serving a JSON login endpoint.
-    pub fn json_login(&self, endpoint: JsonEndpoint) -> Option<(&dyn LoginProvider, u8)> {
+    pub(crate) fn json_login(&self, endpoint: JsonEndpoint) -> Option<(&dyn LoginProvider, u8)> {
         self.providers
             .iter()
             .find_map(|p| p.json_kind(endpoint).map(|k| (p.as_ref(), k)))
     }
 
     /// The identity headers for a session, written by the provider that made it.
-    pub fn insert_identity(
+    pub(crate) fn insert_identity(
         &self,
         headers: &mut HeaderMap,
         session: &Session,

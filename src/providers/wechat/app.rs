@@ -6,7 +6,7 @@ use crate::session::Origin;
 
 /// WeChat's byte in the session record ([`Origin::provider`]); version-2 records, from before
 /// providers, are WeChat's too.
-pub const RECORD_ID: u8 = 0;
+pub(crate) const RECORD_ID: u8 = 0;
 
 /// Which WeChat app a session came from: the provider's kind byte in the record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,7 +19,7 @@ pub enum Source {
 }
 
 impl Source {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Source::Website => "website",
             Source::OfficialAccount => "official_account",
@@ -28,7 +28,7 @@ impl Source {
         }
     }
 
-    pub fn from_u8(b: u8) -> Option<Source> {
+    pub(crate) fn from_u8(b: u8) -> Option<Source> {
         Some(match b {
             0 => Source::Website,
             1 => Source::OfficialAccount,

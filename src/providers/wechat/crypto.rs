@@ -69,7 +69,7 @@ fn b64_decode(s: &str) -> Result<Vec<u8>, base64::DecodeError> {
 }
 
 /// Decrypts `encryptedData` with the session key and iv (all base64) and returns the plaintext.
-pub fn decrypt_user_data(
+pub(crate) fn decrypt_user_data(
     session_key_b64: &str,
     encrypted_b64: &str,
     iv_b64: &str,
@@ -149,7 +149,7 @@ pub fn decrypt_and_verify(
 
 /// The one answer to every mini-program user-data failure (bad base64, key or iv length,
 /// padding, not JSON, watermark, another user's data): a difference would be an oracle.
-pub const INVALID_ENCRYPTED_DATA: &str = "encryptedData could not be decrypted or verified";
+pub(crate) const INVALID_ENCRYPTED_DATA: &str = "encryptedData could not be decrypted or verified";
 
 impl crate::common::error::ProviderError for CryptoError {
     fn class(&self) -> crate::common::error::ErrorClass {

@@ -9,13 +9,13 @@ use sha2::Sha256;
 
 use crate::session::Session;
 
-pub static OPENID: HeaderName = HeaderName::from_static("x-wechat-openid");
-pub static UNIONID: HeaderName = HeaderName::from_static("x-wechat-unionid");
-pub static APPID: HeaderName = HeaderName::from_static("x-wechat-appid");
-pub static SOURCE: HeaderName = HeaderName::from_static("x-wechat-source");
-pub static NICKNAME: HeaderName = HeaderName::from_static("x-wechat-nickname");
-pub static AVATAR: HeaderName = HeaderName::from_static("x-wechat-avatar");
-pub static SIGNATURE: HeaderName = HeaderName::from_static("x-wechat-signature");
+pub(crate) static OPENID: HeaderName = HeaderName::from_static("x-wechat-openid");
+pub(crate) static UNIONID: HeaderName = HeaderName::from_static("x-wechat-unionid");
+pub(crate) static APPID: HeaderName = HeaderName::from_static("x-wechat-appid");
+pub(crate) static SOURCE: HeaderName = HeaderName::from_static("x-wechat-source");
+pub(crate) static NICKNAME: HeaderName = HeaderName::from_static("x-wechat-nickname");
+pub(crate) static AVATAR: HeaderName = HeaderName::from_static("x-wechat-avatar");
+pub(crate) static SIGNATURE: HeaderName = HeaderName::from_static("x-wechat-signature");
 
 /// Characters kept as they are in `X-WeChat-Nickname`: RFC 3986 unreserved.
 const NICK: &AsciiSet = &NON_ALPHANUMERIC
@@ -24,7 +24,7 @@ const NICK: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-pub fn is_unreserved(b: u8) -> bool {
+pub(crate) fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
@@ -49,7 +49,7 @@ fn nickname_header(s: &Session) -> Option<HeaderValue> {
 }
 
 /// `t=<unix>,v1=<hex hmac-sha256(secret, "<t>.<unionid>.<openid>")>`
-pub fn signature(secret: &[u8], t: u64, unionid: &str, openid: &str) -> String {
+pub(crate) fn signature(secret: &[u8], t: u64, unionid: &str, openid: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("hmac takes any key length");
     mac.update(t.to_string().as_bytes());
     mac.update(b".");
@@ -61,7 +61,7 @@ pub fn signature(secret: &[u8], t: u64, unionid: &str, openid: &str) -> String {
 
 /// Write the identity headers for `s` (after stripping, so nothing spoofed survives); `source`
 /// is the name of its app kind.
-pub fn insert_identity(
+pub(crate) fn insert_identity(
     headers: &mut HeaderMap,
     s: &Session,
     source: &'static str,

@@ -23,7 +23,8 @@ mod website;
 use http::HeaderMap;
 
 use self::app::App;
-pub use self::app::{Source, RECORD_ID};
+pub use self::app::Source;
+pub(crate) use self::app::RECORD_ID;
 pub use self::client::WechatClient;
 pub use self::error::WechatError;
 pub use self::json::{sanitize_json, JsSession, OAuthToken, UserInfo};
