@@ -60,6 +60,7 @@ async fn open(kind: Kind, idle: Duration) -> Under {
         idle,
         capacity: 1000,
         backend,
+        snapshot: None,
     };
     let store = Store::connect(&settings).await.expect("the store opens");
     Under {

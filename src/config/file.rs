@@ -165,6 +165,9 @@ pub struct SessionConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis_url_file: Option<PathBuf>,
     pub max_sessions: u64,
+    /// Memory store: where sessions are written at graceful shutdown and read at start; empty =
+    /// off.
+    pub snapshot_path: String,
 }
 
 impl Default for SessionConfig {
@@ -180,6 +183,7 @@ impl Default for SessionConfig {
             redis_url: String::new(),
             redis_url_file: None,
             max_sessions: 1_000_000,
+            snapshot_path: String::new(),
         }
     }
 }

@@ -197,6 +197,9 @@ pub struct SessionSettings {
     /// Memory store only: at most this many sessions.
     pub max_sessions: u64,
     pub store: StoreKind,
+    /// `session.snapshot_path` (memory store only): sessions written at graceful shutdown and
+    /// read back at start. `None`: off.
+    pub snapshot_path: Option<std::path::PathBuf>,
 }
 
 /// `session.store`.

@@ -61,6 +61,8 @@ impl Running {
         for d in self.done {
             let _ = d.await;
         }
+        // Every worker has drained: no request can change a session any more.
+        self.app.store.save_snapshot();
     }
 }
 
@@ -111,6 +113,13 @@ fn store_settings(c: &crate::config::SessionSettings) -> crate::session::Session
             crate::config::StoreKind::Redis { url } => Backend::Redis { url: url.clone() },
             crate::config::StoreKind::Memory => Backend::Memory,
         },
+        snapshot: c
+            .snapshot_path
+            .clone()
+            .map(|path| crate::session::SnapshotFile {
+                path,
+                key: crate::session::SnapshotKey::derive(c.cookie_secret.expose()),
+            }),
     }
 }
 

@@ -21,10 +21,29 @@ impl Store {
     /// reached: the gateway does not start without its store).
     pub async fn connect(settings: &SessionStoreSettings) -> Result<Store, StoreError> {
         Ok(Store(match &settings.backend {
-            Backend::Memory => Backing::Memory(MemoryStore::new(settings)),
+            Backend::Memory => {
+                let m = MemoryStore::new(settings);
+                m.load_snapshot(unix_now());
+                Backing::Memory(m)
+            }
             Backend::Redis { url } => Backing::Redis(RedisStore::connect(url, settings).await?),
         }))
     }
+
+    /// Memory store with `session.snapshot_path`: write every live session to the snapshot
+    /// (called once the workers have drained). Logs the outcome; never fails the shutdown.
+    pub fn save_snapshot(&self) {
+        if let Backing::Memory(m) = &self.0 {
+            m.save_snapshot(unix_now());
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 macro_rules! delegate {

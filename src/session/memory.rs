@@ -3,12 +3,15 @@
 
 use std::time::Duration;
 
+use super::snapshot::{self, SnapshotFile};
 use super::{PendingLogin, Session, SessionId, SessionStore, SessionStoreSettings, StoreError};
 
 /// Sessions in process memory.
 pub(crate) struct MemoryStore {
     sessions: moka::sync::Cache<SessionId, Session>,
     pub(super) pending: moka::sync::Cache<Box<str>, Pending>,
+    /// `session.snapshot_path`: read at start, written at shutdown.
+    snapshot: Option<SnapshotFile>,
 }
 
 /// A login in flight as the memory store keeps it: the record and its own lifetime.
@@ -65,6 +68,7 @@ impl MemoryStore {
             capacity,
             ..
         } = *settings;
+        let snapshot = settings.snapshot.clone();
         Self {
             // Idle timeout in moka; the absolute lifetime is checked on every read (the record
             // carries it), which spares moka's write-order queue: ~30 bytes less per session.
@@ -82,6 +86,61 @@ impl MemoryStore {
                 .expire_after(PendingExpiry)
                 .eviction_policy(moka::policy::EvictionPolicy::lru())
                 .build(),
+            snapshot,
+        }
+    }
+
+    /// Read the snapshot, when one is configured and present, into the store (expired sessions
+    /// skipped) and remove the file. A file that cannot be read is one WARN line and an empty
+    /// start. Returns how many sessions were loaded.
+    pub(crate) fn load_snapshot(&self, now: u64) -> usize {
+        let Some(snap) = &self.snapshot else {
+            return 0;
+        };
+        let path = snap.path.display();
+        let bytes = match snapshot::take_file(&snap.path) {
+            Ok(Some(b)) => b,
+            Ok(None) => return 0,
+            Err(e) => {
+                tracing::warn!(%path, reason = %e, "session snapshot not read; starting empty");
+                return 0;
+            }
+        };
+        match snapshot::decode(&bytes, &snap.key) {
+            Ok(entries) => {
+                let mut n = 0;
+                for (id, s) in entries {
+                    if s.expires_at() > now {
+                        self.sessions.insert(id, s);
+                        n += 1;
+                    }
+                }
+                tracing::info!(%path, sessions = n, "session snapshot loaded");
+                n
+            }
+            Err(e) => {
+                tracing::warn!(%path, reason = %e, "session snapshot ignored; starting empty");
+                0
+            }
+        }
+    }
+
+    /// Write every live session to the snapshot, when one is configured. Logs the outcome (a
+    /// failure is a WARN, never a failed shutdown).
+    pub(crate) fn save_snapshot(&self, now: u64) {
+        let Some(snap) = &self.snapshot else {
+            return;
+        };
+        let live: Vec<(std::sync::Arc<SessionId>, Session)> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.expires_at() > now)
+            .collect();
+        let bytes = snapshot::encode(live.iter().map(|(id, s)| (&**id, s)), &snap.key);
+        let path = snap.path.display();
+        match snapshot::write_file(&snap.path, &bytes) {
+            Ok(()) => tracing::info!(%path, sessions = live.len(), "session snapshot written"),
+            Err(e) => tracing::warn!(%path, reason = %e, "session snapshot not written"),
         }
     }
 }

@@ -9,6 +9,7 @@ mod memory;
 mod pending;
 mod record;
 mod redis;
+mod snapshot;
 mod store;
 #[cfg(test)]
 mod tests;
@@ -18,4 +19,5 @@ pub use id::SessionId;
 pub use lookup::{authenticate, Authenticated, Credentials, MAX_SESSION_COOKIES};
 pub use pending::PendingLogin;
 pub use record::{NewSession, Origin, Session};
+pub use snapshot::{SnapshotError, SnapshotFile, SnapshotKey};
 pub use store::{Backend, SessionStore, SessionStoreSettings, StoreError};

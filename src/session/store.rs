@@ -51,12 +51,16 @@ pub struct SessionStoreSettings {
     pub capacity: u64,
     /// Where sessions live.
     pub backend: Backend,
+    /// Memory store only (`session.snapshot_path`): where sessions are written at shutdown and
+    /// read back at start.
+    pub snapshot: Option<super::SnapshotFile>,
 }
 
 /// Where sessions live (`session.store`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Backend {
-    /// In this process (moka): lost on restart, not shared between instances.
+    /// In this process (moka): not shared between instances; across restarts only with a
+    /// snapshot ([`SessionStoreSettings::snapshot`]).
     Memory,
     /// In Redis, shared by every instance pointing at it.
     Redis {

@@ -163,6 +163,7 @@ async fn pending_is_weighed_by_bytes() {
         idle: Duration::from_secs(60),
         capacity: 10,
         backend: Backend::Memory,
+        snapshot: None,
     });
     let big = PendingLogin {
         rd: format!("/{}", "x".repeat(crate::common::redirect::MAX_RD - 1)),

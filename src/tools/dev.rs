@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -32,20 +32,52 @@ pub struct DevArgs {
     pub certs: PathBuf,
 }
 
-/// The demo configuration: every app kind, pointed at the mock.
-pub fn dev_config(
-    gateway: SocketAddr,
-    mock_url: &str,
-    upstream: SocketAddr,
-    cert: &std::path::Path,
-    key: &std::path::Path,
-) -> String {
+/// The demo's cookie secret, kept in `certs/` beside the certificate (mode 0600; git-ignored),
+/// so the session snapshot written at Ctrl-C opens at the next start.
+const DEV_SECRET: &str = "dev-cookie-secret";
+/// The demo's session snapshot (`session.snapshot_path`), in `certs/` too: the demo keeps its
+/// login across restarts.
+const DEV_SNAPSHOT: &str = "dev-sessions.snapshot";
+
+/// The demo's cookie secret from `dir`, made (random, 0600) when missing or unusable.
+fn dev_secret(dir: &Path) -> anyhow::Result<String> {
+    let path = dir.join(DEV_SECRET);
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        let s = s.trim();
+        if s.len() >= 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(s.to_owned());
+        }
+    }
     let secret = {
         use rand::RngCore;
         let mut b = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut b);
         hex::encode(b)
     };
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    use std::io::Write;
+    opts.open(&path)
+        .and_then(|mut f| f.write_all(secret.as_bytes()))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(secret)
+}
+
+/// The demo configuration: every app kind, pointed at the mock; sessions snapshotted to
+/// `snapshot` under `secret`.
+pub fn dev_config(
+    gateway: SocketAddr,
+    mock_url: &str,
+    upstream: SocketAddr,
+    (cert, key): (&Path, &Path),
+    secret: &str,
+    snapshot: &Path,
+) -> String {
     format!(
         r#"
 [server]
@@ -63,6 +95,7 @@ open_base = "{mock_url}"
 
 {apps}[session]
 cookie_secret = "{secret}"
+snapshot_path = "{snapshot}"
 
 [access]
 public_paths = ["/public/"]
@@ -73,6 +106,7 @@ files = {{ "MP_verify_wxgatedemo.txt" = "wxgatedemo" }}
         port = gateway.port(),
         cert = cert.display(),
         key = key.display(),
+        snapshot = snapshot.display(),
         apps = fixtures::apps_toml(),
     )
 }
@@ -100,7 +134,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let upstream_addr = upstream.local_addr()?;
     tokio::spawn(serve_whoami(upstream));
 
-    let toml = dev_config(args.listen, &mock_url, upstream_addr, &cert, &key);
+    let secret = dev_secret(&args.certs)?;
+    let snapshot = args.certs.join(DEV_SNAPSHOT);
+    let toml = dev_config(
+        args.listen,
+        &mock_url,
+        upstream_addr,
+        (&cert, &key),
+        &secret,
+        &snapshot,
+    );
     let mut settings = Config::from_toml(&toml).context("dev configuration")?;
     settings.wechat.api_base = mock.url();
     let running = crate::server::serve(settings).await?;
@@ -136,7 +179,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         "  App login:   curl -s -XPOST '{mock_url}/mock/code?appid={}&user=alice'  then POST {{\"code\":...}} to {url}_wxgate/app/login",
         fixtures::MOBILE_APPID
     );
-    println!("  Ctrl-C stops.");
+    println!(
+        "  Ctrl-C stops; sessions are kept in {} for the next start.",
+        snapshot.display()
+    );
     println!();
     crate::server::shutdown_signal().await;
     running.shutdown().await;

@@ -72,6 +72,41 @@ pub(super) fn check(se: &SessionConfig) -> Result<SessionSettings, ConfigError> 
             ))
         }
     };
+    let snapshot_path = match se.snapshot_path.as_str() {
+        "" => None,
+        p => {
+            if store != StoreKind::Memory {
+                return Err(invalid(
+                    "session.snapshot_path",
+                    "only with store = \"memory\" (Redis keeps sessions across restarts itself)",
+                ));
+            }
+            let path = std::path::PathBuf::from(p);
+            if path.file_name().is_none() || p.ends_with('/') {
+                return Err(invalid(
+                    "session.snapshot_path",
+                    format!("'{p}' is not a file path"),
+                ));
+            }
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => std::path::PathBuf::from("."),
+            };
+            if !dir.is_dir() {
+                return Err(invalid(
+                    "session.snapshot_path",
+                    format!("directory '{}' does not exist", dir.display()),
+                ));
+            }
+            if path.is_dir() {
+                return Err(invalid(
+                    "session.snapshot_path",
+                    format!("'{p}' is a directory"),
+                ));
+            }
+            Some(path)
+        }
+    };
     Ok(SessionSettings {
         cookie_name: se.cookie_name.clone(),
         login_cookie: format!("{}_login", se.cookie_name),
@@ -81,5 +116,6 @@ pub(super) fn check(se: &SessionConfig) -> Result<SessionSettings, ConfigError> 
         idle: Duration::from_secs(se.idle_secs),
         max_sessions: se.max_sessions,
         store,
+        snapshot_path,
     })
 }
