@@ -125,8 +125,44 @@ fn run(flag: Option<PathBuf>) -> anyhow::Result<()> {
     let rt = runtime()?;
     rt.block_on(async move {
         let running = wxgate::server::serve(settings).await?;
-        wxgate::server::shutdown_signal().await;
+        tokio::select! {
+            _ = wxgate::server::shutdown_signal() => {}
+            _ = reload_on_sighup(&running) => {}
+        }
         running.shutdown().await;
         Ok(())
     })
+}
+
+/// SIGHUP: re-read the TLS files (new connections get the new certificate). The rest of the
+/// config is not re-read yet, and the log says so. Never returns.
+async fn reload_on_sighup(running: &wxgate::server::Running) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hup) => {
+                while hup.recv().await.is_some() {
+                    if !running.has_tls() {
+                        tracing::info!(
+                            "SIGHUP: no TLS configured; config changes need a restart (not yet reloaded)"
+                        );
+                        continue;
+                    }
+                    // A failed reload has logged its ERROR (file and reason); the old certificate stays.
+                    if running.reload_tls().is_ok() {
+                        tracing::info!(
+                            "SIGHUP: TLS files reloaded; other config changes need a restart (not yet reloaded)"
+                        );
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; reload by signal is off")
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = running;
+    std::future::pending::<()>().await
 }

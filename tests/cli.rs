@@ -499,3 +499,71 @@ async fn mock_wechat_command_serves() {
         .starts_with("text/plain"));
     assert_eq!(reply.json()["errcode"], 40125);
 }
+
+/// The certificate a new TLS connection to `addr` gets.
+async fn served_cert(addr: std::net::SocketAddr) -> Vec<u8> {
+    let (s, _) = tls_connect(addr, &[b"http/1.1"]).await;
+    s.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+/// Wait until the child's log holds `n` lines containing `needle`.
+async fn log_count(child: &Child, needle: &str, n: usize) {
+    let t = Instant::now();
+    while child.log.lock().unwrap().matches(needle).count() < n {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no {needle:?} in the log: {}",
+            child.log.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn sighup_reloads_tls_files() {
+    let up = start_upstream().await;
+    let (dir, cert, key) = test_cert();
+    let cfg = dir.path().join("wxgate.toml");
+    let toml = config_toml(
+        up.addr,
+        "http://127.0.0.1:9",
+        "[access]\npublic_paths = [\"/\"]\n",
+    )
+    .replace(
+        "[upstream]",
+        &format!(
+            "tls_cert = \"{}\"\ntls_key = \"{}\"\n\n[upstream]",
+            cert.display(),
+            key.display()
+        ),
+    );
+    std::fs::write(&cfg, toml).unwrap();
+    let child = spawn_run(&cfg, &[("RUST_LOG", "info")]);
+    let a = served_cert(child.addr).await;
+    let b = rcgen::generate_simple_self_signed(vec!["b.example".to_string()]).unwrap();
+    std::fs::write(&cert, b.cert.pem()).unwrap();
+    std::fs::write(&key, b.key_pair.serialize_pem()).unwrap();
+    let pid = child.child.id().to_string();
+    let hup = || {
+        assert!(Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success())
+    };
+    hup();
+    log_count(&child, "SIGHUP: TLS files reloaded", 1).await;
+    let seen = served_cert(child.addr).await;
+    assert_ne!(seen, a);
+    assert_eq!(seen, b.cert.der().to_vec());
+    // An invalid key: one ERROR naming the file, the process stays up with B.
+    std::fs::write(&key, "not a key").unwrap();
+    hup();
+    log_count(&child, "TLS reload failed", 1).await;
+    let log = child.log.lock().unwrap().clone();
+    assert!(
+        log.contains("server.tls_key") && log.contains("ERROR"),
+        "{log}"
+    );
+    assert_eq!(served_cert(child.addr).await, b.cert.der().to_vec());
+}

@@ -11,6 +11,8 @@ use super::error::{invalid, ConfigError};
 /// A certificate chain and its key, read and parsed at config load.
 pub struct TlsFiles {
     pub cert_path: PathBuf,
+    /// Where the key was read from (the server re-reads both files on reload).
+    pub key_path: PathBuf,
     pub certs: Vec<CertificateDer<'static>>,
     pub key: PrivateKeyDer<'static>,
 }
@@ -19,6 +21,7 @@ impl Clone for TlsFiles {
     fn clone(&self) -> Self {
         Self {
             cert_path: self.cert_path.clone(),
+            key_path: self.key_path.clone(),
             certs: self.certs.clone(),
             key: self.key.clone_key(),
         }
@@ -29,6 +32,7 @@ impl std::fmt::Debug for TlsFiles {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TlsFiles")
             .field("cert_path", &self.cert_path)
+            .field("key_path", &self.key_path)
             .field("certs", &self.certs.len())
             .finish_non_exhaustive()
     }
@@ -78,6 +82,7 @@ impl TlsFiles {
             })?;
         let files = TlsFiles {
             cert_path: cert.to_path_buf(),
+            key_path: key.to_path_buf(),
             certs,
             key: key_der,
         };

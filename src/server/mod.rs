@@ -8,6 +8,7 @@
 //! `tls.rs`, `metrics_listener.rs` (`server.metrics_listen`), `shutdown.rs`.
 
 mod acceptor;
+pub mod cert_reload;
 mod connection;
 pub(crate) mod limits;
 mod metrics_listener;
@@ -19,6 +20,7 @@ pub use self::shutdown::shutdown_signal;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -50,11 +52,28 @@ pub struct Running {
     /// Where `/metrics` is served (`server.metrics_listen`), when it is set.
     pub metrics_addr: Option<SocketAddr>,
     pub app: Arc<App>,
+    /// The swappable certificate, with TLS.
+    certs: Option<Arc<cert_reload::CertReloader>>,
     stop: watch::Sender<bool>,
     done: Vec<oneshot::Receiver<()>>,
 }
 
 impl Running {
+    /// Whether the listener serves TLS.
+    pub fn has_tls(&self) -> bool {
+        self.certs.is_some()
+    }
+
+    /// Re-read the TLS files named in the config: new connections get the new certificate,
+    /// open ones keep theirs. An invalid pair is logged (ERROR) and returned; the old
+    /// certificate stays. Without TLS configured this is an error too.
+    pub fn reload_tls(&self) -> Result<(), ServeError> {
+        match &self.certs {
+            Some(c) => c.reload().map_err(ServeError::Tls),
+            None => Err(ServeError::Tls("TLS is not configured".into())),
+        }
+    }
+
     /// Stop accepting, let in-flight requests finish (within the grace period), return.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
@@ -123,20 +142,48 @@ fn store_settings(c: &crate::config::SessionSettings) -> crate::session::Session
     }
 }
 
+/// Knobs the config file does not have (tests shorten them).
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// How often the TLS files are checked for changes on disk.
+    pub tls_poll_interval: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            tls_poll_interval: cert_reload::DEFAULT_POLL_INTERVAL,
+        }
+    }
+}
+
 /// Like [`serve`], on a listener the caller bound (tests bind `127.0.0.1:0`).
+pub async fn serve_on(listener: TcpListener, settings: Settings) -> Result<Running, ServeError> {
+    serve_on_with(listener, settings, ServeOptions::default()).await
+}
+
+/// Like [`serve_on`], with [`ServeOptions`].
 ///
 /// Thread per core, like nginx's workers: each worker thread runs its own single-threaded
 /// runtime and its own upstream connection pool, so a request never hops threads between the
 /// client connection and the upstream connection. One acceptor deals new connections to the
 /// workers in turn, so keep-alive load spreads evenly (a shared accept queue lets one worker
 /// grab most connections).
-pub async fn serve_on(listener: TcpListener, settings: Settings) -> Result<Running, ServeError> {
+pub async fn serve_on_with(
+    listener: TcpListener,
+    settings: Settings,
+    opts: ServeOptions,
+) -> Result<Running, ServeError> {
     let store = crate::session::Store::connect(&store_settings(&settings.session))
         .await
         .map_err(|e| ServeError::Store(e.to_string()))?;
-    let tls = match &settings.tls {
-        Some(files) => Some(tokio_rustls::TlsAcceptor::from(
-            tls::server_config(files).map_err(ServeError::Tls)?,
+    let certs = match &settings.tls {
+        Some(files) => Some(cert_reload::CertReloader::new(files).map_err(ServeError::Tls)?),
+        None => None,
+    };
+    let tls = match &certs {
+        Some(c) => Some(tokio_rustls::TlsAcceptor::from(
+            tls::reloadable_config(c.clone()).map_err(ServeError::Tls)?,
         )),
         None => None,
     };
@@ -197,6 +244,16 @@ pub async fn serve_on(listener: TcpListener, settings: Settings) -> Result<Runni
         }
         None => None,
     };
+    if let Some(c) = &certs {
+        // Certificate renewals on disk (certbot) reach new connections without a signal.
+        let (watch_done_tx, watch_done_rx) = oneshot::channel();
+        let (c, stop) = (c.clone(), stop_rx.clone());
+        tokio::spawn(async move {
+            c.watch(opts.tls_poll_interval, stop).await;
+            let _ = watch_done_tx.send(());
+        });
+        done.push(watch_done_rx);
+    }
     let (acceptor_done_tx, acceptor_done_rx) = oneshot::channel();
     tokio::spawn(async move {
         acceptor::acceptor(listener, queues, stop_rx, conn_limits).await;
@@ -208,6 +265,7 @@ pub async fn serve_on(listener: TcpListener, settings: Settings) -> Result<Runni
         addr,
         metrics_addr,
         app,
+        certs,
         stop: stop_tx,
         done,
     })

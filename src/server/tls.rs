@@ -7,17 +7,35 @@ use std::sync::Arc;
 /// The certificate files, loaded and checked by config (re-exported for the examples).
 pub use crate::config::TlsFiles;
 
-/// rustls server config for `files` with the ring provider and ALPN `h2, http/1.1`.
-pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, String> {
+use super::cert_reload::CertReloader;
+
+fn builder(
+) -> Result<rustls::ConfigBuilder<rustls::ServerConfig, rustls::server::WantsServerCert>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+    Ok(rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
-        .with_no_client_auth()
+        .with_no_client_auth())
+}
+
+fn with_alpn(mut cfg: rustls::ServerConfig) -> Arc<rustls::ServerConfig> {
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Arc::new(cfg)
+}
+
+/// rustls server config for `files` with the ring provider and ALPN `h2, http/1.1`; the
+/// certificate is fixed (the examples use this; the server uses [`reloadable_config`]).
+pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, String> {
+    let cfg = builder()?
         .with_single_cert(files.certs.clone(), files.key.clone_key())
         .map_err(|e| format!("certificate and key do not match or are unusable: {e}"))?;
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(cfg))
+    Ok(with_alpn(cfg))
+}
+
+/// Like [`server_config`], with the certificate taken from `certs` at each handshake, so a
+/// reload reaches new connections without a restart.
+pub fn reloadable_config(certs: Arc<CertReloader>) -> Result<Arc<rustls::ServerConfig>, String> {
+    Ok(with_alpn(builder()?.with_cert_resolver(certs)))
 }
 
 /// Write a self-signed certificate for `names` to `dir/server.crt` + `dir/server.key`
