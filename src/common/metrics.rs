@@ -70,6 +70,9 @@ pub struct Metrics {
     pub sessions: Gauge,
     /// Login-endpoint requests refused by `access.login_rate_per_minute`.
     pub rate_limited: Counter,
+    /// Session-store operations that failed (Redis unreachable or timing out). The store counts
+    /// them itself; the `/metrics` answer copies its count in with [`Metrics::set_store_errors`].
+    store_errors: Counter,
 }
 
 impl Default for Metrics {
@@ -213,12 +216,19 @@ impl Metrics {
             "Login-endpoint requests refused by the per-client rate limit",
             rate_limited.clone(),
         );
+        let store_errors = Counter::default();
+        registry.register(
+            "store_errors",
+            "Session-store operations that failed (store unreachable or timing out)",
+            store_errors.clone(),
+        );
         Self {
             registry,
             hot,
             logins,
             sessions,
             rate_limited,
+            store_errors,
         }
     }
 
@@ -236,6 +246,13 @@ impl Metrics {
         self.logins
             .get_or_create(&LoginLabels { source, outcome })
             .inc();
+    }
+
+    /// The store's own count of failed operations (monotonic: it only ever grows).
+    pub fn set_store_errors(&self, n: u64) {
+        self.store_errors
+            .inner()
+            .fetch_max(n, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn render(&self) -> String {

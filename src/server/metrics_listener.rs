@@ -23,6 +23,7 @@ pub(crate) fn metrics_response(app: &App) -> Response<Body> {
     if let Some(n) = app.store.session_count() {
         app.metrics.sessions.set(n as i64);
     }
+    app.metrics.set_store_errors(app.store.error_count());
     http_util::respond(
         StatusCode::OK,
         "application/openmetrics-text; version=1.0.0; charset=utf-8",

@@ -82,4 +82,7 @@ impl SessionStore for Store {
     fn session_count(&self) -> Option<u64> {
         delegate!(self, s => s.session_count())
     }
+    fn error_count(&self) -> u64 {
+        delegate!(self, s => s.error_count())
+    }
 }

@@ -4,7 +4,13 @@
 //! on read (GETEX); the absolute expiry is checked on every read. Logins in flight expire after
 //! their own TTL (in milliseconds) and are taken with GETDEL, so a state is consumed once across
 //! all instances.
+//!
+//! Redis unreachable: every operation fails fast (connection refused) or within `OP_TIMEOUT`
+//! with `StoreError::Unavailable` (a 503), the outage is logged once when it starts and once
+//! when it ends, and the connection comes back by itself on the first operation after Redis
+//! does.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -24,6 +30,11 @@ pub(crate) struct RedisStore {
     idle_ms: u64,
     /// Expiry of a new key: the shorter of the idle timeout and the absolute lifetime.
     insert_ms: u64,
+    /// Whether the last operation failed: the outage is logged once when it starts and once
+    /// when it ends, not once per request.
+    down: AtomicBool,
+    /// Failed operations since start (`wxgate_store_errors_total`).
+    errors: AtomicU64,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -54,11 +65,15 @@ impl RedisStore {
     ) -> Result<RedisStore, StoreError> {
         let client = redis::Client::open(url)
             .map_err(|e| unavailable(format!("bad redis_url: {:?}", e.kind())))?;
+        // No retries inside a reconnect: the manager's backoff starts at one second (plus
+        // jitter), and a request would wait on it; the service must come back within moments
+        // of Redis. A failed reconnect leaves a connection-refused error that the next
+        // operation turns into a fresh attempt (and `run` retries it once), so reconnecting is
+        // driven by requests and `/readyz` probes, one attempt at a time.
         let cfg = ConnectionManagerConfig::new()
             .set_connection_timeout(OP_TIMEOUT)
             .set_response_timeout(OP_TIMEOUT)
-            .set_number_of_retries(2)
-            .set_max_delay(1000);
+            .set_number_of_retries(0);
         let conn = tokio::time::timeout(
             OP_TIMEOUT * 2,
             client.get_connection_manager_with_config(cfg),
@@ -70,15 +85,48 @@ impl RedisStore {
             conn,
             idle_ms: px(settings.idle),
             insert_ms: px(settings.idle.min(settings.ttl)),
+            down: AtomicBool::new(false),
+            errors: AtomicU64::new(0),
         })
     }
 
+    /// One command, bounded by [`OP_TIMEOUT`] in all (a dead or silent Redis never holds a
+    /// request longer).
     async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
-        let mut conn = self.conn.clone();
-        match tokio::time::timeout(OP_TIMEOUT, cmd.query_async::<T>(&mut conn)).await {
+        let r = match tokio::time::timeout(OP_TIMEOUT, self.query(cmd)).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(unavailable(e)),
             Err(_) => Err(unavailable("redis timed out")),
+        };
+        self.note(&r);
+        r
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
+        let mut conn = self.conn.clone();
+        match cmd.query_async::<T>(&mut conn).await {
+            // The connection was refused: the command never left, so it is safe to send again.
+            // The failed connection started a new attempt; the first request after Redis is
+            // back rides on it instead of getting a 503.
+            Err(e) if e.is_connection_refusal() => cmd.query_async::<T>(&mut conn).await,
+            r => r,
+        }
+    }
+
+    /// Count a failure, and log the store going down or coming back (once per change).
+    fn note<T>(&self, r: &Result<T, StoreError>) {
+        match r {
+            Err(e) => {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                if !self.down.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "session store unavailable; answering 503 until it is back");
+                }
+            }
+            Ok(_) => {
+                if self.down.swap(false, Ordering::Relaxed) {
+                    tracing::info!("session store available again");
+                }
+            }
         }
     }
 }
@@ -147,6 +195,9 @@ impl SessionStore for RedisStore {
     }
     fn session_count(&self) -> Option<u64> {
         None
+    }
+    fn error_count(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
     }
 }
 

@@ -122,4 +122,9 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Number of sessions held, for metrics: approximate (it may still count some that expired
     /// or were removed a moment ago), and `None` when the store cannot say cheaply (Redis).
     fn session_count(&self) -> Option<u64>;
+    /// Operations that failed with [`StoreError::Unavailable`] since start, for metrics
+    /// (`wxgate_store_errors_total`); stores that cannot fail that way say 0.
+    fn error_count(&self) -> u64 {
+        0
+    }
 }
