@@ -4,6 +4,8 @@
 
 use http::header::{HeaderMap, HeaderValue, AUTHORIZATION, COOKIE, SET_COOKIE};
 
+use crate::common::http_util::retain_header_values;
+
 /// Drop the named cookies from every `Cookie` header; drop a header left empty.
 /// One pass to look; allocates only when one of `names` is there next to other cookies.
 ///
@@ -122,27 +124,7 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 #[inline]
 pub fn strip_bearer_tokens(headers: &mut HeaderMap, is_ours: impl Fn(&str) -> bool) {
     let ours = |v: &HeaderValue| v.to_str().ok().and_then(parse_bearer).is_some_and(&is_ours);
-    let mut all = headers.get_all(AUTHORIZATION).iter();
-    match (all.next(), all.next()) {
-        (None, _) => {}
-        (Some(v), None) => {
-            if ours(v) {
-                headers.remove(AUTHORIZATION);
-            }
-        }
-        _ => {
-            let kept: Vec<HeaderValue> = headers
-                .get_all(AUTHORIZATION)
-                .iter()
-                .filter(|v| !ours(v))
-                .cloned()
-                .collect();
-            headers.remove(AUTHORIZATION);
-            for v in kept {
-                headers.append(AUTHORIZATION, v);
-            }
-        }
-    }
+    retain_header_values(headers, AUTHORIZATION, |v| !ours(v));
 }
 
 /// The name under which a browser will send back the cookie a `Set-Cookie` value sets: the
@@ -166,23 +148,11 @@ pub(crate) fn strip_set_cookies(headers: &mut HeaderMap, names: &[&str]) {
         let n = set_cookie_name(v.as_bytes());
         names.iter().any(|x| x.as_bytes() == n)
     };
-    if !headers.get_all(SET_COOKIE).iter().any(ours) {
-        return;
-    }
-    let kept: Vec<HeaderValue> = headers
-        .get_all(SET_COOKIE)
-        .iter()
-        .filter(|v| !ours(v))
-        .cloned()
-        .collect();
-    headers.remove(SET_COOKIE);
-    for v in kept {
-        headers.append(SET_COOKIE, v);
-    }
+    retain_header_values(headers, SET_COOKIE, |v| !ours(v));
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use http::header::HeaderName;
 
@@ -328,13 +298,13 @@ mod tests {
         assert!(h.is_empty());
     }
 
-    mod props {
+    pub(crate) mod props {
         use super::*;
         use proptest::prelude::*;
 
         /// Bytes a header value may hold (visible ASCII, space, tab, obs-text), with the
         /// separators and the gateway's names made likely.
-        fn value_bytes() -> impl Strategy<Value = Vec<u8>> {
+        pub(crate) fn value_bytes() -> impl Strategy<Value = Vec<u8>> {
             let piece = prop_oneof![
                 Just(b"_wxgate".to_vec()),
                 Just(b"_wxgate_login".to_vec()),
@@ -353,7 +323,7 @@ mod tests {
             proptest::collection::vec(piece, 0..16).prop_map(|v| v.concat())
         }
 
-        fn headers(values: &[Vec<u8>], name: &HeaderName) -> HeaderMap {
+        pub(crate) fn headers(values: &[Vec<u8>], name: &HeaderName) -> HeaderMap {
             let mut h = HeaderMap::new();
             for v in values {
                 if let Ok(v) = HeaderValue::from_bytes(v) {

@@ -2,6 +2,7 @@
 //! query parsing, and how a request says what it wants back.
 
 use bytes::Bytes;
+use http::header::HeaderName;
 use http::header::{
     HeaderValue, ACCEPT, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION,
     X_CONTENT_TYPE_OPTIONS,
@@ -117,6 +118,40 @@ pub fn wants_json(headers: &HeaderMap) -> bool {
         .unwrap_or("");
     (accept.contains("application/json") && !accept.contains("text/html"))
         || headers.contains_key(&X_REQUESTED_WITH)
+}
+
+/// Remove every header whose name `drop` picks. One look at each name; allocates only when one
+/// is there.
+pub(crate) fn remove_headers_where(h: &mut HeaderMap, drop: impl Fn(&HeaderName) -> bool) {
+    if !h.keys().any(&drop) {
+        return;
+    }
+    let names: Vec<HeaderName> = h.keys().filter(|n| drop(n)).cloned().collect();
+    for n in names {
+        h.remove(&n);
+    }
+}
+
+/// Keep, in order, only the values of header `name` that `keep` accepts. One look at each
+/// value; allocates only when one goes.
+pub(crate) fn retain_header_values(
+    h: &mut HeaderMap,
+    name: HeaderName,
+    keep: impl Fn(&HeaderValue) -> bool,
+) {
+    if h.get_all(&name).iter().all(&keep) {
+        return;
+    }
+    let kept: Vec<HeaderValue> = h
+        .get_all(&name)
+        .iter()
+        .filter(|v| keep(v))
+        .cloned()
+        .collect();
+    h.remove(&name);
+    for v in kept {
+        h.append(name.clone(), v);
+    }
 }
 
 pub fn unix_now() -> u64 {

@@ -2,9 +2,10 @@
 //! `X-WeCom-*`, in any spelling) survives from the client, and a gateway bearer token is never
 //! passed on to the upstream.
 
-use http::header::{HeaderMap, HeaderName};
+use http::header::HeaderMap;
 
 use crate::common::cookies;
+use crate::common::http_util::remove_headers_where;
 use crate::session::SessionId;
 
 /// `X-WeChat-*` and `X-WeCom-*` with every character other than a letter or digit taken out.
@@ -34,17 +35,7 @@ pub(crate) fn is_identity_header(name: &str) -> bool {
 
 /// Remove every spoofed identity header. Allocates only when one is present.
 pub(crate) fn strip_identity_headers(headers: &mut HeaderMap) {
-    if !headers.keys().any(|k| is_identity_header(k.as_str())) {
-        return;
-    }
-    let spoofed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| is_identity_header(k.as_str()))
-        .cloned()
-        .collect();
-    for name in spoofed {
-        headers.remove(&name);
-    }
+    remove_headers_where(headers, |k| is_identity_header(k.as_str()));
 }
 
 /// Remove every `Authorization` value that is a gateway bearer token (`Bearer` and a token in
@@ -177,37 +168,8 @@ mod tests {
 
     mod props {
         use super::*;
+        use crate::common::cookies::tests::props::{headers, value_bytes};
         use proptest::prelude::*;
-        /// Bytes a header value may hold (visible ASCII, space, tab, obs-text), with the
-        /// separators and the gateway's names made likely.
-        fn value_bytes() -> impl Strategy<Value = Vec<u8>> {
-            let piece = prop_oneof![
-                Just(b"_wxgate".to_vec()),
-                Just(b"_wxgate_login".to_vec()),
-                Just(b"=".to_vec()),
-                Just(b";".to_vec()),
-                Just(b" ".to_vec()),
-                Just(b"\t".to_vec()),
-                Just(b"\"".to_vec()),
-                Just(b"Bearer ".to_vec()),
-                Just("张".as_bytes().to_vec()),
-                proptest::collection::vec(
-                    prop_oneof![0x20u8..=0x7e, Just(b'\t'), 0x80u8..=0xff],
-                    0..12
-                ),
-            ];
-            proptest::collection::vec(piece, 0..16).prop_map(|v| v.concat())
-        }
-
-        fn headers(values: &[Vec<u8>], name: &HeaderName) -> HeaderMap {
-            let mut h = HeaderMap::new();
-            for v in values {
-                if let Ok(v) = HeaderValue::from_bytes(v) {
-                    h.append(name.clone(), v);
-                }
-            }
-            h
-        }
 
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(10_000))]

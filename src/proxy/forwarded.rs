@@ -62,17 +62,7 @@ fn is_client_forwarding(n: &HeaderName) -> bool {
 /// Remove what an untrusted client says about where it is (see [`is_client_forwarding`]).
 /// One look at each name; allocates only when there is one.
 fn strip_client_forwarding(h: &mut HeaderMap) {
-    if !h.keys().any(is_client_forwarding) {
-        return;
-    }
-    let names: Vec<HeaderName> = h
-        .keys()
-        .filter(|n| is_client_forwarding(n))
-        .cloned()
-        .collect();
-    for n in names {
-        h.remove(&n);
-    }
+    crate::common::http_util::remove_headers_where(h, is_client_forwarding);
 }
 
 /// `X-Forwarded-For/Proto/Host`. From an untrusted peer, every incoming forwarding header

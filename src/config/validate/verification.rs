@@ -32,22 +32,3 @@ pub(super) fn check(v: &VerificationConfig) -> Result<VerificationSettings, Conf
         files: v.files.clone(),
     })
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names() {
-        assert!(is_verification_name("MP_verify_abc123.txt"));
-        assert!(is_verification_name("WW_verify_Xy9.txt"));
-        assert!(is_verification_name("a-b_c_verify_x_verify_9.txt"));
-        assert!(!is_verification_name("MP_verify_.txt"));
-        assert!(!is_verification_name("_verify_abc.txt"));
-        assert!(!is_verification_name("MP_verify_ab-c.txt"));
-        assert!(!is_verification_name("MP_verify_abc.txt.bak"));
-        assert!(!is_verification_name("MP_verify_abc.TXT"));
-        assert!(!is_verification_name("../MP_verify_abc.txt"));
-        assert!(!is_verification_name("MP_verify_a%2e.txt"));
-    }
-}
