@@ -3,6 +3,7 @@
 //! in Redis). Knows no login provider and no endpoint; uses only `common` (the `rd` bound).
 
 mod chosen;
+mod grant;
 mod id;
 mod lookup;
 mod memory;
@@ -15,6 +16,7 @@ mod store;
 mod tests;
 
 pub use chosen::Store;
+pub use grant::Grant;
 pub use id::SessionId;
 pub use lookup::{authenticate, Authenticated, Credentials, MAX_SESSION_COOKIES};
 pub use pending::PendingLogin;

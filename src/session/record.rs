@@ -3,6 +3,8 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use super::grant::{self, Grant};
+
 /// Which login made a session: the provider (its record id, see the provider registry) and the
 /// provider's own kind of login (e.g. WeChat's website or mini program). The record carries the
 /// two bytes; only the provider knows what they name.
@@ -19,6 +21,10 @@ pub struct Origin {
 /// openid, unionid, appid, nickname (raw UTF-8: a third of its percent-encoded size for CJK and
 /// emoji), avatar. Lengths are one byte (255 = absent) except nickname and avatar (two bytes,
 /// little-endian). Every byte saved here is a megabyte at a million sessions.
+///
+/// Version 4 adds, after the strings, an optional grant block (`session/grant.rs`: the
+/// provider's tokens for revalidation); version 3 is the same layout without it and is still
+/// read.
 ///
 /// Version 2 (before providers) is still read: `[2][source][created_at u32][expires_at u32]`,
 /// six lengths, the same strings plus a session key. It had one provider, record id 0, whose
@@ -42,7 +48,9 @@ pub struct NewSession<'a> {
     pub expires_at: u64,
 }
 
-const VERSION: u8 = 3;
+const VERSION: u8 = 4;
+/// Version 3: version 4 without the grant block.
+const V3: u8 = 3;
 /// (offset, width) of each field's length in the header, in field order.
 const LENS: [(usize, usize); 5] = [(7, 1), (8, 1), (9, 1), (10, 2), (12, 2)];
 const HEAD: usize = 14;
@@ -153,9 +161,12 @@ impl Session {
     /// records are converted.
     pub fn from_bytes(buf: Bytes) -> Option<Session> {
         match buf.first() {
-            Some(&VERSION) if buf.len() >= HEAD => {
-                read_fields(&buf, HEAD, &LENS)?;
-                Some(Session { buf })
+            Some(&v) if (v == VERSION || v == V3) && buf.len() >= HEAD => {
+                let end = strings_end(&buf)?;
+                read_fields(&buf[..end], HEAD, &LENS)?;
+                let tail = &buf[end..];
+                (tail.is_empty() || (v == VERSION && grant::valid_tail(tail)))
+                    .then_some(Session { buf })
             }
             Some(&v2::VERSION) if buf.len() >= v2::HEAD && buf[1] < v2::KINDS => {
                 let f = read_fields(&buf, v2::HEAD, &v2::LENS)?;
@@ -245,6 +256,53 @@ impl Session {
     }
     pub fn avatar_header(&self) -> Option<http::HeaderValue> {
         self.header(Field::Avatar)
+    }
+}
+
+// --- The grant block (revalidation, `session/grant.rs`) -------------------------------------
+
+/// Where the strings end (and the grant block, if any, starts); None when the lengths run
+/// past the buffer.
+fn strings_end(buf: &[u8]) -> Option<usize> {
+    let mut at = HEAD;
+    for slot in LENS {
+        let len = read_len(buf, slot);
+        if len != ABSENT {
+            at += len as usize;
+        }
+    }
+    (at <= buf.len()).then_some(at)
+}
+
+impl Session {
+    /// This record with `g` as its grant (replacing any), or without one when `g` is None or
+    /// its tokens are too long to keep.
+    pub fn with_grant(&self, g: Option<&Grant>) -> Session {
+        let end = strings_end(&self.buf).unwrap_or(self.buf.len());
+        let mut v = Vec::with_capacity(end + 256);
+        v.extend_from_slice(&self.buf[..end]);
+        v[0] = VERSION;
+        if let Some(g) = g {
+            grant::encode(g, &mut v);
+        }
+        Session {
+            buf: Bytes::from(v),
+        }
+    }
+
+    /// The provider's grant this session keeps (only with `session.revalidate_secs`).
+    pub fn grant(&self) -> Option<Grant> {
+        grant::decode(self.grant_tail())
+    }
+
+    /// When the grant was last known good, without decoding its tokens.
+    pub fn granted_at(&self) -> Option<u64> {
+        grant::granted_at(self.grant_tail())
+    }
+
+    fn grant_tail(&self) -> &[u8] {
+        let end = strings_end(&self.buf).unwrap_or(self.buf.len());
+        &self.buf[end..]
     }
 }
 
