@@ -44,6 +44,10 @@ pub enum ErrorClass {
     /// The client's own input to the provider is bad, e.g. user data that does not decrypt
     /// (400, no "sign in again").
     InvalidInput,
+    /// The provider vouched only for a virtual, placeholder identity (WeChat's snapshot page,
+    /// `is_snapshotuser`): no session; the user completes the login in the provider's app and
+    /// signs in again (401, with "sign in again").
+    VirtualIdentity,
 }
 
 /// A login provider's error, as the error mapping sees it. `Display` must be safe to log: no
@@ -169,6 +173,7 @@ impl GatewayError {
                 ErrorClass::Busy => StatusCode::SERVICE_UNAVAILABLE,
                 ErrorClass::Forbidden => StatusCode::FORBIDDEN,
                 ErrorClass::Upstream => StatusCode::BAD_GATEWAY,
+                ErrorClass::VirtualIdentity => StatusCode::UNAUTHORIZED,
             },
             Login(LoginError::Refused) => StatusCode::UNAUTHORIZED,
             Login(LoginError::NotAllowed) => StatusCode::FORBIDDEN,

@@ -63,11 +63,20 @@ pub struct LoginLabels {
     pub outcome: &'static str,
 }
 
+/// Label of the revalidations counter: `valid`, `renewed` (refreshed), `revoked` (the session
+/// ends) or `unknown` (the provider could not say; the session stays).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     hot: Arc<HotPath>,
     pub logins: Family<LoginLabels, Counter>,
     pub sessions: Gauge,
+    /// Re-checks of browser sessions' grants (`session.revalidate_secs`) by outcome.
+    pub revalidations: Family<OutcomeLabels, Counter>,
     /// Login-endpoint requests refused by `access.login_rate_per_minute`.
     pub rate_limited: Counter,
     /// Session-store operations that failed (Redis unreachable or timing out). The store counts
@@ -210,6 +219,12 @@ impl Metrics {
             "Live sessions in the store (approximate)",
             sessions.clone(),
         );
+        let revalidations = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "revalidations",
+            "Re-checks of browser sessions' WeChat grants by outcome (valid, renewed, revoked, unknown)",
+            revalidations.clone(),
+        );
         let rate_limited = Counter::default();
         registry.register(
             "rate_limited",
@@ -227,6 +242,7 @@ impl Metrics {
             hot,
             logins,
             sessions,
+            revalidations,
             rate_limited,
             store_errors,
         }

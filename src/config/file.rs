@@ -168,6 +168,8 @@ pub struct SessionConfig {
     /// Memory store: where sessions are written at graceful shutdown and read at start; empty =
     /// off.
     pub snapshot_path: String,
+    /// > 0: browser sessions are re-checked with WeChat at most this often; 0 = off.
+    pub revalidate_secs: u64,
 }
 
 impl Default for SessionConfig {
@@ -184,6 +186,7 @@ impl Default for SessionConfig {
             redis_url_file: None,
             max_sessions: 1_000_000,
             snapshot_path: String::new(),
+            revalidate_secs: 0,
         }
     }
 }

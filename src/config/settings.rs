@@ -162,6 +162,9 @@ pub enum OfficialScope {
     SnsapiUserinfo,
     /// Silent; openid only.
     SnsapiBase,
+    /// Silent `snsapi_base` first; `snsapi_userinfo` (one consent screen) only when that gave
+    /// no unionid and the access rules need one.
+    Auto,
 }
 
 impl OfficialScope {
@@ -169,12 +172,14 @@ impl OfficialScope {
         match self {
             OfficialScope::SnsapiUserinfo => "snsapi_userinfo",
             OfficialScope::SnsapiBase => "snsapi_base",
+            OfficialScope::Auto => "auto",
         }
     }
     pub(super) fn parse(s: &str) -> Option<Self> {
         match s {
             "snsapi_userinfo" => Some(OfficialScope::SnsapiUserinfo),
             "snsapi_base" => Some(OfficialScope::SnsapiBase),
+            "auto" => Some(OfficialScope::Auto),
             _ => None,
         }
     }
@@ -200,6 +205,9 @@ pub struct SessionSettings {
     /// `session.snapshot_path` (memory store only): sessions written at graceful shutdown and
     /// read back at start. `None`: off.
     pub snapshot_path: Option<std::path::PathBuf>,
+    /// `session.revalidate_secs`: browser sessions re-checked with the provider at most this
+    /// often. `None`: off (0).
+    pub revalidate: Option<Duration>,
 }
 
 /// `session.store`.

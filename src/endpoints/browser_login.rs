@@ -16,6 +16,7 @@ use super::urls;
 use crate::common::error::{GatewayError, LoginError};
 use crate::common::http_util::{self, query_param, unix_now, Body};
 use crate::common::redirect::safe_return;
+use crate::providers::provider::LoginProvider;
 use crate::providers::registry::BrowserLogin;
 use crate::session::{PendingLogin, SessionStore};
 
@@ -40,26 +41,41 @@ pub(super) async fn login(
                 s, &rd,
             )));
         }
+        BrowserLogin::PhoneOutsideApp => {
+            // A phone outside WeChat: the link to open in WeChat, never a QR code of itself.
+            return Ok(super::mobile_page::open_in_wechat_on_phone(
+                &urls::login_url(s, &rd),
+            ));
+        }
         BrowserLogin::None => return Err(LoginError::AppNotConfigured.into()),
     };
+    let cookie = LoginCookie::parse(crate::common::cookies::find_cookie(
+        req.headers(),
+        cx.login_cookie,
+    ));
+    start_round(cx, &cookie, provider, PendingLogin { rd, origin }).await
+}
+
+/// Send the browser to the provider for one login round: a fresh signed, single-use state
+/// bound to the browser's login cookie, and the login in flight stored under its nonce.
+async fn start_round(
+    cx: &Ctx<'_>,
+    cookie: &LoginCookie<'_>,
+    provider: &dyn LoginProvider,
+    pending: PendingLogin,
+) -> Result<Response<Body>, GatewayError> {
+    let s = cx.settings;
+    let kind = pending.origin.kind;
     // Always a fresh binding, never the client's: a binding an attacker planted must not
     // sign this login. The browser's newest earlier bindings stay in the cookie, so a login
     // started in another tab can still finish.
     let binding = login_state::random_hex(16);
-    let cookie_value = LoginCookie::parse(crate::common::cookies::find_cookie(
-        req.headers(),
-        cx.login_cookie,
-    ))
-    .with_fresh(&binding);
+    let cookie_value = cookie.with_fresh(&binding);
     let (state, nonce) = cx.signer.issue(&binding, unix_now());
     cx.store
-        .put_pending(
-            &nonce,
-            PendingLogin { rd, origin },
-            Duration::from_secs(LOGIN_TTL_SECS),
-        )
+        .put_pending(&nonce, pending, Duration::from_secs(LOGIN_TTL_SECS))
         .await?;
-    let url = provider.authorize_url(origin.kind, &s.callback_url, &state);
+    let url = provider.authorize_url(kind, &s.callback_url, &state);
     let mut r = http_util::redirect(&url);
     r.headers_mut().append(
         SET_COOKIE,
@@ -143,7 +159,27 @@ async fn finish_login(
         .redeem_code(origin.kind, &code)
         .await
         .map_err(|e| provider_failed(cx, source, e))?;
-    let (id, cookie) = start_session(cx, session_of(cx, &identity)).await?;
+    // scope = "auto": the silent round gave no unionid and the access rules need one: one
+    // consent round, whose state is issued like the first (the consent round has none).
+    if let Some(kind) = provider.consent_round(origin.kind) {
+        if identity.unionid.is_none() && cx.access.needs_unionid(&identity.openid) {
+            tracing::debug!(source, "silent login gave no unionid: asking for consent");
+            let origin = crate::session::Origin { kind, ..origin };
+            let next = PendingLogin {
+                rd: pending.rd,
+                origin,
+            };
+            return start_round(cx, login_cookie, provider, next).await;
+        }
+    }
+    let mut session = session_of(cx, &identity);
+    if cx.settings.session.revalidate.is_some() {
+        // Kept in the record only (never a cookie, header or /userinfo field).
+        if let Some(grant) = &identity.grant {
+            session = session.with_grant(Some(grant));
+        }
+    }
+    let (id, cookie) = start_session(cx, session).await?;
     let mut r = http_util::redirect(&pending.rd);
     r.headers_mut().append(SET_COOKIE, cookie);
     let done = login_cookie.completed_value(nonce, &pending.rd);

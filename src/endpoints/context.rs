@@ -9,6 +9,7 @@ use crate::session::{Authenticated, Credentials, Session, Store, StoreError};
 
 use super::login_state::StateSigner;
 use super::rate_limit::LoginLimiter;
+use super::revalidate::Revalidator;
 
 /// The gateway's parts the endpoints use, borrowed for one request.
 pub(crate) struct Ctx<'a> {
@@ -25,16 +26,25 @@ pub(crate) struct Ctx<'a> {
     pub(crate) access: &'a dyn AccessRules,
     /// The request's session credentials (cookies, bearer token).
     pub(crate) credentials: Credentials,
+    /// `session.revalidate_secs` > 0: re-checks browser sessions' grants.
+    pub(crate) revalidator: Option<&'a Revalidator>,
 }
 
 /// Who may pass: the access rules (`access.*`) over a session's identity.
 pub(crate) trait AccessRules: Sync {
     fn allows_session(&self, s: &Session) -> bool;
+    /// Whether a unionid could let in this openid, which the rules refuse without one (the
+    /// consent round of `scope = "auto"`).
+    fn needs_unionid(&self, openid: &str) -> bool;
 }
 
 impl Ctx<'_> {
     /// The request's live session, if any.
     pub(crate) async fn authenticate(&self) -> Result<Option<Authenticated>, StoreError> {
-        crate::session::authenticate(self.store, &self.credentials, unix_now()).await
+        let found = crate::session::authenticate(self.store, &self.credentials, unix_now()).await?;
+        match self.revalidator {
+            Some(r) => r.vet(self.store, found).await,
+            None => Ok(found),
+        }
     }
 }

@@ -14,8 +14,10 @@ mod forward_auth;
 mod json_login;
 mod login;
 pub mod login_state;
+mod mobile_page;
 mod ops;
 pub(crate) mod rate_limit;
+pub(crate) mod revalidate;
 pub(crate) mod urls;
 
 use http::{Method, Request, Response};

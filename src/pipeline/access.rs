@@ -15,6 +15,9 @@ impl crate::endpoints::context::AccessRules for Access {
     fn allows_session(&self, s: &Session) -> bool {
         Access::allows_session(self, s)
     }
+    fn needs_unionid(&self, openid: &str) -> bool {
+        Access::needs_unionid(self, openid)
+    }
 }
 
 impl Access {
@@ -25,6 +28,15 @@ impl Access {
             && self.allow_unionids.is_empty()
             && self.allow_openids.is_empty();
         open || self.allows(s.openid(), s.unionid())
+    }
+
+    /// Refused without a unionid, but some unionid could let this openid in: `require_unionid`
+    /// (with the openid allowed, or no allow lists), or a non-empty `allow_unionids`.
+    pub(crate) fn needs_unionid(&self, openid: &str) -> bool {
+        !self.allows(openid, None)
+            && (!self.allow_unionids.is_empty()
+                || self.allow_openids.is_empty()
+                || self.allow_openids.contains(openid))
     }
 
     pub(crate) fn allows(&self, openid: &str, unionid: Option<&str>) -> bool {
@@ -66,6 +78,18 @@ mod tests {
         };
         assert!(!need.allows("o", None));
         assert!(need.allows("o", Some("u")));
+        // Which logins a unionid could still let in (scope = "auto").
+        assert!(!open.needs_unionid("o"));
+        assert!(need.needs_unionid("o"));
+        assert!(!strict.needs_unionid("o2"), "allowed by openid already");
+        assert!(strict.needs_unionid("o3"), "allow_unionids could match");
+        let openids_only = Access {
+            allow_unionids: HashSet::new(),
+            allow_openids: ["o2".to_string()].into(),
+            require_unionid: true,
+        };
+        assert!(openids_only.needs_unionid("o2"));
+        assert!(!openids_only.needs_unionid("o3"), "no unionid lets o3 in");
 
         let session = |openid: &str, unionid: Option<&str>| {
             Session::new(&crate::session::NewSession {

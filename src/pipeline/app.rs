@@ -16,7 +16,7 @@ use crate::session::Store;
 pub struct App {
     pub(crate) settings: Settings,
     pub store: Store,
-    pub(crate) providers: Registry,
+    pub(crate) providers: Arc<Registry>,
     pub(crate) signer: StateSigner,
     pub(crate) verification: Verification,
     pub(crate) metrics: Metrics,
@@ -30,11 +30,20 @@ pub struct App {
     pub(crate) login_limiter: Option<crate::endpoints::rate_limit::LoginLimiter>,
     /// `Strict-Transport-Security` for every response (TLS and `server.hsts_max_age_secs` > 0).
     pub(crate) hsts: Option<HeaderValue>,
+    /// `session.revalidate_secs` > 0: re-checks browser sessions' grants.
+    pub(crate) revalidator: Option<crate::endpoints::revalidate::Revalidator>,
 }
 
 impl App {
     pub(crate) fn new(settings: Settings, store: Store) -> Result<Arc<App>, ProviderFailure> {
-        let providers = Registry::from_settings(&settings)?;
+        let providers = Arc::new(Registry::from_settings(&settings)?);
+        let metrics = Metrics::new();
+        let revalidator = crate::endpoints::revalidate::Revalidator::new(
+            settings.session.revalidate,
+            settings.session.max_sessions,
+            providers.clone(),
+            metrics.revalidations.clone(),
+        );
         let sign_secret = settings
             .headers
             .sign_secret
@@ -44,7 +53,8 @@ impl App {
             providers,
             signer: StateSigner::new(settings.cookie_secret()),
             verification: Verification::new(&settings.verification),
-            metrics: Metrics::new(),
+            metrics,
+            revalidator,
             access: Access {
                 allow_unionids: settings.access.allow_unionids.clone(),
                 allow_openids: settings.access.allow_openids.clone(),

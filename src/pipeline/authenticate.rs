@@ -31,7 +31,12 @@ impl App {
         headers: &http::HeaderMap,
     ) -> Result<Option<Authenticated>, StoreError> {
         let creds = self.credentials(headers);
-        crate::session::authenticate(&self.store, &creds, http_util::unix_now()).await
+        let found =
+            crate::session::authenticate(&self.store, &creds, http_util::unix_now()).await?;
+        match &self.revalidator {
+            Some(r) => r.vet(&self.store, found).await,
+            None => Ok(found),
+        }
     }
 
     /// What the gateway's endpoints get for a request under `prefix`.
@@ -48,6 +53,7 @@ impl App {
             login_limiter: self.login_limiter.as_ref(),
             access: &self.access,
             credentials: self.credentials(headers),
+            revalidator: self.revalidator.as_ref(),
         }
     }
 

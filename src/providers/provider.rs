@@ -6,7 +6,7 @@ use std::pin::Pin;
 use http::HeaderMap;
 
 use crate::common::error::ProviderFailure;
-use crate::session::{Origin, Session};
+use crate::session::{Grant, Origin, Session};
 
 /// A boxed future: the provider trait is used as `dyn LoginProvider`.
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -19,6 +19,9 @@ pub(crate) enum BrowserMatch {
     /// The provider has a login for this user, but only inside its own app: show the "open in
     /// the app" page (e.g. a PC browser and only a WeChat official account configured).
     OpenInApp,
+    /// A phone browser outside the provider's app: the page that tells the user to open the
+    /// link in the app (never a QR code: the phone cannot scan its own screen).
+    PhoneOutsideApp,
     /// Nothing for this browser.
     None,
 }
@@ -51,6 +54,20 @@ pub(crate) struct Identity {
     /// Raw UTF-8, as the provider gave it.
     pub(crate) nickname: String,
     pub(crate) avatar: String,
+    /// The provider's grant (OAuth tokens) for revalidating a browser session
+    /// (`session.revalidate_secs`); kept in the session record only, never shown.
+    pub(crate) grant: Option<Grant>,
+}
+
+/// What re-checking a session's grant with its provider found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Revalidation {
+    /// Still granted; with a renewed grant when the provider had to refresh it.
+    Valid(Option<Grant>),
+    /// The user revoked the grant (or it can no longer be renewed): the session ends.
+    Revoked,
+    /// The provider could not say (unreachable, busy, garbage): the session stays.
+    Unknown,
 }
 
 /// What a login provider supplies to the gateway.
@@ -86,6 +103,22 @@ pub(crate) trait LoginProvider: Send + Sync {
         kind: u8,
         code: &'a str,
     ) -> BoxFuture<'a, Result<Identity, ProviderFailure>>;
+
+    /// After a silent browser login of `kind` (no consent screen), the kind of a second round
+    /// that asks for consent and can give more (e.g. WeChat's `snsapi_userinfo` after
+    /// `snsapi_base` with `scope = "auto"`); None when there is none.
+    fn consent_round(&self, _kind: u8) -> Option<u8> {
+        None
+    }
+
+    /// Re-check a session's grant (`session.revalidate_secs`).
+    fn revalidate<'a>(
+        &'a self,
+        _session: &'a Session,
+        _grant: Grant,
+    ) -> BoxFuture<'a, Revalidation> {
+        Box::pin(async { Revalidation::Unknown })
+    }
 
     /// The kind that serves a JSON login endpoint, when this provider has one configured.
     fn json_kind(&self, endpoint: JsonEndpoint) -> Option<u8>;

@@ -16,6 +16,8 @@ pub(crate) struct Registry {
 pub(crate) enum BrowserLogin<'a> {
     Start(&'a dyn LoginProvider, Origin),
     OpenInApp,
+    /// A phone browser outside the app that could log the user in.
+    PhoneOutsideApp,
     None,
 }
 
@@ -51,6 +53,7 @@ impl Registry {
     /// in inside its app.
     pub(crate) fn browser_login(&self, headers: &HeaderMap) -> BrowserLogin<'_> {
         let mut open_in_app = false;
+        let mut phone = false;
         for p in &self.providers {
             match p.browser_match(headers) {
                 BrowserMatch::Kind(kind) => {
@@ -61,10 +64,13 @@ impl Registry {
                     return BrowserLogin::Start(p.as_ref(), origin);
                 }
                 BrowserMatch::OpenInApp => open_in_app = true,
+                BrowserMatch::PhoneOutsideApp => phone = true,
                 BrowserMatch::None => {}
             }
         }
-        if open_in_app {
+        if phone {
+            BrowserLogin::PhoneOutsideApp
+        } else if open_in_app {
             BrowserLogin::OpenInApp
         } else {
             BrowserLogin::None

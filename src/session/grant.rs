@@ -119,7 +119,10 @@ mod tests {
         assert!(valid_tail(&b) && valid_tail(&[]));
         assert_eq!(decode(&[]), None);
         let dbg = format!("{:?}", grant());
-        assert!(!dbg.contains("AT_ACCESS") && !dbg.contains("RT_REFRESH"), "{dbg}");
+        assert!(
+            !dbg.contains("AT_ACCESS") && !dbg.contains("RT_REFRESH"),
+            "{dbg}"
+        );
     }
 
     #[test]
@@ -154,7 +157,10 @@ mod tests {
             openid: "oOpen",
             unionid: None,
             appid: "wxA",
-            origin: Origin { provider: 0, kind: 1 },
+            origin: Origin {
+                provider: 0,
+                kind: 1,
+            },
             nickname: "王🐼",
             avatar: "https://a/0",
             expires_at: 99,
@@ -163,7 +169,10 @@ mod tests {
         let with = s.with_grant(Some(&grant()));
         assert_eq!(with.grant(), Some(grant()));
         assert_eq!(with.granted_at(), Some(1_800_000_000));
-        assert_eq!((with.openid(), with.unionid(), with.nickname()), ("oOpen", None, "王🐼"));
+        assert_eq!(
+            (with.openid(), with.unionid(), with.nickname()),
+            ("oOpen", None, "王🐼")
+        );
         assert_eq!(with.as_bytes()[0], 4);
         let back = Session::from_bytes(with.as_bytes().clone()).unwrap();
         assert_eq!(back.grant(), Some(grant()));
@@ -172,7 +181,10 @@ mod tests {
         let mut v3 = s.as_bytes().to_vec();
         v3[0] = 3;
         let old = Session::from_bytes(Bytes::from(v3.clone())).unwrap();
-        assert_eq!((old.openid(), old.avatar(), old.grant()), ("oOpen", "https://a/0", None));
+        assert_eq!(
+            (old.openid(), old.avatar(), old.grant()),
+            ("oOpen", "https://a/0", None)
+        );
         // Version 3 never had a grant block; a damaged one is no session.
         let mut v3_tail = v3;
         v3_tail.extend_from_slice(&with.as_bytes()[s.as_bytes().len()..]);

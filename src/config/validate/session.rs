@@ -117,5 +117,6 @@ pub(super) fn check(se: &SessionConfig) -> Result<SessionSettings, ConfigError> 
         max_sessions: se.max_sessions,
         store,
         snapshot_path,
+        revalidate: super::wechat::check_revalidate(se.revalidate_secs)?,
     })
 }

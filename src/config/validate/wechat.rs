@@ -60,7 +60,7 @@ pub(super) fn check(w: &WechatConfig) -> Result<WechatSettings, ConfigError> {
     let official_scope = OfficialScope::parse(scope).ok_or_else(|| {
         invalid(
             "wechat.official_account.scope",
-            format!("'{scope}' must be snsapi_userinfo or snsapi_base"),
+            format!("'{scope}' must be snsapi_userinfo, snsapi_base or auto"),
         )
     })?;
     let app = |a: &Option<AppConfig>| {
@@ -79,4 +79,52 @@ pub(super) fn check(w: &WechatConfig) -> Result<WechatSettings, ConfigError> {
         mini_program: app(&w.mini_program),
         official_scope,
     })
+}
+
+/// Longest `session.revalidate_secs`: WeChat's refresh token lives 30 days, so a session not
+/// re-checked within that could never be re-checked at all.
+const MAX_REVALIDATE_SECS: u64 = 30 * 86_400;
+
+/// `session.revalidate_secs` (re-checking browser sessions' WeChat grants): 0 = off.
+pub(super) fn check_revalidate(secs: u64) -> Result<Option<Duration>, ConfigError> {
+    match secs {
+        0 => Ok(None),
+        s if s > MAX_REVALIDATE_SECS => Err(invalid(
+            "session.revalidate_secs",
+            format!(
+                "{s} is longer than WeChat's refresh token lives (at most {MAX_REVALIDATE_SECS}, 30 days; 0 = off)"
+            ),
+        )),
+        s => Ok(Some(Duration::from_secs(s))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revalidate_secs_bounds() {
+        assert_eq!(check_revalidate(0).unwrap(), None);
+        assert_eq!(check_revalidate(1).unwrap(), Some(Duration::from_secs(1)));
+        assert!(check_revalidate(MAX_REVALIDATE_SECS).is_ok());
+        let e = check_revalidate(MAX_REVALIDATE_SECS + 1)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("session.revalidate_secs"), "{e}");
+    }
+
+    #[test]
+    fn scope_values() {
+        for (v, want) in [
+            ("snsapi_userinfo", Some(OfficialScope::SnsapiUserinfo)),
+            ("snsapi_base", Some(OfficialScope::SnsapiBase)),
+            ("auto", Some(OfficialScope::Auto)),
+            ("snsapi_login", None),
+            ("Auto", None),
+            ("", None),
+        ] {
+            assert_eq!(OfficialScope::parse(v), want, "{v}");
+        }
+    }
 }

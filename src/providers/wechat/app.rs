@@ -8,6 +8,20 @@ use crate::session::Origin;
 /// providers, are WeChat's too.
 pub(crate) const RECORD_ID: u8 = 0;
 
+/// Flag on the official account's kind byte of a login in flight: the consent
+/// (`snsapi_userinfo`) round of `scope = "auto"`. Never in a session record: the session's kind
+/// is the plain [`Source`].
+pub(crate) const CONSENT_ROUND: u8 = 0x80;
+
+/// A kind byte as the provider hands it around: the app kind, and whether it is the consent
+/// round of `scope = "auto"`.
+pub(crate) fn split_kind(kind: u8) -> (Option<Source>, bool) {
+    (
+        Source::from_u8(kind & !CONSENT_ROUND),
+        kind & CONSENT_ROUND != 0,
+    )
+}
+
 /// Which WeChat app a session came from: the provider's kind byte in the record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -80,5 +94,9 @@ mod tests {
             assert_eq!(Source::from_u8(o.kind), Some(s));
         }
         assert_eq!(Source::from_u8(4), None);
+        let consent = Source::OfficialAccount as u8 | CONSENT_ROUND;
+        assert_eq!(split_kind(consent), (Some(Source::OfficialAccount), true));
+        assert_eq!(split_kind(1), (Some(Source::OfficialAccount), false));
+        assert_eq!(split_kind(0x84), (None, true));
     }
 }

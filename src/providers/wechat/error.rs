@@ -20,6 +20,10 @@ pub enum WechatError {
     /// `errcode` present and non-zero. `msg` is WeChat's `errmsg`, scrubbed of anything sent.
     #[error("WeChat API error {code}: {msg}")]
     Api { code: i64, msg: String },
+    /// The login came back with `is_snapshotuser: 1` (WeChat's snapshot page, 快照页): a
+    /// virtual identity, never a session.
+    #[error("WeChat answered for a snapshot-page user (virtual identity)")]
+    SnapshotUser,
 }
 
 impl WechatError {
@@ -33,6 +37,7 @@ impl WechatError {
                 48001 | 50001 | 40226 => ErrorClass::Forbidden,
                 _ => ErrorClass::Upstream,
             },
+            WechatError::SnapshotUser => ErrorClass::VirtualIdentity,
             _ => ErrorClass::Upstream,
         }
     }
@@ -57,6 +62,7 @@ impl WechatError {
             WechatError::Status(_) => "http status",
             WechatError::Garbage => "garbage",
             WechatError::Api { .. } => "api error",
+            WechatError::SnapshotUser => "snapshot user",
         }
     }
 }
@@ -71,6 +77,7 @@ impl ProviderError for WechatError {
             ErrorClass::Relogin => "invalid_code",
             ErrorClass::Busy => "wechat_busy",
             ErrorClass::Forbidden => "wechat_forbidden",
+            ErrorClass::VirtualIdentity => "snapshot_user",
             ErrorClass::Upstream | ErrorClass::InvalidInput => "wechat_error",
         }
     }
@@ -90,6 +97,10 @@ impl ProviderError for WechatError {
                     t("微信拒绝了授权", "WeChat refused"),
                     t("微信未授权此操作。", "WeChat did not authorize this request."),
                 ),
+                ErrorClass::VirtualIdentity => (
+                    t("请使用完整服务", "Tap “使用完整服务” (Use full service)"),
+                    t("您正在浏览微信的页面快照，无法登录。请点击屏幕底部的「使用完整服务」，然后重新登录。", "WeChat is showing you a snapshot of this page, which cannot sign you in. Tap 「使用完整服务」 (Use full service) at the bottom of the screen, then sign in again."),
+                ),
                 ErrorClass::Upstream | ErrorClass::InvalidInput => (
                     t("微信服务出错", "WeChat error"),
                     t("与微信服务器通信失败，请稍后再试。", "Talking to WeChat failed. Please try again later."),
@@ -98,11 +109,16 @@ impl ProviderError for WechatError {
     }
 
     fn outcome(&self) -> Option<&'static str> {
-        Some("wechat_error")
+        Some(match self {
+            WechatError::SnapshotUser => "snapshot_user",
+            _ => "wechat_error",
+        })
     }
 
     fn log(&self) {
-        if self.is_config_error() {
+        if *self == WechatError::SnapshotUser {
+            tracing::info!("login refused: WeChat snapshot-page user (virtual identity)");
+        } else if self.is_config_error() {
             tracing::error!(error = %self, "WeChat rejected the gateway's app credentials: check wechat.*.appid / secret");
         } else {
             tracing::warn!(error = %self, "WeChat call failed");
@@ -135,6 +151,10 @@ mod tests {
         for c in [40013, 40125, 41002, 41004] {
             assert!(api(c).is_config_error());
         }
+        let snap = WechatError::SnapshotUser;
+        assert_eq!(snap.class(), ErrorClass::VirtualIdentity);
+        assert_eq!(ProviderError::code(&snap), "snapshot_user");
+        assert_eq!(ProviderError::outcome(&snap), Some("snapshot_user"));
         assert!(!api(40029).is_config_error());
         for e in [
             WechatError::Unreachable,

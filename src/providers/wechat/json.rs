@@ -21,6 +21,8 @@ pub struct OAuthToken {
     pub openid: String,
     pub scope: String,
     pub unionid: Option<String>,
+    /// `is_snapshotuser: 1`: a login from WeChat's snapshot page (快照页), a virtual identity.
+    pub is_snapshotuser: bool,
 }
 
 impl fmt::Debug for OAuthToken {
@@ -32,6 +34,7 @@ impl fmt::Debug for OAuthToken {
             .field("openid", &self.openid)
             .field("scope", &self.scope)
             .field("unionid", &self.unionid)
+            .field("is_snapshotuser", &self.is_snapshotuser)
             .finish()
     }
 }
@@ -43,6 +46,8 @@ pub struct UserInfo {
     pub nickname: String,
     pub headimgurl: String,
     pub unionid: Option<String>,
+    /// `is_snapshotuser: 1` (see [`OAuthToken::is_snapshotuser`]).
+    pub is_snapshotuser: bool,
 }
 
 /// Answer of `/sns/jscode2session`. `Debug` hides the session key.
@@ -211,6 +216,12 @@ fn lenient_i64(map: &Map<String, Value>, key: &str) -> Option<i64> {
     }
 }
 
+/// `is_snapshotuser` is 1 (number, numeric string or `true`): WeChat's snapshot page.
+fn is_snapshotuser(map: &Map<String, Value>) -> bool {
+    map.get("is_snapshotuser") == Some(&Value::Bool(true))
+        || lenient_i64(map, "is_snapshotuser") == Some(1)
+}
+
 /// Parses an `/sns/oauth2/access_token` or `/sns/oauth2/refresh_token` body.
 pub fn parse_oauth_token(body: &[u8], sensitive: &[&str]) -> Result<OAuthToken, WechatError> {
     let (map, _) = parse_object(body, sensitive)?;
@@ -221,6 +232,7 @@ pub fn parse_oauth_token(body: &[u8], sensitive: &[&str]) -> Result<OAuthToken, 
         openid: required_str(&map, "openid")?,
         scope: lenient_str(&map, "scope"),
         unionid: optional_str(&map, "unionid"),
+        is_snapshotuser: is_snapshotuser(&map),
     })
 }
 
@@ -232,6 +244,7 @@ pub fn parse_userinfo(body: &[u8], sensitive: &[&str]) -> Result<UserInfo, Wecha
         nickname: lenient_str(&map, "nickname"),
         headimgurl: lenient_str(&map, "headimgurl"),
         unionid: optional_str(&map, "unionid"),
+        is_snapshotuser: is_snapshotuser(&map),
     })
 }
 
@@ -259,6 +272,28 @@ pub fn parse_check(body: &[u8], sensitive: &[&str]) -> Result<(), WechatError> {
 mod tests {
     use super::*;
     use crate::common::error::ErrorClass;
+
+    #[test]
+    fn snapshot_user_flag() {
+        let tok = |extra: &str| {
+            parse_oauth_token(
+                format!(r#"{{"access_token":"A","openid":"o","scope":"snsapi_base"{extra}}}"#)
+                    .as_bytes(),
+                &[],
+            )
+            .unwrap()
+            .is_snapshotuser
+        };
+        assert!(!tok(""));
+        assert!(tok(r#","is_snapshotuser":1"#));
+        assert!(tok(r#","is_snapshotuser":"1""#));
+        assert!(tok(r#","is_snapshotuser":true"#));
+        assert!(!tok(r#","is_snapshotuser":0"#));
+        assert!(!tok(r#","is_snapshotuser":null"#));
+        let info =
+            parse_userinfo(br#"{"openid":"o","nickname":"n","is_snapshotuser":1}"#, &[]).unwrap();
+        assert!(info.is_snapshotuser);
+    }
 
     #[test]
     fn sanitize_leaves_clean_json_borrowed() {

@@ -33,5 +33,7 @@ pub(super) async fn login(
         appid: app.appid.clone(),
         nickname,
         avatar,
+        // jscode2session gives no OAuth grant: mini-program sessions are not revalidated.
+        grant: None,
     })
 }

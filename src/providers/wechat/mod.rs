@@ -6,7 +6,8 @@
 //!   website, official account and mobile app share.
 //! - `client.rs`: the `/sns/*` API calls; `json.rs`: the lenient reader of WeChat's answers;
 //!   `error.rs`: [`WechatError`] and its classes; `crypto.rs`: mini-program user data;
-//!   `headers.rs`: the `X-WeChat-*` identity headers.
+//!   `headers.rs`: the `X-WeChat-*` identity headers; `user_agent.rs`: which browser a login
+//!   comes from; `revalidate.rs`: re-checking a session's grant (`sns/auth`, refresh).
 
 mod app;
 pub(crate) mod client;
@@ -18,31 +19,34 @@ mod mini_program;
 mod mobile_app;
 mod oauth;
 mod official_account;
+mod revalidate;
+pub(crate) mod user_agent;
 mod website;
 
 use http::HeaderMap;
 
-use self::app::App;
 pub use self::app::Source;
 pub(crate) use self::app::RECORD_ID;
+use self::app::{split_kind, App, CONSENT_ROUND};
 pub use self::client::WechatClient;
 pub use self::error::WechatError;
 pub use self::json::{sanitize_json, JsSession, OAuthToken, UserInfo};
 use self::oauth::oauth_identity;
+use self::user_agent::BrowserKind;
 pub use crate::common::error::ErrorClass;
 use crate::common::error::ProviderFailure;
-use crate::config::Settings;
+use crate::config::{OfficialScope, Settings};
 use crate::providers::provider::{
-    BoxFuture, BrowserMatch, Identity, JsonCredentials, JsonEndpoint, LoginProvider,
+    BoxFuture, BrowserMatch, Identity, JsonCredentials, JsonEndpoint, LoginProvider, Revalidation,
 };
-use crate::session::Session;
+use crate::session::{Grant, Session};
 
 /// The WeChat provider as configured: the API client and each app kind that has an app.
 pub(crate) struct Wechat {
     client: WechatClient,
     open_base: String,
-    /// The official account's OAuth scope (`snsapi_userinfo` or `snsapi_base`).
-    official_scope: String,
+    /// The official account's OAuth scope (`snsapi_userinfo`, `snsapi_base` or `auto`).
+    official_scope: OfficialScope,
     website: Option<App>,
     official_account: Option<App>,
     mobile_app: Option<App>,
@@ -55,7 +59,7 @@ impl Wechat {
         Ok(Wechat {
             client: WechatClient::new(&w.api_base, w.timeout)?,
             open_base: w.open_base.clone(),
-            official_scope: w.official_scope.as_str().to_string(),
+            official_scope: w.official_scope,
             website: App::from_config(&w.website),
             official_account: App::from_config(&w.official_account),
             mobile_app: App::from_config(&w.mobile_app),
@@ -89,19 +93,25 @@ impl LoginProvider for Wechat {
     }
 
     fn kind_name(&self, kind: u8) -> &'static str {
-        Source::from_u8(kind).map_or("unknown", Source::as_str)
+        split_kind(kind).0.map_or("unknown", Source::as_str)
     }
 
     fn serves(&self, kind: u8) -> bool {
-        Source::from_u8(kind).and_then(|s| self.app(s)).is_some()
+        split_kind(kind).0.and_then(|s| self.app(s)).is_some()
     }
 
-    /// Inside WeChat the official account, else the website; a PC browser the website, else
-    /// (only an official account) the page that says to open the link in WeChat.
+    /// Inside WeChat the official account, else the website; a phone browser outside WeChat
+    /// the page that says to open the link in WeChat (it cannot scan a QR code on its own
+    /// screen); a PC browser the website, else (only an official account) the "open in
+    /// WeChat" page with a QR code.
     fn browser_match(&self, headers: &HeaderMap) -> BrowserMatch {
-        let in_wechat = official_account::is_wechat_browser(headers);
-        match (in_wechat, &self.official_account, &self.website) {
+        let kind = user_agent::of_request(headers);
+        let any_browser_app = self.official_account.is_some() || self.website.is_some();
+        match (kind.in_app(), &self.official_account, &self.website) {
             (true, Some(_), _) => BrowserMatch::Kind(Source::OfficialAccount as u8),
+            (false, _, _) if kind == BrowserKind::Phone && any_browser_app => {
+                BrowserMatch::PhoneOutsideApp
+            }
             (_, _, Some(_)) => BrowserMatch::Kind(Source::Website as u8),
             (false, Some(_), None) => BrowserMatch::OpenInApp,
             _ => BrowserMatch::None,
@@ -109,12 +119,13 @@ impl LoginProvider for Wechat {
     }
 
     fn authorize_url(&self, kind: u8, callback: &str, state: &str) -> String {
-        let source = Source::from_u8(kind).unwrap_or(Source::Website);
+        let (source, consent) = split_kind(kind);
+        let source = source.unwrap_or(Source::Website);
         match (source, self.app(source)) {
             (Source::OfficialAccount, Some(app)) => official_account::authorize_url(
                 &self.open_base,
                 app,
-                &self.official_scope,
+                official_account::round_scope(self.official_scope, consent),
                 callback,
                 state,
             ),
@@ -129,13 +140,24 @@ impl LoginProvider for Wechat {
         code: &'a str,
     ) -> BoxFuture<'a, Result<Identity, ProviderFailure>> {
         Box::pin(async move {
-            let source = match Source::from_u8(kind) {
+            let source = match split_kind(kind).0 {
                 Some(Source::OfficialAccount) => Source::OfficialAccount,
                 _ => Source::Website,
             };
             let app = self.app(source).ok_or_else(not_configured)?;
             Ok(oauth_identity(&self.client, app, code, source).await?)
         })
+    }
+
+    /// `scope = "auto"`: after the silent `snsapi_base` round, the `snsapi_userinfo` round.
+    fn consent_round(&self, kind: u8) -> Option<u8> {
+        let official = Source::OfficialAccount as u8;
+        (kind == official && self.official_scope == OfficialScope::Auto)
+            .then_some(official | CONSENT_ROUND)
+    }
+
+    fn revalidate<'a>(&'a self, session: &'a Session, grant: Grant) -> BoxFuture<'a, Revalidation> {
+        Box::pin(revalidate::revalidate(&self.client, session, grant))
     }
 
     fn json_kind(&self, endpoint: JsonEndpoint) -> Option<u8> {
@@ -178,6 +200,10 @@ mod tests {
     use super::*;
 
     fn wechat(website: bool, official: bool) -> Wechat {
+        wechat_with(website, official, OfficialScope::SnsapiUserinfo)
+    }
+
+    fn wechat_with(website: bool, official: bool, scope: OfficialScope) -> Wechat {
         let app = |on: bool| {
             on.then(|| App {
                 appid: "wx1".into(),
@@ -188,7 +214,7 @@ mod tests {
             client: WechatClient::new("http://127.0.0.1:9", std::time::Duration::from_secs(1))
                 .unwrap(),
             open_base: "https://open.weixin.qq.com".into(),
-            official_scope: "snsapi_userinfo".into(),
+            official_scope: scope,
             website: app(website),
             official_account: app(official),
             mobile_app: None,
@@ -218,9 +244,50 @@ mod tests {
         ] {
             assert_eq!(wechat(web, oa).browser_match(headers), want, "{web} {oa}");
         }
+        let mut phone = HeaderMap::new();
+        phone.insert(
+            http::header::USER_AGENT,
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148 Safari/604.1"
+                .parse()
+                .unwrap(),
+        );
+        for (web, oa, want) in [
+            (true, true, BrowserMatch::PhoneOutsideApp),
+            (false, true, BrowserMatch::PhoneOutsideApp),
+            (true, false, BrowserMatch::PhoneOutsideApp),
+            (false, false, BrowserMatch::None),
+        ] {
+            assert_eq!(wechat(web, oa).browser_match(&phone), want, "{web} {oa}");
+        }
         let w = wechat(true, false);
         assert!(w.serves(Source::Website as u8));
         assert!(!w.serves(Source::OfficialAccount as u8) && !w.serves(9));
         assert_eq!(w.json_kind(JsonEndpoint::MobileApp), None);
+    }
+
+    #[test]
+    fn auto_scope_rounds() {
+        let cb = "https://app.example.com/_wxgate/callback";
+        let official = Source::OfficialAccount as u8;
+        let w = wechat_with(false, true, OfficialScope::Auto);
+        let first = w.authorize_url(official, cb, "S1");
+        assert!(first.contains("&scope=snsapi_base&state=S1&"), "{first}");
+        let consent = w.consent_round(official).expect("auto has a consent round");
+        let second = w.authorize_url(consent, cb, "S2");
+        assert!(
+            second.contains("&scope=snsapi_userinfo&state=S2&"),
+            "{second}"
+        );
+        // At most one consent screen: the consent round has no further round.
+        assert_eq!(w.consent_round(consent), None);
+        assert_eq!(w.kind_name(consent), "official_account");
+        assert!(w.serves(consent));
+        assert_eq!(w.consent_round(Source::Website as u8), None);
+        for scope in [OfficialScope::SnsapiUserinfo, OfficialScope::SnsapiBase] {
+            assert_eq!(
+                wechat_with(false, true, scope).consent_round(official),
+                None
+            );
+        }
     }
 }

@@ -1,22 +1,20 @@
 //! The official account (browsers inside WeChat): `open.weixin.qq.com/connect/oauth2/authorize`
-//! with the configured scope (`snsapi_userinfo` or `snsapi_base`).
+//! with the configured scope (`snsapi_userinfo` or `snsapi_base`); with `scope = "auto"`, a
+//! silent `snsapi_base` round first and at most one `snsapi_userinfo` round after it.
 
-use http::header::USER_AGENT;
-use http::HeaderMap;
+use crate::config::OfficialScope;
+
 use percent_encoding::utf8_percent_encode;
 
 use super::app::App;
 
-/// A browser inside WeChat: its User-Agent says `MicroMessenger`.
-pub(super) fn is_wechat_browser(headers: &HeaderMap) -> bool {
-    headers
-        .get(USER_AGENT)
-        .map(|v| {
-            v.as_bytes()
-                .windows(b"micromessenger".len())
-                .any(|w| w.eq_ignore_ascii_case(b"micromessenger"))
-        })
-        .unwrap_or(false)
+/// The scope of an official-account login round: the configured one, `snsapi_base` for the
+/// first round of `auto`, `snsapi_userinfo` for its consent round.
+pub(super) fn round_scope(configured: OfficialScope, consent_round: bool) -> &'static str {
+    match (configured, consent_round) {
+        (_, true) | (OfficialScope::SnsapiUserinfo, false) => "snsapi_userinfo",
+        (OfficialScope::SnsapiBase | OfficialScope::Auto, false) => "snsapi_base",
+    }
 }
 
 /// The authorize URL, exactly as WeChat pattern-matches it.
@@ -39,6 +37,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn round_scopes() {
+        use OfficialScope::*;
+        assert_eq!(round_scope(SnsapiUserinfo, false), "snsapi_userinfo");
+        assert_eq!(round_scope(SnsapiBase, false), "snsapi_base");
+        assert_eq!(round_scope(Auto, false), "snsapi_base");
+        assert_eq!(round_scope(Auto, true), "snsapi_userinfo");
+    }
+
+    #[test]
     fn authorize_url_exact() {
         let cb = "https://app.example.com/_wxgate/callback";
         let app = App {
@@ -49,20 +56,5 @@ mod tests {
             authorize_url("https://open.weixin.qq.com", &app, "snsapi_base", cb, "S2"),
             "https://open.weixin.qq.com/connect/oauth2/authorize?appid=wxB&redirect_uri=https%3A%2F%2Fapp.example.com%2F_wxgate%2Fcallback&response_type=code&scope=snsapi_base&state=S2&connect_redirect=1#wechat_redirect"
         );
-    }
-
-    #[test]
-    fn wechat_browser_by_user_agent() {
-        let mut h = HeaderMap::new();
-        assert!(!is_wechat_browser(&h));
-        h.insert(
-            USER_AGENT,
-            "Mozilla/5.0 (iPhone) MicroMessenger/8.0.40"
-                .parse()
-                .unwrap(),
-        );
-        assert!(is_wechat_browser(&h));
-        h.insert(USER_AGENT, "Mozilla/5.0 (Windows NT 10.0)".parse().unwrap());
-        assert!(!is_wechat_browser(&h));
     }
 }
