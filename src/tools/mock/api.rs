@@ -124,6 +124,9 @@ pub(super) fn sns_refresh_token_inner(state: &State, q: &Query) -> Result<Resp, 
 
 pub(super) fn check_access_token(state: &State, q: &Query) -> Result<Arc<TokenEntry>, ApiErr> {
     let token = param(q, "access_token").ok_or(ApiErr(41001, "access_token missing"))?;
+    if state.grants.is_expired(token) {
+        return Err(ApiErr(42001, "access_token expired"));
+    }
     let entry = state.access_tokens.get(token).ok_or(ApiErr(
         40001,
         "invalid credential, access_token is invalid or not latest",

@@ -23,7 +23,7 @@ pub(super) fn mock_code(state: &State, q: &Query) -> Resp {
         return control_error("unknown appid");
     };
     let Some(user) = param(q, "user").and_then(fixtures::user) else {
-        return control_error("unknown user (alice, bob or carol)");
+        return control_error("unknown user (alice, bob, carol or snapshot)");
     };
     let ttl = match param(q, "ttl_secs").map(str::parse::<u64>) {
         None => None,

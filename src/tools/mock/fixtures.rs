@@ -24,7 +24,9 @@ pub struct TestUser {
 }
 
 /// alice: emoji nickname; bob: Chinese nickname ending in a raw BEL (U+0007), which the mock
-/// emits unescaped inside the JSON string like real WeChat sometimes does; carol: no unionid.
+/// emits unescaped inside the JSON string like real WeChat sometimes does; carol: no unionid;
+/// snapshot: a login from WeChat's snapshot page (快照页): `is_snapshotuser: 1` and a virtual
+/// identity ("微信用户", a grey avatar), which the gateway must refuse.
 pub const USERS: &[TestUser] = &[
     TestUser {
         key: "alice",
@@ -44,7 +46,21 @@ pub const USERS: &[TestUser] = &[
         unionid: None,
         avatar: "https://thirdwx.qlogo.cn/mmopen/vi_32/mockcarol/132",
     },
+    TestUser {
+        key: SNAPSHOT_USER,
+        nickname: "微信用户",
+        unionid: Some("oUnionSnapshotVirtual0000004"),
+        avatar: "https://thirdwx.qlogo.cn/mmopen/vi_32/POgEwh4mIHO4nibH0KlMECNjjGxQUq24ZEaGT4poC6icRiccVGKSyXwibcPq4BWmiaIGuG1icwxaQX6grC9VemZoJ8rg/132",
+    },
 ];
+
+/// The user whose logins come back from WeChat's snapshot page (`is_snapshotuser: 1`).
+pub const SNAPSHOT_USER: &str = "snapshot";
+
+/// Whether this user's logins come back as snapshot-page logins.
+pub fn is_snapshot(key: &str) -> bool {
+    key == SNAPSHOT_USER
+}
 
 /// Deterministic openid for (app, user): 28 characters, starts with `o`, `[A-Za-z0-9_-]`.
 pub fn openid(appid: &str, user_key: &str) -> String {

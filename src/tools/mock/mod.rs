@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use self::api::*;
 use self::browser::*;
 use self::control::*;
+use self::grants::*;
 pub(crate) use self::reply::html_escape;
 use self::reply::*;
 use self::state::*;
@@ -33,6 +34,7 @@ mod api;
 mod browser;
 mod control;
 pub mod fixtures;
+mod grants;
 mod reply;
 mod state;
 #[cfg(test)]
@@ -159,6 +161,8 @@ async fn handle(state: &State, req: Request<Incoming>) -> Resp {
         "/connect/confirm" if is_get => confirm(state, &q),
         "/mock/code" if is_get_or_post => mock_code(state, &q),
         "/mock/fail" if is_get_or_post => mock_fail(state, &q),
+        "/mock/revoke" if is_get_or_post => mock_revoke(state, &q),
+        "/mock/expire" if is_get_or_post => mock_expire(state, &q),
         "/mock/reset" if is_get_or_post => {
             state.set_failure(None);
             control_json(StatusCode::OK, json!({ "ok": true }))
@@ -170,10 +174,10 @@ async fn handle(state: &State, req: Request<Incoming>) -> Resp {
             "wxgate mock WeChat platform\n\
              browser: /connect/qrconnect, /connect/oauth2/authorize\n\
              api: /sns/oauth2/access_token, /sns/oauth2/refresh_token, /sns/auth, /sns/userinfo, /sns/jscode2session\n\
-             controls: POST /mock/code, POST /mock/fail, POST /mock/reset, GET /mock/calls\n",
+             controls: POST /mock/code, POST /mock/fail, POST /mock/reset, GET /mock/calls, POST /mock/revoke, POST /mock/expire\n",
         ),
         "/connect/qrconnect" | "/connect/oauth2/authorize" | "/connect/confirm" | "/mock/code"
-        | "/mock/fail" | "/mock/reset" | "/mock/calls" | "/" => {
+        | "/mock/fail" | "/mock/reset" | "/mock/calls" | "/mock/revoke" | "/mock/expire" | "/" => {
             respond(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "method not allowed")
         }
         _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found"),

@@ -213,6 +213,9 @@ pub(super) fn userinfo_json(openid: &str, user: &TestUser) -> String {
         s.push_str(",\"unionid\":");
         s.push_str(&Value::from(u).to_string());
     }
+    if super::fixtures::is_snapshot(user.key) {
+        s.push_str(",\"is_snapshotuser\":1");
+    }
     s.push('}');
     s
 }

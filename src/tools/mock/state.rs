@@ -177,6 +177,8 @@ pub(super) struct State {
     pub(super) refresh_tokens: Cache<String, Arc<TokenEntry>>,
     pub(super) failure: Mutex<Option<Failure>>,
     pub(super) calls: Calls,
+    /// Revoked and expired grants (`/mock/revoke`, `/mock/expire`).
+    pub(super) grants: super::grants::Grants,
 }
 
 /// Lower-case, without brackets or a `:port` suffix.
@@ -212,6 +214,7 @@ impl State {
             refresh_tokens: cache(REFRESH_TOKEN_TTL),
             failure: Mutex::new(None),
             calls: Calls::default(),
+            grants: super::grants::Grants::new(),
         }
     }
 
@@ -285,6 +288,9 @@ impl State {
             if let Some(u) = entry.user.unionid {
                 body["unionid"] = Value::from(u);
             }
+        }
+        if fixtures::is_snapshot(entry.user.key) {
+            body["is_snapshotuser"] = Value::from(1);
         }
         self.access_tokens.insert(access_token, entry.clone());
         self.refresh_tokens.insert(refresh_token, entry);
