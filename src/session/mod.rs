@@ -4,6 +4,8 @@
 
 mod chosen;
 mod grant;
+#[cfg(test)]
+mod grant_tests;
 mod id;
 mod lookup;
 mod memory;

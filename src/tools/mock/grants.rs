@@ -45,17 +45,15 @@ fn tokens_of(
         .collect()
 }
 
-fn target(q: &Query) -> Result<(&'static str, Option<&str>), Resp> {
-    let user = param(q, "user")
-        .and_then(fixtures::user)
-        .ok_or_else(|| control_error("unknown user"))?;
-    Ok((user.key, param(q, "appid")))
+/// The user (and app) a control names; None when the user is unknown.
+fn target(q: &Query) -> Option<(&'static str, Option<&str>)> {
+    let user = param(q, "user").and_then(fixtures::user)?;
+    Some((user.key, param(q, "appid")))
 }
 
 pub(super) fn mock_revoke(state: &State, q: &Query) -> Resp {
-    let (user, appid) = match target(q) {
-        Ok(t) => t,
-        Err(r) => return r,
+    let Some((user, appid)) = target(q) else {
+        return control_error("unknown user");
     };
     let access = tokens_of(&state.access_tokens, user, appid);
     let refresh = tokens_of(&state.refresh_tokens, user, appid);
@@ -73,9 +71,8 @@ pub(super) fn mock_revoke(state: &State, q: &Query) -> Resp {
 }
 
 pub(super) fn mock_expire(state: &State, q: &Query) -> Resp {
-    let (user, appid) = match target(q) {
-        Ok(t) => t,
-        Err(r) => return r,
+    let Some((user, appid)) = target(q) else {
+        return control_error("unknown user");
     };
     let access = tokens_of(&state.access_tokens, user, appid);
     for t in &access {
