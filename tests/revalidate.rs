@@ -309,3 +309,39 @@ async fn app_sessions_are_not_rechecked() {
     }
     assert_eq!(calls(&env, "auth").await, 0);
 }
+
+#[tokio::test]
+async fn forward_auth_sees_the_revocation() {
+    // nginx auth_request / forwardAuth: /auth is where the session is checked.
+    let env = env(EXTRA).await;
+    let b = logged_in(&env).await;
+    let cookie = format!("_wxgate={}", b.cookie("_wxgate").unwrap());
+    let auth = || async {
+        send(
+            &client(),
+            get(&env.gw.url("/_wxgate/auth"))
+                .header("cookie", &cookie)
+                .body(empty())
+                .unwrap(),
+        )
+        .await
+        .status
+    };
+    assert_eq!(auth().await, StatusCode::ACCEPTED);
+    mock_post(&env, "/mock/revoke?user=alice").await;
+    let start = Instant::now();
+    loop {
+        match auth().await {
+            StatusCode::ACCEPTED if start.elapsed() < Duration::from_secs(3) => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            StatusCode::UNAUTHORIZED => break,
+            other => panic!("{other} after {:?}", start.elapsed()),
+        }
+    }
+    assert!(
+        start.elapsed() <= Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+}

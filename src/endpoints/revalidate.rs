@@ -31,8 +31,6 @@ struct Slot {
     last: AtomicU64,
     /// A check is running.
     busy: AtomicBool,
-    /// The last check found the grant revoked.
-    revoked: AtomicBool,
     /// An access token renewed by a refresh (never written back to the record).
     renewed: Mutex<Option<Grant>>,
 }
@@ -40,6 +38,9 @@ struct Slot {
 struct Inner {
     every: u64,
     slots: moka::sync::Cache<SessionId, Arc<Slot>>,
+    /// Sessions a check found revoked, until a request removes them from the store (kept for a
+    /// session's whole lifetime: a slot may be dropped for idleness, this verdict may not).
+    revoked: moka::sync::Cache<SessionId, ()>,
     providers: Arc<Registry>,
     outcomes: Family<OutcomeLabels, Counter>,
 }
@@ -59,6 +60,7 @@ impl Revalidator {
     /// None when revalidation is off (`session.revalidate_secs = 0`).
     pub(crate) fn new(
         every: Option<Duration>,
+        session_ttl: Duration,
         capacity: u64,
         providers: Arc<Registry>,
         outcomes: Family<OutcomeLabels, Counter>,
@@ -73,6 +75,10 @@ impl Revalidator {
                 slots: moka::sync::Cache::builder()
                     .max_capacity(capacity)
                     .time_to_idle(idle)
+                    .build(),
+                revoked: moka::sync::Cache::builder()
+                    .max_capacity(capacity)
+                    .time_to_live(session_ttl)
                     .build(),
                 providers,
                 outcomes,
@@ -94,6 +100,7 @@ impl Revalidator {
         }
         store.remove(&a.id).await?;
         self.inner.slots.invalidate(&a.id);
+        self.inner.revoked.invalidate(&a.id);
         tracing::info!(session = %a.id.fingerprint(), "session ended: the WeChat grant was revoked");
         Ok(None)
     }
@@ -109,17 +116,16 @@ impl Revalidator {
         if !due(granted_at, every, now) {
             return false;
         }
+        if self.inner.revoked.contains_key(id) {
+            return true;
+        }
         let slot = self.inner.slots.get_with(*id, || {
             Arc::new(Slot {
                 last: AtomicU64::new(granted_at),
                 busy: AtomicBool::new(false),
-                revoked: AtomicBool::new(false),
                 renewed: Mutex::new(None),
             })
         });
-        if slot.revoked.load(Ordering::Acquire) {
-            return true;
-        }
         if !due(slot.last.load(Ordering::Acquire), every, now)
             || slot.busy.swap(true, Ordering::AcqRel)
         {
@@ -156,7 +162,7 @@ impl Inner {
                 "renewed"
             }
             Revalidation::Revoked => {
-                slot.revoked.store(true, Ordering::Release);
+                self.revoked.insert(id, ());
                 "revoked"
             }
             Revalidation::Unknown => {

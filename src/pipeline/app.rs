@@ -40,6 +40,7 @@ impl App {
         let metrics = Metrics::new();
         let revalidator = crate::endpoints::revalidate::Revalidator::new(
             settings.session.revalidate,
+            settings.session.ttl,
             settings.session.max_sessions,
             providers.clone(),
             metrics.revalidations.clone(),
