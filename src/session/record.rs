@@ -17,7 +17,7 @@ pub struct Origin {
 /// One logged-in user, kept as a single immutable byte buffer: a million of these live in
 /// memory, and the identity headers are zero-copy slices of it.
 ///
-/// Layout (version 3): `[version][provider][kind][expires_at u32][lengths]` then the strings
+/// Layout (version 4): `[version][provider][kind][expires_at u32][lengths]` then the strings
 /// openid, unionid, appid, nickname (raw UTF-8: a third of its percent-encoded size for CJK and
 /// emoji), avatar. Lengths are one byte (255 = absent) except nickname and avatar (two bytes,
 /// little-endian). Every byte saved here is a megabyte at a million sessions.
