@@ -4,6 +4,7 @@
 //! unreachable does not.
 
 mod common;
+mod redis_support;
 
 use std::time::{Duration, Instant};
 
@@ -344,4 +345,46 @@ async fn forward_auth_sees_the_revocation() {
         "{:?}",
         start.elapsed()
     );
+}
+
+#[tokio::test]
+async fn redis_sessions_keep_the_grant_and_revocation_reaches_every_instance() {
+    let redis = redis_support::start_redis().await;
+    let up = start_upstream().await;
+    let mock = start_mock(Default::default()).await;
+    let toml = full_config(
+        up.addr,
+        &mock.url(),
+        &format!(
+            "{EXTRA}store = \"redis\"\nredis_url = \"redis://127.0.0.1:{}/0\"\n",
+            redis.port
+        ),
+    );
+    let a = start_gateway(&toml).await;
+    let other = start_gateway(&toml).await;
+    let env = Env { up, mock, gw: a };
+    let b = logged_in(&env).await;
+    // Instance B read the record (with its grant) from Redis and checks it too.
+    let mut on_b = b.clone();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let before = calls(&env, "auth").await;
+    assert_eq!(on_b.nav(&other.url("/app")).await.status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        calls(&env, "auth").await,
+        before + 1,
+        "B re-checked the grant from Redis"
+    );
+
+    mock_post(&env, "/mock/revoke?user=alice").await;
+    let took = until_logged_out(&other, &mut on_b, Duration::from_secs(4))
+        .await
+        .expect("B ends the revoked session");
+    assert!(took <= Duration::from_secs(2), "{took:?}");
+    // Removed from Redis: A refuses it too, within a second.
+    let mut on_a = b.clone();
+    let took = until_logged_out(&env.gw, &mut on_a, Duration::from_secs(2))
+        .await
+        .expect("A no longer knows the session");
+    assert!(took <= Duration::from_millis(1100), "{took:?}");
 }
