@@ -10,6 +10,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
@@ -70,6 +71,27 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
+/// Labels of the WeChat API latency histogram: the API's path (`sns/oauth2/access_token`, ...).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabels {
+    pub endpoint: &'static str,
+}
+
+/// Labels of the WeChat API error counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiErrorLabels {
+    pub endpoint: &'static str,
+    pub errcode: i64,
+}
+
+/// Upper bounds (seconds) of the WeChat API latency buckets (then +Inf): WeChat answers in tens
+/// to hundreds of milliseconds, and `wechat.timeout_ms` is 5 s by default.
+const API_BUCKETS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+fn api_histogram() -> Histogram {
+    Histogram::new(API_BUCKETS.into_iter())
+}
+
 pub struct Metrics {
     registry: Registry,
     hot: Arc<HotPath>,
@@ -82,6 +104,9 @@ pub struct Metrics {
     /// Session-store operations that failed (Redis unreachable or timing out). The store counts
     /// them itself; the `/metrics` answer copies its count in with [`Metrics::set_store_errors`].
     store_errors: Counter,
+    /// WeChat (and WeCom) API calls: latency by endpoint, errcode answers by endpoint and code.
+    wechat_api: Family<ApiLabels, Histogram, fn() -> Histogram>,
+    wechat_errors: Family<ApiErrorLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -237,6 +262,19 @@ impl Metrics {
             "Session-store operations that failed (store unreachable or timing out)",
             store_errors.clone(),
         );
+        let wechat_api =
+            Family::<ApiLabels, Histogram, fn() -> Histogram>::new_with_constructor(api_histogram);
+        registry.register(
+            "wechat_api_seconds",
+            "WeChat API call latency by endpoint (answers with an errcode included)",
+            wechat_api.clone(),
+        );
+        let wechat_errors = Family::<ApiErrorLabels, Counter>::default();
+        registry.register(
+            "wechat_errors",
+            "WeChat API answers carrying an errcode, by endpoint and errcode",
+            wechat_errors.clone(),
+        );
         Self {
             registry,
             hot,
@@ -245,6 +283,8 @@ impl Metrics {
             revalidations,
             rate_limited,
             store_errors,
+            wechat_api,
+            wechat_errors,
         }
     }
 
@@ -262,6 +302,19 @@ impl Metrics {
         self.logins
             .get_or_create(&LoginLabels { source, outcome })
             .inc();
+    }
+
+    /// One WeChat API call to `endpoint` that took `took`; `errcode` when WeChat answered one
+    /// (any non-zero code). Calls that got no answer count only in the latency.
+    pub fn wechat_call(&self, endpoint: &'static str, took: Duration, errcode: Option<i64>) {
+        self.wechat_api
+            .get_or_create(&ApiLabels { endpoint })
+            .observe(took.as_secs_f64());
+        if let Some(errcode) = errcode.filter(|c| *c != 0) {
+            self.wechat_errors
+                .get_or_create(&ApiErrorLabels { endpoint, errcode })
+                .inc();
+        }
     }
 
     /// The store's own count of failed operations (monotonic: it only ever grows).
@@ -292,6 +345,41 @@ impl Collector for SharedCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn renders_wechat_api_calls() {
+        let m = Metrics::new();
+        // Declared before any call, so dashboards and alerts find the names.
+        let t = m.render();
+        assert!(
+            t.contains("# TYPE wxgate_wechat_api_seconds histogram"),
+            "{t}"
+        );
+        assert!(t.contains("# TYPE wxgate_wechat_errors counter"), "{t}");
+        m.wechat_call("sns/oauth2/access_token", Duration::from_millis(30), None);
+        m.wechat_call(
+            "sns/oauth2/access_token",
+            Duration::from_millis(70),
+            Some(40029),
+        );
+        m.wechat_call("sns/userinfo", Duration::from_millis(20), Some(0));
+        let t = m.render();
+        assert!(
+            t.contains("wxgate_wechat_api_seconds_count{endpoint=\"sns/oauth2/access_token\"} 2"),
+            "{t}"
+        );
+        assert!(
+            t.contains("wxgate_wechat_api_seconds_bucket{le=\"0.05\",endpoint=\"sns/oauth2/access_token\"} 1")
+                || t.contains("wxgate_wechat_api_seconds_bucket{endpoint=\"sns/oauth2/access_token\",le=\"0.05\"} 1"),
+            "{t}"
+        );
+        assert!(
+            t.contains("wxgate_wechat_errors_total{endpoint=\"sns/oauth2/access_token\",errcode=\"40029\"} 1"),
+            "{t}"
+        );
+        // errcode 0 is success, not an error.
+        assert!(!t.contains("errcode=\"0\""), "{t}");
+    }
 
     #[test]
     fn renders_counters() {

@@ -38,15 +38,26 @@ impl std::fmt::Debug for TlsFiles {
     }
 }
 
+/// Why a TLS file cannot be read; a missing one says where certificates come from (a copied
+/// example config points at `certs/server.crt`, which nobody has yet).
+fn read_error(path: &Path, e: &std::io::Error) -> String {
+    let mut m = format!("cannot read {}: {e}", path.display());
+    if e.kind() == std::io::ErrorKind::NotFound {
+        m.push_str(
+            "; point server.tls_cert / server.tls_key at your certificate chain and key \
+             (certbot: /etc/letsencrypt/live/DOMAIN/fullchain.pem and privkey.pem), or remove both \
+             to serve plain HTTP behind a TLS-terminating proxy; `wxgate dev` writes a \
+             self-signed pair into certs/ for a local trial",
+        );
+    }
+    m
+}
+
 impl TlsFiles {
     /// Read both files; errors name `server.tls_cert` or `server.tls_key`.
     pub fn load(cert: &Path, key: &Path) -> Result<TlsFiles, ConfigError> {
-        let cert_pem = std::fs::read(cert).map_err(|e| {
-            invalid(
-                "server.tls_cert",
-                format!("cannot read {}: {e}", cert.display()),
-            )
-        })?;
+        let cert_pem =
+            std::fs::read(cert).map_err(|e| invalid("server.tls_cert", read_error(cert, &e)))?;
         let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| {
@@ -61,12 +72,8 @@ impl TlsFiles {
                 format!("{} holds no CERTIFICATE block", cert.display()),
             ));
         }
-        let key_pem = std::fs::read(key).map_err(|e| {
-            invalid(
-                "server.tls_key",
-                format!("cannot read {}: {e}", key.display()),
-            )
-        })?;
+        let key_pem =
+            std::fs::read(key).map_err(|e| invalid("server.tls_key", read_error(key, &e)))?;
         let key_der = rustls_pemfile::private_key(&mut key_pem.as_slice())
             .map_err(|e| {
                 invalid(
@@ -112,6 +119,20 @@ mod tests {
     fn missing_cert_names_key() {
         let e = TlsFiles::load(Path::new("/nonexistent.crt"), Path::new("/nonexistent.key"))
             .unwrap_err();
-        assert!(e.to_string().contains("server.tls_cert"));
+        let e = e.to_string();
+        assert!(e.contains("server.tls_cert"), "{e}");
+        // Says where a certificate comes from, not only that it is missing.
+        assert!(
+            e.contains("fullchain.pem") && e.contains("wxgate dev"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn other_read_errors_have_no_hint() {
+        let e = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let m = read_error(Path::new("/k.pem"), &e);
+        assert!(m.starts_with("cannot read /k.pem: "), "{m}");
+        assert!(!m.contains("certbot"), "{m}");
     }
 }

@@ -62,6 +62,12 @@ pub(crate) struct AccessLine {
     pq: Option<PathAndQuery>,
 }
 
+/// A duration in milliseconds, rounded to microseconds, for log lines: `latency_ms=0.131`, not
+/// `0.13107400000000002`. Still a number (JSON logs keep it numeric).
+fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
 impl AccessLine {
     /// Whether the access line is written (`wxgate::access` at info).
     #[inline]
@@ -83,9 +89,23 @@ impl AccessLine {
             method = %self.method,
             path = self.pq.as_ref().map(|p| p.path()).unwrap_or("/"),
             status,
-            latency_ms = self.started.elapsed().as_secs_f64() * 1e3,
-            upstream_ms = upstream.map(|d| d.as_secs_f64() * 1e3),
+            latency_ms = millis(self.started.elapsed()),
+            upstream_ms = upstream.map(millis),
             peer = %peer.addr.ip(),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn millis_print_rounded() {
+        assert_eq!(millis(Duration::from_nanos(131_074)).to_string(), "0.131");
+        assert_eq!(millis(Duration::from_nanos(131_500)).to_string(), "0.132");
+        assert_eq!(millis(Duration::from_micros(2_000)).to_string(), "2");
+        assert_eq!(millis(Duration::from_secs(61)).to_string(), "61000");
+        assert_eq!(millis(Duration::ZERO).to_string(), "0");
     }
 }

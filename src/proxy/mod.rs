@@ -294,12 +294,65 @@ pub struct ErrChain<'a>(pub &'a (dyn std::error::Error + 'static));
 
 impl std::fmt::Display for ErrChain<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut src = self.0.source();
-        while let Some(s) = src {
-            write!(f, ": {s}")?;
-            src = s.source();
+        f.write_str(&chain_text(self.0))
+    }
+}
+
+/// An error and its sources, `: `-separated, without repeats: hyper and std errors often print
+/// their source inside their own text as well, which gave `Connection refused (os error 111):
+/// Connection refused (os error 111)`.
+fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let t = s.to_string();
+        if !t.is_empty() && !out.contains(&t) {
+            out.push_str(": ");
+            out.push_str(&t);
         }
-        Ok(())
+        src = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct E(&'static str, Option<Box<E>>);
+    impl std::fmt::Display for E {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for E {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn error_chains_print_each_text_once() {
+        let refused = || Some(Box::new(E("Connection refused (os error 111)", None)));
+        let e = E("Connection refused (os error 111)", refused());
+        assert_eq!(chain_text(&e), "Connection refused (os error 111)");
+        let e = E(
+            "client error (Connect)",
+            Some(Box::new(E("tcp connect error", refused()))),
+        );
+        assert_eq!(
+            chain_text(&e),
+            "client error (Connect): tcp connect error: Connection refused (os error 111)"
+        );
+        let e = E(
+            "tcp connect error: Connection refused (os error 111)",
+            refused(),
+        );
+        assert_eq!(
+            chain_text(&e),
+            "tcp connect error: Connection refused (os error 111)"
+        );
+        assert_eq!(ErrChain(&E("a", None)).to_string(), "a");
     }
 }

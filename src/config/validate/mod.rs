@@ -2,6 +2,7 @@
 //! reported: each section's `check` names the key at fault and returns that section parsed.
 
 mod access;
+mod placeholders;
 mod server;
 mod session;
 mod upstream;
@@ -16,6 +17,7 @@ use super::settings::{HeadersSettings, LogFormat, LogSettings, Secret, Settings}
 
 /// The whole file, checked section by section, as [`Settings`].
 pub(super) fn settings(c: Config) -> Result<Settings, ConfigError> {
+    placeholders::check(&c)?;
     let server = server::check(&c.server)?;
     let upstream = upstream::check(&c.upstream)?;
     let wechat = wechat::check(&c.wechat)?;
