@@ -67,6 +67,20 @@ impl WechatError {
     }
 }
 
+/// The `outcome` label of `wxgate_logins_total` for a login that failed this way: a client's
+/// invalid, used or expired code is the client's (`invalid_code`), not WeChat failing — only
+/// `wechat_*` outcomes should page anyone.
+fn login_outcome(class: ErrorClass) -> &'static str {
+    match class {
+        ErrorClass::Relogin => "invalid_code",
+        ErrorClass::VirtualIdentity => "snapshot_user",
+        ErrorClass::Busy => "wechat_busy",
+        ErrorClass::Forbidden => "wechat_forbidden",
+        ErrorClass::InvalidInput => "invalid_request",
+        ErrorClass::Upstream => "wechat_error",
+    }
+}
+
 impl ProviderError for WechatError {
     fn class(&self) -> ErrorClass {
         WechatError::class(self)
@@ -109,10 +123,7 @@ impl ProviderError for WechatError {
     }
 
     fn outcome(&self) -> Option<&'static str> {
-        Some(match self {
-            WechatError::SnapshotUser => "snapshot_user",
-            _ => "wechat_error",
-        })
+        Some(login_outcome(WechatError::class(self)))
     }
 
     fn log(&self) {
@@ -129,6 +140,22 @@ impl ProviderError for WechatError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_clients_bad_code_is_not_a_wechat_error() {
+        let api = |code| WechatError::Api {
+            code,
+            msg: String::new(),
+        };
+        for code in [40029, 40163, 42003] {
+            assert_eq!(api(code).outcome(), Some("invalid_code"), "{code}");
+        }
+        assert_eq!(api(-1).outcome(), Some("wechat_busy"));
+        assert_eq!(api(48001).outcome(), Some("wechat_forbidden"));
+        assert_eq!(api(40125).outcome(), Some("wechat_error"));
+        assert_eq!(WechatError::Unreachable.outcome(), Some("wechat_error"));
+        assert_eq!(WechatError::Timeout.outcome(), Some("wechat_error"));
+    }
 
     #[test]
     fn classes() {
@@ -153,6 +180,7 @@ mod tests {
         }
         let snap = WechatError::SnapshotUser;
         assert_eq!(snap.class(), ErrorClass::VirtualIdentity);
+        assert_eq!(snap.outcome(), Some("snapshot_user"));
         assert_eq!(ProviderError::code(&snap), "snapshot_user");
         assert_eq!(ProviderError::outcome(&snap), Some("snapshot_user"));
         assert!(!api(40029).is_config_error());
