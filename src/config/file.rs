@@ -15,6 +15,7 @@ pub struct Config {
     pub wechat: WechatConfig,
     pub session: SessionConfig,
     pub access: AccessConfig,
+    pub wecom: WecomConfig,
     pub headers: HeadersConfig,
     pub verification: VerificationConfig,
     pub log: LogConfig,
@@ -202,6 +203,8 @@ pub struct AccessConfig {
     /// Logins started or finished per client IP per minute (/login, /callback, /app/login,
     /// /miniprogram/login); above it 429 + Retry-After. 0 = off.
     pub login_rate_per_minute: u32,
+    /// WeCom: the userids let in; empty = any member of the corp.
+    pub allow_wecom_userids: Vec<String>,
 }
 
 impl Default for AccessConfig {
@@ -213,6 +216,36 @@ impl Default for AccessConfig {
             require_unionid: false,
             redirect_hosts: Vec::new(),
             login_rate_per_minute: 300,
+            allow_wecom_userids: Vec::new(),
+        }
+    }
+}
+
+/// `[wecom]`: a WeCom (企业微信) self-built app; off while `corp_id` is empty.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WecomConfig {
+    pub corp_id: String,
+    pub agent_id: String,
+    pub secret: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_file: Option<PathBuf>,
+    pub api_base: String,
+    pub login_base: String,
+    /// People outside the corp (WeCom gives them only an openid) may log in.
+    pub allow_non_members: bool,
+}
+
+impl Default for WecomConfig {
+    fn default() -> Self {
+        Self {
+            corp_id: String::new(),
+            agent_id: String::new(),
+            secret: String::new(),
+            secret_file: None,
+            api_base: "https://qyapi.weixin.qq.com".into(),
+            login_base: "https://login.work.weixin.qq.com".into(),
+            allow_non_members: false,
         }
     }
 }
@@ -262,6 +295,7 @@ impl Config {
                 red(&mut app.secret);
             }
         }
+        red(&mut c.wecom.secret);
         red(&mut c.session.cookie_secret);
         red(&mut c.headers.sign_secret);
         if !c.session.redis_url.is_empty() {

@@ -69,6 +69,11 @@ impl Config {
             }
         }
         resolve_file(
+            "wecom.secret",
+            &mut self.wecom.secret,
+            &self.wecom.secret_file,
+        )?;
+        resolve_file(
             "session.cookie_secret",
             &mut self.session.cookie_secret,
             &self.session.cookie_secret_file,

@@ -21,13 +21,13 @@ mod validate;
 pub use error::ConfigError;
 pub use file::{
     AccessConfig, AppConfig, Config, HeadersConfig, LogConfig, ServerConfig, SessionConfig,
-    UpstreamConfig, VerificationConfig, WechatConfig,
+    UpstreamConfig, VerificationConfig, WechatConfig, WecomConfig,
 };
 pub use load::default_path;
 pub use settings::{
     AccessSettings, HeadersSettings, LogFormat, LogSettings, OfficialScope, PublicUrl, Secret,
     ServerSettings, SessionSettings, Settings, StoreKind, UpstreamSettings, VerificationSettings,
-    WechatApp, WechatSettings,
+    WechatApp, WechatSettings, WecomSettings,
 };
 pub use tls_files::TlsFiles;
 

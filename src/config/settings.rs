@@ -33,6 +33,8 @@ pub struct Settings {
     pub wechat: WechatSettings,
     pub session: SessionSettings,
     pub access: AccessSettings,
+    /// `[wecom]`; None while `wecom.corp_id` is empty.
+    pub wecom: Option<WecomSettings>,
     pub headers: HeadersSettings,
     pub verification: VerificationSettings,
     pub log: LogSettings,
@@ -244,6 +246,34 @@ pub struct AccessSettings {
     pub redirect_hosts: Vec<String>,
     /// Logins per client IP per minute; 0 = off.
     pub login_rate_per_minute: u32,
+    /// `access.allow_wecom_userids`: empty = any member of the corp.
+    pub allow_wecom_userids: HashSet<String>,
+}
+
+/// `[wecom]`: a WeCom (企业微信) self-built app.
+#[derive(Clone)]
+pub struct WecomSettings {
+    pub corp_id: String,
+    pub agent_id: String,
+    pub secret: String,
+    /// `wecom.api_base` without a trailing slash.
+    pub api_base: String,
+    /// `wecom.login_base` without a trailing slash.
+    pub login_base: String,
+    pub allow_non_members: bool,
+}
+
+impl fmt::Debug for WecomSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WecomSettings")
+            .field("corp_id", &self.corp_id)
+            .field("agent_id", &self.agent_id)
+            .field("secret", &"<redacted>")
+            .field("api_base", &self.api_base)
+            .field("login_base", &self.login_base)
+            .field("allow_non_members", &self.allow_non_members)
+            .finish()
+    }
 }
 
 /// `[headers]`.

@@ -32,5 +32,6 @@ pub(super) fn check(a: &AccessConfig) -> Result<AccessSettings, ConfigError> {
         require_unionid: a.require_unionid,
         redirect_hosts: a.redirect_hosts.clone(),
         login_rate_per_minute: a.login_rate_per_minute,
+        allow_wecom_userids: a.allow_wecom_userids.iter().cloned().collect(),
     })
 }

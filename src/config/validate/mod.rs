@@ -8,6 +8,7 @@ mod session;
 mod upstream;
 pub(super) mod verification;
 mod wechat;
+mod wecom;
 
 use std::sync::Arc;
 
@@ -20,7 +21,8 @@ pub(super) fn settings(c: Config) -> Result<Settings, ConfigError> {
     placeholders::check(&c)?;
     let server = server::check(&c.server)?;
     let upstream = upstream::check(&c.upstream)?;
-    let wechat = wechat::check(&c.wechat)?;
+    let wecom = wecom::check(&c.wecom)?;
+    let wechat = wechat::check(&c.wechat, wecom.is_some())?;
     let session = session::check(&c.session)?;
     let access = access::check(&c.access)?;
     let verification = verification::check(&c.verification)?;
@@ -49,6 +51,7 @@ pub(super) fn settings(c: Config) -> Result<Settings, ConfigError> {
         wechat,
         session,
         access,
+        wecom,
         headers,
         verification,
         log: LogSettings { format },

@@ -34,6 +34,13 @@ pub(super) fn check(c: &Config) -> Result<(), ConfigError> {
             }
         }
     }
+    if is_placeholder(&c.wecom.secret) {
+        return Err(invalid(
+            "wecom.secret",
+            "still holds the example's placeholder: put the self-built app's Secret here \
+             (WeCom admin console: 应用管理 → the app → Secret), or use secret_file",
+        ));
+    }
     for (key, value) in [
         ("session.cookie_secret", &c.session.cookie_secret),
         ("headers.sign_secret", &c.headers.sign_secret),

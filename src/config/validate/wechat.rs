@@ -6,7 +6,8 @@ use crate::config::error::{invalid, ConfigError};
 use crate::config::file::{AppConfig, WechatConfig};
 use crate::config::settings::{OfficialScope, WechatApp, WechatSettings};
 
-pub(super) fn check(w: &WechatConfig) -> Result<WechatSettings, ConfigError> {
+/// `other_login`: another provider (`[wecom]`) is configured, so no WeChat app is needed.
+pub(super) fn check(w: &WechatConfig, other_login: bool) -> Result<WechatSettings, ConfigError> {
     for (key, val) in [
         ("wechat.api_base", &w.api_base),
         ("wechat.open_base", &w.open_base),
@@ -46,10 +47,10 @@ pub(super) fn check(w: &WechatConfig) -> Result<WechatSettings, ConfigError> {
             ));
         }
     }
-    if !any {
+    if !any && !other_login {
         return Err(invalid(
             "wechat",
-            "no WeChat app configured: set at least one of [wechat.website], [wechat.official_account], [wechat.mobile_app], [wechat.mini_program]",
+            "no WeChat app configured (and no [wecom]): set at least one of [wechat.website], [wechat.official_account], [wechat.mobile_app], [wechat.mini_program], [wecom]",
         ));
     }
     let scope = w
