@@ -33,8 +33,13 @@ pub(super) async fn login(
 ) -> Result<Response<Body>, GatewayError> {
     let s = cx.settings;
     let rd = return_to(cx, req);
-    let (provider, origin) = match cx.providers.browser_login(req.headers()) {
+    let via = query_param(req.uri().query(), "via");
+    let (provider, origin) = match cx.providers.browser_login(req.headers(), via.as_deref()) {
         BrowserLogin::Start(p, origin) => (p, origin),
+        BrowserLogin::Choose(providers) => {
+            // Several providers log this browser in (WeChat and WeCom): the user picks.
+            return Ok(super::choose_page::choose(s, &rd, &providers));
+        }
         BrowserLogin::OpenInApp => {
             // A PC browser, and only an in-app login: scan to continue inside the app.
             return Ok(crate::common::pages::open_in_wechat(&urls::login_url(

@@ -60,18 +60,19 @@ pub(super) async fn userinfo(cx: &Ctx<'_>) -> Result<Response<Body>, GatewayErro
         )));
     };
     let s = &a.session;
-    Ok(http_util::json(
-        StatusCode::OK,
-        &json!({
-            "openid": s.openid(),
-            "unionid": s.unionid(),
-            "appid": s.appid(),
-            "source": cx.providers.kind_name(s.origin()),
-            "nickname": s.nickname(),
-            "avatar": s.avatar(),
-            "expires_at": s.expires_at(),
-        }),
-    ))
+    let mut info = json!({
+        "openid": s.openid(),
+        "unionid": s.unionid(),
+        "appid": s.appid(),
+        "source": cx.providers.kind_name(s.origin()),
+        "nickname": s.nickname(),
+        "avatar": s.avatar(),
+        "expires_at": s.expires_at(),
+    });
+    if let (Some(p), Some(map)) = (cx.providers.get(s.origin()), info.as_object_mut()) {
+        p.describe(s, map);
+    }
+    Ok(http_util::json(StatusCode::OK, &info))
 }
 
 #[cfg(test)]

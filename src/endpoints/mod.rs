@@ -8,6 +8,7 @@
 //! Logins go through the provider registry (`crate::providers`), never to a provider directly.
 
 mod browser_login;
+mod choose_page;
 pub(crate) mod context;
 mod cookies;
 mod forward_auth;

@@ -2,6 +2,9 @@
 //! `access.require_unionid`) a live session must pass to reach the upstream.
 
 use std::collections::HashSet;
+use std::sync::Arc;
+
+use crate::providers::Registry;
 
 use crate::session::Session;
 
@@ -9,6 +12,9 @@ pub(crate) struct Access {
     pub(crate) allow_unionids: HashSet<String>,
     pub(crate) allow_openids: HashSet<String>,
     pub(crate) require_unionid: bool,
+    /// A provider's own rule for its sessions (WeCom's `access.allow_wecom_userids`) replaces
+    /// the rules above for them.
+    pub(crate) providers: Arc<Registry>,
 }
 
 impl crate::endpoints::context::AccessRules for Access {
@@ -24,6 +30,9 @@ impl Access {
     /// [`Access::allows`] for a session's identity. With no rules (the usual case) it reads
     /// nothing from the session: this runs on every proxied request.
     pub(crate) fn allows_session(&self, s: &Session) -> bool {
+        if let Some(verdict) = self.providers.allows(s) {
+            return verdict;
+        }
         let open = !self.require_unionid
             && self.allow_unionids.is_empty()
             && self.allow_openids.is_empty();
@@ -61,12 +70,14 @@ mod tests {
             allow_unionids: HashSet::new(),
             allow_openids: HashSet::new(),
             require_unionid: false,
+            providers: Arc::new(Registry::empty()),
         };
         assert!(open.allows("o", None));
         let strict = Access {
             allow_unionids: ["u1".to_string()].into(),
             allow_openids: ["o2".to_string()].into(),
             require_unionid: false,
+            providers: Arc::new(Registry::empty()),
         };
         assert!(strict.allows("o1", Some("u1")));
         assert!(strict.allows("o2", None));
@@ -75,6 +86,7 @@ mod tests {
             allow_unionids: HashSet::new(),
             allow_openids: HashSet::new(),
             require_unionid: true,
+            providers: Arc::new(Registry::empty()),
         };
         assert!(!need.allows("o", None));
         assert!(need.allows("o", Some("u")));
@@ -87,6 +99,7 @@ mod tests {
             allow_unionids: HashSet::new(),
             allow_openids: ["o2".to_string()].into(),
             require_unionid: true,
+            providers: Arc::new(Registry::empty()),
         };
         assert!(openids_only.needs_unionid("o2"));
         assert!(!openids_only.needs_unionid("o3"), "no unionid lets o3 in");

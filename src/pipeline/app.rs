@@ -51,7 +51,7 @@ impl App {
             .as_ref()
             .map(|s| s.expose().to_vec());
         Ok(Arc::new(App {
-            providers,
+            providers: providers.clone(),
             signer: StateSigner::new(settings.cookie_secret()),
             verification: Verification::new(&settings.verification),
             metrics,
@@ -60,6 +60,7 @@ impl App {
                 allow_unionids: settings.access.allow_unionids.clone(),
                 allow_openids: settings.access.allow_openids.clone(),
                 require_unionid: settings.access.require_unionid,
+                providers: providers.clone(),
             },
             session_cookie: settings.session.cookie_name.clone(),
             login_cookie: settings.session.login_cookie.clone(),

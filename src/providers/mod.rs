@@ -9,6 +9,7 @@
 pub(crate) mod provider;
 pub(crate) mod registry;
 pub mod wechat;
+pub(crate) mod wecom;
 
 pub(crate) use self::provider::{Identity, JsonCredentials, JsonEndpoint, Revalidation};
 pub(crate) use self::registry::Registry;

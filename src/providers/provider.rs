@@ -6,6 +6,7 @@ use std::pin::Pin;
 use http::HeaderMap;
 
 use crate::common::error::ProviderFailure;
+use crate::common::pages::Text;
 use crate::session::{Grant, Origin, Session};
 
 /// A boxed future: the provider trait is used as `dyn LoginProvider`.
@@ -14,8 +15,12 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Which login a browser gets from a provider, decided from its request headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BrowserMatch {
-    /// This kind of the provider (e.g. WeChat's website QR login for a PC browser).
+    /// This kind of the provider (e.g. WeChat's website QR login for a PC browser). When
+    /// several providers offer one, the browser is asked which.
     Kind(u8),
+    /// The browser runs inside this provider's own app (e.g. WeCom's, `wxwork`): this kind,
+    /// whatever the other providers offer.
+    InApp(u8),
     /// The provider has a login for this user, but only inside its own app: show the "open in
     /// the app" page (e.g. a PC browser and only a WeChat official account configured).
     OpenInApp,
@@ -80,6 +85,9 @@ pub(crate) trait LoginProvider: Send + Sync {
     /// The provider's name (`"wechat"`), for logs.
     fn id(&self) -> &'static str;
 
+    /// The provider's name as users know it (`微信` / `WeChat`): the choice of login page.
+    fn label(&self) -> Text<'static>;
+
     /// The byte the session record stores for this provider ([`Origin::provider`]). Never
     /// reused: records outlive restarts (Redis).
     fn record_id(&self) -> u8;
@@ -129,6 +137,18 @@ pub(crate) trait LoginProvider: Send + Sync {
         kind: u8,
         creds: JsonCredentials<'a>,
     ) -> BoxFuture<'a, Result<Identity, ProviderFailure>>;
+
+    /// The provider's own access rule for its sessions (e.g. WeCom's
+    /// `access.allow_wecom_userids`), which then replaces the openid / unionid rules; None:
+    /// those apply. Runs on every proxied request.
+    fn allows(&self, _session: &Session) -> Option<bool> {
+        None
+    }
+
+    /// Adjust the `/userinfo` JSON of a session of this provider (which starts with the
+    /// openid, unionid, appid, source, nickname, avatar and expires_at fields).
+    fn describe(&self, _session: &Session, _json: &mut serde_json::Map<String, serde_json::Value>) {
+    }
 
     /// Write the identity headers the upstream gets for a session of this provider (after the
     /// spoofed ones were stripped). Runs on every proxied request: no allocation if possible.

@@ -88,6 +88,13 @@ impl LoginProvider for Wechat {
         "wechat"
     }
 
+    fn label(&self) -> crate::common::pages::Text<'static> {
+        crate::common::pages::Text {
+            zh: "微信",
+            en: "WeChat",
+        }
+    }
+
     fn record_id(&self) -> u8 {
         RECORD_ID
     }
