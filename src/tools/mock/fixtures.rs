@@ -94,3 +94,64 @@ pub fn apps_toml() -> String {
     })
     .collect()
 }
+
+// ---- WeCom (企业微信) ----
+
+/// The mock corp's id, its self-built app's AgentId and Secret.
+pub const WECOM_CORP_ID: &str = "ww5000000000000005";
+pub const WECOM_AGENT_ID: &str = "1000005";
+pub const WECOM_SECRET: &str = "mock-wecom-secret-00000000000000005";
+
+/// A person the mock WeCom logs in: an employee (a userid) or, with `member: false`, someone
+/// outside the corp (WeCom gives only an openid).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WecomPerson {
+    /// What tests and the pages use; an employee's userid.
+    pub key: &'static str,
+    pub name: &'static str,
+    pub member: bool,
+}
+
+/// Three employees and one non-member (`guest`).
+pub const WECOM_PEOPLE: &[WecomPerson] = &[
+    WecomPerson {
+        key: "zhangsan",
+        name: "张三",
+        member: true,
+    },
+    WecomPerson {
+        key: "lisi",
+        name: "李四",
+        member: true,
+    },
+    WecomPerson {
+        key: "wangwu",
+        name: "王五",
+        member: true,
+    },
+    WecomPerson {
+        key: WECOM_GUEST,
+        name: "访客 (非企业成员 / not a member)",
+        member: false,
+    },
+];
+
+/// The non-member.
+pub const WECOM_GUEST: &str = "guest";
+
+pub fn wecom_person(key: &str) -> Option<&'static WecomPerson> {
+    WECOM_PEOPLE.iter().find(|p| p.key == key)
+}
+
+/// The openid WeCom gives a non-member.
+pub fn wecom_openid(key: &str) -> String {
+    openid(WECOM_CORP_ID, key)
+}
+
+/// The `[wecom]` section with the mock's credentials, `base` its api_base and login_base.
+pub fn wecom_toml(base: &str) -> String {
+    format!(
+        "[wecom]\ncorp_id = \"{WECOM_CORP_ID}\"\nagent_id = \"{WECOM_AGENT_ID}\"\nsecret = \"{WECOM_SECRET}\"\n\
+         api_base = \"{base}\"\nlogin_base = \"{base}\"\n\n"
+    )
+}

@@ -37,6 +37,7 @@ pub mod fixtures;
 mod grants;
 mod reply;
 mod state;
+mod wecom;
 #[cfg(test)]
 mod tests;
 
@@ -145,6 +146,9 @@ async fn handle(state: &State, req: Request<Incoming>) -> Resp {
     let is_get = method == Method::GET || method == Method::HEAD;
     let is_get_or_post = is_get || method == Method::POST;
 
+    if let Some(r) = wecom::route(state, path, is_get, is_get_or_post, &q) {
+        return r;
+    }
     if let Some(endpoint) = path.strip_prefix("/sns/") {
         if !is_get_or_post {
             return respond(
