@@ -41,7 +41,10 @@ impl WecomError {
     /// The gateway's own credentials are wrong (40001 invalid secret, 40013 invalid corpid,
     /// 40056 / 301002 agent): an operator's mistake.
     fn is_config_error(&self) -> bool {
-        matches!(self, WecomError::Api(40001 | 40013 | 40056 | 301002 | 41004))
+        matches!(
+            self,
+            WecomError::Api(40001 | 40013 | 40056 | 301002 | 41004)
+        )
     }
 
     pub(super) fn kind_name(&self) -> &'static str {
@@ -148,7 +151,11 @@ mod tests {
         assert!(ip.texts().1.en.contains("trusted IPs"));
         assert!(WecomError::Api(40001).is_config_error());
         assert_eq!(WecomError::Api(-1).class(), ErrorClass::Busy);
-        for e in [WecomError::Unreachable, WecomError::Timeout, WecomError::Garbage] {
+        for e in [
+            WecomError::Unreachable,
+            WecomError::Timeout,
+            WecomError::Garbage,
+        ] {
             assert_eq!(e.class(), ErrorClass::Upstream);
             assert_eq!(e.outcome(), Some("wecom_error"));
         }

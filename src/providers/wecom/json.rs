@@ -97,7 +97,10 @@ mod tests {
             parse_userinfo(br#"{"errcode":0,"userid":"a\nb"}"#),
             Err(WecomError::Garbage)
         );
-        assert_eq!(parse_userinfo(br#"{"errcode":0}"#), Err(WecomError::Garbage));
+        assert_eq!(
+            parse_userinfo(br#"{"errcode":0}"#),
+            Err(WecomError::Garbage)
+        );
     }
 
     proptest! {

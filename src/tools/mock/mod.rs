@@ -37,9 +37,9 @@ pub mod fixtures;
 mod grants;
 mod reply;
 mod state;
-mod wecom;
 #[cfg(test)]
 mod tests;
+mod wecom;
 
 /// Mock settings.
 #[derive(Debug, Clone)]

@@ -80,7 +80,10 @@ impl Wecom {
             .tokens
             .get(token)
             .ok_or(ApiErr(40014, "invalid access_token"))?;
-        let killed = *self.expired_before.lock().unwrap_or_else(|e| e.into_inner());
+        let killed = *self
+            .expired_before
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if Instant::now() >= expires || killed.is_some_and(|k| issued <= k) {
             return Err(ApiErr(42001, "access_token expired"));
         }
@@ -325,7 +328,10 @@ mod tests {
         assert_eq!(body(getuserinfo(&w, &u))["userid"], "zhangsan");
         assert_eq!(body(getuserinfo(&w, &u))["errcode"], 40029);
         *w.expired_before.lock().unwrap() = Some(Instant::now());
-        u.insert("code".into(), w.mint_code(fixtures::wecom_person("guest").unwrap()));
+        u.insert(
+            "code".into(),
+            w.mint_code(fixtures::wecom_person("guest").unwrap()),
+        );
         assert_eq!(body(getuserinfo(&w, &u))["errcode"], 42001);
         assert_eq!(w.gettoken.load(Ordering::Relaxed), 2);
     }
