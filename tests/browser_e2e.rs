@@ -1,7 +1,8 @@
 //! End-to-end test of `wxgate dev` in a real headless browser: Debian's chromium, driven by
 //! playwright-core from `tests/e2e/e2e.mjs`. Logs in as the mock user alice, checks the whoami
 //! page the demo upstream serves through the gateway, saves a screenshot to
-//! `tests/e2e/artifacts/whoami.png`, logs out and checks that `/` needs a login again.
+//! `tests/e2e/artifacts/whoami.png`, logs out and checks that `/` needs a login again; and
+//! `wxgate dev --wecom`: a WeCom login through the mock WeCom SSO page (`tests/e2e/wecom.mjs`).
 //!
 //! Dependencies (chromium, `tests/e2e/node_modules`) are installed by
 //! `scripts/install-test-deps.sh` when missing. This test never skips: without a browser it fails.
@@ -224,7 +225,7 @@ impl Dev {
     }
 }
 
-fn start_dev() -> Dev {
+fn start_dev(extra_args: &[&str]) -> Dev {
     let dir = tempfile::tempdir().expect("temp dir");
     let (port, mock_port) = free_ports();
     let log = dir.path().join("wxgate-dev.log");
@@ -239,6 +240,7 @@ fn start_dev() -> Dev {
         .arg(format!("127.0.0.1:{mock_port}"))
         .arg("--certs")
         .arg(&certs)
+        .args(extra_args)
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(out)
@@ -279,7 +281,7 @@ fn start_dev() -> Dev {
 #[test]
 fn browser_login_whoami_logout() {
     ensure_deps();
-    let dev = start_dev();
+    let dev = start_dev(&[]);
     let gateway = format!("https://localhost:{}", dev.port);
     let mock = format!("http://localhost:{}", dev.mock_port);
     println!("browser_e2e: wxgate dev up: gateway {gateway}, mock WeChat {mock}");
@@ -312,4 +314,34 @@ fn browser_login_whoami_logout() {
         png.len()
     );
     println!("browser_e2e: screenshot {}", artifact.display());
+}
+
+/// `wxgate dev --wecom`: a PC browser chooses WeCom, logs in on the mock WeCom's SSO page and
+/// the whoami page shows `x-wecom-userid` (`tests/e2e/wecom.mjs`).
+#[test]
+fn browser_wecom_login_whoami() {
+    ensure_deps();
+    let dev = start_dev(&["--wecom"]);
+    let gateway = format!("https://localhost:{}", dev.port);
+    let mock = format!("http://localhost:{}", dev.mock_port);
+    let artifact = root().join("tests/e2e/artifacts/wecom-whoami.png");
+    let _ = std::fs::remove_file(&artifact);
+    let mut cmd = Command::new("node");
+    cmd.arg(root().join("tests/e2e/wecom.mjs"))
+        .arg(&gateway)
+        .arg(&mock)
+        .arg(&artifact)
+        .current_dir(root());
+    let (status, output) = run_with_timeout(cmd, "node tests/e2e/wecom.mjs", E2E_TIMEOUT);
+    assert!(
+        status.is_some_and(|s| s.success()) && output.contains("e2e-wecom: PASS"),
+        "WeCom browser e2e failed ({status:?}):\n{output}\n--- wxgate dev log ---\n{}",
+        dev.log()
+    );
+    let png = std::fs::read(&artifact).unwrap_or_default();
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "no screenshot at {}",
+        artifact.display()
+    );
 }

@@ -30,6 +30,9 @@ pub struct DevArgs {
     /// Directory for the self-signed certificate (created when missing).
     #[arg(long, default_value = "certs")]
     pub certs: PathBuf,
+    /// Also log in with the mock WeCom (企业微信): PC browsers choose WeChat or WeCom.
+    #[arg(long)]
+    pub wecom: bool,
 }
 
 /// The demo's cookie secret, kept in `certs/` beside the certificate (mode 0600; git-ignored),
@@ -136,7 +139,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 
     let secret = dev_secret(&args.certs)?;
     let snapshot = args.certs.join(DEV_SNAPSHOT);
-    let toml = dev_config(
+    let mut toml = dev_config(
         args.listen,
         &mock_url,
         upstream_addr,
@@ -144,6 +147,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         &secret,
         &snapshot,
     );
+    if args.wecom {
+        // The login page on the browser's name for the mock; the API on its own address.
+        toml.push_str(&fixtures::wecom_toml(&mock_url).replace(
+            &format!("api_base = \"{mock_url}\""),
+            &format!("api_base = \"{}\"", mock.url()),
+        ));
+    }
     let mut settings = Config::from_toml(&toml).context("dev configuration")?;
     settings.wechat.api_base = mock.url();
     let running = crate::server::serve(settings).await?;
@@ -175,6 +185,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     println!("  Mock WeChat {mock_url}  test users: {}", users.join(", "));
     println!("  Upstream    http://{upstream_addr}  (whoami: shows the headers it receives)");
     println!("  In-WeChat flow: send a User-Agent containing MicroMessenger");
+    if args.wecom {
+        let people: Vec<&str> = fixtures::WECOM_PEOPLE.iter().map(|p| p.key).collect();
+        println!(
+            "  WeCom:       corp {} agent {}; people: {} (guest is not a member); in-app flow: a User-Agent containing wxwork",
+            fixtures::WECOM_CORP_ID,
+            fixtures::WECOM_AGENT_ID,
+            people.join(", ")
+        );
+    }
     println!(
         "  App login:   curl -s -XPOST '{mock_url}/mock/code?appid={}&user=alice'  then POST {{\"code\":...}} to {url}_wxgate/app/login",
         fixtures::MOBILE_APPID
@@ -230,7 +249,7 @@ fn whoami(req: &Request<Incoming>) -> Response<Full<Bytes>> {
                 escape(&v)
             )
         };
-        if name.as_str().starts_with("x-wechat-") {
+        if name.as_str().starts_with("x-wechat-") || name.as_str().starts_with("x-wecom-") {
             ids.push_str(&row);
         } else {
             rest.push_str(&row);
@@ -239,6 +258,7 @@ fn whoami(req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let who = req
         .headers()
         .get("x-wechat-nickname")
+        .or_else(|| req.headers().get("x-wecom-userid"))
         .map(|v| {
             percent_encoding::percent_decode(v.as_bytes())
                 .decode_utf8_lossy()
