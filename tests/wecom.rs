@@ -441,3 +441,25 @@ async fn wrong_secret_is_a_502_and_reused_code_a_400() {
     assert_eq!(gettoken_calls(&env).await, 1);
     env.gw.stop().await;
 }
+
+#[tokio::test]
+async fn wecom_calls_in_the_api_metrics() {
+    let env = wecom_env(false, "").await;
+    let r = quick_login(&env, &mut Browser::pc(), "zhangsan").await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    mock_json(&env, "POST", "/mock/wecom/untrusted_ip?on=1").await;
+    let r = quick_login(&env, &mut Browser::pc(), "zhangsan").await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+    let m = send(&client(), get(&env.gw.url("/_wxgate/metrics")).body(empty()).unwrap())
+        .await
+        .text();
+    for want in [
+        "wxgate_wechat_api_seconds_count{endpoint=\"cgi-bin/gettoken\"} 1",
+        "wxgate_wechat_api_seconds_count{endpoint=\"cgi-bin/auth/getuserinfo\"} 2",
+        "endpoint=\"cgi-bin/auth/getuserinfo\",errcode=\"60020\"} 1",
+        "wxgate_logins_total{source=\"wecom\",outcome=\"ok\"} 1",
+    ] {
+        assert!(m.contains(want), "{want} not in\n{m}");
+    }
+    env.gw.stop().await;
+}

@@ -109,6 +109,27 @@ pub struct Metrics {
     wechat_errors: Family<ApiErrorLabels, Counter>,
 }
 
+/// The WeChat / WeCom API call metrics, shared with [`Metrics`] (cheap to clone).
+#[derive(Clone)]
+pub struct ApiCalls {
+    latency: Family<ApiLabels, Histogram, fn() -> Histogram>,
+    errors: Family<ApiErrorLabels, Counter>,
+}
+
+impl ApiCalls {
+    /// As [`Metrics::wechat_call`].
+    pub fn record(&self, endpoint: &'static str, took: Duration, errcode: Option<i64>) {
+        self.latency
+            .get_or_create(&ApiLabels { endpoint })
+            .observe(took.as_secs_f64());
+        if let Some(errcode) = errcode.filter(|c| *c != 0) {
+            self.errors
+                .get_or_create(&ApiErrorLabels { endpoint, errcode })
+                .inc();
+        }
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -314,6 +335,15 @@ impl Metrics {
             self.wechat_errors
                 .get_or_create(&ApiErrorLabels { endpoint, errcode })
                 .inc();
+        }
+    }
+
+    /// A handle on [`Metrics::wechat_call`]'s metrics for the providers' API clients, which
+    /// live apart from the `Metrics`.
+    pub fn api_calls(&self) -> ApiCalls {
+        ApiCalls {
+            latency: self.wechat_api.clone(),
+            errors: self.wechat_errors.clone(),
         }
     }
 

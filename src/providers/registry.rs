@@ -4,6 +4,7 @@ use http::HeaderMap;
 
 use super::provider::{BrowserMatch, JsonEndpoint, LoginProvider};
 use crate::common::error::ProviderFailure;
+use crate::common::metrics::ApiCalls;
 use crate::config::Settings;
 use crate::session::{Origin, Session};
 
@@ -34,13 +35,17 @@ fn start(p: &dyn LoginProvider, kind: u8) -> BrowserLogin<'_> {
 impl Registry {
     /// The providers the settings configure. Fails when one cannot be set up (e.g. its HTTP
     /// client).
-    pub(crate) fn from_settings(settings: &Settings) -> Result<Registry, ProviderFailure> {
+    /// `api` counts the providers' API calls (latency, errcodes).
+    pub(crate) fn from_settings(
+        settings: &Settings,
+        api: &ApiCalls,
+    ) -> Result<Registry, ProviderFailure> {
         let mut providers: Vec<Box<dyn LoginProvider>> = vec![
             // One line per provider.
             Box::new(super::wechat::Wechat::from_settings(settings)?),
         ];
         // WeCom only with `[wecom]` set.
-        providers.extend(super::wecom::Wecom::boxed(settings)?);
+        providers.extend(super::wecom::Wecom::boxed(settings, api)?);
         let ids: Vec<&str> = providers.iter().map(|p| p.id()).collect();
         tracing::debug!(providers = ?ids, "login providers");
         Ok(Registry { providers })

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::error::WecomError;
-use super::json::{parse_token, parse_userinfo, Person};
+use super::json::{errcode_of, parse_token, parse_userinfo, Person};
+use crate::common::metrics::ApiCalls;
 
 /// Largest answer accepted (real ones are well under 1 KiB).
 const MAX_BODY: usize = 64 * 1024;
@@ -29,6 +30,8 @@ pub(super) struct WecomClient {
     token: Mutex<Option<Token>>,
     /// Held by the one caller renewing the token.
     renewing: tokio::sync::Mutex<()>,
+    /// Latency and errcodes by endpoint (`wxgate_wechat_api_*`).
+    metrics: ApiCalls,
 }
 
 fn map_reqwest(e: reqwest::Error) -> WecomError {
@@ -46,6 +49,7 @@ impl WecomClient {
         corp_id: &str,
         secret: &str,
         timeout: Duration,
+        metrics: ApiCalls,
     ) -> Result<WecomClient, WecomError> {
         let parsed = url::Url::parse(api_base).map_err(|_| WecomError::Unreachable)?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -79,6 +83,7 @@ impl WecomClient {
             secret: secret.to_string(),
             token: Mutex::new(None),
             renewing: tokio::sync::Mutex::new(()),
+            metrics,
         })
     }
 
@@ -99,7 +104,7 @@ impl WecomClient {
 
     async fn getuserinfo(&self, token: &str, code: &str) -> Result<Person, WecomError> {
         let params = [("access_token", token), ("code", code)];
-        let body = self.get("/cgi-bin/auth/getuserinfo", &params).await?;
+        let body = self.get("cgi-bin/auth/getuserinfo", &params).await?;
         parse_userinfo(&body)
     }
 
@@ -125,7 +130,7 @@ impl WecomClient {
             ("corpid", self.corp_id.as_str()),
             ("corpsecret", self.secret.as_str()),
         ];
-        let body = self.get("/cgi-bin/gettoken", &params).await?;
+        let body = self.get("cgi-bin/gettoken", &params).await?;
         let (value, expires_in) = parse_token(&body)?;
         let life = Duration::from_secs(expires_in);
         let renew_at = Instant::now() + life.saturating_sub(RENEW_BEFORE.min(life / 2));
@@ -146,16 +151,19 @@ impl WecomClient {
         }
     }
 
-    /// One GET; the body. The URL (secret, token, code) never leaves this function.
+    /// One GET of `endpoint` (`cgi-bin/...`); the body. The URL (secret, token, code) never leaves this function.
     async fn get(
         &self,
         endpoint: &'static str,
         params: &[(&str, &str)],
     ) -> Result<Vec<u8>, WecomError> {
-        let mut url = url::Url::parse(&format!("{}{}", self.api_base, endpoint))
+        let mut url = url::Url::parse(&format!("{}/{}", self.api_base, endpoint))
             .map_err(|_| WecomError::Unreachable)?;
         url.query_pairs_mut().extend_pairs(params.iter().copied());
+        let started = Instant::now();
         let result = self.fetch(url).await;
+        let errcode = result.as_deref().ok().and_then(errcode_of);
+        self.metrics.record(endpoint, started.elapsed(), errcode);
         match &result {
             Ok(_) => tracing::debug!(endpoint, "WeCom API call answered"),
             Err(e) => tracing::debug!(endpoint, error = e.kind_name(), "WeCom API call failed"),

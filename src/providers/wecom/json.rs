@@ -34,6 +34,15 @@ fn usable(v: Option<String>) -> Option<String> {
     v.filter(|s| !s.is_empty() && s.len() <= MAX_VALUE && !s.bytes().any(|b| b.is_ascii_control()))
 }
 
+/// The `errcode` of an answer, when it is JSON with one (for the metrics).
+pub(super) fn errcode_of(body: &[u8]) -> Option<i64> {
+    #[derive(Deserialize)]
+    struct Code {
+        errcode: i64,
+    }
+    serde_json::from_slice::<Code>(body).ok().map(|c| c.errcode)
+}
+
 /// `gettoken`: the corp access token and its lifetime in seconds.
 pub(super) fn parse_token(body: &[u8]) -> Result<(String, u64), WecomError> {
     let raw = read(body)?;
@@ -108,6 +117,7 @@ mod tests {
         fn never_panics(body in proptest::collection::vec(any::<u8>(), 0..400)) {
             let _ = parse_token(&body);
             let _ = parse_userinfo(&body);
+            let _ = errcode_of(&body);
         }
 
         #[test]

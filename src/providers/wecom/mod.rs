@@ -25,6 +25,7 @@ use self::client::WecomClient;
 use self::error::WecomError;
 use self::json::Person;
 use crate::common::error::ProviderFailure;
+use crate::common::metrics::ApiCalls;
 use crate::common::pages::Text;
 use crate::config::Settings;
 use crate::providers::provider::{
@@ -55,12 +56,21 @@ pub(crate) struct Wecom {
 
 impl Wecom {
     /// The provider, when `[wecom]` is configured.
-    pub(crate) fn from_settings(settings: &Settings) -> Result<Option<Wecom>, WecomError> {
+    pub(crate) fn from_settings(
+        settings: &Settings,
+        metrics: &ApiCalls,
+    ) -> Result<Option<Wecom>, WecomError> {
         let Some(w) = &settings.wecom else {
             return Ok(None);
         };
         Ok(Some(Wecom {
-            client: WecomClient::new(&w.api_base, &w.corp_id, &w.secret, settings.wechat.timeout)?,
+            client: WecomClient::new(
+                &w.api_base,
+                &w.corp_id,
+                &w.secret,
+                settings.wechat.timeout,
+                metrics.clone(),
+            )?,
             corp_id: w.corp_id.clone(),
             agent_id: w.agent_id.clone(),
             open_base: settings.wechat.open_base.clone(),
@@ -71,8 +81,11 @@ impl Wecom {
     }
 
     /// [`Wecom::from_settings`] for the registry's list.
-    pub(crate) fn boxed(settings: &Settings) -> Result<Option<Box<dyn LoginProvider>>, WecomError> {
-        Ok(Self::from_settings(settings)?.map(|w| Box::new(w) as Box<dyn LoginProvider>))
+    pub(crate) fn boxed(
+        settings: &Settings,
+        metrics: &ApiCalls,
+    ) -> Result<Option<Box<dyn LoginProvider>>, WecomError> {
+        Ok(Self::from_settings(settings, metrics)?.map(|w| Box::new(w) as Box<dyn LoginProvider>))
     }
 
     async fn redeem(&self, kind: u8, code: &str) -> Result<Identity, WecomError> {
