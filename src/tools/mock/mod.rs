@@ -88,8 +88,9 @@ impl Drop for MockServer {
 pub async fn start(listener: TcpListener, opts: MockOptions) -> std::io::Result<MockServer> {
     let addr = listener.local_addr()?;
     let state = Arc::new(State::new(opts));
+    let wecom = Arc::new(wecom::Wecom::new());
     let (tx, rx) = watch::channel(());
-    let task = tokio::spawn(accept_loop(listener, state, rx));
+    let task = tokio::spawn(accept_loop(listener, state, wecom, rx));
     Ok(MockServer {
         addr,
         task,
@@ -105,7 +106,12 @@ pub async fn run(listen: SocketAddr, opts: MockOptions) -> std::io::Result<()> {
     Ok(())
 }
 
-async fn accept_loop(listener: TcpListener, state: Arc<State>, rx: watch::Receiver<()>) {
+async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<State>,
+    wecom: Arc<wecom::Wecom>,
+    rx: watch::Receiver<()>,
+) {
     let builder = Arc::new(hyper_util::server::conn::auto::Builder::new(
         TokioExecutor::new(),
     ));
@@ -120,12 +126,14 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, rx: watch::Receiv
         };
         let _ = stream.set_nodelay(true);
         let state = state.clone();
+        let wecom = wecom.clone();
         let builder = builder.clone();
         let mut rx = rx.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(&state, req).await) }
+                let wecom = wecom.clone();
+                async move { Ok::<_, Infallible>(handle(&state, &wecom, req).await) }
             });
             let conn = builder.serve_connection(TokioIo::new(stream), svc);
             tokio::select! {
@@ -139,14 +147,14 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, rx: watch::Receiv
 // ---------------------------------------------------------------------------------------------
 // Routing
 
-async fn handle(state: &State, req: Request<Incoming>) -> Resp {
+async fn handle(state: &State, wecom: &wecom::Wecom, req: Request<Incoming>) -> Resp {
     let q = parse_query(req.uri().query());
     let path = req.uri().path();
     let method = req.method();
     let is_get = method == Method::GET || method == Method::HEAD;
     let is_get_or_post = is_get || method == Method::POST;
 
-    if let Some(r) = wecom::route(state, path, is_get, is_get_or_post, &q) {
+    if let Some(r) = wecom::route(state, wecom, path, is_get, is_get_or_post, &q) {
         return r;
     }
     if let Some(endpoint) = path.strip_prefix("/sns/") {

@@ -179,8 +179,6 @@ pub(super) struct State {
     pub(super) calls: Calls,
     /// Revoked and expired grants (`/mock/revoke`, `/mock/expire`).
     pub(super) grants: super::grants::Grants,
-    /// The mock WeCom (`wecom.rs`).
-    pub(super) wecom: super::wecom::Wecom,
 }
 
 /// Lower-case, without brackets or a `:port` suffix.
@@ -217,7 +215,6 @@ impl State {
             failure: Mutex::new(None),
             calls: Calls::default(),
             grants: super::grants::Grants::new(),
-            wecom: super::wecom::Wecom::new(),
         }
     }
 

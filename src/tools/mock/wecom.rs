@@ -94,19 +94,19 @@ impl Wecom {
 /// The mock WeCom's answer for this request, when the path is WeCom's.
 pub(super) fn route(
     state: &State,
+    w: &Wecom,
     path: &str,
     is_get: bool,
     is_get_or_post: bool,
     q: &Query,
 ) -> Option<Resp> {
-    let w = &state.wecom;
     let r = match path {
         "/cgi-bin/gettoken" if is_get => gettoken(w, q),
         "/cgi-bin/auth/getuserinfo" if is_get => getuserinfo(w, q),
-        "/wwlogin/sso/login" if is_get => login_page(state, q, true),
+        "/wwlogin/sso/login" if is_get => login_page(state, w, q, true),
         // The in-app login is WeChat's authorize URL with an agentid.
         "/connect/oauth2/authorize" if is_get && q.contains_key("agentid") => {
-            login_page(state, q, false)
+            login_page(state, w, q, false)
         }
         "/wwlogin/confirm" if is_get => confirm(w, q),
         "/mock/wecom/expire" if is_get_or_post => {
@@ -212,8 +212,7 @@ fn getuserinfo(w: &Wecom, q: &Query) -> Resp {
 
 /// Both login pages check the corp, the agent, the redirect domain (可信域名) and, in-app, the
 /// scope; then list the people to pick.
-fn login_page(state: &State, q: &Query, sso: bool) -> Resp {
-    let w = &state.wecom;
+fn login_page(state: &State, w: &Wecom, q: &Query, sso: bool) -> Resp {
     w.pages.fetch_add(1, Ordering::Relaxed);
     if sso && param(q, "login_type") != Some("CorpApp") {
         return wechat_error_page(40058, "login_type 参数错误", "login_type must be CorpApp");
