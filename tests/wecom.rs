@@ -466,3 +466,28 @@ async fn wecom_calls_in_the_api_metrics() {
     }
     env.gw.stop().await;
 }
+
+#[tokio::test]
+async fn phone_browsers() {
+    const PHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Version/17.0 Mobile/15E148 Safari/604.1";
+    let phone = || Browser {
+        ua: PHONE.into(),
+        cookies: vec![],
+    };
+    // WeCom only: WeCom's login page.
+    let env = wecom_env(false, "").await;
+    let r = phone().nav(&env.gw.url("/_wxgate/login?rd=%2F")).await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    assert!(
+        r.location().contains("/wwlogin/sso/login?"),
+        "{}",
+        r.location()
+    );
+    env.gw.stop().await;
+    // WeChat too: the "open in WeChat" page, as without WeCom.
+    let env = wecom_env(true, "").await;
+    let r = phone().nav(&env.gw.url("/_wxgate/login?rd=%2F")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.text().contains("id=\"copy\""), "{}", r.text());
+    env.gw.stop().await;
+}

@@ -127,3 +127,109 @@ impl Registry {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::common::pages::Text;
+    use crate::providers::provider::{BoxFuture, Identity, JsonCredentials};
+
+    /// A provider that answers every browser the same.
+    struct Stub(&'static str, u8, BrowserMatch);
+
+    impl LoginProvider for Stub {
+        fn id(&self) -> &'static str {
+            self.0
+        }
+        fn label(&self) -> Text<'static> {
+            Text {
+                zh: "桩",
+                en: "stub",
+            }
+        }
+        fn record_id(&self) -> u8 {
+            self.1
+        }
+        fn kind_name(&self, _: u8) -> &'static str {
+            "stub"
+        }
+        fn serves(&self, _: u8) -> bool {
+            true
+        }
+        fn browser_match(&self, _: &HeaderMap) -> BrowserMatch {
+            self.2
+        }
+        fn authorize_url(&self, _: u8, _: &str, _: &str) -> String {
+            String::new()
+        }
+        fn redeem_code<'a>(
+            &'a self,
+            _: u8,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<Identity, ProviderFailure>> {
+            unreachable!()
+        }
+        fn json_kind(&self, _: JsonEndpoint) -> Option<u8> {
+            None
+        }
+        fn json_login<'a>(
+            &'a self,
+            _: u8,
+            _: JsonCredentials<'a>,
+        ) -> BoxFuture<'a, Result<Identity, ProviderFailure>> {
+            unreachable!()
+        }
+        fn insert_identity(&self, _: &mut HeaderMap, _: &Session, _: Option<&[u8]>, _: u64) {}
+    }
+
+    fn registry(matches: &[BrowserMatch]) -> Registry {
+        let ids = ["a", "b", "c"];
+        Registry {
+            providers: matches
+                .iter()
+                .enumerate()
+                .map(|(i, m)| Box::new(Stub(ids[i], i as u8, *m)) as Box<dyn LoginProvider>)
+                .collect(),
+        }
+    }
+
+    /// Which provider and kind a browser starts with, or the names of the choice.
+    fn outcome(r: &Registry, via: Option<&str>) -> String {
+        match r.browser_login(&HeaderMap::new(), via) {
+            BrowserLogin::Start(p, o) => format!("start {} {}", p.id(), o.kind),
+            BrowserLogin::Choose(ps) => {
+                let ids: Vec<_> = ps.iter().map(|p| p.id()).collect();
+                format!("choose {}", ids.join(","))
+            }
+            BrowserLogin::OpenInApp => "open in app".into(),
+            BrowserLogin::PhoneOutsideApp => "phone".into(),
+            BrowserLogin::None => "none".into(),
+        }
+    }
+
+    #[test]
+    fn browser_logins() {
+        use BrowserMatch::{InApp, Kind, OpenInApp, PhoneOutsideApp};
+        const NO: BrowserMatch = BrowserMatch::None;
+        for (matches, via, want) in [
+            (&[Kind(0)][..], None, "start a 0"),
+            (&[Kind(0), Kind(1)], None, "choose a,b"),
+            (&[Kind(0), Kind(1)], Some("b"), "start b 1"),
+            (&[Kind(0), Kind(1)], Some("zz"), "choose a,b"),
+            (&[Kind(0), InApp(5)], None, "start b 5"),
+            (&[Kind(0), InApp(5)], Some("a"), "start b 5"),
+            (&[PhoneOutsideApp, Kind(1)], None, "start b 1"),
+            (&[PhoneOutsideApp, NO], None, "phone"),
+            (&[OpenInApp, NO], None, "open in app"),
+            (&[OpenInApp, PhoneOutsideApp], None, "phone"),
+            (&[NO, NO], Some("a"), "none"),
+            (&[OpenInApp, Kind(3), Kind(4)], None, "choose b,c"),
+        ] {
+            assert_eq!(
+                outcome(&registry(matches), via),
+                want,
+                "{matches:?} {via:?}"
+            );
+        }
+    }
+}

@@ -125,3 +125,56 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod load_tests {
+    use crate::config::Config;
+
+    const BASE: &str = "[server]\npublic_url = \"https://app.example.com\"\n\
+        [session]\ncookie_secret = \"0123456789abcdef0123456789abcdef\"\n";
+
+    #[test]
+    fn wecom_alone_is_a_login_and_its_secret_is_redacted() {
+        let s = Config::from_toml(&format!(
+            "{BASE}[wecom]\ncorp_id = \"ww01\"\nagent_id = \"1000002\"\nsecret = \"topsecret\"\n\
+             [access]\nallow_wecom_userids = [\"lisi\", \"lisi\"]\n"
+        ))
+        .unwrap();
+        let w = s.wecom.as_ref().unwrap();
+        assert_eq!(
+            (w.corp_id.as_str(), w.agent_id.as_str()),
+            ("ww01", "1000002")
+        );
+        assert_eq!(s.access.allow_wecom_userids.len(), 1);
+        assert!(!s.redacted_toml().contains("topsecret"));
+        assert!(!format!("{s:?}").contains("topsecret"));
+        let e = Config::from_toml(BASE).unwrap_err().to_string();
+        assert!(e.contains("[wecom]"), "{e}");
+        let e = Config::from_toml(&format!(
+            "{BASE}[wecom]\ncorp_id = \"ww01\"\nagent_id = \"1\"\nsecret = \"replace-with-the-secret\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("wecom.secret"), "{e}");
+    }
+
+    #[test]
+    fn secret_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wecom");
+        std::fs::write(&path, "from-file\n").unwrap();
+        let s = Config::from_toml(&format!(
+            "{BASE}[wecom]\ncorp_id = \"ww01\"\nagent_id = \"1\"\nsecret_file = \"{}\"\n",
+            path.display()
+        ))
+        .unwrap();
+        assert_eq!(s.wecom.unwrap().secret, "from-file");
+        let e = Config::from_toml(&format!(
+            "{BASE}[wecom]\ncorp_id = \"ww01\"\nagent_id = \"1\"\nsecret = \"x\"\nsecret_file = \"{}\"\n",
+            path.display()
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("wecom.secret"), "{e}");
+    }
+}

@@ -52,6 +52,9 @@ pub(crate) struct Wecom {
     allow_non_members: bool,
     /// `access.allow_wecom_userids`; empty = any member.
     allow_userids: HashSet<String>,
+    /// A WeChat app serves browsers (website or official account): a phone browser then gets
+    /// the gateway's "open in WeChat" page, as without WeCom.
+    wechat_browsers: bool,
 }
 
 impl Wecom {
@@ -77,6 +80,8 @@ impl Wecom {
             login_base: w.login_base.clone(),
             allow_non_members: w.allow_non_members,
             allow_userids: settings.access.allow_wecom_userids.clone(),
+            wechat_browsers: settings.wechat.website.is_some()
+                || settings.wechat.official_account.is_some(),
         }))
     }
 
@@ -134,11 +139,14 @@ impl LoginProvider for Wecom {
     }
 
     /// Inside WeCom its own login, whatever else is configured; inside WeChat nothing (WeChat's
-    /// own login, if any); any other browser WeCom's login page.
+    /// own login, if any); a PC WeCom's login page (the registry asks which when WeChat has
+    /// one too); a phone browser WeCom's login page too, unless WeChat serves browsers (then
+    /// the "open in WeChat" page, as without WeCom).
     fn browser_match(&self, headers: &HeaderMap) -> BrowserMatch {
         match user_agent::of_request(headers) {
             BrowserKind::WeCom => BrowserMatch::InApp(IN_APP),
             BrowserKind::WeChat => BrowserMatch::None,
+            BrowserKind::Phone if self.wechat_browsers => BrowserMatch::PhoneOutsideApp,
             BrowserKind::Phone | BrowserKind::Pc => BrowserMatch::Kind(SSO),
         }
     }
@@ -210,5 +218,132 @@ impl LoginProvider for Wecom {
     ) {
         let member = session.origin().kind & NON_MEMBER == 0;
         headers::insert_identity(headers, session, member, sign_secret, now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::NewSession;
+
+    fn wecom(allow: &[&str], non_members: bool, wechat_browsers: bool) -> Wecom {
+        Wecom {
+            client: WecomClient::new(
+                "http://127.0.0.1:9",
+                "ww01",
+                "s",
+                std::time::Duration::from_secs(1),
+                crate::common::metrics::Metrics::new().api_calls(),
+            )
+            .unwrap(),
+            corp_id: "ww01".into(),
+            agent_id: "1000002".into(),
+            open_base: "https://open.weixin.qq.com".into(),
+            login_base: "https://login.work.weixin.qq.com".into(),
+            allow_non_members: non_members,
+            allow_userids: allow.iter().map(|s| s.to_string()).collect(),
+            wechat_browsers,
+        }
+    }
+
+    fn ua(s: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(http::header::USER_AGENT, s.parse().unwrap());
+        h
+    }
+
+    fn session(id: &str, corp: &str, kind: u8) -> Session {
+        Session::new(&NewSession {
+            openid: id,
+            unionid: None,
+            appid: corp,
+            origin: Origin {
+                provider: RECORD_ID,
+                kind,
+            },
+            nickname: "",
+            avatar: "",
+            expires_at: 9,
+        })
+    }
+
+    #[test]
+    fn browsers() {
+        let in_wecom = ua("Mozilla/5.0 (iPhone) Mobile/15E148 wxwork/4.1.10 MicroMessenger/7.0.1");
+        let in_wechat = ua("Mozilla/5.0 (iPhone) Mobile/15E148 MicroMessenger/8.0.47");
+        let phone =
+            ua("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148 Safari/604.1");
+        for wechat in [false, true] {
+            let w = wecom(&[], false, wechat);
+            assert_eq!(w.browser_match(&in_wecom), BrowserMatch::InApp(IN_APP));
+            assert_eq!(w.browser_match(&in_wechat), BrowserMatch::None);
+            assert_eq!(w.browser_match(&HeaderMap::new()), BrowserMatch::Kind(SSO));
+        }
+        assert_eq!(
+            wecom(&[], false, false).browser_match(&phone),
+            BrowserMatch::Kind(SSO)
+        );
+        assert_eq!(
+            wecom(&[], false, true).browser_match(&phone),
+            BrowserMatch::PhoneOutsideApp
+        );
+        let w = wecom(&[], false, false);
+        assert!(w.serves(IN_APP) && w.serves(SSO) && !w.serves(2));
+        assert!(w
+            .authorize_url(SSO, "https://a/cb", "S")
+            .contains("/wwlogin/sso/login?login_type=CorpApp&"));
+        assert!(w
+            .authorize_url(IN_APP, "https://a/cb", "S")
+            .contains("&agentid=1000002#wechat_redirect"));
+        assert_eq!(w.json_kind(JsonEndpoint::MobileApp), None);
+    }
+
+    #[test]
+    fn access_rules() {
+        let open = wecom(&[], false, false);
+        assert_eq!(open.allows(&session("zhangsan", "ww01", SSO)), Some(true));
+        assert_eq!(
+            open.allows(&session("zhangsan", "wwOther", SSO)),
+            Some(false)
+        );
+        let guest = session("oGuest", "ww01", SSO | NON_MEMBER);
+        assert_eq!(open.allows(&guest), Some(false), "non-members off");
+        assert_eq!(wecom(&[], true, false).allows(&guest), Some(true));
+        let listed = wecom(&["lisi"], true, false);
+        assert_eq!(listed.allows(&session("lisi", "ww01", IN_APP)), Some(true));
+        assert_eq!(
+            listed.allows(&session("zhangsan", "ww01", IN_APP)),
+            Some(false)
+        );
+        assert_eq!(
+            listed.allows(&guest),
+            Some(false),
+            "an allow list names members only"
+        );
+    }
+
+    #[test]
+    fn userinfo_fields() {
+        let w = wecom(&[], true, false);
+        let mut m = serde_json::json!({"openid": "zhangsan", "unionid": null, "appid": "ww01",
+            "source": "wecom", "nickname": "", "avatar": "", "expires_at": 9});
+        w.describe(
+            &session("zhangsan", "ww01", SSO),
+            m.as_object_mut().unwrap(),
+        );
+        assert_eq!(
+            m,
+            serde_json::json!({"source": "wecom", "expires_at": 9, "wecom_userid": "zhangsan",
+                "wecom_corpid": "ww01", "wecom_member": true})
+        );
+        let mut m = serde_json::json!({"openid": "oGuest", "appid": "ww01"});
+        w.describe(
+            &session("oGuest", "ww01", SSO | NON_MEMBER),
+            m.as_object_mut().unwrap(),
+        );
+        assert_eq!(
+            m,
+            serde_json::json!({"openid": "oGuest", "wecom_corpid": "ww01", "wecom_member": false})
+        );
     }
 }

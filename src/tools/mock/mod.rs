@@ -2,7 +2,7 @@
 //!
 //! One plain-HTTP listener serves the browser pages (`/connect/qrconnect`,
 //! `/connect/oauth2/authorize`, `/connect/confirm`), the server-side APIs (`/sns/*`) and test
-//! controls (`/mock/*`). It behaves like WeChat where it hurts: API errors are HTTP 200
+//! controls (`/mock/*`), and WeCom (`wecom.rs`). It behaves like WeChat where it hurts: API errors are HTTP 200
 //! `{"errcode":N,"errmsg":"..."}` as `text/plain`, codes are single-use (40163) and expire
 //! (42003), and one test user's nickname carries a raw control character inside the JSON string.
 //!
@@ -186,7 +186,9 @@ async fn handle(state: &State, wecom: &wecom::Wecom, req: Request<Incoming>) -> 
             "wxgate mock WeChat platform\n\
              browser: /connect/qrconnect, /connect/oauth2/authorize\n\
              api: /sns/oauth2/access_token, /sns/oauth2/refresh_token, /sns/auth, /sns/userinfo, /sns/jscode2session\n\
-             controls: POST /mock/code, POST /mock/fail, POST /mock/reset, GET /mock/calls, POST /mock/revoke, POST /mock/expire\n",
+             controls: POST /mock/code, POST /mock/fail, POST /mock/reset, GET /mock/calls, POST /mock/revoke, POST /mock/expire\n\
+             WeCom: /wwlogin/sso/login, /connect/oauth2/authorize?...&agentid=, /cgi-bin/gettoken, /cgi-bin/auth/getuserinfo\n\
+             WeCom controls: POST /mock/wecom/code?user=, /mock/wecom/expire, /mock/wecom/token_ttl?secs=, /mock/wecom/untrusted_ip?on=1|0, GET /mock/wecom/calls\n",
         ),
         "/connect/qrconnect" | "/connect/oauth2/authorize" | "/connect/confirm" | "/mock/code"
         | "/mock/fail" | "/mock/reset" | "/mock/calls" | "/mock/revoke" | "/mock/expire" | "/" => {
