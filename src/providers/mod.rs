@@ -1,6 +1,7 @@
 //! Login providers behind one trait. A provider knows its own login pages, API, error codes and
 //! identity headers; the endpoints and the pipeline only talk to [`LoginProvider`](provider::LoginProvider) through the
-//! [`Registry`](registry::Registry) built once at start. WeChat (four app kinds) is the one provider today.
+//! [`Registry`](registry::Registry) built once at start. Two providers: WeChat (four app kinds,
+//! `wechat/`) and WeCom (企业微信, `wecom/`, with `[wecom]`).
 //!
 //! Adding a provider: a folder `providers/<name>/` with a type that implements
 //! [`LoginProvider`](provider::LoginProvider) (and its error type implementing [`ProviderError`](crate::common::error::ProviderError)), plus one line in
