@@ -491,3 +491,31 @@ async fn phone_browsers() {
     assert!(r.text().contains("id=\"copy\""), "{}", r.text());
     env.gw.stop().await;
 }
+
+#[tokio::test]
+async fn failed_renewal_shared_by_concurrent_logins() {
+    let env = wecom_env(false, "[access]\nlogin_rate_per_minute = 0\n").await;
+    mock_json(&env, "POST", "/mock/wecom/untrusted_ip?on=1").await;
+    let env = std::sync::Arc::new(env);
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let env = env.clone();
+        tasks.push(tokio::spawn(async move {
+            quick_login(&env, &mut Browser::pc(), "lisi").await.status
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), StatusCode::BAD_GATEWAY);
+    }
+    assert_eq!(
+        gettoken_calls(&env).await,
+        1,
+        "WeCom asked once, not once per login"
+    );
+    // Fixed in the console: a second later the logins work again.
+    mock_json(&env, "POST", "/mock/wecom/untrusted_ip?on=0").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1050)).await;
+    let r = quick_login(&env, &mut Browser::pc(), "lisi").await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
+    assert_eq!(gettoken_calls(&env).await, 2);
+}

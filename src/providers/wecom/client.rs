@@ -14,6 +14,9 @@ use crate::common::metrics::ApiCalls;
 const MAX_BODY: usize = 64 * 1024;
 /// Renew this long before the token expires (at most half its life).
 const RENEW_BEFORE: Duration = Duration::from_secs(300);
+/// A failed renewal answers the logins of the next second too: WeCom down (or refusing the
+/// gateway's IP) is asked once per second, not once per login.
+const FAILURE_HOLD: Duration = Duration::from_secs(1);
 
 /// The corp access token and when to renew it.
 #[derive(Clone)]
@@ -28,8 +31,8 @@ pub(super) struct WecomClient {
     corp_id: String,
     secret: String,
     token: Mutex<Option<Token>>,
-    /// Held by the one caller renewing the token.
-    renewing: tokio::sync::Mutex<()>,
+    /// Held by the one caller renewing the token; the last renewal's failure and when.
+    renewing: tokio::sync::Mutex<Option<(Instant, WecomError)>>,
     /// Latency and errcodes by endpoint (`wxgate_wechat_api_*`).
     metrics: ApiCalls,
 }
@@ -82,7 +85,7 @@ impl WecomClient {
             corp_id: corp_id.to_string(),
             secret: secret.to_string(),
             token: Mutex::new(None),
-            renewing: tokio::sync::Mutex::new(()),
+            renewing: tokio::sync::Mutex::new(None),
             metrics,
         })
     }
@@ -117,21 +120,30 @@ impl WecomClient {
     }
 
     /// The cached token, else a new one: one `gettoken` at a time, the other callers take the
-    /// token it brings.
+    /// token it brings (or its failure, for [`FAILURE_HOLD`]).
     async fn token(&self) -> Result<Arc<str>, WecomError> {
         if let Some(t) = self.cached() {
             return Ok(t);
         }
-        let _renewing = self.renewing.lock().await;
+        let mut renewing = self.renewing.lock().await;
         if let Some(t) = self.cached() {
             return Ok(t);
+        }
+        if let Some((at, e)) = renewing.as_ref() {
+            if at.elapsed() < FAILURE_HOLD {
+                return Err(e.clone());
+            }
         }
         let params = [
             ("corpid", self.corp_id.as_str()),
             ("corpsecret", self.secret.as_str()),
         ];
-        let body = self.get("cgi-bin/gettoken", &params).await?;
-        let (value, expires_in) = parse_token(&body)?;
+        let renewed = match self.get("cgi-bin/gettoken", &params).await {
+            Ok(body) => parse_token(&body),
+            Err(e) => Err(e),
+        };
+        *renewing = renewed.as_ref().err().map(|e| (Instant::now(), e.clone()));
+        let (value, expires_in) = renewed?;
         let life = Duration::from_secs(expires_in);
         let renew_at = Instant::now() + life.saturating_sub(RENEW_BEFORE.min(life / 2));
         let value: Arc<str> = Arc::from(value);
