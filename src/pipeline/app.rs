@@ -36,8 +36,8 @@ pub struct App {
 
 impl App {
     pub(crate) fn new(settings: Settings, store: Store) -> Result<Arc<App>, ProviderFailure> {
-        let providers = Arc::new(Registry::from_settings(&settings)?);
         let metrics = Metrics::new();
+        let providers = Arc::new(Registry::from_settings(&settings, &metrics.api_calls())?);
         let revalidator = crate::endpoints::revalidate::Revalidator::new(
             settings.session.revalidate,
             settings.session.ttl,

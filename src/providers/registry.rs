@@ -4,6 +4,7 @@ use http::HeaderMap;
 
 use super::provider::{BrowserMatch, JsonEndpoint, LoginProvider};
 use crate::common::error::ProviderFailure;
+use crate::common::metrics::ApiCalls;
 use crate::config::Settings;
 use crate::session::{Origin, Session};
 
@@ -24,10 +25,14 @@ pub(crate) enum BrowserLogin<'a> {
 impl Registry {
     /// The providers the settings configure. Fails when one cannot be set up (e.g. its HTTP
     /// client).
-    pub(crate) fn from_settings(settings: &Settings) -> Result<Registry, ProviderFailure> {
+    /// `calls` counts every provider's API calls (latency and errcodes by endpoint).
+    pub(crate) fn from_settings(
+        settings: &Settings,
+        calls: &ApiCalls,
+    ) -> Result<Registry, ProviderFailure> {
         let providers: Vec<Box<dyn LoginProvider>> = vec![
             // One line per provider.
-            Box::new(super::wechat::Wechat::from_settings(settings)?),
+            Box::new(super::wechat::Wechat::from_settings(settings, calls)?),
         ];
         let ids: Vec<&str> = providers.iter().map(|p| p.id()).collect();
         tracing::debug!(providers = ?ids, "login providers");

@@ -54,10 +54,13 @@ pub(crate) struct Wechat {
 }
 
 impl Wechat {
-    pub(crate) fn from_settings(settings: &Settings) -> Result<Wechat, WechatError> {
+    pub(crate) fn from_settings(
+        settings: &Settings,
+        calls: &crate::common::metrics::ApiCalls,
+    ) -> Result<Wechat, WechatError> {
         let w = &settings.wechat;
         Ok(Wechat {
-            client: WechatClient::new(&w.api_base, w.timeout)?,
+            client: WechatClient::new(&w.api_base, w.timeout, calls.clone())?,
             open_base: w.open_base.clone(),
             official_scope: w.official_scope,
             website: App::from_config(&w.website),
@@ -211,8 +214,12 @@ mod tests {
             })
         };
         Wechat {
-            client: WechatClient::new("http://127.0.0.1:9", std::time::Duration::from_secs(1))
-                .unwrap(),
+            client: WechatClient::new(
+                "http://127.0.0.1:9",
+                std::time::Duration::from_secs(1),
+                crate::common::metrics::ApiCalls::default(),
+            )
+            .unwrap(),
             open_base: "https://open.weixin.qq.com".into(),
             official_scope: scope,
             website: app(website),
