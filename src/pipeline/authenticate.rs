@@ -31,7 +31,7 @@ impl App {
         headers: &http::HeaderMap,
     ) -> Result<Option<Authenticated>, StoreError> {
         let creds = self.credentials(headers);
-        crate::session::authenticate(&self.store, &creds, http_util::unix_now()).await
+        crate::session::authenticate(&*self.store, &creds, http_util::unix_now()).await
     }
 
     /// What the gateway's endpoints get for a request under `prefix`.
@@ -45,7 +45,7 @@ impl App {
             session_cookie: &self.session_cookie,
             login_cookie: &self.login_cookie,
             sign_secret: self.sign_secret.as_deref(),
-            login_limiter: self.login_limiter.as_ref(),
+            login_limiter: self.login_limiter.as_deref(),
             access: &self.access,
             credentials: self.credentials(headers),
         }
