@@ -1,0 +1,274 @@
+//! Issue 13: reload without a restart. `Running::reload` in process (what applies to new
+//! requests, what survives), then `wxgate run` with SIGHUP (the config file re-read, an invalid
+//! one kept out, restart-only keys named), and a reload under `wrk` load over TLS with a
+//! logged-in cookie.
+
+mod common;
+mod proc_support;
+
+use std::time::Duration;
+
+use common::*;
+use http::StatusCode;
+use http_body_util::BodyExt;
+use proc_support::*;
+use wxgate::providers::wechat::Source;
+use wxgate::session::{NewSession, Session, SessionId, SessionStore};
+
+/// A session for `oOpenIdTest` straight into the gateway's store; the Cookie header value.
+async fn session_cookie(running: &wxgate::server::Running) -> String {
+    let id = SessionId::random();
+    let now = wxgate::common::http_util::unix_now();
+    running
+        .app
+        .store
+        .insert(
+            id,
+            Session::new(&NewSession {
+                openid: "oOpenIdTest",
+                unionid: Some("oUnionTest"),
+                appid: "wx1000000000000001",
+                origin: Source::Website.into(),
+                nickname: "Tester",
+                avatar: "https://thirdwx.qlogo.cn/x/132",
+                expires_at: now + 3600,
+            }),
+        )
+        .await
+        .unwrap();
+    format!("_wxgate={}", id.encode())
+}
+
+/// One keep-alive HTTP/1.1 connection, kept open across reloads.
+struct KeepAlive {
+    send: hyper::client::conn::http1::SendRequest<BoxBody>,
+}
+
+impl KeepAlive {
+    async fn open(addr: std::net::SocketAddr) -> KeepAlive {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (send, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        KeepAlive { send }
+    }
+
+    async fn get(&mut self, path: &str, cookie: Option<&str>) -> (StatusCode, String) {
+        self.send.ready().await.expect("connection still open");
+        let mut req = http::Request::get(path)
+            .header("host", "127.0.0.1")
+            .header("accept", "application/json");
+        if let Some(c) = cookie {
+            req = req.header("cookie", c);
+        }
+        let resp = tokio::time::timeout(
+            Duration::from_secs(10),
+            self.send.send_request(req.body(empty()).unwrap()),
+        )
+        .await
+        .expect("timed out")
+        .expect("request on the open connection");
+        let status = resp.status();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+}
+
+/// The settings of `toml` as `start_gateway` rewrote them for the gateway on `addr`.
+fn settings_for(addr: std::net::SocketAddr, toml: &str) -> wxgate::config::Settings {
+    let toml = toml.replace(
+        "public_url = \"http://127.0.0.1\"",
+        &format!("public_url = \"http://127.0.0.1:{}\"", addr.port()),
+    );
+    wxgate::config::Config::from_toml(&toml).expect("test config")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_applies_rules_public_paths_and_upstream_to_new_requests_only() {
+    let (up1, up2) = (start_upstream().await, start_upstream().await);
+    let gw = start_gateway(&config_toml(up1.addr, "http://127.0.0.1:9", "")).await;
+    let running = gw.running.as_ref().unwrap();
+    let cookie = session_cookie(running).await;
+    let mut conn = KeepAlive::open(gw.addr).await;
+    assert_eq!(conn.get("/a", Some(&cookie)).await.0, StatusCode::OK);
+    assert_eq!(
+        conn.get("/pub/x", None).await.0,
+        StatusCode::UNAUTHORIZED,
+        "not public yet"
+    );
+    assert_eq!((up1.hits(), up2.hits()), (1, 0));
+
+    // A long request in flight on the old upstream while the config changes.
+    let slow_url = gw.url("/slow?ms=1500");
+    let slow_cookie = cookie.clone();
+    let slow = tokio::spawn(async move {
+        let req = http::Request::get(slow_url)
+            .header("cookie", slow_cookie)
+            .body(empty())
+            .unwrap();
+        send(&client(), req).await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let new = config_toml(
+        up2.addr,
+        "http://127.0.0.1:9",
+        "[access]\nallow_openids = [\"oSomeoneElse\"]\npublic_paths = [\"/pub\"]\n",
+    );
+    let r = running.reload(settings_for(gw.addr, &new)).await.unwrap();
+    assert_eq!(
+        r.applied,
+        ["access.allow_openids", "access.public_paths", "upstream.url"]
+    );
+    assert!(r.restart.is_empty(), "{:?}", r.restart);
+
+    // The same open connection, new rules: this user is no longer on the allow-list.
+    let (status, body) = conn.get("/a", Some(&cookie)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // A public path now, served by the new upstream.
+    let (status, body) = conn.get("/pub/x", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(up2.hits(), 1);
+    // The request in flight finished on the upstream it started with.
+    let r = slow.await.unwrap();
+    assert_eq!((r.status, r.text().as_str()), (StatusCode::OK, "slow done"));
+    assert_eq!(up1.hits(), 2);
+    gw.stop().await;
+}
+
+fn requests_2xx(metrics: &str, route: &str) -> u64 {
+    let needle = format!("wxgate_requests_total{{route=\"{route}\",class=\"2xx\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(needle.as_str()))
+        .unwrap_or_else(|| panic!("no {needle} in:\n{metrics}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_keeps_sessions_and_metrics_and_names_restart_only_keys() {
+    let up = start_upstream().await;
+    let toml = config_toml(up.addr, "http://127.0.0.1:9", "");
+    let gw = start_gateway(&toml).await;
+    let running = gw.running.as_ref().unwrap();
+    let cookie = session_cookie(running).await;
+    let mut conn = KeepAlive::open(gw.addr).await;
+    for _ in 0..3 {
+        assert_eq!(conn.get("/a", Some(&cookie)).await.0, StatusCode::OK);
+    }
+    let before = requests_2xx(&conn.get("/_wxgate/metrics", None).await.1, "proxy");
+    assert_eq!(before, 3);
+
+    let other_port = proc_support::free_port();
+    let new = toml
+        .replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{other_port}\""),
+        )
+        .replace("[server]", "[server]\nprefix = \"/_gw\"\nhsts_max_age_secs = 60")
+        .replace(SECRET, "another-cookie-secret-0123456789abcdef");
+    let r = running.reload(settings_for(gw.addr, &new)).await.unwrap();
+    assert_eq!(
+        r.restart,
+        ["server.listen", "server.prefix", "session.cookie_secret"]
+    );
+    assert_eq!(r.applied, ["server.hsts_max_age_secs"]);
+    assert_eq!(running.current_app().settings().prefix(), "/_wxgate");
+
+    // Same store (the session still works), counters not reset, old prefix still served.
+    for _ in 0..2 {
+        assert_eq!(conn.get("/a", Some(&cookie)).await.0, StatusCode::OK);
+    }
+    let after = requests_2xx(&conn.get("/_wxgate/metrics", None).await.1, "proxy");
+    assert_eq!(after, 5);
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", other_port))
+            .await
+            .is_err(),
+        "server.listen applied without a restart"
+    );
+    gw.stop().await;
+}
+
+/// `wxgate run` with the config in `dir`; plain HTTP.
+fn write_config(path: &std::path::Path, upstream: std::net::SocketAddr, extra: &str) {
+    std::fs::write(path, config_toml(upstream, "http://127.0.0.1:9", extra)).unwrap();
+}
+
+#[tokio::test]
+async fn sighup_rereads_the_config_file() {
+    let up = start_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("wxgate.toml");
+    write_config(&cfg, up.addr, "");
+    let child = spawn_run(&cfg, &[("RUST_LOG", "info")]);
+    let url = format!("http://{}/pub/x", child.addr);
+    let get = |url: String| async move {
+        send(
+            &client(),
+            http::Request::get(url)
+                .header("accept", "application/json")
+                .body(empty())
+                .unwrap(),
+        )
+        .await
+        .status
+    };
+    assert_eq!(get(url.clone()).await, StatusCode::UNAUTHORIZED);
+
+    // A public path, and a restart-only key.
+    let other = free_port();
+    std::fs::write(
+        &cfg,
+        config_toml(
+            up.addr,
+            "http://127.0.0.1:9",
+            "[access]\npublic_paths = [\"/pub\"]\n[log]\nformat = \"json\"\n",
+        )
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{other}")),
+    )
+    .unwrap();
+    child.signal("-HUP");
+    child.wait_log("configuration reloaded", 1).await;
+    assert_eq!(get(url.clone()).await, StatusCode::OK);
+    let log = child.log();
+    assert!(
+        log.contains("changed=access.public_paths"),
+        "what changed is named:\n{log}"
+    );
+    for key in ["server.listen", "log.format"] {
+        assert!(
+            log.contains(&format!("{key} changed; takes effect after a restart")),
+            "{key} named:\n{log}"
+        );
+    }
+
+    // An invalid file: ERROR with the reason, the running config stays.
+    std::fs::write(
+        &cfg,
+        config_toml(up.addr, "http://127.0.0.1:9", "[access]\npublic_paths = [\"pub\"]\n"),
+    )
+    .unwrap();
+    child.signal("-HUP");
+    child.wait_log("config reload failed", 1).await;
+    let log = child.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("config reload failed"))
+        .unwrap();
+    assert!(
+        line.contains("ERROR") && line.contains("access.public_paths"),
+        "{line}"
+    );
+    assert_eq!(get(url.clone()).await, StatusCode::OK);
+    // One more valid reload after the failure still works, and nothing secret was logged.
+    write_config(&cfg, up.addr, "");
+    child.signal("-HUP");
+    child.wait_log("configuration reloaded", 2).await;
+    assert_eq!(get(url).await, StatusCode::UNAUTHORIZED);
+    assert!(!child.log().contains(SECRET));
+}
