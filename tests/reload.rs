@@ -272,3 +272,119 @@ async fn sighup_rereads_the_config_file() {
     assert_eq!(get(url).await, StatusCode::UNAUTHORIZED);
     assert!(!child.log().contains(SECRET));
 }
+
+/// Write `pem` to `path` in one step (rename), as a deploy hook should.
+fn install(path: &std::path::Path, pem: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, pem).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// A browser login over TLS against the child on `addr` (mock WeChat in process); the session
+/// cookie (`_wxgate=...`).
+async fn tls_login(addr: std::net::SocketAddr, mock: &wxgate::tools::mock::MockServer) -> String {
+    let nav = [
+        ("user-agent", PC_UA),
+        ("accept", "text/html"),
+        ("sec-fetch-mode", "navigate"),
+    ];
+    let (status, headers, body, _) = tls_get(addr, "/_wxgate/login?rd=%2F", &nav).await;
+    assert_eq!(status, StatusCode::FOUND, "{body}");
+    let set = |h: &http::HeaderMap, name: &str| {
+        h.get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_string))
+            .find(|c| c.starts_with(&format!("{name}=")))
+    };
+    let login_cookie = set(&headers, "_wxgate_login").expect("login cookie");
+    let authorize = headers["location"].to_str().unwrap().to_string();
+    let mut b = Browser::pc();
+    let page = b.nav(authorize.split('#').next().unwrap()).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+    let link = find_link(&page.text(), "user-alice").expect("user link");
+    let r = b.nav(&format!("{}{}", mock.url(), link)).await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    let callback = r.location();
+    let path = &callback[callback.find("/_wxgate/").unwrap()..];
+    let mut with_cookie = nav.to_vec();
+    with_cookie.push(("cookie", &login_cookie));
+    let (status, headers, body, _) = tls_get(addr, path, &with_cookie).await;
+    assert_eq!(status, StatusCode::FOUND, "callback: {body}");
+    set(&headers, "_wxgate").expect("session cookie")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_under_wrk_load_over_tls_fails_no_request() {
+    assert!(
+        have_wrk(),
+        "wrk is not installed: run scripts/install-test-deps.sh"
+    );
+    let up = start_upstream().await;
+    let mock = start_mock(Default::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("gw.crt"), dir.path().join("gw.key"));
+    let a = rcgen::generate_simple_self_signed(vec!["a.example".to_string()]).unwrap();
+    let b = rcgen::generate_simple_self_signed(vec!["b.example".to_string()]).unwrap();
+    install(&cert, &a.cert.pem());
+    install(&key, &a.key_pair.serialize_pem());
+    let port = free_port();
+    let config = |extra: &str| {
+        full_config(up.addr, &mock.url(), extra)
+            .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""))
+            .replace(
+                "public_url = \"http://127.0.0.1\"",
+                &format!(
+                    "public_url = \"https://127.0.0.1:{port}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"",
+                    cert.display(),
+                    key.display()
+                ),
+            )
+    };
+    let cfg = dir.path().join("wxgate.toml");
+    std::fs::write(&cfg, config("")).unwrap();
+    let child = spawn_run(&cfg, &[("RUST_LOG", "info")]);
+    let addr = child.addr;
+    let cookie = tls_login(addr, &mock).await;
+    let (status, _, body, seen) = tls_get(addr, "/", &[("cookie", &cookie)]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(seen, a.cert.der().to_vec());
+
+    let url = format!("https://127.0.0.1:{port}/");
+    let cookie_h = format!("Cookie: {cookie}");
+    // Keep-alive connections, and one new TLS connection per request.
+    let keep = start_wrk(&url, 16, 4, &[&cookie_h]);
+    let fresh = start_wrk(&url, 2, 4, &[&cookie_h, "Connection: close"]);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+
+    // Certificate renewal: new files, SIGHUP.
+    install(&cert, &b.cert.pem());
+    install(&key, &b.key_pair.serialize_pem());
+    child.signal("-HUP");
+    child.wait_log("SIGHUP: TLS files reloaded", 1).await;
+    let (status, _, _, seen) = tls_get(addr, "/", &[("cookie", &cookie)]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(seen, b.cert.der().to_vec(), "a new connection gets the new certificate");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // A config change under the same load.
+    std::fs::write(&cfg, config("[access]\npublic_paths = [\"/pub\"]\n")).unwrap();
+    child.signal("-HUP");
+    child.wait_log("configuration reloaded", 2).await;
+
+    let (keep, fresh) = (keep.join().unwrap(), fresh.join().unwrap());
+    println!(
+        "wrk keep-alive: {} requests; wrk new connection per request: {} requests",
+        keep.requests, fresh.requests
+    );
+    for (name, w) in [("keep-alive", &keep), ("new connections", &fresh)] {
+        assert_eq!(
+            (w.bad_status, w.socket_errors),
+            (0, 0),
+            "{name}: failed requests:\n{}",
+            w.output
+        );
+        assert!(w.requests > 20, "{name}: too few requests:\n{}", w.output);
+    }
+    let log = child.log();
+    assert!(log.contains("changed=access.public_paths"), "{log}");
+    assert!(!log.contains("ERROR"), "{log}");
+}
