@@ -370,7 +370,7 @@ async fn sighup_under_wrk_load_over_tls_fails_no_request() {
     child.signal("-HUP");
     child.wait_log("configuration reloaded", 2).await;
 
-    let (keep, fresh) = (keep.join().unwrap(), fresh.join().unwrap());
+    let (keep, fresh) = join_wrk(keep, fresh).await;
     println!(
         "wrk keep-alive: {} requests; wrk new connection per request: {} requests",
         keep.requests, fresh.requests

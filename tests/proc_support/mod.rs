@@ -310,3 +310,13 @@ pub async fn tls_get(
         cert,
     )
 }
+
+/// Both wrk runs' counts, waited for off the runtime (the test's upstream runs on it).
+pub async fn join_wrk(
+    a: std::thread::JoinHandle<Wrk>,
+    b: std::thread::JoinHandle<Wrk>,
+) -> (Wrk, Wrk) {
+    tokio::task::spawn_blocking(move || (a.join().unwrap(), b.join().unwrap()))
+        .await
+        .unwrap()
+}

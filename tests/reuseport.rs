@@ -1,0 +1,150 @@
+//! Issue 13: a rolling upgrade on one machine. Process A serves under load (keep-alive
+//! connections and new connections all the time); process B starts on the same address
+//! (SO_REUSEPORT); A gets SIGTERM and drains. No request fails, B serves afterwards, A exits
+//! with its "stopped" lines.
+//!
+//! Connections still in A's accept queue when it closes its listener are reset by the kernel
+//! unless `net.ipv4.tcp_migrate_req = 1` (Linux 5.14+) moves them to B. A serves what is
+//! queued right before it closes, which leaves a window of microseconds; the test turns the
+//! sysctl on when it can (and puts it back), and prints what it ran with.
+
+mod common;
+mod proc_support;
+
+use std::time::Duration;
+
+use common::*;
+use proc_support::*;
+
+const MIGRATE: &str = "/proc/sys/net/ipv4/tcp_migrate_req";
+
+/// `tcp_migrate_req` set to 1 for the test when it can be, restored on drop.
+struct Migrate {
+    was: Option<String>,
+    set: bool,
+}
+
+impl Migrate {
+    fn enable() -> Migrate {
+        let was = std::fs::read_to_string(MIGRATE)
+            .ok()
+            .map(|s| s.trim().to_string());
+        // WXGATE_TEST_KEEP_MIGRATE=1: leave the sysctl as it is (to see the hand-over without).
+        let keep = std::env::var_os("WXGATE_TEST_KEEP_MIGRATE").is_some();
+        let set = match was.as_deref() {
+            _ if keep => false,
+            Some("1") => false,
+            Some(_) => std::fs::write(MIGRATE, "1").is_ok(),
+            None => false,
+        };
+        Migrate { was, set }
+    }
+
+    fn now(&self) -> String {
+        std::fs::read_to_string(MIGRATE)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "absent (kernel before 5.14)".into())
+    }
+}
+
+impl Drop for Migrate {
+    fn drop(&mut self) {
+        if let (true, Some(was)) = (self.set, &self.was) {
+            let _ = std::fs::write(MIGRATE, was);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_process_takes_over_while_the_first_drains() {
+    assert!(
+        have_wrk(),
+        "wrk is not installed: run scripts/install-test-deps.sh"
+    );
+    let migrate = Migrate::enable();
+    let migrating = migrate.now() == "1";
+    println!(
+        "kernel {}; net.ipv4.tcp_migrate_req was {:?}, test ran with {}",
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim(),
+        migrate.was,
+        migrate.now()
+    );
+
+    let up = start_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("wxgate.toml");
+    let port = free_port();
+    let toml = config_toml(
+        up.addr,
+        "http://127.0.0.1:9",
+        "[access]\npublic_paths = [\"/\"]\n",
+    )
+    .replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{port}\""),
+    )
+    .replace("[server]", "[server]\nshutdown_grace_secs = 10");
+    std::fs::write(&cfg, toml).unwrap();
+    let mut a = spawn_run(&cfg, &[("RUST_LOG", "info")]);
+    let url = format!("http://127.0.0.1:{port}/");
+    let keep = start_wrk(&url, 32, 4, &[]);
+    let fresh = start_wrk(&url, 4, 4, &["Connection: close"]);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+
+    // The new version starts on the same address; once it listens, the old one is told to go.
+    let b = spawn_run(&cfg, &[("RUST_LOG", "info")]);
+    assert_eq!(b.addr, a.addr);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.signal("-TERM");
+    let status = a.wait_exit(Duration::from_secs(15)).await;
+    assert!(status.success(), "A exited with {status}:\n{}", a.log());
+    let log_a = a.log();
+    for line in [
+        "signal received",
+        "listener closed; no new connections",
+        "draining in-flight requests",
+        "wxgate stopped",
+    ] {
+        assert!(log_a.contains(line), "A's log lacks {line:?}:\n{log_a}");
+    }
+
+    let (keep, fresh) = join_wrk(keep, fresh).await;
+    println!(
+        "wrk keep-alive: {} requests, {} failed; new connection per request: {} requests, {} failed",
+        keep.requests,
+        keep.bad_status + keep.socket_errors,
+        fresh.requests,
+        fresh.bad_status + fresh.socket_errors
+    );
+    assert_eq!(
+        (keep.bad_status, keep.socket_errors),
+        (0, 0),
+        "keep-alive requests failed in the hand-over:\n{}",
+        keep.output
+    );
+    if migrating {
+        assert_eq!(
+            (fresh.bad_status, fresh.socket_errors),
+            (0, 0),
+            "new connections failed in the hand-over:\n{}",
+            fresh.output
+        );
+    } else {
+        // Without the sysctl a connection can land in A's queue in the moment between its last
+        // accept and the close: the kernel resets it. Nothing else may fail.
+        assert_eq!(fresh.bad_status, 0, "{}", fresh.output);
+        assert!(fresh.socket_errors <= 2, "{}", fresh.output);
+    }
+    assert!(keep.requests > 100 && fresh.requests > 20);
+
+    // B serves on its own now.
+    let r = send(
+        &client(),
+        http::Request::get(&url).body(empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, http::StatusCode::OK);
+    assert!(!b.log().contains("ERROR"), "{}", b.log());
+}
