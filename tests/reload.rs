@@ -47,10 +47,9 @@ struct KeepAlive {
 impl KeepAlive {
     async fn open(addr: std::net::SocketAddr) -> KeepAlive {
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (send, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-                .await
-                .unwrap();
+        let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
         tokio::spawn(conn);
         KeepAlive { send }
     }
@@ -120,7 +119,11 @@ async fn reload_applies_rules_public_paths_and_upstream_to_new_requests_only() {
     let r = running.reload(settings_for(gw.addr, &new)).await.unwrap();
     assert_eq!(
         r.applied,
-        ["access.allow_openids", "access.public_paths", "upstream.url"]
+        [
+            "access.allow_openids",
+            "access.public_paths",
+            "upstream.url"
+        ]
     );
     assert!(r.restart.is_empty(), "{:?}", r.restart);
 
@@ -169,7 +172,10 @@ async fn reload_keeps_sessions_and_metrics_and_names_restart_only_keys() {
             "listen = \"127.0.0.1:0\"",
             &format!("listen = \"127.0.0.1:{other_port}\""),
         )
-        .replace("[server]", "[server]\nprefix = \"/_gw\"\nhsts_max_age_secs = 60")
+        .replace(
+            "[server]",
+            "[server]\nprefix = \"/_gw\"\nhsts_max_age_secs = 60",
+        )
         .replace(SECRET, "another-cookie-secret-0123456789abcdef");
     let r = running.reload(settings_for(gw.addr, &new)).await.unwrap();
     assert_eq!(
@@ -250,7 +256,11 @@ async fn sighup_rereads_the_config_file() {
     // An invalid file: ERROR with the reason, the running config stays.
     std::fs::write(
         &cfg,
-        config_toml(up.addr, "http://127.0.0.1:9", "[access]\npublic_paths = [\"pub\"]\n"),
+        config_toml(
+            up.addr,
+            "http://127.0.0.1:9",
+            "[access]\npublic_paths = [\"pub\"]\n",
+        ),
     )
     .unwrap();
     child.signal("-HUP");
@@ -363,7 +373,11 @@ async fn sighup_under_wrk_load_over_tls_fails_no_request() {
     child.wait_log("SIGHUP: TLS files reloaded", 1).await;
     let (status, _, _, seen) = tls_get(addr, "/", &[("cookie", &cookie)]).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(seen, b.cert.der().to_vec(), "a new connection gets the new certificate");
+    assert_eq!(
+        seen,
+        b.cert.der().to_vec(),
+        "a new connection gets the new certificate"
+    );
     tokio::time::sleep(Duration::from_millis(700)).await;
     // A config change under the same load.
     std::fs::write(&cfg, config("[access]\npublic_paths = [\"/pub\"]\n")).unwrap();

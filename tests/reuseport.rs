@@ -140,11 +140,7 @@ async fn second_process_takes_over_while_the_first_drains() {
     assert!(keep.requests > 100 && fresh.requests > 20);
 
     // B serves on its own now.
-    let r = send(
-        &client(),
-        http::Request::get(&url).body(empty()).unwrap(),
-    )
-    .await;
+    let r = send(&client(), http::Request::get(&url).body(empty()).unwrap()).await;
     assert_eq!(r.status, http::StatusCode::OK);
     assert!(!b.log().contains("ERROR"), "{}", b.log());
 }

@@ -131,7 +131,10 @@ fn secrets(s: &Settings) -> [(&'static str, Option<&[u8]>); 6] {
         a.as_ref().map(|a| a.secret.as_bytes())
     }
     [
-        ("session.cookie_secret", Some(s.session.cookie_secret.expose())),
+        (
+            "session.cookie_secret",
+            Some(s.session.cookie_secret.expose()),
+        ),
         (
             "headers.sign_secret",
             s.headers.sign_secret.as_ref().map(|x| x.expose()),
@@ -242,7 +245,11 @@ cookie_secret = "test-cookie-secret-0123456789abcdef"
         let keys = changed_keys(&a, &b);
         assert_eq!(
             keys,
-            ["access.allow_openids", "upstream.url", "wechat.website.secret"]
+            [
+                "access.allow_openids",
+                "upstream.url",
+                "wechat.website.secret"
+            ]
         );
         assert!(keys.iter().all(|k| !k.contains("secret-")));
     }

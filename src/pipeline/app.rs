@@ -10,9 +10,9 @@ use http::header::HeaderValue;
 use crate::common::metrics::Metrics;
 use crate::config::Settings;
 use crate::endpoints::login_state::StateSigner;
+use crate::endpoints::rate_limit::LoginLimiter;
 use crate::pipeline::access::Access;
 use crate::pipeline::verification::Verification;
-use crate::endpoints::rate_limit::LoginLimiter;
 use crate::providers::{ProviderFailure, Registry};
 use crate::session::Store;
 

@@ -39,8 +39,8 @@ use tokio::sync::watch;
 use crate::common::http_util::{self, Body};
 use crate::common::timer::CoarseTimer;
 use crate::server::limits::{self};
+use crate::server::serving::Serving;
 use crate::server::shutdown::stopped;
-use crate::server::worker::Serving;
 
 /// At shutdown, how long an HTTP/1 connection with no request in progress is kept open for
 /// one last request (answered with `Connection: close`).

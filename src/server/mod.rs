@@ -5,8 +5,9 @@
 //! Where to look: `acceptor.rs` (connection limits, dealing to workers), `worker.rs` (a thread
 //! per core with its own runtime, timer and upstream pool), `connection.rs` (one connection,
 //! the idle watch), `limits.rs`, `common/timer.rs` (the coarse per-worker timer every timeout uses),
-//! `tls.rs`, `metrics_listener.rs` (`server.metrics_listen`), `shutdown.rs`, `reload.rs`
-//! (`Running::reload`: a new configuration without a restart).
+//! `tls.rs`, `metrics_listener.rs` (`server.metrics_listen`), `shutdown.rs`, `running.rs` (the
+//! running server: `Running::reload`, a new configuration without a restart; `reload_tls`;
+//! `shutdown`), `serving.rs` (what a worker serves with, swapped on a reload).
 //!
 //! Listeners are bound with `SO_REUSEPORT`, so a new `wxgate` process can start on the same
 //! address while the old one drains (a rolling upgrade on one machine).
@@ -16,16 +17,16 @@ pub mod cert_reload;
 mod connection;
 pub(crate) mod limits;
 mod metrics_listener;
-mod reload;
+mod running;
+mod serving;
 mod shutdown;
 pub mod tls;
 mod worker;
 
-pub use self::reload::Reloaded;
+pub use self::running::{Reloaded, Running, ServeError};
 pub use self::shutdown::shutdown_signal;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -37,74 +38,6 @@ use self::limits::ConnLimits;
 use crate::config::Settings;
 use crate::pipeline::App;
 use crate::proxy::pool::UpstreamLimit;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("TLS: {0}")]
-    Tls(String),
-    #[error("session store: {0}")]
-    Store(String),
-    #[error("WeChat client: {0}")]
-    Client(String),
-    #[error("reload: {0}")]
-    Reload(String),
-}
-
-/// A server that is accepting connections.
-pub struct Running {
-    pub addr: SocketAddr,
-    /// Where `/metrics` is served (`server.metrics_listen`), when it is set.
-    pub metrics_addr: Option<SocketAddr>,
-    /// The App the server started with. Its store and metrics are those of every App a
-    /// reload makes; [`Running::current_app`] is the one new requests get.
-    pub app: Arc<App>,
-    /// The App new requests get (replaced by [`Running::reload`]).
-    current: ArcSwap<App>,
-    /// One reload at a time.
-    reloading: tokio::sync::Mutex<()>,
-    /// Where each worker takes a reloaded App.
-    swaps: Vec<mpsc::UnboundedSender<worker::Swap>>,
-    /// The swappable certificate, with TLS.
-    certs: Option<Arc<cert_reload::CertReloader>>,
-    stop: watch::Sender<bool>,
-    done: Vec<oneshot::Receiver<()>>,
-}
-
-impl Running {
-    /// Whether the listener serves TLS.
-    pub fn has_tls(&self) -> bool {
-        self.certs.is_some()
-    }
-
-    /// Re-read the TLS files named in the config: new connections get the new certificate,
-    /// open ones keep theirs. An invalid pair is logged (ERROR) and returned; the old
-    /// certificate stays. Without TLS configured this is an error too.
-    pub fn reload_tls(&self) -> Result<(), ServeError> {
-        match &self.certs {
-            Some(c) => c.reload().map_err(ServeError::Tls),
-            None => Err(ServeError::Tls("TLS is not configured".into())),
-        }
-    }
-
-    /// Stop accepting (what the listener has queued is still served, then it is closed), let
-    /// in-flight requests finish (within the grace period), return. Keep-alive connections are
-    /// not cut under a request: HTTP/1 ones answer their next request with `Connection: close`,
-    /// HTTP/2 ones get GOAWAY.
-    pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        for d in self.done {
-            let _ = d.await;
-        }
-        // Every worker has drained: no request can change a session any more.
-        self.app.store.save_snapshot();
-        tracing::info!(addr = %self.addr, "wxgate stopped");
-    }
-}
 
 /// Build the app from settings and start serving on `settings.listen`.
 pub async fn serve(settings: Settings) -> Result<Running, ServeError> {
@@ -232,7 +165,7 @@ pub async fn serve_on_with(
     let mut swaps = Vec::with_capacity(workers);
     for i in 0..workers {
         let (conn_tx, conn_rx) = mpsc::unbounded_channel::<Accepted>();
-        let (swap_tx, swap_rx) = mpsc::unbounded_channel::<worker::Swap>();
+        let (swap_tx, swap_rx) = mpsc::unbounded_channel::<serving::Swap>();
         let (app, tls, stop) = (app.clone(), tls.clone(), stop_rx.clone());
         let upstream_limit = upstream_limit.clone();
         let (done_tx, done_rx) = oneshot::channel();

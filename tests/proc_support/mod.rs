@@ -218,7 +218,10 @@ fn parse_wrk(text: &str) -> Wrk {
                 .sum();
         }
     }
-    assert!(text.contains("BAD_STATUS"), "wrk output not understood:\n{text}");
+    assert!(
+        text.contains("BAD_STATUS"),
+        "wrk output not understood:\n{text}"
+    );
     w
 }
 
@@ -245,7 +248,12 @@ fn insecure() -> Arc<rustls::ClientConfig> {
             c: &CertificateDer<'_>,
             d: &rustls::DigitallySignedStruct,
         ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+            rustls::crypto::verify_tls12_signature(
+                m,
+                c,
+                d,
+                &self.0.signature_verification_algorithms,
+            )
         }
         fn verify_tls13_signature(
             &self,
@@ -253,7 +261,12 @@ fn insecure() -> Arc<rustls::ClientConfig> {
             c: &CertificateDer<'_>,
             d: &rustls::DigitallySignedStruct,
         ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+            rustls::crypto::verify_tls13_signature(
+                m,
+                c,
+                d,
+                &self.0.signature_verification_algorithms,
+            )
         }
         fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
             self.0.signature_verification_algorithms.supported_schemes()
@@ -285,10 +298,9 @@ pub async fn tls_get(
         .await
         .expect("TLS handshake");
     let cert = tls.get_ref().1.peer_certificates().unwrap()[0].to_vec();
-    let (mut send, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-            .await
-            .unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let mut req = http::Request::get(path).header("host", format!("127.0.0.1:{}", addr.port()));
     for (k, v) in headers {
@@ -296,7 +308,10 @@ pub async fn tls_get(
     }
     let resp = tokio::time::timeout(
         Duration::from_secs(10),
-        send.send_request(req.body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap()),
+        send.send_request(
+            req.body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap(),
+        ),
     )
     .await
     .expect("TLS request timed out")
