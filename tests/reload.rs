@@ -205,12 +205,13 @@ fn write_config(path: &std::path::Path, upstream: std::net::SocketAddr, extra: &
     std::fs::write(path, config_toml(upstream, "http://127.0.0.1:9", extra)).unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_rereads_the_config_file() {
     let up = start_upstream().await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("wxgate.toml");
-    write_config(&cfg, up.addr, "");
+    let slow_public = "[access]\npublic_paths = [\"/slow\"]\n";
+    write_config(&cfg, up.addr, slow_public);
     let child = spawn_run(&cfg, &[("RUST_LOG", "info")]);
     let url = format!("http://{}/pub/x", child.addr);
     let get = |url: String| async move {
@@ -225,15 +226,27 @@ async fn sighup_rereads_the_config_file() {
         .status
     };
     assert_eq!(get(url.clone()).await, StatusCode::UNAUTHORIZED);
+    // Open across the reloads: a keep-alive connection, and a request in flight.
+    let mut conn = KeepAlive::open(child.addr).await;
+    assert_eq!(conn.get("/pub/x", None).await.0, StatusCode::UNAUTHORIZED);
+    let slow_url = format!("http://{}/slow?ms=1500", child.addr);
+    let slow = tokio::spawn(async move {
+        send(
+            &client(),
+            http::Request::get(slow_url).body(empty()).unwrap(),
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
 
-    // A public path, and a restart-only key.
+    // A public path, and restart-only keys.
     let other = free_port();
     std::fs::write(
         &cfg,
         config_toml(
             up.addr,
             "http://127.0.0.1:9",
-            "[access]\npublic_paths = [\"/pub\"]\n[log]\nformat = \"json\"\n",
+            "[access]\npublic_paths = [\"/slow\", \"/pub\"]\n[log]\nformat = \"json\"\n",
         )
         .replace("127.0.0.1:0", &format!("127.0.0.1:{other}")),
     )
@@ -241,6 +254,9 @@ async fn sighup_rereads_the_config_file() {
     child.signal("-HUP");
     child.wait_log("configuration reloaded", 1).await;
     assert_eq!(get(url.clone()).await, StatusCode::OK);
+    assert_eq!(conn.get("/pub/x", None).await.0, StatusCode::OK);
+    let r = slow.await.unwrap();
+    assert_eq!((r.status, r.text().as_str()), (StatusCode::OK, "slow done"));
     let log = child.log();
     assert!(
         log.contains("changed=access.public_paths"),
@@ -252,6 +268,12 @@ async fn sighup_rereads_the_config_file() {
             "{key} named:\n{log}"
         );
     }
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", other))
+            .await
+            .is_err(),
+        "server.listen applied without a restart"
+    );
 
     // An invalid file: ERROR with the reason, the running config stays.
     std::fs::write(
@@ -275,11 +297,13 @@ async fn sighup_rereads_the_config_file() {
         "{line}"
     );
     assert_eq!(get(url.clone()).await, StatusCode::OK);
-    // One more valid reload after the failure still works, and nothing secret was logged.
-    write_config(&cfg, up.addr, "");
+    assert_eq!(conn.get("/pub/x", None).await.0, StatusCode::OK);
+    // A valid reload after the failure works, and nothing secret was logged.
+    write_config(&cfg, up.addr, slow_public);
     child.signal("-HUP");
     child.wait_log("configuration reloaded", 2).await;
     assert_eq!(get(url).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(conn.get("/pub/x", None).await.0, StatusCode::UNAUTHORIZED);
     assert!(!child.log().contains(SECRET));
 }
 

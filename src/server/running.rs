@@ -86,21 +86,7 @@ impl Running {
         self.app.store.save_snapshot();
         tracing::info!(addr = %self.addr, "wxgate stopped");
     }
-}
 
-/// How long a reload waits for the workers to take the new App.
-const SWAP_WAIT: Duration = Duration::from_secs(5);
-
-/// What a reload did, by key name (never values).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reloaded {
-    /// Keys whose new value applies to new requests (new connections, for connection settings).
-    pub applied: Vec<String>,
-    /// Keys changed in the configuration that keep their running value until a restart.
-    pub restart: Vec<String>,
-}
-
-impl Running {
     /// The App new requests get now.
     pub fn current_app(&self) -> Arc<App> {
         self.current.load_full()
@@ -134,7 +120,7 @@ impl Running {
                 swapped.push(taken);
             }
         }
-        let all = futures_join(swapped);
+        let all = all_taken(swapped);
         if tokio::time::timeout(SWAP_WAIT, all).await.is_err() {
             tracing::warn!("a worker did not take the reloaded configuration in time");
         }
@@ -151,8 +137,20 @@ impl Running {
     }
 }
 
+/// How long a reload waits for the workers to take the new App.
+const SWAP_WAIT: Duration = Duration::from_secs(5);
+
+/// What a reload did, by key name (never values).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Keys whose new value applies to new requests (new connections, for connection settings).
+    pub applied: Vec<String>,
+    /// Keys changed in the configuration that keep their running value until a restart.
+    pub restart: Vec<String>,
+}
+
 /// Wait for every worker's answer (a worker that ended without one counts as done).
-async fn futures_join(taken: Vec<oneshot::Receiver<()>>) {
+async fn all_taken(taken: Vec<oneshot::Receiver<()>>) {
     for t in taken {
         let _ = t.await;
     }
