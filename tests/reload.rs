@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use common::*;
 use http::StatusCode;
-use http_body_util::BodyExt;
 use proc_support::*;
 use wxgate::providers::wechat::Source;
 use wxgate::session::{NewSession, Session, SessionId, SessionStore};
@@ -37,42 +36,6 @@ async fn session_cookie(running: &wxgate::server::Running) -> String {
         .await
         .unwrap();
     format!("_wxgate={}", id.encode())
-}
-
-/// One keep-alive HTTP/1.1 connection, kept open across reloads.
-struct KeepAlive {
-    send: hyper::client::conn::http1::SendRequest<BoxBody>,
-}
-
-impl KeepAlive {
-    async fn open(addr: std::net::SocketAddr) -> KeepAlive {
-        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        KeepAlive { send }
-    }
-
-    async fn get(&mut self, path: &str, cookie: Option<&str>) -> (StatusCode, String) {
-        self.send.ready().await.expect("connection still open");
-        let mut req = http::Request::get(path)
-            .header("host", "127.0.0.1")
-            .header("accept", "application/json");
-        if let Some(c) = cookie {
-            req = req.header("cookie", c);
-        }
-        let resp = tokio::time::timeout(
-            Duration::from_secs(10),
-            self.send.send_request(req.body(empty()).unwrap()),
-        )
-        .await
-        .expect("timed out")
-        .expect("request on the open connection");
-        let status = resp.status();
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
-        (status, String::from_utf8_lossy(&body).into_owned())
-    }
 }
 
 /// The settings of `toml` as `start_gateway` rewrote them for the gateway on `addr`.

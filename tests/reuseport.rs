@@ -144,3 +144,84 @@ async fn second_process_takes_over_while_the_first_drains() {
     assert_eq!(r.status, http::StatusCode::OK);
     assert!(!b.log().contains("ERROR"), "{}", b.log());
 }
+
+/// Wait until `f` is true (polled), at most `within`.
+async fn until(within: Duration, f: impl Fn() -> bool) -> bool {
+    let t = std::time::Instant::now();
+    while t.elapsed() < within {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    f()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_closes_connections_between_requests_never_under_one() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let up = start_upstream().await;
+    let mut gw = start_gateway(&config_toml(
+        up.addr,
+        "http://127.0.0.1:9",
+        "[access]\npublic_paths = [\"/\"]\n",
+    ))
+    .await;
+    let addr = gw.addr;
+    let ok = http::StatusCode::OK;
+    let mut idle = KeepAlive::open(addr).await;
+    assert_eq!(idle.get("/a", None).await.0, ok);
+    let quiet = KeepAlive::open(addr).await;
+    let mut busy = KeepAlive::open(addr).await;
+    let slow1 = tokio::spawn(async move { busy.fetch("/slow?ms=800", None).await });
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut h2, h2_conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    let h2_done = tokio::spawn(h2_conn);
+    let uri = format!("http://{addr}/slow?ms=800");
+    let slow2 = tokio::spawn(async move {
+        let req = http::Request::get(uri)
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let resp = h2.send_request(req).await.unwrap();
+        let status = resp.status();
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap();
+        (status, body.to_bytes())
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let stopping = tokio::spawn(gw.running.take().unwrap().shutdown());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "the listener is closed first"
+    );
+    // An idle keep-alive connection still takes one more request, answered with
+    // `Connection: close`, then closes.
+    assert!(!quiet.send.is_closed(), "idle connections linger");
+    let (status, headers, _) = idle.fetch("/b", None).await;
+    assert_eq!(status, ok);
+    assert_eq!(headers["connection"], "close");
+    assert!(until(Duration::from_secs(2), || idle.send.is_closed()).await);
+    // Requests in flight finish: HTTP/1 with `Connection: close`, HTTP/2 after its GOAWAY.
+    let (status, headers, body) = slow1.await.unwrap();
+    assert_eq!((status, body.as_str()), (ok, "slow done"));
+    assert_eq!(headers["connection"], "close");
+    let (status, body) = slow2.await.unwrap();
+    assert_eq!((status, &body[..]), (ok, &b"slow done"[..]));
+    tokio::time::timeout(Duration::from_secs(3), h2_done)
+        .await
+        .expect("the HTTP/2 connection ends after GOAWAY")
+        .unwrap()
+        .ok();
+    // One that never sends anything is closed after the linger.
+    assert!(until(Duration::from_secs(3), || quiet.send.is_closed()).await);
+    tokio::time::timeout(Duration::from_secs(5), stopping)
+        .await
+        .expect("shutdown ends")
+        .unwrap();
+}

@@ -335,3 +335,57 @@ pub async fn join_wrk(
         .await
         .unwrap()
 }
+
+/// One keep-alive HTTP/1.1 connection, kept open across reloads.
+pub struct KeepAlive {
+    pub send: hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+}
+
+impl KeepAlive {
+    pub async fn open(addr: std::net::SocketAddr) -> KeepAlive {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        KeepAlive { send }
+    }
+
+    pub async fn get(&mut self, path: &str, cookie: Option<&str>) -> (http::StatusCode, String) {
+        let (status, _, body) = self.fetch(path, cookie).await;
+        (status, body)
+    }
+
+    /// GET `path` on this connection: status, headers, body.
+    pub async fn fetch(
+        &mut self,
+        path: &str,
+        cookie: Option<&str>,
+    ) -> (http::StatusCode, http::HeaderMap, String) {
+        self.send.ready().await.expect("connection still open");
+        let mut req = http::Request::get(path)
+            .header("host", "127.0.0.1")
+            .header("accept", "application/json");
+        if let Some(c) = cookie {
+            req = req.header("cookie", c);
+        }
+        let resp = tokio::time::timeout(
+            Duration::from_secs(10),
+            self.send
+                .send_request(req.body(http_body_util::Empty::new()).unwrap()),
+        )
+        .await
+        .expect("timed out")
+        .expect("request on the open connection");
+        let (parts, body) = resp.into_parts();
+        let body = http_body_util::BodyExt::collect(body)
+            .await
+            .unwrap()
+            .to_bytes();
+        (
+            parts.status,
+            parts.headers,
+            String::from_utf8_lossy(&body).into_owned(),
+        )
+    }
+}
