@@ -26,7 +26,7 @@ pub use file::{
     UpstreamConfig, VerificationConfig, WechatConfig,
 };
 pub use load::default_path;
-pub use reload::{changed_keys, needs_restart, Reload};
+pub(crate) use reload::Reload;
 pub use settings::{
     AccessSettings, HeadersSettings, LogFormat, LogSettings, OfficialScope, PublicUrl, Secret,
     ServerSettings, SessionSettings, Settings, StoreKind, UpstreamSettings, VerificationSettings,

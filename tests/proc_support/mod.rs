@@ -159,10 +159,11 @@ pub fn start_wrk(
     secs: u32,
     headers: &[&str],
 ) -> std::thread::JoinHandle<Wrk> {
+    static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
         "wxgate-wrk-{}-{}",
         std::process::id(),
-        Instant::now().elapsed().as_nanos() ^ rand_ish()
+        RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     std::fs::create_dir_all(&dir).unwrap();
     let script = dir.join("count.lua");
@@ -191,13 +192,6 @@ pub fn start_wrk(
         );
         parse_wrk(&text)
     })
-}
-
-fn rand_ish() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
 }
 
 fn parse_wrk(text: &str) -> Wrk {
