@@ -23,7 +23,8 @@ pub(crate) type Swap = (Arc<App>, oneshot::Sender<()>);
 pub(crate) struct Serving {
     pub(crate) app: Arc<App>,
     pub(crate) proxy: Arc<Proxy>,
-    pub(crate) builder: auto::Builder<TokioExecutor>,
+    /// Shared by the connections accepted while this is current (they do not hold the rest).
+    pub(crate) builder: Arc<auto::Builder<TokioExecutor>>,
     /// `server.idle_timeout_ms` in the worker's ticks.
     pub(crate) idle_ticks: u64,
 }
@@ -42,7 +43,7 @@ impl Serving {
             _ => Arc::new(Proxy::new(&app.settings, timer.clone(), limit.clone())),
         };
         Serving {
-            builder: builder(&app.settings, timer.clone()),
+            builder: Arc::new(builder(&app.settings, timer.clone())),
             idle_ticks: timer.ticks_in(app.settings.server.idle_timeout),
             proxy,
             app,

@@ -74,19 +74,26 @@ pub(crate) async fn worker(
             }
         };
         let io: ClientIo = Held::new(stream, guard);
-        let serving = current.load_full();
+        // What the connection takes from the configuration current now; requests load their
+        // own (a connection does not keep an old App alive).
+        let (handshake, peer, idle_ticks, builder) = {
+            let s = current.load();
+            let c = &s.app.settings;
+            (
+                c.server.tls_handshake_timeout,
+                crate::proxy::Peer::new(peer, &c.trusted_proxies),
+                s.idle_ticks,
+                s.builder.clone(),
+            )
+        };
         let (current, timer) = (current.clone(), timer.clone());
         let tls = tls.clone();
         let (alive, stop) = (alive.clone(), stop.clone());
         tokio::spawn(async move {
             let _alive = alive;
-            let s = &serving.app.settings;
-            let handshake = s.server.tls_handshake_timeout;
-            let peer = crate::proxy::Peer::new(peer, &s.trusted_proxies);
             let addr = peer.addr;
-            let idle_ticks = serving.idle_ticks;
             let conn = move || Conn::new(current, peer, timer, idle_ticks);
-            let builder = &serving.builder;
+            let builder = &*builder;
             match tls {
                 Some(acceptor) => {
                     match tokio::time::timeout(handshake, acceptor.accept(io)).await {
