@@ -1,7 +1,8 @@
-//! Issue 13: a rolling upgrade on one machine. Process A serves under load (keep-alive
-//! connections and new connections all the time); process B starts on the same address
-//! (SO_REUSEPORT); A gets SIGTERM and drains. No request fails, B serves afterwards, A exits
-//! with its "stopped" lines.
+//! Issue 13: a rolling upgrade on one machine. Process A serves a logged-in user under load
+//! (keep-alive connections and new connections all the time; sessions on a real redis-server);
+//! process B starts on the same address (SO_REUSEPORT); A gets SIGTERM and drains. No request
+//! fails, B serves the same session afterwards, A exits with its "stopped" lines. Then the drain
+//! itself, in process: what happens to idle, busy and HTTP/2 connections.
 //!
 //! Connections still in A's accept queue when it closes its listener are reset by the kernel
 //! unless `net.ipv4.tcp_migrate_req = 1` (Linux 5.14+) moves them to B. A serves what is
@@ -10,6 +11,7 @@
 
 mod common;
 mod proc_support;
+mod redis_support;
 
 use std::time::Duration;
 
@@ -73,24 +75,42 @@ async fn second_process_takes_over_while_the_first_drains() {
     );
 
     let up = start_upstream().await;
+    let mock = start_mock(Default::default()).await;
+    let redis = redis_support::start_redis().await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("wxgate.toml");
     let port = free_port();
-    let toml = config_toml(
+    let toml = full_config(
         up.addr,
-        "http://127.0.0.1:9",
-        "[access]\npublic_paths = [\"/\"]\n",
+        &mock.url(),
+        &format!("store = \"redis\"\nredis_url = \"{}\"\n", redis.url()),
     )
     .replace(
         "listen = \"127.0.0.1:0\"",
-        &format!("listen = \"127.0.0.1:{port}\""),
+        &format!("listen = \"127.0.0.1:{port}\"\nshutdown_grace_secs = 10"),
     )
-    .replace("[server]", "[server]\nshutdown_grace_secs = 10");
+    .replace(
+        "public_url = \"http://127.0.0.1\"",
+        &format!("public_url = \"http://127.0.0.1:{port}\""),
+    );
     std::fs::write(&cfg, toml).unwrap();
     let mut a = spawn_run(&cfg, &[("RUST_LOG", "info")]);
+    // Log in through A.
+    let env = Env {
+        up,
+        mock,
+        gw: Gateway {
+            addr: a.addr,
+            running: None,
+        },
+    };
+    let mut browser = Browser::pc();
+    login(&env, &mut browser, "/", "alice").await;
+    let cookie = format!("_wxgate={}", browser.cookie("_wxgate").expect("logged in"));
     let url = format!("http://127.0.0.1:{port}/");
-    let keep = start_wrk(&url, 32, 4, &[]);
-    let fresh = start_wrk(&url, 4, 4, &["Connection: close"]);
+    let cookie_h = format!("Cookie: {cookie}");
+    let keep = start_wrk(&url, 32, 4, &[&cookie_h]);
+    let fresh = start_wrk(&url, 4, 4, &[&cookie_h, "Connection: close"]);
     tokio::time::sleep(Duration::from_millis(1000)).await;
 
     // The new version starts on the same address; once it listens, the old one is told to go.
@@ -139,9 +159,14 @@ async fn second_process_takes_over_while_the_first_drains() {
     }
     assert!(keep.requests > 100 && fresh.requests > 20);
 
-    // B serves on its own now.
-    let r = send(&client(), http::Request::get(&url).body(empty()).unwrap()).await;
-    assert_eq!(r.status, http::StatusCode::OK);
+    // B serves on its own now, the same session (from Redis).
+    let req = http::Request::get(&url)
+        .header("cookie", &cookie)
+        .body(empty())
+        .unwrap();
+    let r = send(&client(), req).await;
+    assert_eq!(r.status, http::StatusCode::OK, "{}", r.text());
+    assert!(r.echoed_header("x-wechat-openid").is_some(), "{}", r.text());
     assert!(!b.log().contains("ERROR"), "{}", b.log());
 }
 
