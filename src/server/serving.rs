@@ -80,3 +80,40 @@ fn builder(s: &Settings, timer: CoarseTimer) -> auto::Builder<TokioExecutor> {
         .keep_alive_timeout(Duration::from_secs(20));
     b
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(extra: &str) -> Settings {
+        crate::config::Config::from_toml(&format!(
+            r#"
+[server]
+listen = "127.0.0.1:8080"
+public_url = "http://gw.example"
+{extra}
+[upstream]
+url = "http://127.0.0.1:3000"
+[wechat.website]
+appid = "wx1000000000000001"
+secret = "secret-one-000000000000000000000001"
+[session]
+cookie_secret = "test-cookie-secret-0123456789abcdef"
+"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn pool_kept_only_for_the_same_upstream_settings() {
+        let a = settings("");
+        assert!(same_upstream(&a, &settings("hsts_max_age_secs = 5")));
+        assert!(!same_upstream(&a, &settings("idle_timeout_ms = 1234")));
+        let mut b = settings("");
+        b.upstream.authority = "127.0.0.1:3001".parse().unwrap();
+        assert!(!same_upstream(&a, &b));
+        let mut c = settings("");
+        c.upstream.timeout = Duration::from_secs(99);
+        assert!(!same_upstream(&a, &c));
+    }
+}
