@@ -5,7 +5,6 @@ mod common;
 mod proc_support;
 
 use std::path::Path;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
