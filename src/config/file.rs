@@ -18,6 +18,7 @@ pub struct Config {
     pub headers: HeadersConfig,
     pub verification: VerificationConfig,
     pub log: LogConfig,
+    pub link: LinkConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -222,6 +223,28 @@ pub struct HeadersConfig {
     pub sign_secret_file: Option<PathBuf>,
 }
 
+/// `[link]`: account linking, off while `url` is empty.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LinkConfig {
+    pub url: String,
+    pub secret: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_file: Option<PathBuf>,
+    pub timeout_ms: u64,
+}
+
+impl Default for LinkConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            secret: String::new(),
+            secret_file: None,
+            timeout_ms: 3000,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct VerificationConfig {
@@ -261,6 +284,7 @@ impl Config {
         }
         red(&mut c.session.cookie_secret);
         red(&mut c.headers.sign_secret);
+        red(&mut c.link.secret);
         if !c.session.redis_url.is_empty() {
             c.session.redis_url = redact_url_password(&c.session.redis_url);
         }
