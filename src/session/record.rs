@@ -20,6 +20,9 @@ pub struct Origin {
 /// emoji), avatar. Lengths are one byte (255 = absent) except nickname and avatar (two bytes,
 /// little-endian). Every byte saved here is a megabyte at a million sessions.
 ///
+/// Version 4 appends the account-linking block (see [`Session::with_link`]) after those strings;
+/// version-3 records (no block) are still read, as records without a user id or phone.
+///
 /// Version 2 (before providers) is still read: `[2][source][created_at u32][expires_at u32]`,
 /// six lengths, the same strings plus a session key. It had one provider, record id 0, whose
 /// kind bytes are the v2 source bytes; created_at and the session key are dropped on reading.
@@ -42,7 +45,7 @@ pub struct NewSession<'a> {
     pub expires_at: u64,
 }
 
-const VERSION: u8 = 3;
+const VERSION: u8 = 4;
 /// (offset, width) of each field's length in the header, in field order.
 const LENS: [(usize, usize); 5] = [(7, 1), (8, 1), (9, 1), (10, 2), (12, 2)];
 const HEAD: usize = 14;
@@ -144,6 +147,7 @@ impl Session {
         for f in fields.iter().flatten() {
             v.extend_from_slice(f.as_bytes());
         }
+        link::push_block(&mut v, None, None);
         Session {
             buf: Bytes::from(v),
         }
@@ -154,8 +158,14 @@ impl Session {
     pub fn from_bytes(buf: Bytes) -> Option<Session> {
         match buf.first() {
             Some(&VERSION) if buf.len() >= HEAD => {
-                read_fields(&buf, HEAD, &LENS)?;
+                let end = link::base_end(&buf)?;
+                read_fields(&buf[..end], HEAD, &LENS)?;
+                link::read_block(&buf[end..])?;
                 Some(Session { buf })
+            }
+            Some(&link::V3) if buf.len() >= HEAD => {
+                read_fields(&buf, HEAD, &LENS)?;
+                Some(link::from_v3(&buf))
             }
             Some(&v2::VERSION) if buf.len() >= v2::HEAD && buf[1] < v2::KINDS => {
                 let f = read_fields(&buf, v2::HEAD, &v2::LENS)?;
@@ -262,5 +272,193 @@ impl std::fmt::Debug for Session {
             .field("origin", &self.origin())
             .field("expires_at", &self.expires_at())
             .finish_non_exhaustive()
+    }
+}
+
+/// The account-linking block of version 4, after the identity strings: `[user_id len]
+/// [phone len]` (one byte each, 255 = absent) then the two strings. Kept apart from the fields
+/// above so a later block can follow it the same way.
+mod link {
+    use super::{read_len, truncate, Session, ABSENT, HEAD, LENS, MAX_SHORT_FIELD};
+    use bytes::Bytes;
+
+    /// The version before the block.
+    pub(super) const V3: u8 = 3;
+
+    /// Where the identity strings end (the block starts), when the lengths fit the buffer.
+    pub(super) fn base_end(buf: &[u8]) -> Option<usize> {
+        let mut end = HEAD;
+        for slot in LENS {
+            let len = read_len(buf, slot);
+            if len != ABSENT {
+                end += len as usize;
+            }
+        }
+        (end <= buf.len()).then_some(end)
+    }
+
+    /// The block's two strings, when it is well formed and fills the rest exactly.
+    pub(super) fn read_block(block: &[u8]) -> Option<[Option<&str>; 2]> {
+        let [a, b, rest @ ..] = block else {
+            return None;
+        };
+        let mut out = [None, None];
+        let mut at = 0;
+        for (o, len) in out.iter_mut().zip([*a, *b]) {
+            if u16::from(len) == ABSENT {
+                continue;
+            }
+            let s = rest.get(at..at + len as usize)?;
+            *o = Some(std::str::from_utf8(s).ok()?);
+            at += len as usize;
+        }
+        (at == rest.len()).then_some(out)
+    }
+
+    pub(super) fn push_block(v: &mut Vec<u8>, user_id: Option<&str>, phone: Option<&str>) {
+        let fields = [user_id, phone].map(|f| f.map(|f| truncate(f, MAX_SHORT_FIELD)));
+        for f in fields {
+            v.push(f.map_or(ABSENT as u8, |f| f.len() as u8));
+        }
+        for f in fields.iter().flatten() {
+            v.extend_from_slice(f.as_bytes());
+        }
+    }
+
+    /// A checked version-3 record as version 4, with an empty block.
+    pub(super) fn from_v3(buf: &[u8]) -> Session {
+        let mut v = Vec::with_capacity(buf.len() + 2);
+        v.push(super::VERSION);
+        v.extend_from_slice(&buf[1..]);
+        push_block(&mut v, None, None);
+        Session {
+            buf: Bytes::from(v),
+        }
+    }
+
+    impl Session {
+        fn link_fields(&self) -> ([Option<&str>; 2], usize) {
+            let end = base_end(&self.buf).unwrap_or(self.buf.len());
+            (read_block(&self.buf[end..]).unwrap_or([None, None]), end)
+        }
+
+        /// The app's own user id, from account linking (`X-WeChat-UserId`).
+        pub fn user_id(&self) -> Option<&str> {
+            self.link_fields().0[0]
+        }
+
+        /// The phone number (E.164), once the user shared it (`X-WeChat-Phone`).
+        pub fn phone(&self) -> Option<&str> {
+            self.link_fields().0[1]
+        }
+
+        /// The same session with this user id and phone (each at most 254 bytes; `None`:
+        /// absent).
+        pub fn with_link(&self, user_id: Option<&str>, phone: Option<&str>) -> Session {
+            let end = self.link_fields().1;
+            let mut v = Vec::with_capacity(end + 2 + 64);
+            v.extend_from_slice(&self.buf[..end]);
+            push_block(&mut v, user_id, phone);
+            Session {
+                buf: Bytes::from(v),
+            }
+        }
+
+        fn link_header(&self, i: usize) -> Option<http::HeaderValue> {
+            let f = self.link_fields().0[i].filter(|f| !f.is_empty())?;
+            // Zero-copy: a slice of the record.
+            http::HeaderValue::from_maybe_shared(self.buf.slice_ref(f.as_bytes())).ok()
+        }
+
+        pub fn user_id_header(&self) -> Option<http::HeaderValue> {
+            self.link_header(0)
+        }
+
+        pub fn phone_header(&self) -> Option<http::HeaderValue> {
+            self.link_header(1)
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::super::{NewSession, Origin, Session};
+        use bytes::Bytes;
+        use proptest::prelude::*;
+
+        fn sample() -> Session {
+            Session::new(&NewSession {
+                openid: "oOpen",
+                unionid: Some("uUnion"),
+                appid: "wxA",
+                origin: Origin {
+                    provider: 0,
+                    kind: 3,
+                },
+                nickname: "Alice 🐼",
+                avatar: "",
+                expires_at: 99,
+            })
+        }
+
+        #[test]
+        fn new_records_have_no_link_and_keep_it_through_bytes() {
+            let s = sample();
+            assert_eq!(s.as_bytes()[0], 4);
+            assert_eq!((s.user_id(), s.phone()), (None, None));
+            assert!(s.user_id_header().is_none());
+            let l = s.with_link(Some("42"), Some("+8613800000000"));
+            assert_eq!(l.user_id(), Some("42"));
+            assert_eq!(l.phone(), Some("+8613800000000"));
+            assert_eq!(l.user_id_header().unwrap(), "42");
+            assert_eq!(l.phone_header().unwrap(), "+8613800000000");
+            assert_eq!(
+                (l.openid(), l.unionid(), l.nickname()),
+                ("oOpen", Some("uUnion"), "Alice 🐼")
+            );
+            let back = Session::from_bytes(l.as_bytes().clone()).unwrap();
+            assert_eq!(back, l);
+            // Replacing the block, not appending to it.
+            let again = l.with_link(None, Some("+1"));
+            assert_eq!((again.user_id(), again.phone()), (None, Some("+1")));
+            assert_eq!(again.as_bytes().len(), s.as_bytes().len() + 2);
+            // A damaged block is no record.
+            let b = l.as_bytes();
+            assert!(Session::from_bytes(b.slice(..b.len() - 1)).is_none());
+            let mut v = b.to_vec();
+            v.push(b'x');
+            assert!(Session::from_bytes(Bytes::from(v)).is_none());
+        }
+
+        #[test]
+        fn version_3_records_are_read_without_link() {
+            let s = sample();
+            let b = s.as_bytes();
+            let mut v3 = b[..b.len() - 2].to_vec();
+            v3[0] = 3;
+            let r = Session::from_bytes(Bytes::from(v3)).unwrap();
+            assert_eq!(r, s);
+            assert_eq!(r.user_id(), None);
+        }
+
+        proptest! {
+            #[test]
+            fn any_link_round_trips(uid in proptest::option::of(".{0,300}"), phone in proptest::option::of("[+0-9]{0,20}")) {
+                let l = sample().with_link(uid.as_deref(), phone.as_deref());
+                let back = Session::from_bytes(l.as_bytes().clone()).unwrap();
+                prop_assert_eq!(back.phone(), phone.as_deref());
+                prop_assert!(back.user_id().map(str::len).unwrap_or(0) <= 254);
+                if uid.as_ref().is_some_and(|u| u.len() <= 254) {
+                    prop_assert_eq!(back.user_id(), uid.as_deref());
+                }
+            }
+
+            #[test]
+            fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+                let mut v = sample().as_bytes().to_vec();
+                v.truncate(v.len() - 2);
+                v.extend_from_slice(&bytes);
+                let _ = Session::from_bytes(Bytes::from(v)).map(|s| (s.user_id().map(str::len), s.phone_header()));
+            }
+        }
     }
 }

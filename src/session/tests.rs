@@ -113,7 +113,7 @@ fn version_2_records_are_read() {
         assert_eq!(s.expires_at(), 99);
         // Converted: the session key is gone, and it reads back as itself.
         assert!(!s.as_bytes().windows(5).any(|w| w == b"k3y=="));
-        assert_eq!(s.as_bytes()[0], 3);
+        assert_eq!(s.as_bytes()[0], 4);
         assert_eq!(Session::from_bytes(s.as_bytes().clone()), Some(s));
     }
     // A v2 record with an unknown source, or cut short, is no session.

@@ -20,7 +20,9 @@ pub(super) fn check(l: &LinkConfig) -> Result<Option<LinkSettings>, ConfigError>
     let parsed = url::Url::parse(url).map_err(|e| {
         invalid(
             "link.url",
-            format!("'{url}' is not an absolute URL ({e}); e.g. http://127.0.0.1:8080/auth/wechat-link"),
+            format!(
+                "'{url}' is not an absolute URL ({e}); e.g. http://127.0.0.1:8080/auth/wechat-link"
+            ),
         )
     })?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
