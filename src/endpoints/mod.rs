@@ -1,6 +1,8 @@
 //! The gateway's own endpoints under `prefix`, a file per concern: `browser_login.rs`
 //! (`/login`, `/callback`, `/logout`), `forward_auth.rs` (`/auth`, `/userinfo`),
-//! `json_login.rs` (the JSON logins of mobile apps and mini programs), `ops.rs` (health,
+//! `json_login.rs` (the JSON logins of mobile apps and mini programs), `link_hook.rs`,
+//! `link_ticket.rs` and `link_complete.rs` (account linking: the call to the app after every
+//! login, the ticket, the resume), `ops.rs` (health,
 //! readiness, metrics); `login.rs` (what every login shares), `cookies.rs`, `urls.rs` (login
 //! URLs, return targets), `login_state.rs` (signed login state, login cookie) and
 //! `rate_limit.rs` (per-client login rate). This file dispatches.
@@ -12,6 +14,9 @@ pub(crate) mod context;
 mod cookies;
 mod forward_auth;
 mod json_login;
+mod link_complete;
+pub(crate) mod link_hook;
+mod link_ticket;
 mod login;
 pub mod login_state;
 mod ops;
@@ -32,7 +37,7 @@ use crate::providers::JsonEndpoint;
 fn is_rate_limited_endpoint(sub: &str) -> bool {
     matches!(
         sub,
-        "/login" | "/callback" | "/app/login" | "/miniprogram/login"
+        "/login" | "/callback" | "/app/login" | "/miniprogram/login" | "/link/complete"
     )
 }
 
@@ -54,7 +59,8 @@ pub(crate) async fn handle(
         );
         if let Err(secs) = limiter.check(client) {
             cx.metrics.rate_limited.inc();
-            let json_endpoint = matches!(sub, "/app/login" | "/miniprogram/login");
+            let json_endpoint = matches!(sub, "/app/login" | "/miniprogram/login")
+                || (sub == "/link/complete" && m == Method::POST);
             let json = json || json_endpoint;
             return GatewayError::RateLimited(secs).into_response(json, "");
         }
@@ -77,8 +83,14 @@ pub(crate) async fn handle(
         "/miniprogram/login" if m == Method::POST => {
             return json_endpoint(json_login::login(cx, req, JsonEndpoint::MiniProgram).await)
         }
+        "/link/complete" if get => link_complete::complete_get(cx, &req).await,
+        "/link/complete" if m == Method::POST => {
+            return json_endpoint(link_complete::complete_post(cx, req).await)
+        }
         "/healthz" | "/readyz" | "/metrics" | "/login" | "/callback" | "/logout" | "/userinfo"
-        | "/app/login" | "/miniprogram/login" => Err(LoginError::MethodNotAllowed.into()),
+        | "/app/login" | "/miniprogram/login" | "/link/complete" => {
+            Err(LoginError::MethodNotAllowed.into())
+        }
         _ => Err(LoginError::NotFound.into()),
     };
     match result {

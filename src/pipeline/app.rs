@@ -30,6 +30,8 @@ pub struct App {
     pub(crate) login_limiter: Option<crate::endpoints::rate_limit::LoginLimiter>,
     /// `Strict-Transport-Security` for every response (TLS and `server.hsts_max_age_secs` > 0).
     pub(crate) hsts: Option<HeaderValue>,
+    /// The account-linking hook (`[link]`), when `link.url` is set.
+    pub(crate) link: Option<crate::endpoints::link_hook::Link>,
 }
 
 impl App {
@@ -40,7 +42,15 @@ impl App {
             .sign_secret
             .as_ref()
             .map(|s| s.expose().to_vec());
+        let link = match &settings.link {
+            Some(l) => Some(crate::endpoints::link_hook::Link::new(l).map_err(|e| {
+                tracing::error!(error = %e, "cannot build the account-linking HTTP client");
+                ProviderFailure::from(crate::providers::wechat::WechatError::Unreachable)
+            })?),
+            None => None,
+        };
         Ok(Arc::new(App {
+            link,
             providers,
             signer: StateSigner::new(settings.cookie_secret()),
             verification: Verification::new(&settings.verification),

@@ -46,6 +46,7 @@ impl App {
             login_cookie: &self.login_cookie,
             sign_secret: self.sign_secret.as_deref(),
             login_limiter: self.login_limiter.as_ref(),
+            link: self.link.as_ref(),
             access: &self.access,
             credentials: self.credentials(headers),
         }
