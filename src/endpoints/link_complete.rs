@@ -105,6 +105,9 @@ pub(super) async fn complete_get(
     cx: &Ctx<'_>,
     req: &Request<Incoming>,
 ) -> Result<Response<Body>, GatewayError> {
+    if cx.link.is_none() {
+        return Err(LoginError::NotFound.into());
+    }
     let q = req.uri().query();
     let r = resume_of(|k| query_param(q, k))?;
     let (claims, rd) = check(cx, &r, true).await?;
