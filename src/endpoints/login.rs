@@ -102,42 +102,59 @@ pub(super) async fn finish(
             .call(&Subject::of(identity, source, None))
             .await
             .inspect_err(|_| cx.metrics.login(source, "link_error"))?;
+        let json = matches!(via, Via::Json);
         match linked(cx, identity, None, via, answer).await? {
-            Ok(user_id) => session = session.with_link(Some(&user_id), None),
-            Err(answered) => return Ok(Finished::Answered(answered)),
+            Linked::UserId(user_id) => session = session.with_link(Some(&user_id), None),
+            Linked::Bind { url, ticket } => {
+                return Ok(Finished::Answered(link_hook::bind(json, &url, &ticket)))
+            }
+            Linked::Refused(message) => {
+                return Ok(Finished::Answered(link_hook::refused(json, &message)))
+            }
         }
     }
     let (id, cookie) = start_session(cx, session.clone()).await?;
     Ok(Finished::Session(id, cookie, session))
 }
 
-/// The app's answer about `identity` (and `phone`): its user id, or the answer for the client
-/// (the bind hand-off with a fresh ticket, or the app's refusal).
+/// The app's decision, with the ticket made for a bind hand-off.
+pub(super) enum Linked {
+    UserId(String),
+    /// The app's page and the ticket it resumes with.
+    Bind {
+        url: String,
+        ticket: String,
+    },
+    /// The app's message (may be empty).
+    Refused(String),
+}
+
+/// The app's answer about `identity` (and `phone`), counted and logged; for a bind hand-off,
+/// a fresh ticket and its login in flight in the session store.
 pub(super) async fn linked(
     cx: &Ctx<'_>,
     identity: &Identity,
     phone: Option<&str>,
     via: Via<'_>,
     answer: Answer,
-) -> Result<Result<String, Response<Body>>, GatewayError> {
+) -> Result<Linked, GatewayError> {
     let source = cx.providers.kind_name(identity.origin);
-    let json = matches!(via, Via::Json);
     match answer {
-        Answer::UserId(user_id) => Ok(Ok(user_id)),
+        Answer::UserId(user_id) => Ok(Linked::UserId(user_id)),
         Answer::Refused(message) => {
             cx.metrics.login(source, "link_refused");
             tracing::info!(source, "login refused by the account-linking hook");
-            Ok(Err(link_hook::refused(json, &message)))
+            Ok(Linked::Refused(message))
         }
-        Answer::Bind(bind_url) => {
+        Answer::Bind(url) => {
             let Some(link) = cx.link else {
                 return Err(LoginError::NotFound.into());
             };
-            let claims = Tickets::claims(identity, phone, !json, unix_now());
-            let rd = match via {
-                Via::Browser { rd } => rd.to_string(),
-                Via::Json => String::new(),
+            let (browser, rd) = match via {
+                Via::Browser { rd } => (true, rd.to_string()),
+                Via::Json => (false, String::new()),
             };
+            let claims = Tickets::claims(identity, phone, browser, unix_now());
             cx.store
                 .put_pending(
                     &pending_key(&claims.id),
@@ -151,7 +168,7 @@ pub(super) async fn linked(
             cx.metrics.login(source, "bind_required");
             tracing::info!(source, "login handed to the app's bind page");
             let ticket = link.tickets.seal(&claims);
-            Ok(Err(link_hook::bind(json, &bind_url, &ticket)))
+            Ok(Linked::Bind { url, ticket })
         }
     }
 }

@@ -2,7 +2,8 @@
 //! (`/login`, `/callback`, `/logout`), `forward_auth.rs` (`/auth`, `/userinfo`),
 //! `json_login.rs` (the JSON logins of mobile apps and mini programs), `link_hook.rs`,
 //! `link_ticket.rs` and `link_complete.rs` (account linking: the call to the app after every
-//! login, the ticket, the resume), `ops.rs` (health,
+//! login, the ticket, the resume), `miniprogram_phone.rs` (a mini program's phone number),
+//! `ops.rs` (health,
 //! readiness, metrics); `login.rs` (what every login shares), `cookies.rs`, `urls.rs` (login
 //! URLs, return targets), `login_state.rs` (signed login state, login cookie) and
 //! `rate_limit.rs` (per-client login rate). This file dispatches.
@@ -19,6 +20,7 @@ pub(crate) mod link_hook;
 mod link_ticket;
 mod login;
 pub mod login_state;
+mod miniprogram_phone;
 mod ops;
 pub(crate) mod rate_limit;
 pub(crate) mod urls;
@@ -83,12 +85,15 @@ pub(crate) async fn handle(
         "/miniprogram/login" if m == Method::POST => {
             return json_endpoint(json_login::login(cx, req, JsonEndpoint::MiniProgram).await)
         }
+        "/miniprogram/phone" if m == Method::POST => {
+            return json_endpoint(miniprogram_phone::phone(cx, req).await)
+        }
         "/link/complete" if get => link_complete::complete_get(cx, &req).await,
         "/link/complete" if m == Method::POST => {
             return json_endpoint(link_complete::complete_post(cx, req).await)
         }
         "/healthz" | "/readyz" | "/metrics" | "/login" | "/callback" | "/logout" | "/userinfo"
-        | "/app/login" | "/miniprogram/login" | "/link/complete" => {
+        | "/app/login" | "/miniprogram/login" | "/link/complete" | "/miniprogram/phone" => {
             Err(LoginError::MethodNotAllowed.into())
         }
         _ => Err(LoginError::NotFound.into()),

@@ -10,6 +10,6 @@ pub(crate) mod provider;
 pub(crate) mod registry;
 pub mod wechat;
 
-pub(crate) use self::provider::{Identity, JsonCredentials, JsonEndpoint};
+pub(crate) use self::provider::{Identity, JsonCredentials, JsonEndpoint, PhoneNumber};
 pub(crate) use self::registry::Registry;
 pub(crate) use crate::common::error::ProviderFailure;
