@@ -177,6 +177,8 @@ pub(super) struct State {
     pub(super) refresh_tokens: Cache<String, Arc<TokenEntry>>,
     pub(super) failure: Mutex<Option<Failure>>,
     pub(super) calls: Calls,
+    /// Mini-program phone numbers (`phone.rs`).
+    pub(super) phone: super::phone::PhoneState,
 }
 
 /// Lower-case, without brackets or a `:port` suffix.
@@ -212,6 +214,7 @@ impl State {
             refresh_tokens: cache(REFRESH_TOKEN_TTL),
             failure: Mutex::new(None),
             calls: Calls::default(),
+            phone: Default::default(),
         }
     }
 
