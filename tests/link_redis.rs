@@ -46,7 +46,10 @@ async fn tickets_resume_on_any_instance_and_only_once() {
     assert!(b.cookie("_wxgate").is_some());
     // ... and not again on A.
     let mut c = Browser::pc();
-    assert_eq!(c.nav(&env.gw.url(&path)).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        c.nav(&env.gw.url(&path)).await.status,
+        StatusCode::BAD_REQUEST
+    );
 
     // An app's ticket, resumed on both instances at once: exactly one token.
     for _ in 0..5 {
@@ -55,8 +58,9 @@ async fn tickets_resume_on_any_instance_and_only_once() {
             .unwrap()
             .to_string();
         let t = now();
-        let body = json!({"ticket": ticket, "user_id": "7", "t": t, "sig": sign_resume(&ticket, "7", t)})
-            .to_string();
+        let body =
+            json!({"ticket": ticket, "user_id": "7", "t": t, "sig": sign_resume(&ticket, "7", t)})
+                .to_string();
         let post = |url: String| {
             let body = body.clone();
             async move {

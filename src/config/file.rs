@@ -198,7 +198,7 @@ pub struct AccessConfig {
     pub require_unionid: bool,
     pub redirect_hosts: Vec<String>,
     /// Logins started or finished per client IP per minute (/login, /callback, /app/login,
-    /// /miniprogram/login); above it 429 + Retry-After. 0 = off.
+    /// /miniprogram/login, /link/complete); above it 429 + Retry-After. 0 = off.
     pub login_rate_per_minute: u32,
 }
 

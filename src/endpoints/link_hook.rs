@@ -147,13 +147,14 @@ fn is_loopback(url: &url::Url) -> bool {
 }
 
 impl Link {
-    pub(crate) fn new(s: &LinkSettings) -> Result<Link, reqwest::Error> {
+    /// The hook's HTTP client (no redirects followed; `link.timeout_ms` for the whole call).
+    pub(crate) fn new(s: &LinkSettings) -> Result<Link, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .expect("ring supports the default protocol versions")
+            .map_err(|e| e.to_string())?
             .with_root_certificates(roots)
             .with_no_client_auth();
         let mut b = reqwest::Client::builder()
@@ -167,7 +168,7 @@ impl Link {
             b = b.no_proxy();
         }
         Ok(Link {
-            http: b.build()?,
+            http: b.build().map_err(|e| e.to_string())?,
             url: s.url.clone(),
             tickets: Tickets::new(s.secret.expose()),
         })
