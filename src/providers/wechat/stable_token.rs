@@ -148,6 +148,13 @@ mod tests {
         assert_eq!(parse(b"<html>", &[]), Err(WechatError::Garbage));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_answer_without_panic(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let _ = parse(&body, &["secret"]);
+        }
+    }
+
     #[test]
     fn renewed_early() {
         let now = Instant::now();
