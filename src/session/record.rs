@@ -134,7 +134,7 @@ impl Session {
                 )
             });
         }
-        let total = HEAD + fields.iter().flatten().map(|f| f.len()).sum::<usize>();
+        let total = HEAD + fields.iter().flatten().map(|f| f.len()).sum::<usize>() + link::EMPTY;
         let mut v = Vec::with_capacity(total);
         v.push(VERSION);
         v.push(n.origin.provider);
@@ -315,8 +315,15 @@ mod link {
         (at == rest.len()).then_some(out)
     }
 
+    /// Size of a block with neither field.
+    pub(super) const EMPTY: usize = 2;
+
+    fn fields<'a>(user_id: Option<&'a str>, phone: Option<&'a str>) -> [Option<&'a str>; 2] {
+        [user_id, phone].map(|f| f.map(|f| truncate(f, MAX_SHORT_FIELD)))
+    }
+
     pub(super) fn push_block(v: &mut Vec<u8>, user_id: Option<&str>, phone: Option<&str>) {
-        let fields = [user_id, phone].map(|f| f.map(|f| truncate(f, MAX_SHORT_FIELD)));
+        let fields = fields(user_id, phone);
         for f in fields {
             v.push(f.map_or(ABSENT as u8, |f| f.len() as u8));
         }
@@ -327,7 +334,7 @@ mod link {
 
     /// A checked version-3 record as version 4, with an empty block.
     pub(super) fn from_v3(buf: &[u8]) -> Session {
-        let mut v = Vec::with_capacity(buf.len() + 2);
+        let mut v = Vec::with_capacity(buf.len() + EMPTY);
         v.push(super::VERSION);
         v.extend_from_slice(&buf[1..]);
         push_block(&mut v, None, None);
@@ -356,7 +363,13 @@ mod link {
         /// absent).
         pub fn with_link(&self, user_id: Option<&str>, phone: Option<&str>) -> Session {
             let end = self.link_fields().1;
-            let mut v = Vec::with_capacity(end + 2 + 64);
+            // Exactly the record's size: a million of these live in memory.
+            let strings: usize = fields(user_id, phone)
+                .iter()
+                .flatten()
+                .map(|f| f.len())
+                .sum();
+            let mut v = Vec::with_capacity(end + EMPTY + strings);
             v.extend_from_slice(&self.buf[..end]);
             push_block(&mut v, user_id, phone);
             Session {
