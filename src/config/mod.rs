@@ -21,12 +21,14 @@ mod tls_files;
 mod validate;
 
 pub use error::ConfigError;
+pub use file::LinkConfig;
 pub use file::{
     AccessConfig, AppConfig, Config, HeadersConfig, LogConfig, ServerConfig, SessionConfig,
     UpstreamConfig, VerificationConfig, WechatConfig,
 };
 pub use load::default_path;
 pub(crate) use reload::Reload;
+pub use settings::LinkSettings;
 pub use settings::{
     AccessSettings, HeadersSettings, LogFormat, LogSettings, OfficialScope, PublicUrl, Secret,
     ServerSettings, SessionSettings, Settings, StoreKind, UpstreamSettings, VerificationSettings,

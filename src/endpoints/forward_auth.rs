@@ -70,6 +70,7 @@ pub(super) async fn userinfo(cx: &Ctx<'_>) -> Result<Response<Body>, GatewayErro
             "nickname": s.nickname(),
             "avatar": s.avatar(),
             "expires_at": s.expires_at(),
+            "user_id": s.user_id(),
         }),
     ))
 }

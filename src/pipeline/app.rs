@@ -38,6 +38,8 @@ pub struct App {
     pub(crate) hsts: Option<HeaderValue>,
     /// `session.revalidate_secs` > 0: re-checks browser sessions' grants.
     pub(crate) revalidator: Option<crate::endpoints::revalidate::Revalidator>,
+    /// The account-linking hook (`[link]`), when `link.url` is set.
+    pub(crate) link: Option<crate::endpoints::link_hook::Link>,
 }
 
 /// What an App shares with the App a reload replaces it with.
@@ -99,7 +101,15 @@ impl App {
             .sign_secret
             .as_ref()
             .map(|s| s.expose().to_vec());
+        let link = match &settings.link {
+            Some(l) => Some(crate::endpoints::link_hook::Link::new(l).map_err(|e| {
+                tracing::error!(error = %e, "cannot build the account-linking HTTP client");
+                ProviderFailure::from(crate::providers::wechat::WechatError::Unreachable)
+            })?),
+            None => None,
+        };
         Ok(Arc::new(App {
+            link,
             providers,
             signer: kept.signer,
             verification: Verification::new(&settings.verification),

@@ -34,7 +34,7 @@ impl App {
         let found =
             crate::session::authenticate(&*self.store, &creds, http_util::unix_now()).await?;
         match &self.revalidator {
-            Some(r) => r.vet(&*self.store, found).await,
+            Some(r) => r.vet(&self.store, found).await,
             None => Ok(found),
         }
     }
@@ -51,6 +51,7 @@ impl App {
             login_cookie: &self.login_cookie,
             sign_secret: self.sign_secret.as_deref(),
             login_limiter: self.login_limiter.as_deref(),
+            link: self.link.as_ref(),
             access: &self.access,
             credentials: self.credentials(headers),
             revalidator: self.revalidator.as_ref(),

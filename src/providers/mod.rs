@@ -10,6 +10,8 @@ pub(crate) mod provider;
 pub(crate) mod registry;
 pub mod wechat;
 
-pub(crate) use self::provider::{Identity, JsonCredentials, JsonEndpoint, Revalidation};
+pub(crate) use self::provider::{
+    Identity, JsonCredentials, JsonEndpoint, PhoneNumber, Revalidation,
+};
 pub(crate) use self::registry::Registry;
 pub(crate) use crate::common::error::ProviderFailure;

@@ -70,6 +70,24 @@ pub(crate) enum Revalidation {
     Unknown,
 }
 
+/// A phone number a provider vouches for (e.g. a mini program's `getPhoneNumber`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PhoneNumber {
+    /// As the provider gave it (WeChat: with the country code for numbers outside China).
+    pub(crate) phone: String,
+    /// Without the country code.
+    pub(crate) pure_phone: String,
+    /// Digits, without `+`.
+    pub(crate) country_code: String,
+}
+
+impl PhoneNumber {
+    /// E.164: `+<country code><number>`, e.g. `+8613800000000`.
+    pub(crate) fn e164(&self) -> String {
+        format!("+{}{}", self.country_code, self.pure_phone)
+    }
+}
+
 /// What a login provider supplies to the gateway.
 ///
 /// Used as `dyn LoginProvider` in the [`Registry`](super::registry::Registry): the async methods return a [`BoxFuture`]
@@ -129,6 +147,16 @@ pub(crate) trait LoginProvider: Send + Sync {
         kind: u8,
         creds: JsonCredentials<'a>,
     ) -> BoxFuture<'a, Result<Identity, ProviderFailure>>;
+
+    /// The user's phone number from a client's one-time code, for a session of `kind`; `None`
+    /// when that kind of login has no such thing.
+    fn phone_number<'a>(
+        &'a self,
+        _kind: u8,
+        _code: &'a str,
+    ) -> Option<BoxFuture<'a, Result<PhoneNumber, ProviderFailure>>> {
+        None
+    }
 
     /// Write the identity headers the upstream gets for a session of this provider (after the
     /// spoofed ones were stripped). Runs on every proxied request: no allocation if possible.

@@ -214,8 +214,46 @@ impl WechatClient {
         result
     }
 
+    /// `POST endpoint?query` with a JSON body (`cgi-bin/stable_token`, `wxa/business/*`),
+    /// answered and logged like [`Self::call`]'s GETs.
+    pub(crate) async fn post_json<T>(
+        &self,
+        endpoint: &'static str,
+        query: &[(&str, &str)],
+        body: &serde_json::Value,
+        sensitive: &[&str],
+        parse: fn(&[u8], &[&str]) -> Result<T, WechatError>,
+    ) -> Result<T, WechatError> {
+        let mut url = url::Url::parse(&format!("{}{}", self.api_base, endpoint))
+            .map_err(|_| WechatError::Unreachable)?;
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query.iter().copied());
+        }
+        let req = self
+            .http
+            .post(url)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string());
+        let result = match self.read(req).await {
+            Ok(b) => parse(&b, sensitive),
+            Err(e) => Err(e),
+        };
+        match &result {
+            Ok(_) => tracing::debug!(endpoint, "WeChat API call succeeded"),
+            Err(WechatError::Api { code, .. }) => {
+                tracing::debug!(endpoint, errcode = *code, "WeChat API error")
+            }
+            Err(e) => tracing::debug!(endpoint, error = e.kind_name(), "WeChat API call failed"),
+        }
+        result
+    }
+
     async fn fetch(&self, url: url::Url) -> Result<Vec<u8>, WechatError> {
-        let mut resp = self.http.get(url).send().await.map_err(map_reqwest)?;
+        self.read(self.http.get(url)).await
+    }
+
+    async fn read(&self, req: reqwest::RequestBuilder) -> Result<Vec<u8>, WechatError> {
+        let mut resp = req.send().await.map_err(map_reqwest)?;
         let status = resp.status();
         if !status.is_success() {
             return Err(WechatError::Status(status.as_u16()));

@@ -19,7 +19,9 @@ mod mini_program;
 mod mobile_app;
 mod oauth;
 mod official_account;
+mod phone;
 mod revalidate;
+mod stable_token;
 pub(crate) mod user_agent;
 mod website;
 
@@ -51,6 +53,8 @@ pub(crate) struct Wechat {
     official_account: Option<App>,
     mobile_app: Option<App>,
     mini_program: Option<App>,
+    /// The mini program's API token (`cgi-bin/stable_token`), for its phone numbers.
+    mini_token: stable_token::StableToken,
 }
 
 impl Wechat {
@@ -67,6 +71,7 @@ impl Wechat {
             official_account: App::from_config(&w.official_account),
             mobile_app: App::from_config(&w.mobile_app),
             mini_program: App::from_config(&w.mini_program),
+            mini_token: Default::default(),
         })
     }
 
@@ -186,6 +191,21 @@ impl LoginProvider for Wechat {
         })
     }
 
+    fn phone_number<'a>(
+        &'a self,
+        kind: u8,
+        code: &'a str,
+    ) -> Option<BoxFuture<'a, Result<crate::providers::PhoneNumber, ProviderFailure>>> {
+        let app = (Source::from_u8(kind)? == Source::MiniProgram)
+            .then_some(self.mini_program.as_ref())??;
+        Some(Box::pin(phone::phone_number(
+            &self.client,
+            app,
+            &self.mini_token,
+            code,
+        )))
+    }
+
     fn insert_identity(
         &self,
         headers: &mut HeaderMap,
@@ -226,6 +246,7 @@ mod tests {
             official_account: app(official),
             mobile_app: None,
             mini_program: None,
+            mini_token: Default::default(),
         }
     }
 

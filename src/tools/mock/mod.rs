@@ -35,6 +35,7 @@ mod browser;
 mod control;
 pub mod fixtures;
 mod grants;
+pub mod phone;
 mod reply;
 mod state;
 #[cfg(test)]
@@ -139,6 +140,9 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, rx: watch::Receiv
 // Routing
 
 async fn handle(state: &State, req: Request<Incoming>) -> Resp {
+    if phone::handles(req.uri().path()) {
+        return phone::handle(state, req).await;
+    }
     let q = parse_query(req.uri().query());
     let path = req.uri().path();
     let method = req.method();
