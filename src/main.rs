@@ -127,33 +127,44 @@ fn run(flag: Option<PathBuf>) -> anyhow::Result<()> {
         let running = wxgate::server::serve(settings).await?;
         tokio::select! {
             _ = wxgate::server::shutdown_signal() => {}
-            _ = reload_on_sighup(&running) => {}
+            _ = reload_on_sighup(&running, path.as_deref()) => {}
         }
         running.shutdown().await;
         Ok(())
     })
 }
 
-/// SIGHUP: re-read the TLS files (new connections get the new certificate). The rest of the
-/// config is not re-read yet, and the log says so. Never returns.
-async fn reload_on_sighup(running: &wxgate::server::Running) {
+/// SIGHUP: re-read the config file (the same loading and validation as at start) and the TLS
+/// files. A valid config applies to new requests; an invalid one is one ERROR line and the
+/// running one stays. The TLS files are re-read either way (a certificate renewal does not
+/// wait for a config fix). Never returns.
+async fn reload_on_sighup(running: &wxgate::server::Running, path: Option<&std::path::Path>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
         match signal(SignalKind::hangup()) {
             Ok(mut hup) => {
                 while hup.recv().await.is_some() {
-                    if !running.has_tls() {
-                        tracing::info!(
-                            "SIGHUP: no TLS configured; config changes need a restart (not yet reloaded)"
-                        );
-                        continue;
+                    tracing::info!("SIGHUP: reloading the configuration");
+                    // Reading files blocks: off the runtime's threads.
+                    let owned = path.map(|p| p.to_path_buf());
+                    let loaded =
+                        tokio::task::spawn_blocking(move || Config::load(owned.as_deref())).await;
+                    match loaded {
+                        Ok(Ok(settings)) => {
+                            // A failure has logged its ERROR; the running configuration stays.
+                            let _ = running.reload(settings).await;
+                        }
+                        Ok(Err(e)) => tracing::error!(
+                            error = %e,
+                            "config reload failed; keeping the running configuration"
+                        ),
+                        Err(e) => tracing::error!(error = %e, "config reload failed"),
                     }
-                    // A failed reload has logged its ERROR (file and reason); the old certificate stays.
-                    if running.reload_tls().is_ok() {
-                        tracing::info!(
-                            "SIGHUP: TLS files reloaded; other config changes need a restart (not yet reloaded)"
-                        );
+                    // A failed TLS reload has logged its ERROR (file and reason); the old
+                    // certificate stays.
+                    if running.has_tls() && running.reload_tls().is_ok() {
+                        tracing::info!("SIGHUP: TLS files reloaded");
                     }
                 }
             }
@@ -163,6 +174,6 @@ async fn reload_on_sighup(running: &wxgate::server::Running) {
         }
     }
     #[cfg(not(unix))]
-    let _ = running;
+    let _ = (running, path);
     std::future::pending::<()>().await
 }

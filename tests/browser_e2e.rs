@@ -1,8 +1,10 @@
 //! End-to-end test of `wxgate dev` in a real headless browser: Debian's chromium, driven by
-//! playwright-core from `tests/e2e/e2e.mjs`. Logs in as the mock user alice, checks the whoami
-//! page the demo upstream serves through the gateway, saves a screenshot to
-//! `tests/e2e/artifacts/whoami.png`, logs out and checks that `/` needs a login again; and
-//! `wxgate dev --wecom`: a WeCom login through the mock WeCom SSO page (`tests/e2e/wecom.mjs`).
+//! playwright-core from `tests/e2e/e2e.mjs`. Logs in as the mock user alice, walks the demo
+//! site's account linking (first login → phone-binding page → back with `X-WeChat-UserId`),
+//! checks the whoami page the demo upstream serves through the gateway, saves a screenshot to
+//! `tests/e2e/artifacts/whoami.png`, logs out, checks that `/` needs a login again, and that
+//! alice's next login goes straight in to the same account. And `wxgate dev --wecom`: a WeCom
+//! login through the mock WeCom SSO page (`tests/e2e/wecom.mjs`).
 //!
 //! Dependencies (chromium, `tests/e2e/node_modules`) are installed by
 //! `scripts/install-test-deps.sh` when missing. This test never skips: without a browser it fails.

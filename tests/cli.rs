@@ -2,13 +2,14 @@
 //! `*_file` secrets, `run` with graceful shutdown on SIGTERM, and logs free of secrets.
 
 mod common;
+mod proc_support;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use proc_support::spawn_run;
 
 const GOOD: &str = r#"
 [server]
@@ -241,59 +242,6 @@ fn config_example_passes_check() {
     }
 }
 
-/// A running `wxgate run` child with its stderr collected.
-struct Child {
-    child: std::process::Child,
-    addr: std::net::SocketAddr,
-    log: std::sync::Arc<std::sync::Mutex<String>>,
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn_run(config: &Path, envs: &[(&str, &str)]) -> Child {
-    let mut cmd = Command::new(bin());
-    cmd.args(["run", "--config"])
-        .arg(config)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null());
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let l2 = log.clone();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !sent && line.contains("wxgate listening") {
-                let at = line.find("addr").unwrap();
-                let rest = &line[at..];
-                let start = rest.find(|c: char| c.is_ascii_digit()).unwrap();
-                let end = rest[start..]
-                    .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':'))
-                    .map(|e| start + e)
-                    .unwrap_or(rest.len());
-                let _ = tx.send(rest[start..end].parse::<std::net::SocketAddr>().unwrap());
-                sent = true;
-            }
-            let mut g = l2.lock().unwrap();
-            g.push_str(&line);
-            g.push('\n');
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("wxgate did not start");
-    Child { child, addr, log }
-}
-
 #[tokio::test]
 async fn sigterm_drains_in_flight_request() {
     let up = start_upstream().await;
@@ -506,19 +454,6 @@ async fn served_cert(addr: std::net::SocketAddr) -> Vec<u8> {
     s.get_ref().1.peer_certificates().unwrap()[0].to_vec()
 }
 
-/// Wait until the child's log holds `n` lines containing `needle`.
-async fn log_count(child: &Child, needle: &str, n: usize) {
-    let t = Instant::now();
-    while child.log.lock().unwrap().matches(needle).count() < n {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "no {needle:?} in the log: {}",
-            child.log.lock().unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn sighup_reloads_tls_files() {
     let up = start_upstream().await;
@@ -552,14 +487,14 @@ async fn sighup_reloads_tls_files() {
             .success())
     };
     hup();
-    log_count(&child, "SIGHUP: TLS files reloaded", 1).await;
+    child.wait_log("SIGHUP: TLS files reloaded", 1).await;
     let seen = served_cert(child.addr).await;
     assert_ne!(seen, a);
     assert_eq!(seen, b.cert.der().to_vec());
     // An invalid key: one ERROR naming the file, the process stays up with B.
     std::fs::write(&key, "not a key").unwrap();
     hup();
-    log_count(&child, "TLS reload failed", 1).await;
+    child.wait_log("TLS reload failed", 1).await;
     let log = child.log.lock().unwrap().clone();
     assert!(
         log.contains("server.tls_key") && log.contains("ERROR"),

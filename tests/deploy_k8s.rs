@@ -881,13 +881,10 @@ fn systemd_unit_is_hardened() {
     assert!(get("SystemCallFilter")
         .iter()
         .any(|v| v.split_whitespace().any(|x| x == "@system-service")));
-    assert!(
-        get("ExecReload").is_empty(),
-        "wxgate does not reload in place (documented in the unit)"
-    );
-    assert!(
-        read_deploy("systemd/wxgate.service").contains("no ExecReload"),
-        "the unit says why there is no ExecReload"
+    assert_eq!(
+        one("ExecReload"),
+        "/bin/kill -HUP $MAINPID",
+        "systemctl reload: SIGHUP re-reads the config"
     );
     let start = one("ExecStart");
     assert!(

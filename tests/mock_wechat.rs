@@ -22,7 +22,12 @@ async fn start_mock() -> MockServer {
 }
 
 fn client(m: &MockServer) -> WechatClient {
-    WechatClient::new(&m.url(), Duration::from_secs(5)).unwrap()
+    WechatClient::new(
+        &m.url(),
+        Duration::from_secs(5),
+        wxgate::common::metrics::ApiCalls::default(),
+    )
+    .unwrap()
 }
 
 /// A browser stand-in: no redirects followed, no proxy.
@@ -821,7 +826,12 @@ async fn failure_modes() {
 
     // slow → Timeout with a short client timeout; a patient client gets through.
     fail(&m, "slow", "&delay_ms=2000").await;
-    let impatient = WechatClient::new(&m.url(), Duration::from_millis(300)).unwrap();
+    let impatient = WechatClient::new(
+        &m.url(),
+        Duration::from_millis(300),
+        wxgate::common::metrics::ApiCalls::default(),
+    )
+    .unwrap();
     let c = mint(&m, MOBILE_APPID, "alice", "").await;
     let code = c["code"].as_str().unwrap();
     let started = std::time::Instant::now();
@@ -872,8 +882,12 @@ async fn unreachable_and_stopped() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
-    let wx =
-        WechatClient::new(&format!("http://127.0.0.1:{port}"), Duration::from_secs(2)).unwrap();
+    let wx = WechatClient::new(
+        &format!("http://127.0.0.1:{port}"),
+        Duration::from_secs(2),
+        wxgate::common::metrics::ApiCalls::default(),
+    )
+    .unwrap();
     let e = wx
         .exchange_code(WEBSITE_APPID, WEBSITE_SECRET, "CODE4242")
         .await
@@ -893,7 +907,12 @@ async fn unreachable_and_stopped() {
     // Dropping the MockServer stops it.
     let m = start_mock().await;
     // (Non-2xx statuses other than 5xx are Status too: a path prefix the mock does not serve.)
-    let lost = WechatClient::new(&format!("{}/prefix/", m.url()), Duration::from_secs(2)).unwrap();
+    let lost = WechatClient::new(
+        &format!("{}/prefix/", m.url()),
+        Duration::from_secs(2),
+        wxgate::common::metrics::ApiCalls::default(),
+    )
+    .unwrap();
     let e = lost
         .exchange_code(WEBSITE_APPID, WEBSITE_SECRET, "CODE4242")
         .await

@@ -115,7 +115,16 @@ async fn dashboard_and_alerts_use_only_exported_metrics() {
     let env = env("").await;
     let mut b = Browser::pc();
     login(&env, &mut b, "/", "alice").await;
-    // A reused code: a client's mistake, not WeChat failing.
+    // A made-up code: the client's mistake (WeChat answers 40029), not WeChat failing.
+    let r = send(
+        &client(),
+        hyper::Request::post(env.gw.url("/_wxgate/app/login"))
+            .header("content-type", "application/json")
+            .body(common::body(r#"{"code":"not-a-code-from-wechat"}"#))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text());
     let r = send(
         &client(),
         get(&env.gw.url("/_wxgate/metrics")).body(empty()).unwrap(),
@@ -136,9 +145,9 @@ async fn dashboard_and_alerts_use_only_exported_metrics() {
             "{what} uses metrics the gateway does not export: {unknown:?}\nexported: {have:?}"
         );
     }
-    // The WeChat API metrics are counted, by endpoint, for a real login.
+    // The WeChat API metrics are counted by endpoint: the login and the made-up code.
     assert!(
-        metrics.contains("wxgate_wechat_api_seconds_count{endpoint=\"sns/oauth2/access_token\"} 1"),
+        metrics.contains("wxgate_wechat_api_seconds_count{endpoint=\"sns/oauth2/access_token\"} 2"),
         "{metrics}"
     );
     assert!(

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 mod common;
+mod link_app;
 
 use common::*;
 use http::{Request, StatusCode};
@@ -518,4 +519,28 @@ async fn failed_renewal_shared_by_concurrent_logins() {
     let r = quick_login(&env, &mut Browser::pc(), "lisi").await;
     assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
     assert_eq!(gettoken_calls(&env).await, 2);
+}
+
+#[tokio::test]
+async fn account_linking_gets_the_wecom_userid() {
+    let app = link_app::LinkApp::always(link_app::Reply::UserId("u-7".into())).await;
+    let env = wecom_env(false, &app.toml(2000)).await;
+    let mut b = Browser::pc();
+    let r = quick_login(&env, &mut b, "zhangsan").await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
+    let call = &app.calls()[0];
+    assert!(call.signature_ok);
+    assert_eq!(call.json["source"], "wecom");
+    assert_eq!(call.json["appid"], fixtures::WECOM_CORP_ID);
+    assert_eq!(call.json["wecom_userid"], "zhangsan");
+    assert!(call.json["openid"].is_null() && call.json["unionid"].is_null());
+    let r = fetch(&env, &mut b, "/home").await;
+    assert_eq!(r.echoed_header("x-wechat-userid").as_deref(), Some("u-7"));
+    assert_eq!(
+        r.echoed_header("x-wecom-userid").as_deref(),
+        Some("zhangsan")
+    );
+    let info = fetch(&env, &mut b, "/_wxgate/userinfo").await.json();
+    assert_eq!(info["user_id"], "u-7");
+    env.gw.stop().await;
 }

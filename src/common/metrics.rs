@@ -92,6 +92,46 @@ fn api_histogram() -> Histogram {
     Histogram::new(API_BUCKETS.into_iter())
 }
 
+/// The WeChat (and WeCom) API call metrics, as a cheap handle the providers' HTTP clients keep:
+/// latency by endpoint, errcode answers by endpoint and code. A default handle counts into
+/// families no registry reads (unit tests of a client).
+#[derive(Clone)]
+pub struct ApiCalls {
+    latency: Family<ApiLabels, Histogram, fn() -> Histogram>,
+    errors: Family<ApiErrorLabels, Counter>,
+}
+
+impl Default for ApiCalls {
+    fn default() -> Self {
+        ApiCalls {
+            latency: Family::new_with_constructor(api_histogram),
+            errors: Family::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ApiCalls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiCalls")
+    }
+}
+
+impl ApiCalls {
+    /// One call to `endpoint` (the API's path without the leading `/`) that took `took`;
+    /// `errcode` when the answer carried one (0, success, is not an error). Calls that got no
+    /// answer count only in the latency.
+    pub fn observe(&self, endpoint: &'static str, took: Duration, errcode: Option<i64>) {
+        self.latency
+            .get_or_create(&ApiLabels { endpoint })
+            .observe(took.as_secs_f64());
+        if let Some(errcode) = errcode.filter(|c| *c != 0) {
+            self.errors
+                .get_or_create(&ApiErrorLabels { endpoint, errcode })
+                .inc();
+        }
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
     hot: Arc<HotPath>,
@@ -105,29 +145,7 @@ pub struct Metrics {
     /// them itself; the `/metrics` answer copies its count in with [`Metrics::set_store_errors`].
     store_errors: Counter,
     /// WeChat (and WeCom) API calls: latency by endpoint, errcode answers by endpoint and code.
-    wechat_api: Family<ApiLabels, Histogram, fn() -> Histogram>,
-    wechat_errors: Family<ApiErrorLabels, Counter>,
-}
-
-/// The WeChat / WeCom API call metrics, shared with [`Metrics`] (cheap to clone).
-#[derive(Clone)]
-pub struct ApiCalls {
-    latency: Family<ApiLabels, Histogram, fn() -> Histogram>,
-    errors: Family<ApiErrorLabels, Counter>,
-}
-
-impl ApiCalls {
-    /// As [`Metrics::wechat_call`].
-    pub fn record(&self, endpoint: &'static str, took: Duration, errcode: Option<i64>) {
-        self.latency
-            .get_or_create(&ApiLabels { endpoint })
-            .observe(took.as_secs_f64());
-        if let Some(errcode) = errcode.filter(|c| *c != 0) {
-            self.errors
-                .get_or_create(&ApiErrorLabels { endpoint, errcode })
-                .inc();
-        }
-    }
+    api: ApiCalls,
 }
 
 impl Default for Metrics {
@@ -283,18 +301,16 @@ impl Metrics {
             "Session-store operations that failed (store unreachable or timing out)",
             store_errors.clone(),
         );
-        let wechat_api =
-            Family::<ApiLabels, Histogram, fn() -> Histogram>::new_with_constructor(api_histogram);
+        let api = ApiCalls::default();
         registry.register(
             "wechat_api_seconds",
             "WeChat API call latency by endpoint (answers with an errcode included)",
-            wechat_api.clone(),
+            api.latency.clone(),
         );
-        let wechat_errors = Family::<ApiErrorLabels, Counter>::default();
         registry.register(
             "wechat_errors",
             "WeChat API answers carrying an errcode, by endpoint and errcode",
-            wechat_errors.clone(),
+            api.errors.clone(),
         );
         Self {
             registry,
@@ -304,8 +320,7 @@ impl Metrics {
             revalidations,
             rate_limited,
             store_errors,
-            wechat_api,
-            wechat_errors,
+            api,
         }
     }
 
@@ -325,26 +340,9 @@ impl Metrics {
             .inc();
     }
 
-    /// One WeChat API call to `endpoint` that took `took`; `errcode` when WeChat answered one
-    /// (any non-zero code). Calls that got no answer count only in the latency.
-    pub fn wechat_call(&self, endpoint: &'static str, took: Duration, errcode: Option<i64>) {
-        self.wechat_api
-            .get_or_create(&ApiLabels { endpoint })
-            .observe(took.as_secs_f64());
-        if let Some(errcode) = errcode.filter(|c| *c != 0) {
-            self.wechat_errors
-                .get_or_create(&ApiErrorLabels { endpoint, errcode })
-                .inc();
-        }
-    }
-
-    /// A handle on [`Metrics::wechat_call`]'s metrics for the providers' API clients, which
-    /// live apart from the `Metrics`.
+    /// The handle the providers' API clients count their calls with.
     pub fn api_calls(&self) -> ApiCalls {
-        ApiCalls {
-            latency: self.wechat_api.clone(),
-            errors: self.wechat_errors.clone(),
-        }
+        self.api.clone()
     }
 
     /// The store's own count of failed operations (monotonic: it only ever grows).
@@ -386,13 +384,14 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("# TYPE wxgate_wechat_errors counter"), "{t}");
-        m.wechat_call("sns/oauth2/access_token", Duration::from_millis(30), None);
-        m.wechat_call(
+        let api = m.api_calls();
+        api.observe("sns/oauth2/access_token", Duration::from_millis(30), None);
+        api.observe(
             "sns/oauth2/access_token",
             Duration::from_millis(70),
             Some(40029),
         );
-        m.wechat_call("sns/userinfo", Duration::from_millis(20), Some(0));
+        api.observe("sns/userinfo", Duration::from_millis(20), Some(0));
         let t = m.render();
         assert!(
             t.contains("wxgate_wechat_api_seconds_count{endpoint=\"sns/oauth2/access_token\"} 2"),

@@ -19,6 +19,7 @@ pub struct Config {
     pub headers: HeadersConfig,
     pub verification: VerificationConfig,
     pub log: LogConfig,
+    pub link: LinkConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -201,7 +202,7 @@ pub struct AccessConfig {
     pub require_unionid: bool,
     pub redirect_hosts: Vec<String>,
     /// Logins started or finished per client IP per minute (/login, /callback, /app/login,
-    /// /miniprogram/login); above it 429 + Retry-After. 0 = off.
+    /// /miniprogram/login, /link/complete); above it 429 + Retry-After. 0 = off.
     pub login_rate_per_minute: u32,
     /// WeCom: the userids let in; empty = any member of the corp.
     pub allow_wecom_userids: Vec<String>,
@@ -258,6 +259,28 @@ pub struct HeadersConfig {
     pub sign_secret_file: Option<PathBuf>,
 }
 
+/// `[link]`: account linking, off while `url` is empty.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LinkConfig {
+    pub url: String,
+    pub secret: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_file: Option<PathBuf>,
+    pub timeout_ms: u64,
+}
+
+impl Default for LinkConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            secret: String::new(),
+            secret_file: None,
+            timeout_ms: 3000,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct VerificationConfig {
@@ -298,6 +321,7 @@ impl Config {
         red(&mut c.wecom.secret);
         red(&mut c.session.cookie_secret);
         red(&mut c.headers.sign_secret);
+        red(&mut c.link.secret);
         if !c.session.redis_url.is_empty() {
             c.session.redis_url = redact_url_password(&c.session.redis_url);
         }

@@ -88,6 +88,7 @@ impl Config {
             &mut self.headers.sign_secret,
             &self.headers.sign_secret_file,
         )?;
+        resolve_file("link.secret", &mut self.link.secret, &self.link.secret_file)?;
         Ok(())
     }
 }

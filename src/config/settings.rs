@@ -38,6 +38,8 @@ pub struct Settings {
     pub headers: HeadersSettings,
     pub verification: VerificationSettings,
     pub log: LogSettings,
+    /// `[link]`: account linking; `None` while `link.url` is empty.
+    pub link: Option<LinkSettings>,
     /// The effective file as TOML with every secret replaced, for `wxgate check`.
     pub(super) redacted_toml: Arc<str>,
 }
@@ -281,6 +283,17 @@ impl fmt::Debug for WecomSettings {
 pub struct HeadersSettings {
     /// `headers.sign_secret`: when set, identity headers are signed with it.
     pub sign_secret: Option<Secret>,
+}
+
+/// `[link]`: the app's account-linking hook, called after every login.
+#[derive(Debug, Clone)]
+pub struct LinkSettings {
+    /// `link.url`: an absolute `http(s)` URL.
+    pub url: url::Url,
+    /// `link.secret`: signs the gateway's calls and verifies the app's completions.
+    pub secret: Secret,
+    /// `link.timeout_ms`: the whole call (connect, request, answer).
+    pub timeout: Duration,
 }
 
 /// `[verification]`: domain-verification files served at `/NAME`.

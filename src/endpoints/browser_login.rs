@@ -10,7 +10,7 @@ use hyper::body::Incoming;
 
 use super::context::Ctx;
 use super::cookies::cookie_header;
-use super::login::{provider_failed, session_of, start_session, MAX_CODE};
+use super::login::{finish, provider_failed, Finished, Via, MAX_CODE};
 use super::login_state::{self, LoginCookie, LOGIN_TTL_SECS};
 use super::urls;
 use crate::common::error::{GatewayError, LoginError};
@@ -177,14 +177,10 @@ async fn finish_login(
             return start_round(cx, login_cookie, provider, next).await;
         }
     }
-    let mut session = session_of(cx, &identity);
-    if cx.settings.session.revalidate.is_some() {
-        // Kept in the record only (never a cookie, header or /userinfo field).
-        if let Some(grant) = &identity.grant {
-            session = session.with_grant(Some(grant));
-        }
-    }
-    let (id, cookie) = start_session(cx, session).await?;
+    let (id, cookie) = match finish(cx, &identity, Via::Browser { rd: &pending.rd }).await? {
+        Finished::Session(id, cookie, _) => (id, cookie),
+        Finished::Answered(r) => return Ok(r),
+    };
     let mut r = http_util::redirect(&pending.rd);
     r.headers_mut().append(SET_COOKIE, cookie);
     let done = login_cookie.completed_value(nonce, &pending.rd);

@@ -22,6 +22,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) login_cookie: &'a str,
     pub(crate) sign_secret: Option<&'a [u8]>,
     pub(crate) login_limiter: Option<&'a LoginLimiter>,
+    /// The account-linking hook (`[link]`), when on.
+    pub(crate) link: Option<&'a super::link_hook::Link>,
     /// The access rules (`access.*`).
     pub(crate) access: &'a dyn AccessRules,
     /// The request's session credentials (cookies, bearer token).

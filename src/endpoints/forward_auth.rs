@@ -68,6 +68,7 @@ pub(super) async fn userinfo(cx: &Ctx<'_>) -> Result<Response<Body>, GatewayErro
         "nickname": s.nickname(),
         "avatar": s.avatar(),
         "expires_at": s.expires_at(),
+        "user_id": s.user_id(),
     });
     if let (Some(p), Some(map)) = (cx.providers.get(s.origin()), info.as_object_mut()) {
         p.describe(s, map);

@@ -14,11 +14,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::context::Ctx;
-use super::login::{provider_failed, session_of, start_session, MAX_CODE};
+use super::login::{finish, provider_failed, Finished, Via, MAX_CODE};
 use crate::common::error::{ApiError, GatewayError};
 use crate::common::http_util::{self, Body};
 use crate::providers::{JsonCredentials, JsonEndpoint};
-use crate::session::SessionId;
+use crate::session::{Session, SessionId};
 
 /// Largest JSON body accepted by the login endpoints.
 pub(crate) const MAX_JSON_BODY: usize = 16 * 1024;
@@ -91,7 +91,7 @@ fn string_field<'a>(v: &'a Input, key: &str, required: bool) -> Result<Option<&'
 }
 
 /// The body as a JSON object, then as `T`.
-async fn read_json<T: serde::de::DeserializeOwned>(
+pub(super) async fn read_json<T: serde::de::DeserializeOwned>(
     req: Request<Incoming>,
     body_timeout: Duration,
 ) -> Result<T, GatewayError> {
@@ -136,21 +136,18 @@ fn body_timeout(cx: &Ctx<'_>) -> Duration {
     cx.settings.server.body_timeout
 }
 
-fn token_response(
-    cx: &Ctx<'_>,
-    id: &SessionId,
-    openid: &str,
-    unionid: Option<&str>,
-) -> Response<Body> {
-    http_util::json(
-        StatusCode::OK,
-        &json!({
-            "token": id.encode(),
-            "expires_in": cx.settings.session.ttl.as_secs(),
-            "openid": openid,
-            "unionid": unionid,
-        }),
-    )
+/// `{"token", "expires_in", "openid", "unionid"}`, and `user_id` when account linking gave one.
+pub(super) fn token_response(cx: &Ctx<'_>, id: &SessionId, s: &Session) -> Response<Body> {
+    let mut v = json!({
+        "token": id.encode(),
+        "expires_in": cx.settings.session.ttl.as_secs(),
+        "openid": s.openid(),
+        "unionid": s.unionid(),
+    });
+    if let Some(u) = s.user_id() {
+        v["user_id"] = Value::from(u);
+    }
+    http_util::json(StatusCode::OK, &v)
 }
 
 /// A JSON login body: its fields checked into credentials.
@@ -223,14 +220,12 @@ async fn login_with<B: LoginBody>(
         .json_login(kind, creds)
         .await
         .map_err(|e| provider_failed(cx, source, e))?;
-    let (id, _) = start_session(cx, session_of(cx, &identity)).await?;
+    let (id, session) = match finish(cx, &identity, Via::Json).await? {
+        Finished::Session(id, _, session) => (id, session),
+        Finished::Answered(r) => return Ok(r),
+    };
     tracing::info!(source, session = %id.fingerprint(), "login");
-    Ok(token_response(
-        cx,
-        &id,
-        &identity.openid,
-        identity.unionid.as_deref(),
-    ))
+    Ok(token_response(cx, &id, &session))
 }
 
 #[cfg(test)]

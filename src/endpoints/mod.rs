@@ -1,6 +1,9 @@
 //! The gateway's own endpoints under `prefix`, a file per concern: `browser_login.rs`
 //! (`/login`, `/callback`, `/logout`), `forward_auth.rs` (`/auth`, `/userinfo`),
-//! `json_login.rs` (the JSON logins of mobile apps and mini programs), `ops.rs` (health,
+//! `json_login.rs` (the JSON logins of mobile apps and mini programs), `link_hook.rs`,
+//! `link_ticket.rs` and `link_complete.rs` (account linking: the call to the app after every
+//! login, the ticket, the resume), `miniprogram_phone.rs` (a mini program's phone number),
+//! `ops.rs` (health,
 //! readiness, metrics); `login.rs` (what every login shares), `cookies.rs`, `urls.rs` (login
 //! URLs, return targets), `login_state.rs` (signed login state, login cookie) and
 //! `rate_limit.rs` (per-client login rate). This file dispatches.
@@ -13,8 +16,12 @@ pub(crate) mod context;
 mod cookies;
 mod forward_auth;
 mod json_login;
+mod link_complete;
+pub(crate) mod link_hook;
+mod link_ticket;
 mod login;
 pub mod login_state;
+mod miniprogram_phone;
 mod mobile_page;
 mod ops;
 pub(crate) mod rate_limit;
@@ -35,7 +42,7 @@ use crate::providers::JsonEndpoint;
 fn is_rate_limited_endpoint(sub: &str) -> bool {
     matches!(
         sub,
-        "/login" | "/callback" | "/app/login" | "/miniprogram/login"
+        "/login" | "/callback" | "/app/login" | "/miniprogram/login" | "/link/complete"
     )
 }
 
@@ -57,7 +64,8 @@ pub(crate) async fn handle(
         );
         if let Err(secs) = limiter.check(client) {
             cx.metrics.rate_limited.inc();
-            let json_endpoint = matches!(sub, "/app/login" | "/miniprogram/login");
+            let json_endpoint = matches!(sub, "/app/login" | "/miniprogram/login")
+                || (sub == "/link/complete" && m == Method::POST);
             let json = json || json_endpoint;
             return GatewayError::RateLimited(secs).into_response(json, "");
         }
@@ -80,8 +88,17 @@ pub(crate) async fn handle(
         "/miniprogram/login" if m == Method::POST => {
             return json_endpoint(json_login::login(cx, req, JsonEndpoint::MiniProgram).await)
         }
+        "/miniprogram/phone" if m == Method::POST => {
+            return json_endpoint(miniprogram_phone::phone(cx, req).await)
+        }
+        "/link/complete" if get => link_complete::complete_get(cx, &req).await,
+        "/link/complete" if m == Method::POST => {
+            return json_endpoint(link_complete::complete_post(cx, req).await)
+        }
         "/healthz" | "/readyz" | "/metrics" | "/login" | "/callback" | "/logout" | "/userinfo"
-        | "/app/login" | "/miniprogram/login" => Err(LoginError::MethodNotAllowed.into()),
+        | "/app/login" | "/miniprogram/login" | "/link/complete" | "/miniprogram/phone" => {
+            Err(LoginError::MethodNotAllowed.into())
+        }
         _ => Err(LoginError::NotFound.into()),
     };
     match result {

@@ -1,4 +1,7 @@
-//! [`App`]: everything a request needs, built once at start from the settings.
+//! [`App`]: everything a request needs, built from the settings at start and again on each
+//! reload ([`App::reloaded`]). What must outlive a reload — the session store (pending logins
+//! with it), the metrics, the login rate limiter's counts, the state signer — is shared between
+//! an App and the one that replaces it; the rest is rebuilt from the new settings.
 
 use std::sync::Arc;
 
@@ -7,19 +10,22 @@ use http::header::HeaderValue;
 use crate::common::metrics::Metrics;
 use crate::config::Settings;
 use crate::endpoints::login_state::StateSigner;
+use crate::endpoints::rate_limit::LoginLimiter;
 use crate::pipeline::access::Access;
 use crate::pipeline::verification::Verification;
 use crate::providers::{ProviderFailure, Registry};
 use crate::session::Store;
 
-/// Everything a request needs, built once at start.
+/// Everything a request needs, built at start and on each reload. A request reads the App it
+/// started with to its end.
 pub struct App {
     pub(crate) settings: Settings,
-    pub store: Store,
+    /// The same store for the process's whole life (a reload keeps it).
+    pub store: Arc<Store>,
     pub(crate) providers: Arc<Registry>,
     pub(crate) signer: StateSigner,
     pub(crate) verification: Verification,
-    pub(crate) metrics: Metrics,
+    pub(crate) metrics: Arc<Metrics>,
     pub(crate) access: Access,
     pub(crate) session_cookie: String,
     pub(crate) login_cookie: String,
@@ -27,34 +33,87 @@ pub struct App {
     /// `https` when this listener terminates TLS.
     pub(crate) proto: &'static str,
     /// `access.login_rate_per_minute` (None when 0).
-    pub(crate) login_limiter: Option<crate::endpoints::rate_limit::LoginLimiter>,
+    pub(crate) login_limiter: Option<Arc<LoginLimiter>>,
     /// `Strict-Transport-Security` for every response (TLS and `server.hsts_max_age_secs` > 0).
     pub(crate) hsts: Option<HeaderValue>,
     /// `session.revalidate_secs` > 0: re-checks browser sessions' grants.
     pub(crate) revalidator: Option<crate::endpoints::revalidate::Revalidator>,
+    /// The account-linking hook (`[link]`), when `link.url` is set.
+    pub(crate) link: Option<crate::endpoints::link_hook::Link>,
+}
+
+/// What an App shares with the App a reload replaces it with.
+struct Kept {
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+    signer: StateSigner,
+    login_limiter: Option<Arc<LoginLimiter>>,
 }
 
 impl App {
     pub(crate) fn new(settings: Settings, store: Store) -> Result<Arc<App>, ProviderFailure> {
-        let metrics = Metrics::new();
-        let providers = Arc::new(Registry::from_settings(&settings, &metrics.api_calls())?);
+        let kept = Kept {
+            store: Arc::new(store),
+            metrics: Arc::new(Metrics::new()),
+            signer: StateSigner::new(settings.cookie_secret()),
+            login_limiter: LoginLimiter::new(settings.access.login_rate_per_minute).map(Arc::new),
+        };
+        App::build(settings, kept)
+    }
+
+    /// The App for reloaded `settings`: the same store, metrics and (while
+    /// `access.login_rate_per_minute` is unchanged) rate limiter state; the same state signer
+    /// while `session.cookie_secret` is unchanged. Everything else comes from `settings`.
+    pub(crate) fn reloaded(&self, settings: Settings) -> Result<Arc<App>, ProviderFailure> {
+        let rate = settings.access.login_rate_per_minute;
+        let kept = Kept {
+            store: self.store.clone(),
+            metrics: self.metrics.clone(),
+            signer: if settings.cookie_secret() == self.settings.cookie_secret() {
+                self.signer.clone()
+            } else {
+                StateSigner::new(settings.cookie_secret())
+            },
+            login_limiter: if rate == self.settings.access.login_rate_per_minute {
+                self.login_limiter.clone()
+            } else {
+                LoginLimiter::new(rate).map(Arc::new)
+            },
+        };
+        App::build(settings, kept)
+    }
+
+    fn build(settings: Settings, kept: Kept) -> Result<Arc<App>, ProviderFailure> {
+        let providers = Arc::new(Registry::from_settings(
+            &settings,
+            &kept.metrics.api_calls(),
+        )?);
+        // Rebuilt with the providers: a check in flight finishes with the old ones.
         let revalidator = crate::endpoints::revalidate::Revalidator::new(
             settings.session.revalidate,
             settings.session.ttl,
             settings.session.max_sessions,
             providers.clone(),
-            metrics.revalidations.clone(),
+            kept.metrics.revalidations.clone(),
         );
         let sign_secret = settings
             .headers
             .sign_secret
             .as_ref()
             .map(|s| s.expose().to_vec());
+        let link = match &settings.link {
+            Some(l) => Some(crate::endpoints::link_hook::Link::new(l).map_err(|e| {
+                tracing::error!(error = %e, "cannot build the account-linking HTTP client");
+                ProviderFailure::from(crate::providers::wechat::WechatError::Unreachable)
+            })?),
+            None => None,
+        };
         Ok(Arc::new(App {
+            link,
             providers: providers.clone(),
-            signer: StateSigner::new(settings.cookie_secret()),
+            signer: kept.signer,
             verification: Verification::new(&settings.verification),
-            metrics,
+            metrics: kept.metrics,
             revalidator,
             access: Access {
                 allow_unionids: settings.access.allow_unionids.clone(),
@@ -65,9 +124,7 @@ impl App {
             session_cookie: settings.session.cookie_name.clone(),
             login_cookie: settings.session.login_cookie.clone(),
             sign_secret,
-            login_limiter: crate::endpoints::rate_limit::LoginLimiter::new(
-                settings.access.login_rate_per_minute,
-            ),
+            login_limiter: kept.login_limiter,
             proto: if settings.tls.is_some() {
                 "https"
             } else {
@@ -78,9 +135,14 @@ impl App {
                     HeaderValue::from_str(&format!("max-age={}", settings.server.hsts_max_age_secs))
                 })
                 .and_then(Result::ok),
-            store,
+            store: kept.store,
             settings,
         }))
+    }
+
+    /// The settings this App was built from.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     pub(crate) fn prefix(&self) -> &str {

@@ -32,7 +32,7 @@ impl App {
     ) -> Result<Option<Authenticated>, StoreError> {
         let creds = self.credentials(headers);
         let found =
-            crate::session::authenticate(&self.store, &creds, http_util::unix_now()).await?;
+            crate::session::authenticate(&*self.store, &creds, http_util::unix_now()).await?;
         match &self.revalidator {
             Some(r) => r.vet(&self.store, found).await,
             None => Ok(found),
@@ -50,7 +50,8 @@ impl App {
             session_cookie: &self.session_cookie,
             login_cookie: &self.login_cookie,
             sign_secret: self.sign_secret.as_deref(),
-            login_limiter: self.login_limiter.as_ref(),
+            login_limiter: self.login_limiter.as_deref(),
+            link: self.link.as_ref(),
             access: &self.access,
             credentials: self.credentials(headers),
             revalidator: self.revalidator.as_ref(),

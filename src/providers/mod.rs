@@ -12,6 +12,8 @@ pub(crate) mod registry;
 pub mod wechat;
 pub(crate) mod wecom;
 
-pub(crate) use self::provider::{Identity, JsonCredentials, JsonEndpoint, Revalidation};
+pub(crate) use self::provider::{
+    Identity, JsonCredentials, JsonEndpoint, PhoneNumber, Revalidation,
+};
 pub(crate) use self::registry::Registry;
 pub(crate) use crate::common::error::ProviderFailure;

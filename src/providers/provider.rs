@@ -75,6 +75,24 @@ pub(crate) enum Revalidation {
     Unknown,
 }
 
+/// A phone number a provider vouches for (e.g. a mini program's `getPhoneNumber`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PhoneNumber {
+    /// As the provider gave it (WeChat: with the country code for numbers outside China).
+    pub(crate) phone: String,
+    /// Without the country code.
+    pub(crate) pure_phone: String,
+    /// Digits, without `+`.
+    pub(crate) country_code: String,
+}
+
+impl PhoneNumber {
+    /// E.164: `+<country code><number>`, e.g. `+8613800000000`.
+    pub(crate) fn e164(&self) -> String {
+        format!("+{}{}", self.country_code, self.pure_phone)
+    }
+}
+
 /// What a login provider supplies to the gateway.
 ///
 /// Used as `dyn LoginProvider` in the [`Registry`](super::registry::Registry): the async methods return a [`BoxFuture`]
@@ -145,9 +163,25 @@ pub(crate) trait LoginProvider: Send + Sync {
         None
     }
 
+    /// Which field of the account-linking call (`[link]`) carries an identity's `openid`: an
+    /// openid, or a WeCom member's `wecom_userid`.
+    fn link_id_field(&self, _identity: &Identity) -> &'static str {
+        "openid"
+    }
+
     /// Adjust the `/userinfo` JSON of a session of this provider (which starts with the
     /// openid, unionid, appid, source, nickname, avatar and expires_at fields).
     fn describe(&self, _session: &Session, _json: &mut serde_json::Map<String, serde_json::Value>) {
+    }
+
+    /// The user's phone number from a client's one-time code, for a session of `kind`; `None`
+    /// when that kind of login has no such thing.
+    fn phone_number<'a>(
+        &'a self,
+        _kind: u8,
+        _code: &'a str,
+    ) -> Option<BoxFuture<'a, Result<PhoneNumber, ProviderFailure>>> {
+        None
     }
 
     /// Write the identity headers the upstream gets for a session of this provider (after the

@@ -35,17 +35,17 @@ fn start(p: &dyn LoginProvider, kind: u8) -> BrowserLogin<'_> {
 impl Registry {
     /// The providers the settings configure. Fails when one cannot be set up (e.g. its HTTP
     /// client).
-    /// `api` counts the providers' API calls (latency, errcodes).
+    /// `calls` counts every provider's API calls (latency and errcodes by endpoint).
     pub(crate) fn from_settings(
         settings: &Settings,
-        api: &ApiCalls,
+        calls: &ApiCalls,
     ) -> Result<Registry, ProviderFailure> {
         let mut providers: Vec<Box<dyn LoginProvider>> = vec![
             // One line per provider.
-            Box::new(super::wechat::Wechat::from_settings(settings)?),
+            Box::new(super::wechat::Wechat::from_settings(settings, calls)?),
         ];
         // WeCom only with `[wecom]` set.
-        providers.extend(super::wecom::Wecom::boxed(settings, api)?);
+        providers.extend(super::wecom::Wecom::boxed(settings, calls)?);
         let ids: Vec<&str> = providers.iter().map(|p| p.id()).collect();
         tracing::debug!(providers = ?ids, "login providers");
         Ok(Registry { providers })

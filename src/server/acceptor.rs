@@ -53,23 +53,64 @@ pub(crate) async fn acceptor(
                 "accepting connections again"
             );
         }
-        let guard = match conns.admit(peer.ip()) {
-            Ok(g) => g,
-            Err(why) => {
-                tracing::debug!(%peer, ?why, open = conns.open(), "connection refused: over the limit");
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        // Re-registered on the worker's own runtime.
         let Ok(std_stream) = stream.into_std() else {
             continue;
         };
-        if queues.is_empty() {
+        if !deal(&conns, &queues, &mut next, std_stream, peer) {
             break;
         }
-        next = (next + 1) % queues.len();
-        let _ = queues[next].send((std_stream, peer, guard));
     }
-    // Dropping the listener stops accepting; dropping the queues lets workers drain and end.
+    // Shutdown: what the kernel has queued on the listener already is served too (closing a
+    // listener resets the connections in its queue), then the listener is closed. With
+    // SO_REUSEPORT, new connections go to the other processes on the address from here on.
+    let mut drained = 0usize;
+    if let Ok(listener) = listener.into_std() {
+        loop {
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    if stream.set_nonblocking(true).is_err() {
+                        continue;
+                    }
+                    drained += 1;
+                    if !deal(&conns, &queues, &mut next, stream, peer) {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => continue,
+                Err(_) => break,
+            }
+        }
+    }
+    tracing::info!(
+        accepted_at_close = drained,
+        "listener closed; no new connections"
+    );
+    // Dropping the queues lets workers drain and end.
+}
+
+/// Hand an accepted connection to the next worker, unless it is over a connection limit
+/// (then it is closed). False when there is no worker left to take it.
+fn deal(
+    conns: &Arc<ConnLimits>,
+    queues: &[mpsc::UnboundedSender<Accepted>],
+    next: &mut usize,
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+) -> bool {
+    let guard = match conns.admit(peer.ip()) {
+        Ok(g) => g,
+        Err(why) => {
+            tracing::debug!(%peer, ?why, open = conns.open(), "connection refused: over the limit");
+            return true;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    if queues.is_empty() {
+        return false;
+    }
+    *next = (*next + 1) % queues.len();
+    // Re-registered on the worker's own runtime.
+    let _ = queues[*next].send((stream, peer, guard));
+    true
 }

@@ -10,14 +10,24 @@
 //! A client that stops taking a response (a slow read: its upstream connection would be held
 //! forever) is cut off once it has taken nothing for the idle timeout, as nginx's send_timeout
 //! does; on HTTP/2, when no stream of the connection has moved for that long.
+//!
+//! Each request takes the worker's [`Serving`] current when it starts (a reload swaps it) and
+//! keeps it until its response has been sent.
+//!
+//! Shutdown drains without cutting a request in transit: an HTTP/2 connection gets GOAWAY at
+//! once (streams the client already sent are served); an HTTP/1 connection answers its next
+//! request with `Connection: close` and closes after it, and one that sends nothing is closed
+//! after [`DRAIN_LINGER`] (a client may be writing a request on it at that very moment).
 
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
+use http::header::{HeaderValue, CONNECTION};
 use http::{Request, Response, StatusCode, Version};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -28,16 +38,23 @@ use tokio::sync::watch;
 
 use crate::common::http_util::{self, Body};
 use crate::common::timer::CoarseTimer;
-use crate::pipeline::App;
-use crate::proxy::Proxy;
 use crate::server::limits::{self};
+use crate::server::serving::Serving;
 use crate::server::shutdown::stopped;
+
+/// At shutdown, how long an HTTP/1 connection with no request in progress is kept open for
+/// one last request (answered with `Connection: close`).
+pub(crate) const DRAIN_LINGER: Duration = Duration::from_millis(1000);
 
 /// What every request on one connection shares: one refcount per request, not three.
 pub(crate) struct Conn {
-    app: Arc<App>,
-    proxy: Arc<Proxy>,
+    /// The worker's current [`Serving`]; each request loads it once.
+    serving: Arc<ArcSwap<Serving>>,
     peer: crate::proxy::Peer,
+    /// Shutdown asked for: HTTP/1 responses say `Connection: close`.
+    draining: AtomicBool,
+    /// An HTTP/2 request has been seen on it.
+    h2: AtomicBool,
     timer: CoarseTimer,
     /// Requests in progress: from the request head until the response body has been sent.
     inflight: AtomicU32,
@@ -65,16 +82,16 @@ enum Quiet {
 impl Conn {
     /// A new connection's shared state; idle from now.
     pub(crate) fn new(
-        app: Arc<App>,
-        proxy: Arc<Proxy>,
+        serving: Arc<ArcSwap<Serving>>,
         peer: crate::proxy::Peer,
         timer: CoarseTimer,
         idle_ticks: u64,
     ) -> Arc<Conn> {
         Arc::new(Conn {
-            app,
-            proxy,
+            serving,
             peer,
+            draining: AtomicBool::new(false),
+            h2: AtomicBool::new(false),
             inflight: AtomicU32::new(0),
             idle_since: AtomicU64::new(timer.ticks()),
             waiting: AtomicU32::new(0),
@@ -129,9 +146,11 @@ impl Conn {
     }
 }
 
-/// A request in progress on its connection (see [`Conn::inflight`]).
+/// A request in progress on its connection (see [`Conn::inflight`]), and what it is served
+/// with until its response has been sent.
 struct InFlight {
     conn: Arc<Conn>,
+    serving: Arc<Serving>,
     /// Counted in [`Conn::waiting`].
     waiting: bool,
 }
@@ -140,6 +159,7 @@ impl InFlight {
     fn new(conn: Arc<Conn>) -> InFlight {
         conn.inflight.fetch_add(1, Ordering::AcqRel);
         InFlight {
+            serving: conn.serving.load_full(),
             conn,
             waiting: false,
         }
@@ -249,30 +269,53 @@ pub(crate) async fn serve_io<I>(
         let conn = conn.clone();
         async move {
             let guard = InFlight::new(conn);
-            let c = &*guard.conn;
-            let resp =
-                if req.version() == Version::HTTP_2 && limits::too_many_headers(req.headers()) {
-                    crate::pipeline::response::own(too_many_headers(&req))
-                } else {
-                    c.app.handle(req, &c.peer, &c.proxy).await
-                };
+            let (c, s) = (&*guard.conn, &*guard.serving);
+            let h2 = req.version() == Version::HTTP_2;
+            if h2 && !c.h2.load(Ordering::Relaxed) {
+                c.h2.store(true, Ordering::Relaxed);
+            }
+            let mut resp = if h2 && limits::too_many_headers(req.headers()) {
+                crate::pipeline::response::own(too_many_headers(&req))
+            } else {
+                s.app.handle(req, &c.peer, &s.proxy).await
+            };
+            // Shutdown: this is the connection's last response (hyper closes it after).
+            if !h2 && c.draining.load(Ordering::Relaxed) {
+                resp.headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
             Ok::<_, Infallible>(resp.map(|inner| Tracked { inner, guard }))
         }
     });
     let serving = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(serving);
     let mut draining = false;
+    // Shutdown on a connection not known to be HTTP/2: when to close it if it is idle then.
+    let mut linger_until: Option<u64> = None;
     // Once an idle close was asked for: the tick after which the connection is dropped if it
     // has not closed by itself (a partial request head; an HTTP/2 peer that does not answer
     // the GOAWAY's PING).
     let mut kill_at: Option<u64> = None;
     let result = loop {
         let kill = kill_at;
+        let linger = linger_until;
         tokio::select! {
             biased;
             r = serving.as_mut() => break r,
             _ = stopped(&mut stop), if !draining => {
                 draining = true;
+                watch.draining.store(true, Ordering::Relaxed);
+                if watch.h2.load(Ordering::Relaxed) {
+                    // GOAWAY: streams the client sent before it are served, then it closes.
+                    serving.as_mut().graceful_shutdown();
+                } else {
+                    let t = &watch.timer;
+                    linger_until = Some(t.ticks().saturating_add(t.ticks_in(DRAIN_LINGER).max(1)));
+                }
+            }
+            _ = watch.timer.sleep_until_tick(linger.unwrap_or(0)), if linger.is_some() => {
+                // Closes at once when idle, else after the response in progress.
+                linger_until = None;
                 serving.as_mut().graceful_shutdown();
             }
             quiet = watch.quiet(), if kill_at.is_none() => {

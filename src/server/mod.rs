@@ -5,23 +5,31 @@
 //! Where to look: `acceptor.rs` (connection limits, dealing to workers), `worker.rs` (a thread
 //! per core with its own runtime, timer and upstream pool), `connection.rs` (one connection,
 //! the idle watch), `limits.rs`, `common/timer.rs` (the coarse per-worker timer every timeout uses),
-//! `tls.rs`, `metrics_listener.rs` (`server.metrics_listen`), `shutdown.rs`.
+//! `tls.rs`, `metrics_listener.rs` (`server.metrics_listen`), `shutdown.rs`, `running.rs` (the
+//! running server: `Running::reload`, a new configuration without a restart; `reload_tls`;
+//! `shutdown`), `serving.rs` (what a worker serves with, swapped on a reload).
+//!
+//! Listeners are bound with `SO_REUSEPORT`, so a new `wxgate` process can start on the same
+//! address while the old one drains (a rolling upgrade on one machine).
 
 mod acceptor;
 pub mod cert_reload;
 mod connection;
 pub(crate) mod limits;
 mod metrics_listener;
+mod running;
+mod serving;
 mod shutdown;
 pub mod tls;
 mod worker;
 
+pub use self::running::{Reloaded, Running, ServeError};
 pub use self::shutdown::shutdown_signal;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -30,60 +38,6 @@ use self::limits::ConnLimits;
 use crate::config::Settings;
 use crate::pipeline::App;
 use crate::proxy::pool::UpstreamLimit;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("TLS: {0}")]
-    Tls(String),
-    #[error("session store: {0}")]
-    Store(String),
-    #[error("WeChat client: {0}")]
-    Client(String),
-}
-
-/// A server that is accepting connections.
-pub struct Running {
-    pub addr: SocketAddr,
-    /// Where `/metrics` is served (`server.metrics_listen`), when it is set.
-    pub metrics_addr: Option<SocketAddr>,
-    pub app: Arc<App>,
-    /// The swappable certificate, with TLS.
-    certs: Option<Arc<cert_reload::CertReloader>>,
-    stop: watch::Sender<bool>,
-    done: Vec<oneshot::Receiver<()>>,
-}
-
-impl Running {
-    /// Whether the listener serves TLS.
-    pub fn has_tls(&self) -> bool {
-        self.certs.is_some()
-    }
-
-    /// Re-read the TLS files named in the config: new connections get the new certificate,
-    /// open ones keep theirs. An invalid pair is logged (ERROR) and returned; the old
-    /// certificate stays. Without TLS configured this is an error too.
-    pub fn reload_tls(&self) -> Result<(), ServeError> {
-        match &self.certs {
-            Some(c) => c.reload().map_err(ServeError::Tls),
-            None => Err(ServeError::Tls("TLS is not configured".into())),
-        }
-    }
-
-    /// Stop accepting, let in-flight requests finish (within the grace period), return.
-    pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        for d in self.done {
-            let _ = d.await;
-        }
-        // Every worker has drained: no request can change a session any more.
-        self.app.store.save_snapshot();
-    }
-}
 
 /// Build the app from settings and start serving on `settings.listen`.
 pub async fn serve(settings: Settings) -> Result<Running, ServeError> {
@@ -99,7 +53,7 @@ pub async fn serve(settings: Settings) -> Result<Running, ServeError> {
 /// their SYN to be sent again (a second or more).
 pub(crate) const BACKLOG: u32 = 4096;
 
-/// A listener on `addr` with a [`BACKLOG`]-long accept queue.
+/// A listener on `addr` with a [`BACKLOG`]-long accept queue, `SO_REUSEPORT` set.
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
@@ -107,6 +61,9 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
         tokio::net::TcpSocket::new_v6()?
     };
     socket.set_reuseaddr(true)?;
+    // A second process (the next version) can listen on the same address while this one
+    // drains; the kernel only lets processes of the same user share it.
+    socket.set_reuseport(true)?;
     socket.bind(addr)?;
     socket.listen(BACKLOG)
 }
@@ -205,8 +162,10 @@ pub async fn serve_on_with(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut done = Vec::with_capacity(workers + 1);
     let mut queues = Vec::with_capacity(workers);
+    let mut swaps = Vec::with_capacity(workers);
     for i in 0..workers {
         let (conn_tx, conn_rx) = mpsc::unbounded_channel::<Accepted>();
+        let (swap_tx, swap_rx) = mpsc::unbounded_channel::<serving::Swap>();
         let (app, tls, stop) = (app.clone(), tls.clone(), stop_rx.clone());
         let upstream_limit = upstream_limit.clone();
         let (done_tx, done_rx) = oneshot::channel();
@@ -217,13 +176,21 @@ pub async fn serve_on_with(
                     .enable_all()
                     .build()
                 {
-                    Ok(rt) => rt.block_on(worker::worker(conn_rx, app, tls, stop, upstream_limit)),
+                    Ok(rt) => rt.block_on(worker::worker(
+                        conn_rx,
+                        swap_rx,
+                        app,
+                        tls,
+                        stop,
+                        upstream_limit,
+                    )),
                     Err(e) => tracing::error!(error = %e, "worker runtime failed to start"),
                 }
                 let _ = done_tx.send(());
             })
             .map_err(|e| ServeError::Client(format!("cannot start worker thread: {e}")))?;
         queues.push(conn_tx);
+        swaps.push(swap_tx);
         done.push(done_rx);
     }
     let metrics_addr = match metrics_listener {
@@ -264,7 +231,10 @@ pub async fn serve_on_with(
     Ok(Running {
         addr,
         metrics_addr,
+        current: ArcSwap::new(app.clone()),
         app,
+        reloading: tokio::sync::Mutex::new(()),
+        swaps,
         certs,
         stop: stop_tx,
         done,

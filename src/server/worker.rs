@@ -1,69 +1,66 @@
 //! A worker: one thread with its own single-threaded runtime, coarse timer and upstream pool,
 //! serving the connections the acceptor hands it, and draining them at shutdown.
+//!
+//! What a worker serves with is one [`Serving`] (`serving.rs`), swapped whole when the
+//! configuration is reloaded.
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
-use hyper_util::rt::TokioExecutor;
-use hyper_util::server::conn::auto;
+use arc_swap::ArcSwap;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
 use crate::common::held::Held;
 use crate::common::timer::CoarseTimer;
-use crate::config::Settings;
 use crate::pipeline::App;
 use crate::proxy::pool::UpstreamLimit;
-use crate::proxy::Proxy;
 use crate::server::limits::ConnGuard;
-use crate::server::shutdown::stopped;
 
 use crate::server::acceptor::Accepted;
 use crate::server::connection::{serve_io, Conn};
+use crate::server::serving::{Serving, Swap};
 
 /// A client socket and its connection slot (given back when the socket closes, upgrades too).
 type ClientIo = Held<TcpStream, ConnGuard>;
 
-/// `timer`: the worker's coarse timer, the one timer of both protocols: HTTP/1's header-read
-/// timeout (armed on every request) and HTTP/2's keep-alive pings (hyper's `Timer::reset` is the
-/// default, a new coarse sleep: no lock taken while it is polled by its own task).
-fn builder(s: &Settings, timer: CoarseTimer) -> auto::Builder<TokioExecutor> {
-    let c = &s.server;
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(timer.clone())
-        .header_read_timeout(c.header_read_timeout)
-        .max_buf_size(c.max_header_bytes.max(8192))
-        .keep_alive(true);
-    b.http2()
-        .timer(timer)
-        .max_concurrent_streams(c.h2_max_concurrent_streams)
-        .max_header_list_size(c.max_header_bytes.min(u32::MAX as usize) as u32)
-        .keep_alive_interval(Some(Duration::from_secs(30)))
-        .keep_alive_timeout(Duration::from_secs(20));
-    b
-}
-
+/// Serve the connections `conns` brings until the acceptor closes it (at shutdown, after its
+/// last accept), then drain. `swaps` brings reloaded Apps.
 pub(crate) async fn worker(
     mut conns: mpsc::UnboundedReceiver<Accepted>,
+    mut swaps: mpsc::UnboundedReceiver<Swap>,
     app: Arc<App>,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     upstream_limit: Arc<UpstreamLimit>,
 ) {
     // This worker's own upstream pool: its connections live on this thread.
     let timer = CoarseTimer::start();
-    let proxy = Arc::new(Proxy::new(&app.settings, timer.clone(), upstream_limit));
-    let builder = Arc::new(builder(&app.settings, timer.clone()));
+    let current = Arc::new(ArcSwap::from_pointee(Serving::new(
+        app,
+        &timer,
+        &upstream_limit,
+        None,
+    )));
     // Each connection task holds a sender; the receiver ends once all of them have.
     let (alive, mut all_closed) = mpsc::channel::<Infallible>(1);
-    let handshake = app.settings.server.tls_handshake_timeout;
-    let idle_ticks = timer.ticks_in(app.settings.server.idle_timeout);
+    let mut swaps_open = true;
     loop {
         let (stream, peer, guard) = tokio::select! {
             biased;
-            _ = stopped(&mut stop) => break,
+            s = swaps.recv(), if swaps_open => {
+                match s {
+                    Some((app, done)) => {
+                        let old = current.load_full();
+                        current.store(Arc::new(Serving::new(app, &timer, &upstream_limit, Some(&old))));
+                        let _ = done.send(());
+                    }
+                    None => swaps_open = false,
+                }
+                continue;
+            }
+            // The acceptor hands over what it accepted until its listener is closed, shutdown
+            // included; then this ends.
             c = conns.recv() => match c {
                 Some(c) => c,
                 None => break,
@@ -77,32 +74,44 @@ pub(crate) async fn worker(
             }
         };
         let io: ClientIo = Held::new(stream, guard);
-        let (app, proxy, timer) = (app.clone(), proxy.clone(), timer.clone());
-        let builder = builder.clone();
+        // What the connection takes from the configuration current now; requests load their
+        // own (a connection does not keep an old App alive).
+        let (handshake, peer, idle_ticks, builder) = {
+            let s = current.load();
+            let c = &s.app.settings;
+            (
+                c.server.tls_handshake_timeout,
+                crate::proxy::Peer::new(peer, &c.trusted_proxies),
+                s.idle_ticks,
+                s.builder.clone(),
+            )
+        };
+        let (current, timer) = (current.clone(), timer.clone());
         let tls = tls.clone();
         let (alive, stop) = (alive.clone(), stop.clone());
         tokio::spawn(async move {
             let _alive = alive;
-            let conn = |timer: CoarseTimer| {
-                let peer = crate::proxy::Peer::new(peer, &app.settings.trusted_proxies);
-                Conn::new(app, proxy, peer, timer, idle_ticks)
-            };
+            let addr = peer.addr;
+            let conn = move || Conn::new(current, peer, timer, idle_ticks);
+            let builder = &*builder;
             match tls {
                 Some(acceptor) => {
                     match tokio::time::timeout(handshake, acceptor.accept(io)).await {
                         // Idle from the end of the handshake.
-                        Ok(Ok(s)) => serve_io(&builder, s, conn(timer), stop).await,
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        Ok(Ok(s)) => serve_io(builder, s, conn(), stop).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!(peer = %addr, error = %e, "TLS handshake failed")
+                        }
+                        Err(_) => tracing::debug!(peer = %addr, "TLS handshake timed out"),
                     }
                 }
-                None => serve_io(&builder, io, conn(timer), stop).await,
+                None => serve_io(builder, io, conn(), stop).await,
             }
         });
     }
     drop(conns);
     drop(alive);
-    let grace = app.settings.server.shutdown_grace;
+    let grace = current.load().app.settings.server.shutdown_grace;
     tracing::info!(
         grace_secs = grace.as_secs(),
         "shutting down: draining in-flight requests"

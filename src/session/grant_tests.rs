@@ -40,8 +40,10 @@ fn records_carry_the_grant_and_version_3_still_reads() {
     let back = Session::from_bytes(with.as_bytes().clone()).unwrap();
     assert_eq!(back.grant(), Some(grant()));
     assert_eq!(with.with_grant(None), s);
-    // A version-3 record (the same bytes, no grant) still reads.
-    let mut v3 = s.as_bytes().to_vec();
+    // A version-3 record (the same strings, neither the link block — its last two bytes
+    // here, both "absent" — nor a grant) still reads.
+    let mut v3 = s.as_bytes()[..s.as_bytes().len() - 2].to_vec();
+    assert_eq!(&s.as_bytes()[v3.len()..], &[255, 255]);
     v3[0] = 3;
     let old = Session::from_bytes(Bytes::from(v3.clone())).unwrap();
     assert_eq!(
@@ -54,4 +56,16 @@ fn records_carry_the_grant_and_version_3_still_reads() {
     assert!(Session::from_bytes(Bytes::from(v3_tail)).is_none());
     let cut = with.as_bytes().slice(..with.as_bytes().len() - 1);
     assert!(Session::from_bytes(cut).is_none());
+    // Account linking and the grant live side by side: either can change without the other.
+    let linked = with.with_link(Some("42"), Some("+8613800000000"));
+    assert_eq!(linked.grant(), Some(grant()));
+    assert_eq!(linked.user_id(), Some("42"));
+    let back = Session::from_bytes(linked.as_bytes().clone()).unwrap();
+    assert_eq!(
+        (back.grant(), back.phone()),
+        (Some(grant()), Some("+8613800000000"))
+    );
+    let regranted = back.with_grant(None);
+    assert_eq!((regranted.grant(), regranted.user_id()), (None, Some("42")));
+    assert_eq!(regranted, s.with_link(Some("42"), Some("+8613800000000")));
 }

@@ -17,14 +17,15 @@ pub struct Origin {
 /// One logged-in user, kept as a single immutable byte buffer: a million of these live in
 /// memory, and the identity headers are zero-copy slices of it.
 ///
-/// Layout (version 4): `[version][provider][kind][expires_at u32][lengths]` then the strings
+/// Layout (version 3): `[version][provider][kind][expires_at u32][lengths]` then the strings
 /// openid, unionid, appid, nickname (raw UTF-8: a third of its percent-encoded size for CJK and
 /// emoji), avatar. Lengths are one byte (255 = absent) except nickname and avatar (two bytes,
 /// little-endian). Every byte saved here is a megabyte at a million sessions.
 ///
-/// Version 4 adds, after the strings, an optional grant block (`session/grant.rs`: the
-/// provider's tokens for revalidation); version 3 is the same layout without it and is still
-/// read.
+/// Version 4 appends the account-linking block (see [`Session::with_link`]) after those strings,
+/// then, optionally, the grant block (`session/grant.rs`: the provider's tokens for
+/// revalidation, see [`Session::with_grant`]); version-3 records (neither block) are still read,
+/// as records without a user id, phone or grant.
 ///
 /// Version 2 (before providers) is still read: `[2][source][created_at u32][expires_at u32]`,
 /// six lengths, the same strings plus a session key. It had one provider, record id 0, whose
@@ -49,8 +50,6 @@ pub struct NewSession<'a> {
 }
 
 const VERSION: u8 = 4;
-/// Version 3: version 4 without the grant block.
-const V3: u8 = 3;
 /// (offset, width) of each field's length in the header, in field order.
 const LENS: [(usize, usize); 5] = [(7, 1), (8, 1), (9, 1), (10, 2), (12, 2)];
 const HEAD: usize = 14;
@@ -139,7 +138,7 @@ impl Session {
                 )
             });
         }
-        let total = HEAD + fields.iter().flatten().map(|f| f.len()).sum::<usize>();
+        let total = HEAD + fields.iter().flatten().map(|f| f.len()).sum::<usize>() + link::EMPTY;
         let mut v = Vec::with_capacity(total);
         v.push(VERSION);
         v.push(n.origin.provider);
@@ -152,6 +151,7 @@ impl Session {
         for f in fields.iter().flatten() {
             v.extend_from_slice(f.as_bytes());
         }
+        link::push_block(&mut v, None, None);
         Session {
             buf: Bytes::from(v),
         }
@@ -161,12 +161,15 @@ impl Session {
     /// records are converted.
     pub fn from_bytes(buf: Bytes) -> Option<Session> {
         match buf.first() {
-            Some(&v) if (v == VERSION || v == V3) && buf.len() >= HEAD => {
-                let end = strings_end(&buf)?;
+            Some(&VERSION) if buf.len() >= HEAD => {
+                let end = link::base_end(&buf)?;
                 read_fields(&buf[..end], HEAD, &LENS)?;
-                let tail = &buf[end..];
-                (tail.is_empty() || (v == VERSION && grant::valid_tail(tail)))
-                    .then_some(Session { buf })
+                let link_len = link::block_len(&buf[end..])?;
+                grant::valid_tail(&buf[end + link_len..]).then_some(Session { buf })
+            }
+            Some(&link::V3) if buf.len() >= HEAD => {
+                read_fields(&buf, HEAD, &LENS)?;
+                Some(link::from_v3(&buf))
             }
             Some(&v2::VERSION) if buf.len() >= v2::HEAD && buf[1] < v2::KINDS => {
                 let f = read_fields(&buf, v2::HEAD, &v2::LENS)?;
@@ -261,30 +264,17 @@ impl Session {
 
 // --- The grant block (revalidation, `session/grant.rs`) -------------------------------------
 
-/// Where the strings end (and the grant block, if any, starts); None when the lengths run
-/// past the buffer.
-fn strings_end(buf: &[u8]) -> Option<usize> {
-    let mut at = HEAD;
-    for slot in LENS {
-        let len = read_len(buf, slot);
-        if len != ABSENT {
-            at += len as usize;
-        }
-    }
-    (at <= buf.len()).then_some(at)
-}
-
 impl Session {
     /// This record with `g` as its grant (replacing any), or without one when `g` is None or
     /// its tokens are too long to keep.
     pub fn with_grant(&self, g: Option<&Grant>) -> Session {
-        let end = strings_end(&self.buf).unwrap_or(self.buf.len());
+        let end = link::end(&self.buf).unwrap_or(self.buf.len());
         let mut v = Vec::with_capacity(end + 256);
         v.extend_from_slice(&self.buf[..end]);
-        v[0] = VERSION;
         if let Some(g) = g {
             grant::encode(g, &mut v);
         }
+        v.shrink_to_fit();
         Session {
             buf: Bytes::from(v),
         }
@@ -300,8 +290,9 @@ impl Session {
         grant::granted_at(self.grant_tail())
     }
 
+    /// The record's bytes after the link block: the grant block, or nothing.
     fn grant_tail(&self) -> &[u8] {
-        let end = strings_end(&self.buf).unwrap_or(self.buf.len());
+        let end = link::end(&self.buf).unwrap_or(self.buf.len());
         &self.buf[end..]
     }
 }
@@ -320,5 +311,222 @@ impl std::fmt::Debug for Session {
             .field("origin", &self.origin())
             .field("expires_at", &self.expires_at())
             .finish_non_exhaustive()
+    }
+}
+
+/// The account-linking block of version 4, after the identity strings: `[user_id len]
+/// [phone len]` (one byte each, 255 = absent) then the two strings. Kept apart from the fields
+/// above so a later block can follow it the same way.
+mod link {
+    use super::{read_len, truncate, Session, ABSENT, HEAD, LENS, MAX_SHORT_FIELD};
+    use bytes::Bytes;
+
+    /// The version before the block.
+    pub(super) const V3: u8 = 3;
+
+    /// Where the identity strings end (the block starts), when the lengths fit the buffer.
+    pub(super) fn base_end(buf: &[u8]) -> Option<usize> {
+        let mut end = HEAD;
+        for slot in LENS {
+            let len = read_len(buf, slot);
+            if len != ABSENT {
+                end += len as usize;
+            }
+        }
+        (end <= buf.len()).then_some(end)
+    }
+
+    /// The block's two strings and its length, when it is well formed (the grant block, if
+    /// any, follows it).
+    pub(super) fn read_block(block: &[u8]) -> Option<([Option<&str>; 2], usize)> {
+        let [a, b, rest @ ..] = block else {
+            return None;
+        };
+        let mut out = [None, None];
+        let mut at = 0;
+        for (o, len) in out.iter_mut().zip([*a, *b]) {
+            if u16::from(len) == ABSENT {
+                continue;
+            }
+            let s = rest.get(at..at + len as usize)?;
+            *o = Some(std::str::from_utf8(s).ok()?);
+            at += len as usize;
+        }
+        Some((out, EMPTY + at))
+    }
+
+    /// The block's length, when it is well formed.
+    pub(super) fn block_len(block: &[u8]) -> Option<usize> {
+        read_block(block).map(|(_, len)| len)
+    }
+
+    /// Where the block ends (and the grant block, if any, starts).
+    pub(super) fn end(buf: &[u8]) -> Option<usize> {
+        let at = base_end(buf)?;
+        Some(at + block_len(&buf[at..])?)
+    }
+
+    /// Size of a block with neither field.
+    pub(super) const EMPTY: usize = 2;
+
+    fn fields<'a>(user_id: Option<&'a str>, phone: Option<&'a str>) -> [Option<&'a str>; 2] {
+        [user_id, phone].map(|f| f.map(|f| truncate(f, MAX_SHORT_FIELD)))
+    }
+
+    pub(super) fn push_block(v: &mut Vec<u8>, user_id: Option<&str>, phone: Option<&str>) {
+        let fields = fields(user_id, phone);
+        for f in fields {
+            v.push(f.map_or(ABSENT as u8, |f| f.len() as u8));
+        }
+        for f in fields.iter().flatten() {
+            v.extend_from_slice(f.as_bytes());
+        }
+    }
+
+    /// A checked version-3 record as version 4, with an empty block.
+    pub(super) fn from_v3(buf: &[u8]) -> Session {
+        let mut v = Vec::with_capacity(buf.len() + EMPTY);
+        v.push(super::VERSION);
+        v.extend_from_slice(&buf[1..]);
+        push_block(&mut v, None, None);
+        Session {
+            buf: Bytes::from(v),
+        }
+    }
+
+    impl Session {
+        fn link_fields(&self) -> ([Option<&str>; 2], usize) {
+            let end = base_end(&self.buf).unwrap_or(self.buf.len());
+            let fields = read_block(&self.buf[end..]).map_or([None, None], |(f, _)| f);
+            (fields, end)
+        }
+
+        /// The app's own user id, from account linking (`X-WeChat-UserId`).
+        pub fn user_id(&self) -> Option<&str> {
+            self.link_fields().0[0]
+        }
+
+        /// The phone number (E.164), once the user shared it (`X-WeChat-Phone`).
+        pub fn phone(&self) -> Option<&str> {
+            self.link_fields().0[1]
+        }
+
+        /// The same session with this user id and phone (each at most 254 bytes; `None`:
+        /// absent).
+        pub fn with_link(&self, user_id: Option<&str>, phone: Option<&str>) -> Session {
+            let end = self.link_fields().1;
+            // The grant block, if any, stays after the new link block.
+            let grant = self.grant_tail();
+            // Exactly the record's size: a million of these live in memory.
+            let strings: usize = fields(user_id, phone)
+                .iter()
+                .flatten()
+                .map(|f| f.len())
+                .sum();
+            let mut v = Vec::with_capacity(end + EMPTY + strings + grant.len());
+            v.extend_from_slice(&self.buf[..end]);
+            push_block(&mut v, user_id, phone);
+            v.extend_from_slice(grant);
+            Session {
+                buf: Bytes::from(v),
+            }
+        }
+
+        fn link_header(&self, i: usize) -> Option<http::HeaderValue> {
+            let f = self.link_fields().0[i].filter(|f| !f.is_empty())?;
+            // Zero-copy: a slice of the record.
+            http::HeaderValue::from_maybe_shared(self.buf.slice_ref(f.as_bytes())).ok()
+        }
+
+        pub fn user_id_header(&self) -> Option<http::HeaderValue> {
+            self.link_header(0)
+        }
+
+        pub fn phone_header(&self) -> Option<http::HeaderValue> {
+            self.link_header(1)
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::super::{NewSession, Origin, Session};
+        use bytes::Bytes;
+        use proptest::prelude::*;
+
+        fn sample() -> Session {
+            Session::new(&NewSession {
+                openid: "oOpen",
+                unionid: Some("uUnion"),
+                appid: "wxA",
+                origin: Origin {
+                    provider: 0,
+                    kind: 3,
+                },
+                nickname: "Alice 🐼",
+                avatar: "",
+                expires_at: 99,
+            })
+        }
+
+        #[test]
+        fn new_records_have_no_link_and_keep_it_through_bytes() {
+            let s = sample();
+            assert_eq!(s.as_bytes()[0], 4);
+            assert_eq!((s.user_id(), s.phone()), (None, None));
+            assert!(s.user_id_header().is_none());
+            let l = s.with_link(Some("42"), Some("+8613800000000"));
+            assert_eq!(l.user_id(), Some("42"));
+            assert_eq!(l.phone(), Some("+8613800000000"));
+            assert_eq!(l.user_id_header().unwrap(), "42");
+            assert_eq!(l.phone_header().unwrap(), "+8613800000000");
+            assert_eq!(
+                (l.openid(), l.unionid(), l.nickname()),
+                ("oOpen", Some("uUnion"), "Alice 🐼")
+            );
+            let back = Session::from_bytes(l.as_bytes().clone()).unwrap();
+            assert_eq!(back, l);
+            // Replacing the block, not appending to it.
+            let again = l.with_link(None, Some("+1"));
+            assert_eq!((again.user_id(), again.phone()), (None, Some("+1")));
+            assert_eq!(again.as_bytes().len(), s.as_bytes().len() + 2);
+            // A damaged block is no record.
+            let b = l.as_bytes();
+            assert!(Session::from_bytes(b.slice(..b.len() - 1)).is_none());
+            let mut v = b.to_vec();
+            v.push(b'x');
+            assert!(Session::from_bytes(Bytes::from(v)).is_none());
+        }
+
+        #[test]
+        fn version_3_records_are_read_without_link() {
+            let s = sample();
+            let b = s.as_bytes();
+            let mut v3 = b[..b.len() - 2].to_vec();
+            v3[0] = 3;
+            let r = Session::from_bytes(Bytes::from(v3)).unwrap();
+            assert_eq!(r, s);
+            assert_eq!(r.user_id(), None);
+        }
+
+        proptest! {
+            #[test]
+            fn any_link_round_trips(uid in proptest::option::of(".{0,300}"), phone in proptest::option::of("[+0-9]{0,20}")) {
+                let l = sample().with_link(uid.as_deref(), phone.as_deref());
+                let back = Session::from_bytes(l.as_bytes().clone()).unwrap();
+                prop_assert_eq!(back.phone(), phone.as_deref());
+                prop_assert!(back.user_id().map(str::len).unwrap_or(0) <= 254);
+                if uid.as_ref().is_some_and(|u| u.len() <= 254) {
+                    prop_assert_eq!(back.user_id(), uid.as_deref());
+                }
+            }
+
+            #[test]
+            fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+                let mut v = sample().as_bytes().to_vec();
+                v.truncate(v.len() - 2);
+                v.extend_from_slice(&bytes);
+                let _ = Session::from_bytes(Bytes::from(v)).map(|s| (s.user_id().map(str::len), s.phone_header()));
+            }
+        }
     }
 }

@@ -16,6 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
+use crate::tools::dev_link::{self, DemoSite};
 use crate::tools::mock::html_escape as escape;
 use crate::tools::mock::{self, fixtures};
 
@@ -72,7 +73,8 @@ fn dev_secret(dir: &Path) -> anyhow::Result<String> {
 }
 
 /// The demo configuration: every app kind, pointed at the mock; sessions snapshotted to
-/// `snapshot` under `secret`.
+/// `snapshot` under `secret`; account linking through the demo upstream's site
+/// (`dev_link.rs`) with `link_secret`.
 pub fn dev_config(
     gateway: SocketAddr,
     mock_url: &str,
@@ -80,6 +82,7 @@ pub fn dev_config(
     (cert, key): (&Path, &Path),
     secret: &str,
     snapshot: &Path,
+    link_secret: &str,
 ) -> String {
     format!(
         r#"
@@ -105,7 +108,12 @@ public_paths = ["/public/"]
 
 [verification]
 files = {{ "MP_verify_wxgatedemo.txt" = "wxgatedemo" }}
+
+[link]
+url = "http://{upstream}{hook}"
+secret = "{link_secret}"
 "#,
+        hook = dev_link::HOOK_PATH,
         port = gateway.port(),
         cert = cert.display(),
         key = key.display(),
@@ -135,7 +143,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 
     let upstream = TcpListener::bind("127.0.0.1:0").await?;
     let upstream_addr = upstream.local_addr()?;
-    tokio::spawn(serve_whoami(upstream));
+    let link_secret = hex::encode(rand::random::<[u8; 32]>());
+    let site = std::sync::Arc::new(DemoSite::new(&link_secret));
+    tokio::spawn(serve_whoami(upstream, site));
 
     let secret = dev_secret(&args.certs)?;
     let snapshot = args.certs.join(DEV_SNAPSHOT);
@@ -146,6 +156,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         (&cert, &key),
         &secret,
         &snapshot,
+        &link_secret,
     );
     if args.wecom {
         // The login page on the browser's name for the mock; the API on its own address.
@@ -184,6 +195,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     );
     println!("  Mock WeChat {mock_url}  test users: {}", users.join(", "));
     println!("  Upstream    http://{upstream_addr}  (whoami: shows the headers it receives)");
+    println!(
+        "  Linking     first WeChat login → bind a phone (code {}) → back with X-WeChat-UserId",
+        dev_link::CAPTCHA
+    );
     println!("  In-WeChat flow: send a User-Agent containing MicroMessenger");
     if args.wecom {
         let people: Vec<&str> = fixtures::WECOM_PEOPLE.iter().map(|p| p.key).collect();
@@ -209,17 +224,25 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The demo upstream: a page listing what it received, X-WeChat-* first.
-pub async fn serve_whoami(listener: TcpListener) {
+/// The demo upstream: a page listing what it received, X-WeChat-* first; and the demo site's
+/// account linking (`site`: the `[link]` hook and the phone-binding page).
+pub async fn serve_whoami(listener: TcpListener, site: std::sync::Arc<DemoSite>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
+        let site = site.clone();
         tokio::spawn(async move {
-            let svc =
-                service_fn(
-                    |req: Request<Incoming>| async move { Ok::<_, Infallible>(whoami(&req)) },
-                );
+            let svc = service_fn(move |req: Request<Incoming>| {
+                let site = site.clone();
+                async move {
+                    Ok::<_, Infallible>(if DemoSite::serves(req.uri().path()) {
+                        site.handle(req).await
+                    } else {
+                        whoami(&req)
+                    })
+                }
+            });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;

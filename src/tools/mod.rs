@@ -3,4 +3,5 @@
 //! folder; only `main.rs`, tests and benchmarks do.
 
 pub mod dev;
+pub mod dev_link;
 pub mod mock;

@@ -5,8 +5,11 @@
 //   e.g.  node tests/e2e/e2e.mjs https://localhost:8443 http://localhost:8444 tests/e2e/artifacts/whoami.png
 //
 // Flow: / → 302 /_wxgate/login → 302 mock qrconnect page → click alice → mock confirm → 302
-// /_wxgate/callback → 302 / (whoami page, served by the demo upstream through the gateway) →
-// screenshot → log out → / again lands on the mock login page.
+// /_wxgate/callback → the demo site's account linking: alice is new, so 302 to its phone-binding
+// page (/public/bind-phone?p=..&ticket=..) → type phone + code → 303 /_wxgate/link/complete →
+// 302 / (whoami page, served by the demo upstream through the gateway, with X-WeChat-UserId) →
+// screenshot → log out → / again lands on the mock login page → alice again goes straight in,
+// same account → log out.
 // Exits 0 on success; non-zero with a message naming the failed step otherwise.
 
 import { mkdtempSync, mkdirSync, rmSync, statSync } from 'node:fs';
@@ -22,8 +25,11 @@ const NAV_TIMEOUT_MS = 20_000;
 // From src/mock.rs fixtures.
 const WEBSITE_APPID = 'wx1000000000000001';
 const ALICE = { key: 'alice', nickname: 'Alice 🐼 小爱', unionid: 'oUnionAlice00000000000000001' };
-const USER_KEYS = ['alice', 'bob', 'carol'];
+const USER_KEYS = ['alice', 'bob', 'carol', 'snapshot'];
 const COOKIE_NAME = '_wxgate';
+// From src/tools/dev_link.rs: the demo site's code and its first account.
+const BIND_CODE = '123456';
+const DEMO_USER = 'u1001';
 
 class StepError extends Error {}
 
@@ -168,12 +174,38 @@ async function main() {
     check(aliceText.includes(ALICE.unionid), `alice's link does not show her unionid: ${JSON.stringify(aliceText)}`);
     check(await page.locator('a#deny').isVisible(), 'no deny link on the mock login page');
 
-    // 3. Pick alice → callback → back to / on the gateway.
-    step('click a#user-alice and expect the whoami page');
-    await Promise.all([page.waitForURL(`${GATEWAY}/`, { waitUntil: 'load' }), alice.click()]);
+    // 3. Pick alice → callback → first login: the demo site's phone-binding page.
+    step('click a#user-alice and expect the phone-binding page');
+    await Promise.all([page.waitForURL((u) => u.pathname === '/public/bind-phone', { waitUntil: 'load' }), alice.click()]);
     check(
       navLog.some((l) => l.includes(`${GATEWAY}/_wxgate/callback?`)),
       `no navigation through ${GATEWAY}/_wxgate/callback; navigations:\n  ${navLog.join('\n  ')}`,
+    );
+    const bindUrl = new URL(page.url());
+    expectEqual(bindUrl.origin, GATEWAY, 'bind page origin');
+    check(/^[A-Za-z0-9_-]{40,}$/.test(bindUrl.searchParams.get('ticket') || ''), `bind page URL has no ticket: ${page.url()}`);
+    check(
+      !(await context.cookies(GATEWAY)).some((c) => c.name === COOKIE_NAME),
+      `a ${COOKIE_NAME} session cookie exists before the phone is bound`,
+    );
+    check((await page.locator('#who').innerText()).includes(ALICE.nickname), 'the bind page does not greet alice');
+
+    // 3b. Bind a phone: a wrong code first (the form again), then the demo's code.
+    step('bind a phone number on the demo site');
+    await page.fill('#phone', '13800000000');
+    await page.fill('#captcha', '000000');
+    await Promise.all([
+      page.waitForResponse((r) => r.url() === `${GATEWAY}/public/bind-phone` && r.request().method() === 'POST'),
+      page.click('#bind'),
+    ]);
+    await page.locator('#error').waitFor({ state: 'visible' });
+    check((await page.locator('#error').innerText()).includes('Wrong code'), 'a wrong code was not refused');
+    await page.fill('#phone', '13800000000');
+    await page.fill('#captcha', BIND_CODE);
+    await Promise.all([page.waitForURL(`${GATEWAY}/`, { waitUntil: 'load' }), page.click('#bind')]);
+    check(
+      navLog.some((l) => l.includes(`${GATEWAY}/_wxgate/link/complete?`)),
+      `no navigation through ${GATEWAY}/_wxgate/link/complete; navigations:\n  ${navLog.join('\n  ')}`,
     );
 
     // 4. The session cookie as a browser stored it.
@@ -196,6 +228,7 @@ async function main() {
     expectEqual(idt['x-wechat-unionid'], ALICE.unionid, 'x-wechat-unionid');
     expectEqual(idt['x-wechat-appid'], WEBSITE_APPID, 'x-wechat-appid');
     expectEqual(idt['x-wechat-source'], 'website', 'x-wechat-source');
+    expectEqual(idt['x-wechat-userid'], DEMO_USER, 'x-wechat-userid (the demo site\'s account)');
     check(/^o[A-Za-z0-9_-]{27}$/.test(idt['x-wechat-openid'] ?? ''), `x-wechat-openid looks wrong: ${idt['x-wechat-openid']}`);
     check(
       (idt['x-wechat-nickname'] ?? '').includes(`(${ALICE.nickname})`),
@@ -230,6 +263,16 @@ async function main() {
 
     step('open / again (logged out) and expect the mock WeChat login page');
     await visitRootExpectLogin(page, 'after logout');
+
+    // 7. Bound now: alice goes straight in, to the same account, no binding page.
+    step('alice again: straight to the whoami page, same account');
+    const navsBefore = navLog.length;
+    await Promise.all([page.waitForURL(`${GATEWAY}/`, { waitUntil: 'load' }), page.locator(`a#user-${ALICE.key}`).click()]);
+    check(
+      !navLog.slice(navsBefore).some((l) => l.includes('/public/bind-phone')),
+      `a bound user was sent to the binding page again; navigations:\n  ${navLog.slice(navsBefore).join('\n  ')}`,
+    );
+    expectEqual((await identityTable(page))['x-wechat-userid'], DEMO_USER, 'x-wechat-userid on the second login');
 
     check(pageErrors.length === 0, `JavaScript errors on the pages: ${pageErrors.join('; ')}`);
     console.log('e2e: PASS');

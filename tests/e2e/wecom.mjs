@@ -99,6 +99,8 @@ async function main() {
     expectEqual(idt['x-wecom-userid'], USERID, 'x-wecom-userid');
     expectEqual(idt['x-wecom-corpid'], CORP_ID, 'x-wecom-corpid');
     expectEqual(idt['x-wechat-source'], 'wecom', 'x-wechat-source');
+    // The demo site's account linking knows employees by their userid: no binding page.
+    expectEqual(idt['x-wechat-userid'], `wecom:${USERID}`, 'x-wechat-userid (account linking)');
     check(!('x-wechat-openid' in idt) && !('x-wechat-unionid' in idt), 'a WeCom login sent WeChat ids');
     expectEqual((await page.locator('h1#who').innerText()).trim(), `你好, ${USERID}`, 'greeting');
 

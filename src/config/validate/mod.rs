@@ -2,6 +2,7 @@
 //! reported: each section's `check` names the key at fault and returns that section parsed.
 
 mod access;
+mod link;
 mod placeholders;
 mod server;
 mod session;
@@ -26,6 +27,7 @@ pub(super) fn settings(c: Config) -> Result<Settings, ConfigError> {
     let session = session::check(&c.session)?;
     let access = access::check(&c.access)?;
     let verification = verification::check(&c.verification)?;
+    let link = link::check(&c.link)?;
     let format = match c.log.format.as_str() {
         "text" => LogFormat::Text,
         "json" => LogFormat::Json,
@@ -55,6 +57,7 @@ pub(super) fn settings(c: Config) -> Result<Settings, ConfigError> {
         headers,
         verification,
         log: LogSettings { format },
+        link,
         redacted_toml: Arc::from(c.redacted().to_toml()),
     })
 }

@@ -11,6 +11,7 @@ use super::json::{
     parse_check, parse_jscode2session, parse_oauth_token, parse_userinfo, JsSession, OAuthToken,
     UserInfo,
 };
+use crate::common::metrics::ApiCalls;
 
 /// Largest response body accepted from WeChat (real answers are well under 4 KiB).
 const MAX_BODY: usize = 256 * 1024;
@@ -20,6 +21,8 @@ const MAX_BODY: usize = 256 * 1024;
 pub struct WechatClient {
     http: reqwest::Client,
     api_base: Arc<str>,
+    /// Latency and errcodes by endpoint (`wxgate_wechat_api_seconds`, `wxgate_wechat_errors_total`).
+    calls: ApiCalls,
 }
 
 impl fmt::Debug for WechatClient {
@@ -44,7 +47,11 @@ impl WechatClient {
     /// `http://127.0.0.1:PORT` (the mock). `timeout` bounds each whole call (connect, request,
     /// body). Fails with [`WechatError::Unreachable`] when `api_base` is not an http(s) URL or the
     /// HTTP client cannot be built.
-    pub fn new(api_base: &str, timeout: Duration) -> Result<WechatClient, WechatError> {
+    pub fn new(
+        api_base: &str,
+        timeout: Duration,
+        calls: ApiCalls,
+    ) -> Result<WechatClient, WechatError> {
         let api_base = api_base.trim().trim_end_matches('/');
         let parsed = url::Url::parse(api_base).map_err(|_| WechatError::Unreachable)?;
         if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
@@ -78,6 +85,7 @@ impl WechatClient {
         Ok(WechatClient {
             http,
             api_base: Arc::from(api_base),
+            calls,
         })
     }
 
@@ -185,8 +193,49 @@ impl WechatClient {
             .map_err(|_| WechatError::Unreachable)?;
         url.query_pairs_mut().extend_pairs(params.iter().copied());
 
+        let started = std::time::Instant::now();
         let result = match self.fetch(url).await {
             Ok(body) => parse(&body, sensitive),
+            Err(e) => Err(e),
+        };
+        let errcode = match &result {
+            Err(WechatError::Api { code, .. }) => Some(*code),
+            _ => None,
+        };
+        let label = endpoint.strip_prefix('/').unwrap_or(endpoint);
+        self.calls.observe(label, started.elapsed(), errcode);
+        match &result {
+            Ok(_) => tracing::debug!(endpoint, "WeChat API call succeeded"),
+            Err(WechatError::Api { code, .. }) => {
+                tracing::debug!(endpoint, errcode = *code, "WeChat API error")
+            }
+            Err(e) => tracing::debug!(endpoint, error = e.kind_name(), "WeChat API call failed"),
+        }
+        result
+    }
+
+    /// `POST endpoint?query` with a JSON body (`cgi-bin/stable_token`, `wxa/business/*`),
+    /// answered and logged like [`Self::call`]'s GETs.
+    pub(crate) async fn post_json<T>(
+        &self,
+        endpoint: &'static str,
+        query: &[(&str, &str)],
+        body: &serde_json::Value,
+        sensitive: &[&str],
+        parse: fn(&[u8], &[&str]) -> Result<T, WechatError>,
+    ) -> Result<T, WechatError> {
+        let mut url = url::Url::parse(&format!("{}{}", self.api_base, endpoint))
+            .map_err(|_| WechatError::Unreachable)?;
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query.iter().copied());
+        }
+        let req = self
+            .http
+            .post(url)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string());
+        let result = match self.read(req).await {
+            Ok(b) => parse(&b, sensitive),
             Err(e) => Err(e),
         };
         match &result {
@@ -200,7 +249,11 @@ impl WechatClient {
     }
 
     async fn fetch(&self, url: url::Url) -> Result<Vec<u8>, WechatError> {
-        let mut resp = self.http.get(url).send().await.map_err(map_reqwest)?;
+        self.read(self.http.get(url)).await
+    }
+
+    async fn read(&self, req: reqwest::RequestBuilder) -> Result<Vec<u8>, WechatError> {
+        let mut resp = req.send().await.map_err(map_reqwest)?;
         let status = resp.status();
         if !status.is_success() {
             return Err(WechatError::Status(status.as_u16()));
@@ -234,15 +287,26 @@ mod tests {
 
     #[test]
     fn new_validates_api_base() {
-        assert!(WechatClient::new("https://api.weixin.qq.com", Duration::from_secs(5)).is_ok());
-        let c = WechatClient::new("http://127.0.0.1:9/", Duration::from_secs(5)).unwrap();
+        assert!(WechatClient::new(
+            "https://api.weixin.qq.com",
+            Duration::from_secs(5),
+            ApiCalls::default()
+        )
+        .is_ok());
+        let c = WechatClient::new(
+            "http://127.0.0.1:9/",
+            Duration::from_secs(5),
+            ApiCalls::default(),
+        )
+        .unwrap();
         assert_eq!(c.api_base(), "http://127.0.0.1:9");
         assert_eq!(
-            WechatClient::new("not a url", Duration::from_secs(5)).unwrap_err(),
+            WechatClient::new("not a url", Duration::from_secs(5), ApiCalls::default())
+                .unwrap_err(),
             WechatError::Unreachable
         );
         assert_eq!(
-            WechatClient::new("ftp://x", Duration::from_secs(5)).unwrap_err(),
+            WechatClient::new("ftp://x", Duration::from_secs(5), ApiCalls::default()).unwrap_err(),
             WechatError::Unreachable
         );
     }

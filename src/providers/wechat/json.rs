@@ -156,7 +156,7 @@ fn parse_errcode(v: &Value) -> Result<Option<i64>, WechatError> {
 
 /// Body → JSON object, with `errcode` checked first. Returns the object and whether `errcode`
 /// was present (and 0).
-fn parse_object(
+pub(super) fn parse_object(
     body: &[u8],
     sensitive: &[&str],
 ) -> Result<(Map<String, Value>, bool), WechatError> {

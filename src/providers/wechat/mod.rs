@@ -19,7 +19,9 @@ mod mini_program;
 mod mobile_app;
 mod oauth;
 mod official_account;
+mod phone;
 mod revalidate;
+mod stable_token;
 pub(crate) mod user_agent;
 mod website;
 
@@ -51,19 +53,25 @@ pub(crate) struct Wechat {
     official_account: Option<App>,
     mobile_app: Option<App>,
     mini_program: Option<App>,
+    /// The mini program's API token (`cgi-bin/stable_token`), for its phone numbers.
+    mini_token: stable_token::StableToken,
 }
 
 impl Wechat {
-    pub(crate) fn from_settings(settings: &Settings) -> Result<Wechat, WechatError> {
+    pub(crate) fn from_settings(
+        settings: &Settings,
+        calls: &crate::common::metrics::ApiCalls,
+    ) -> Result<Wechat, WechatError> {
         let w = &settings.wechat;
         Ok(Wechat {
-            client: WechatClient::new(&w.api_base, w.timeout)?,
+            client: WechatClient::new(&w.api_base, w.timeout, calls.clone())?,
             open_base: w.open_base.clone(),
             official_scope: w.official_scope,
             website: App::from_config(&w.website),
             official_account: App::from_config(&w.official_account),
             mobile_app: App::from_config(&w.mobile_app),
             mini_program: App::from_config(&w.mini_program),
+            mini_token: Default::default(),
         })
     }
 
@@ -190,6 +198,21 @@ impl LoginProvider for Wechat {
         })
     }
 
+    fn phone_number<'a>(
+        &'a self,
+        kind: u8,
+        code: &'a str,
+    ) -> Option<BoxFuture<'a, Result<crate::providers::PhoneNumber, ProviderFailure>>> {
+        let app = (Source::from_u8(kind)? == Source::MiniProgram)
+            .then_some(self.mini_program.as_ref())??;
+        Some(Box::pin(phone::phone_number(
+            &self.client,
+            app,
+            &self.mini_token,
+            code,
+        )))
+    }
+
     fn insert_identity(
         &self,
         headers: &mut HeaderMap,
@@ -218,14 +241,19 @@ mod tests {
             })
         };
         Wechat {
-            client: WechatClient::new("http://127.0.0.1:9", std::time::Duration::from_secs(1))
-                .unwrap(),
+            client: WechatClient::new(
+                "http://127.0.0.1:9",
+                std::time::Duration::from_secs(1),
+                crate::common::metrics::ApiCalls::default(),
+            )
+            .unwrap(),
             open_base: "https://open.weixin.qq.com".into(),
             official_scope: scope,
             website: app(website),
             official_account: app(official),
             mobile_app: None,
             mini_program: None,
+            mini_token: Default::default(),
         }
     }
 

@@ -175,7 +175,7 @@ impl WecomClient {
         let started = Instant::now();
         let result = self.fetch(url).await;
         let errcode = result.as_deref().ok().and_then(errcode_of);
-        self.metrics.record(endpoint, started.elapsed(), errcode);
+        self.metrics.observe(endpoint, started.elapsed(), errcode);
         match &result {
             Ok(_) => tracing::debug!(endpoint, "WeCom API call answered"),
             Err(e) => tracing::debug!(endpoint, error = e.kind_name(), "WeCom API call failed"),

@@ -193,6 +193,15 @@ impl LoginProvider for Wecom {
         Some(ok)
     }
 
+    /// A member's userid is the link call's `wecom_userid` (a non-member's openid its `openid`).
+    fn link_id_field(&self, identity: &Identity) -> &'static str {
+        if identity.origin.kind & NON_MEMBER == 0 {
+            "wecom_userid"
+        } else {
+            "openid"
+        }
+    }
+
     /// `wecom_userid` and `wecom_corpid` in place of the WeChat ids (a non-member keeps the
     /// openid WeCom gave).
     fn describe(&self, s: &Session, json: &mut serde_json::Map<String, serde_json::Value>) {

@@ -35,6 +35,7 @@ mod browser;
 mod control;
 pub mod fixtures;
 mod grants;
+pub mod phone;
 mod reply;
 mod state;
 #[cfg(test)]
@@ -148,6 +149,9 @@ async fn accept_loop(
 // Routing
 
 async fn handle(state: &State, wecom: &wecom::Wecom, req: Request<Incoming>) -> Resp {
+    if phone::handles(req.uri().path()) {
+        return phone::handle(state, req).await;
+    }
     let q = parse_query(req.uri().query());
     let path = req.uri().path();
     let method = req.method();

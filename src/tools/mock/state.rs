@@ -179,6 +179,8 @@ pub(super) struct State {
     pub(super) calls: Calls,
     /// Revoked and expired grants (`/mock/revoke`, `/mock/expire`).
     pub(super) grants: super::grants::Grants,
+    /// Mini-program phone numbers (`phone.rs`).
+    pub(super) phone: super::phone::PhoneState,
 }
 
 /// Lower-case, without brackets or a `:port` suffix.
@@ -215,6 +217,7 @@ impl State {
             failure: Mutex::new(None),
             calls: Calls::default(),
             grants: super::grants::Grants::new(),
+            phone: Default::default(),
         }
     }
 
