@@ -25,9 +25,9 @@ pub use file::{
 };
 pub use load::default_path;
 pub use settings::{
-    AccessSettings, HeadersSettings, LogFormat, LogSettings, OfficialScope, PublicUrl, Secret,
-    ServerSettings, SessionSettings, Settings, StoreKind, UpstreamSettings, VerificationSettings,
-    WechatApp, WechatSettings,
+    AccessSettings, HeadersSettings, LogFormat, LogSettings, OfficialScope, PublicUrl, RedisTarget,
+    Secret, ServerSettings, SessionSettings, Settings, StoreKind, UpstreamSettings,
+    VerificationSettings, WechatApp, WechatSettings,
 };
 pub use tls_files::TlsFiles;
 

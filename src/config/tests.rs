@@ -110,9 +110,7 @@ fn settings_are_typed() {
     .unwrap();
     assert_eq!(
         s.session.store,
-        StoreKind::Redis {
-            url: "redis://:pw@localhost/0".into()
-        }
+        StoreKind::Redis(super::RedisTarget::Url("redis://:pw@localhost/0".into()))
     );
     assert_eq!(s.log.format, LogFormat::Json);
     assert_eq!(s.wechat.official_scope.as_str(), "snsapi_base");
