@@ -68,7 +68,12 @@ impl Cache {
         self.trusted_until.fetch_max(until, Ordering::AcqRel);
     }
 
-    /// The subscription is down or new: distrust and empty the cache.
+    /// The subscription is down: reads go to Redis again (the entries stay, for an outage).
+    pub(super) fn distrust(&self) {
+        self.trusted_until.store(0, Ordering::Release);
+    }
+
+    /// The subscription is new: invalidations may have been missed, start empty.
     pub(super) fn distrust_and_clear(&self) {
         self.trusted_until.store(0, Ordering::Release);
         self.epoch.fetch_add(1, Ordering::AcqRel);

@@ -5,8 +5,9 @@
 //!   every other instance drops that entry (the writer already did).
 //! - Every instance publishes its own heartbeat `h:<instance>:<ms>` every [`HEARTBEAT`]; seeing
 //!   it come back over the subscription keeps the cache trusted (`cache.rs`).
-//! - The subscription task reconnects on its own (every [`RETRY`] while Redis is away); each new
-//!   subscription starts from an empty cache.
+//! - The subscription task reconnects on its own (every [`RETRY`] while Redis is away). While
+//!   it is down the cache is not trusted (reads go to Redis; only if Redis cannot answer is a
+//!   cached entry served); each new subscription starts from an empty cache.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -117,7 +118,7 @@ pub(super) fn start(me: u64, conn: Conn, sub: Subscriber, cache: Arc<Cache>) -> 
 async fn subscribe_forever(me: u64, sub: Subscriber, cache: Arc<Cache>) {
     let mut was_up = true;
     loop {
-        cache.distrust_and_clear();
+        cache.distrust();
         let ps = match sub.open().await {
             Ok(mut ps) => match ps.subscribe(CHANNEL).await {
                 Ok(()) => Some(ps),
@@ -135,8 +136,8 @@ async fn subscribe_forever(me: u64, sub: Subscriber, cache: Arc<Cache>) {
             tokio::time::sleep(RETRY).await;
             continue;
         };
-        // Invalidations may have been missed while unsubscribed: start empty (again: a fill
-        // may have raced the clear above).
+        // Invalidations may have been missed while unsubscribed: start empty. Trusted again
+        // once this instance's next heartbeat comes back.
         cache.distrust_and_clear();
         was_up = true;
         let mut stream = ps.on_message();

@@ -143,17 +143,22 @@ impl RedisStore {
         }
     }
 
-    /// A write of session `d` and, with a cache anywhere, the invalidation that tells the other
-    /// instances, in one round trip.
-    fn with_invalidation(&self, write: redis::Cmd, d: &Digest) -> redis::Pipeline {
-        let mut p = redis::pipe();
-        p.add_command(write).ignore();
-        p.add_command(invalidation::publish(&Message::Session {
+    /// A write of session `d`, then the invalidation that tells the other instances' caches:
+    /// one round trip (a pipeline), except in a Cluster, where a pipeline stays within one
+    /// slot and the channel hashes to another.
+    async fn write_and_invalidate(&self, write: redis::Cmd, d: &Digest) -> Result<(), StoreError> {
+        let publish = invalidation::publish(&Message::Session {
             from: self.me,
             key: *d,
-        }))
-        .ignore();
-        p
+        });
+        if matches!(self.conn, Conn::Cluster(_)) {
+            self.run::<redis::Value>(&write).await?;
+            return self.run::<()>(&publish).await;
+        }
+        let mut p = redis::pipe();
+        p.add_command(write).ignore();
+        p.add_command(publish).ignore();
+        self.run::<()>(&p).await
     }
 }
 
@@ -189,7 +194,7 @@ impl SessionStore for RedisStore {
             .arg("PX")
             .arg(self.insert_ms);
         // The record may replace one another instance has cached.
-        self.run::<()>(&self.with_invalidation(set, &d)).await?;
+        self.write_and_invalidate(set, &d).await?;
         if let Some(cache) = self.cache() {
             cache.put(d, s);
         }
@@ -202,7 +207,7 @@ impl SessionStore for RedisStore {
         }
         let mut del = redis::cmd("DEL");
         del.arg(key_of(&d));
-        self.run::<()>(&self.with_invalidation(del, &d)).await
+        self.write_and_invalidate(del, &d).await
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.run::<String>(&redis::cmd("PING")).await.map(|_| ())
