@@ -95,6 +95,7 @@ impl Drop for Tasks {
 
 /// Start the heartbeat and the subscription for `cache`, as instance `me`.
 pub(super) fn start(me: u64, conn: Conn, sub: Subscriber, cache: Arc<Cache>) -> Tasks {
+    let conn2 = conn.clone();
     let heart = {
         let cache = cache.clone();
         tokio::spawn(async move {
@@ -102,20 +103,25 @@ pub(super) fn start(me: u64, conn: Conn, sub: Subscriber, cache: Arc<Cache>) -> 
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                let m = Message::Heartbeat {
-                    from: me,
-                    ms: cache.clock_ms(),
-                };
-                // Failing is the point of a heartbeat: the cache then stops being trusted.
-                let _ = tokio::time::timeout(HEARTBEAT * 2, conn.query::<i64>(&publish(&m))).await;
+                beat(me, &conn, &cache).await;
             }
         })
     };
-    let listen = tokio::spawn(subscribe_forever(me, sub, cache));
+    let listen = tokio::spawn(subscribe_forever(me, sub, conn2, cache));
     Tasks(vec![heart, listen])
 }
 
-async fn subscribe_forever(me: u64, sub: Subscriber, cache: Arc<Cache>) {
+/// This instance's heartbeat, published now (failing is the point of a heartbeat: the cache
+/// then stops being trusted).
+async fn beat(me: u64, conn: &Conn, cache: &Cache) {
+    let m = Message::Heartbeat {
+        from: me,
+        ms: cache.clock_ms(),
+    };
+    let _ = tokio::time::timeout(HEARTBEAT * 2, conn.query::<i64>(&publish(&m))).await;
+}
+
+async fn subscribe_forever(me: u64, sub: Subscriber, conn: Conn, cache: Arc<Cache>) {
     let mut was_up = true;
     loop {
         cache.distrust();
@@ -140,6 +146,8 @@ async fn subscribe_forever(me: u64, sub: Subscriber, cache: Arc<Cache>) {
         // once this instance's next heartbeat comes back.
         cache.distrust_and_clear();
         was_up = true;
+        // Trusted again as soon as a heartbeat makes the round trip, not at the next tick.
+        beat(me, &conn, &cache).await;
         let mut stream = ps.on_message();
         // Silence longer than this (this instance's heartbeat comes every 200 ms) means a dead
         // connection that did not say so: resubscribe.
