@@ -68,6 +68,15 @@ pub async fn start_redis_on(port: u16) -> Redis {
 
 /// `redis-server` on `port` with extra arguments (after the common ones), its files in `dir`.
 pub async fn start_with(port: u16, extra: &[&str], dir: Option<tempfile::TempDir>) -> Redis {
+    start_prog("redis-server", port, extra, dir).await
+}
+
+async fn start_prog(
+    prog: &str,
+    port: u16,
+    extra: &[&str],
+    dir: Option<tempfile::TempDir>,
+) -> Redis {
     ensure_redis();
     let mut args: Vec<String> = Vec::new();
     // A sentinel's config file comes first (`redis-server <file> --sentinel`).
@@ -98,7 +107,7 @@ pub async fn start_with(port: u16, extra: &[&str], dir: Option<tempfile::TempDir
             .filter(|a| !a.ends_with(".conf"))
             .map(|s| s.to_string()),
     );
-    let child = Command::new("redis-server")
+    let child = Command::new(prog)
         .args(&args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -176,7 +185,16 @@ pub async fn start_sentinel(master: u16, quorum: u32) -> Redis {
     .unwrap();
     let conf = conf.display().to_string();
     let port = free_port().await;
-    start_with(port, &[&conf, "--sentinel"], Some(dir)).await
+    // Debian's redis-sentinel (package redis-sentinel); redis-server --sentinel is the same.
+    if Command::new("redis-sentinel")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        start_prog("redis-sentinel", port, &[&conf], Some(dir)).await
+    } else {
+        start_with(port, &[&conf, "--sentinel"], Some(dir)).await
+    }
 }
 
 /// The address the sentinel on `port` gives for the master now.
