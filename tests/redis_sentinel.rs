@@ -108,13 +108,9 @@ async fn failover_keeps_sessions_and_fails_only_during_the_window() {
     let stop = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(Mutex::new(Vec::<(Instant, StatusCode)>::new()));
     let mut tasks = Vec::new();
-    for w in 0..2 {
-        let (stop, seen, url, cookie) = (
-            stop.clone(),
-            seen.clone(),
-            env.gw.url("/x"),
-            cookies[w].clone(),
-        );
+    for cookie in &cookies {
+        let (stop, seen, url, cookie) =
+            (stop.clone(), seen.clone(), env.gw.url("/x"), cookie.clone());
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 let r = get_with(url.clone(), &cookie).await;

@@ -18,7 +18,7 @@ pub(super) const OP_TIMEOUT: Duration = Duration::from_secs(2);
 /// The connection the store's commands go over.
 #[derive(Clone)]
 pub(super) enum Conn {
-    Server(ConnectionManager),
+    Server(Box<ConnectionManager>),
     Cluster(redis::cluster_async::ClusterConnection),
     Sentinel(Arc<Following>),
 }
@@ -60,7 +60,7 @@ pub(super) async fn connect(d: &RedisDeployment) -> Result<(Conn, Subscriber), S
             .await
             .map_err(|_| "timed out connecting to redis".to_string())?
             .map_err(|e| e.to_string())?;
-            Ok((Conn::Server(conn), Subscriber::Server(client)))
+            Ok((Conn::Server(Box::new(conn)), Subscriber::Server(client)))
         }
         RedisDeployment::Cluster { nodes } => {
             let clients = nodes
@@ -114,7 +114,7 @@ impl Conn {
 
     async fn once<T: FromRedisValue>(&self, cmd: &impl Sendable) -> RedisResult<T> {
         match self {
-            Conn::Server(c) => cmd.send(&mut c.clone()).await,
+            Conn::Server(c) => cmd.send(&mut (**c).clone()).await,
             Conn::Cluster(c) => cmd.send(&mut c.clone()).await,
             Conn::Sentinel(f) => f.query(cmd).await,
         }
