@@ -4,16 +4,13 @@
 //! the invalidation subscription connects (`Subscriber`).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, RedisResult};
 
+use super::command::{timed_out, Sendable, OP_TIMEOUT};
 use super::sentinel::Following;
 use crate::session::store::RedisDeployment;
-
-/// Longest a store operation may take before the request gets a 503 (connecting included).
-pub(super) const OP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The connection the store's commands go over.
 #[derive(Clone)]
@@ -121,32 +118,6 @@ impl Conn {
     }
 }
 
-/// A command or a pipeline: what [`Conn::query`] sends.
-pub(super) trait Sendable: Sync {
-    fn send<T: FromRedisValue, C: redis::aio::ConnectionLike + Send>(
-        &self,
-        c: &mut C,
-    ) -> impl std::future::Future<Output = RedisResult<T>> + Send;
-}
-
-impl Sendable for redis::Cmd {
-    async fn send<T: FromRedisValue, C: redis::aio::ConnectionLike + Send>(
-        &self,
-        c: &mut C,
-    ) -> RedisResult<T> {
-        self.query_async(c).await
-    }
-}
-
-impl Sendable for redis::Pipeline {
-    async fn send<T: FromRedisValue, C: redis::aio::ConnectionLike + Send>(
-        &self,
-        c: &mut C,
-    ) -> RedisResult<T> {
-        self.query_async(c).await
-    }
-}
-
 impl Subscriber {
     /// A fresh pub/sub connection (bounded by [`OP_TIMEOUT`]).
     pub(super) async fn open(&self) -> RedisResult<redis::aio::PubSub> {
@@ -177,11 +148,4 @@ impl Subscriber {
             }
         }
     }
-}
-
-pub(super) fn timed_out() -> redis::RedisError {
-    redis::RedisError::from(std::io::Error::new(
-        std::io::ErrorKind::TimedOut,
-        "redis timed out",
-    ))
 }

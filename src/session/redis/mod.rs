@@ -18,6 +18,7 @@
 //! comes back by itself on the first operation after Redis does.
 
 mod cache;
+mod command;
 mod connect;
 mod invalidation;
 mod sentinel;
@@ -31,7 +32,8 @@ use sha2::Digest as _;
 use super::store::RedisDeployment;
 use super::{PendingLogin, Session, SessionId, SessionStore, SessionStoreSettings, StoreError};
 use cache::{Cache, Digest};
-use connect::{Conn, Sendable, OP_TIMEOUT};
+use command::{Sendable, OP_TIMEOUT};
+use connect::Conn;
 use invalidation::Message;
 
 /// Largest login-in-flight record written to Redis (JSON of a `PendingLogin`).

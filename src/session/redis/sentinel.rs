@@ -11,7 +11,7 @@ use redis::aio::MultiplexedConnection;
 use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
 use redis::{AsyncConnectionConfig, FromRedisValue, IntoConnectionInfo, RedisResult};
 
-use super::connect::{Sendable, OP_TIMEOUT};
+use super::command::{Sendable, OP_TIMEOUT};
 
 pub(crate) struct Following {
     /// The sentinels (asked one after the other); the lock also makes one task at a time
