@@ -848,3 +848,87 @@ async fn redis_outage_serves_only_cached_sessions() {
     );
     assert!(store.remove(&cached).await.is_err(), "a logout needs Redis");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Every Redis deployment: an outage is an error (503), fast, counted; the store comes back by
+// itself when Redis does.
+
+impl Servers {
+    fn all(&mut self) -> Vec<&mut Redis> {
+        match self {
+            Servers::None => Vec::new(),
+            Servers::One(r) => vec![r],
+            Servers::Cluster(c) => c.nodes.iter_mut().collect(),
+            // The sentinel stays up: it is the master that goes away.
+            Servers::Sentinel { master, .. } => vec![master],
+        }
+    }
+}
+
+async fn outage_fails_fast_and_recovers(kind: Kind) {
+    let mut u = open_default(kind).await;
+    u.store.ping().await.unwrap();
+    for r in u.servers.all() {
+        r.kill();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = u.store.error_count();
+    let unknown = SessionId::random();
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        assert!(
+            u.store.get(&unknown, NOW).await.is_err(),
+            "never a miss, never a pass"
+        );
+        assert!(u.store.take_pending("n").await.is_err());
+        assert!(u.store.ping().await.is_err());
+        assert!(
+            t.elapsed() < Duration::from_millis(2500 * 3),
+            "{kind:?}: {:?} for three failed operations",
+            t.elapsed()
+        );
+        println!("{kind:?}: three failed operations took {:?}", t.elapsed());
+    }
+    assert!(u.store.error_count() >= before + 9, "failures are counted");
+    for r in u.servers.all() {
+        r.start_again().await;
+    }
+    let back = std::time::Instant::now();
+    let id = SessionId::random();
+    loop {
+        if u.store.insert(id, record("o", NEVER)).await.is_ok()
+            && u.store.get(&id, NOW).await.is_ok_and(|s| s.is_some())
+        {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(15),
+            "{kind:?} did not come back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "{kind:?}: serving again {:?} after Redis restarted",
+        back.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_redis_store() {
+    outage_fails_fast_and_recovers(Kind::Redis).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_redis_cached() {
+    outage_fails_fast_and_recovers(Kind::RedisCached).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_redis_cluster() {
+    outage_fails_fast_and_recovers(Kind::Cluster).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_redis_sentinel() {
+    outage_fails_fast_and_recovers(Kind::Sentinel).await
+}

@@ -13,11 +13,49 @@ pub struct Redis {
     pub port: u16,
     /// Config and data files (sentinel config, cluster node files), gone with the server.
     dir: Option<tempfile::TempDir>,
+    /// How it was started (for `start_again`).
+    prog: String,
+    args: Vec<String>,
 }
 
 impl Redis {
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
+    }
+}
+
+impl Redis {
+    /// Kill the server (SIGKILL) and wait for it to be gone; `start_again` brings it back.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The same server again: same program, arguments, port and files (a Cluster node comes
+    /// back as the same node; the data is gone, there is no persistence).
+    pub async fn start_again(&mut self) {
+        self.kill();
+        self.child = Command::new(&self.prog)
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        wait_port(self.port).await;
+    }
+}
+
+async fn wait_port(port: u16) {
+    let t = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "redis did not come up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -113,18 +151,14 @@ async fn start_prog(
         .stderr(Stdio::null())
         .spawn()
         .expect("redis-server starts");
-    let r = Redis { child, port, dir };
-    let t = Instant::now();
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "redis did not come up"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let r = Redis {
+        child,
+        port,
+        dir,
+        prog: prog.to_string(),
+        args,
+    };
+    wait_port(port).await;
     r
 }
 
@@ -289,29 +323,31 @@ pub async fn start_cluster() -> Cluster {
 
 /// A redis-server speaking only TLS on its port, with `cert`/`key` (PEM files).
 pub async fn start_tls_redis(cert: &std::path::Path, key: &std::path::Path) -> Redis {
+    let (c, k) = (cert.display().to_string(), key.display().to_string());
     let port = free_port().await;
     let p = port.to_string();
-    let (c, k) = (cert.display().to_string(), key.display().to_string());
+    let args = [
+        "--port",
+        "0",
+        "--tls-port",
+        &p,
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--tls-cert-file",
+        &c,
+        "--tls-key-file",
+        &k,
+        "--tls-auth-clients",
+        "no",
+    ];
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     ensure_redis();
     let child = Command::new("redis-server")
-        .args([
-            "--port",
-            "0",
-            "--tls-port",
-            &p,
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--tls-cert-file",
-            &c,
-            "--tls-key-file",
-            &k,
-            "--tls-auth-clients",
-            "no",
-        ])
+        .args(&args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -320,18 +356,10 @@ pub async fn start_tls_redis(cert: &std::path::Path, key: &std::path::Path) -> R
         child,
         port,
         dir: None,
+        prog: "redis-server".into(),
+        args,
     };
-    let t = Instant::now();
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "redis did not come up"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_port(port).await;
     r
 }
 
