@@ -148,3 +148,17 @@ fn mismatched_key_names_tls_key() {
     assert!(super::TlsFiles::load(&cert, &key).is_ok());
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn cluster_and_sentinel_passwords_redacted() {
+    for extra in [
+        "store = \"redis\"\nredis_cluster = [\"redis://:hunter2@a:7000\", \"redis://:hunter2@b:7001\"]\n",
+        "store = \"redis\"\nredis_sentinels = [\"redis://:hunter2@s:26379\"]\nredis_sentinel_master = \"m\"\n",
+    ] {
+        let s = Config::from_toml(&format!("{BASE}{extra}")).unwrap();
+        let out = s.redacted_toml();
+        assert!(!out.contains("hunter2"), "{out}");
+        assert!(out.contains(":redacted@"), "{out}");
+        assert!(!format!("{:?}", s.session).contains("hunter2"));
+    }
+}

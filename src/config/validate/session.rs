@@ -237,7 +237,106 @@ pub(crate) fn node_url(n: &str) -> Result<String, &'static str> {
 
 #[cfg(test)]
 mod tests {
-    use super::node_url;
+    use super::{check, node_url};
+    use crate::config::file::SessionConfig;
+    use crate::config::settings::{RedisTarget, StoreKind};
+
+    fn redis(f: impl FnOnce(&mut SessionConfig)) -> Result<StoreKind, String> {
+        let mut c = SessionConfig {
+            cookie_secret: "x".repeat(32),
+            store: "redis".into(),
+            ..SessionConfig::default()
+        };
+        f(&mut c);
+        check(&c).map(|s| s.store).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn exactly_one_redis_deployment() {
+        let none = redis(|_| {}).unwrap_err();
+        assert!(
+            none.contains("session.redis_url") && none.contains("redis_cluster"),
+            "{none}"
+        );
+        let two = redis(|c| {
+            c.redis_url = "redis://h:1".into();
+            c.redis_cluster = vec!["h:2".into()];
+        })
+        .unwrap_err();
+        assert!(
+            two.contains("exactly one") && two.contains("redis_url and redis_cluster"),
+            "{two}"
+        );
+        assert_eq!(
+            redis(|c| c.redis_cluster = vec!["a:7000".into(), "redis://:pw@b:7001".into()])
+                .unwrap(),
+            StoreKind::Redis(RedisTarget::Cluster(vec![
+                "redis://a:7000".into(),
+                "redis://:pw@b:7001".into()
+            ]))
+        );
+        let mixed = redis(|c| c.redis_cluster = vec!["a:1".into(), "rediss://b:2".into()]);
+        assert!(mixed.unwrap_err().contains("mixes"));
+        let bad = redis(|c| c.redis_cluster = vec!["redis://:secret@b".into()]).unwrap_err();
+        assert!(bad.contains("no port") && !bad.contains("secret"), "{bad}");
+    }
+
+    #[test]
+    fn sentinel_needs_its_master_name() {
+        let e = redis(|c| c.redis_sentinels = vec!["s:26379".into()]).unwrap_err();
+        assert!(
+            e.contains("session.redis_sentinel_master") && e.contains("required"),
+            "{e}"
+        );
+        let e = redis(|c| {
+            c.redis_url = "redis://h:1".into();
+            c.redis_sentinel_master = "m".into();
+        })
+        .unwrap_err();
+        assert!(e.contains("only with session.redis_sentinels"), "{e}");
+        let e = redis(|c| {
+            c.redis_sentinels = vec!["s:1".into()];
+            c.redis_sentinel_master = "my master".into();
+        })
+        .unwrap_err();
+        assert!(e.contains("redis_sentinel_master"), "{e}");
+        assert_eq!(
+            redis(|c| {
+                c.redis_sentinels = vec!["s1:26379".into(), "s2:26379".into()];
+                c.redis_sentinel_master = "mymaster".into();
+            })
+            .unwrap(),
+            StoreKind::Redis(RedisTarget::Sentinel {
+                sentinels: vec!["redis://s1:26379".into(), "redis://s2:26379".into()],
+                master: "mymaster".into()
+            })
+        );
+    }
+
+    #[test]
+    fn cache_ms_is_capped() {
+        let cache = |f: &dyn Fn(&mut SessionConfig)| {
+            let mut c = SessionConfig {
+                cookie_secret: "x".repeat(32),
+                store: "redis".into(),
+                redis_url: "redis://h:1".into(),
+                ..SessionConfig::default()
+            };
+            f(&mut c);
+            check(&c).map(|s| s.cache)
+        };
+        assert_eq!(cache(&|_| {}).unwrap(), std::time::Duration::from_secs(5));
+        assert_eq!(
+            cache(&|c| c.cache_ms = 0).unwrap(),
+            std::time::Duration::ZERO
+        );
+        // At most half the idle timeout: the idle clock restarts on cache misses.
+        assert_eq!(
+            cache(&|c| c.idle_secs = 4).unwrap(),
+            std::time::Duration::from_secs(2)
+        );
+        assert!(cache(&|c| c.cache_ms = 60_001).is_err());
+    }
 
     #[test]
     fn node_addresses() {
