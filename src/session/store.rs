@@ -47,7 +47,7 @@ pub struct SessionStoreSettings {
     /// gone.
     pub idle: Duration,
     /// Most sessions kept in memory (`session.max_sessions`); at capacity the least recently
-    /// used goes first. Stores that keep sessions elsewhere ignore it.
+    /// used goes first. With Redis, the size of the cache in front of it.
     pub capacity: u64,
     /// Where sessions live.
     pub backend: Backend,

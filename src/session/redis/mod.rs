@@ -180,7 +180,12 @@ impl SessionStore for RedisStore {
                 cache.fill(d, s.clone(), epoch);
                 Ok(live(s))
             }
-            Ok(None) => Ok(None),
+            Ok(None) => {
+                // Gone from Redis: an (untrusted) cached copy must not outlive it, not even
+                // for an outage.
+                cache.invalidate(&d);
+                Ok(None)
+            }
             // Redis cannot answer: a session still cached (read at most cache_ms ago) is served.
             Err(e) => match cache.get_any(&d) {
                 Some(s) => Ok(live(s)),
