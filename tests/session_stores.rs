@@ -932,3 +932,58 @@ async fn outage_redis_cluster() {
 async fn outage_redis_sentinel() {
     outage_fails_fast_and_recovers(Kind::Sentinel).await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_pubsub_rights_the_cache_stays_off() {
+    // A Redis user that may not use pub/sub: no invalidations can reach this instance, so it
+    // must never serve from its cache (every read asks Redis), and it still works.
+    let u = open_cached(
+        Kind::RedisCached,
+        Duration::from_secs(3600),
+        Duration::from_secs(5),
+    )
+    .await;
+    let port = u.redis.unwrap();
+    let () = redis_support::cmd(
+        port,
+        &[
+            "ACL", "SETUSER", "nopubsub", "on", ">pw", "~*", "&*", "+@all", "-@pubsub",
+        ],
+    )
+    .await
+    .unwrap();
+    let mut settings = u.settings.clone();
+    settings.backend = Backend::Redis {
+        deployment: RedisDeployment::Server {
+            url: format!("redis://nopubsub:pw@127.0.0.1:{port}/0"),
+        },
+        cache: Duration::from_secs(5),
+    };
+    let limited = Store::connect(&settings).await.expect("the store opens");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Writes work (the refused PUBLISH does not fail them), reads work, never from a cache.
+    let id = SessionId::random();
+    limited
+        .insert(id, record(&id_openid(&id), NEVER))
+        .await
+        .unwrap();
+    assert!(limited.get(&id, NOW).await.unwrap().is_some());
+    assert!(u.store.get(&id, NOW).await.unwrap().is_some(), "in Redis");
+    delete_quietly(&u, &id).await;
+    assert!(
+        limited.get(&id, NOW).await.unwrap().is_none(),
+        "read through, not cached"
+    );
+    let other = SessionId::random();
+    limited
+        .insert(other, record(&id_openid(&other), NEVER))
+        .await
+        .unwrap();
+    limited.remove(&other).await.unwrap();
+    assert!(u.store.get(&other, NOW).await.unwrap().is_none());
+    assert_eq!(
+        limited.error_count(),
+        0,
+        "a refused PUBLISH is no store failure"
+    );
+}

@@ -123,24 +123,34 @@ async fn beat(me: u64, conn: &Conn, cache: &Cache) {
 
 async fn subscribe_forever(me: u64, sub: Subscriber, conn: Conn, cache: Arc<Cache>) {
     let mut was_up = true;
+    let mut refused_logged = false;
     loop {
         cache.distrust();
         let ps = match sub.open().await {
-            Ok(mut ps) => match ps.subscribe(CHANNEL).await {
-                Ok(()) => Some(ps),
-                Err(_) => None,
-            },
-            Err(_) => None,
+            Ok(mut ps) => ps.subscribe(CHANNEL).await.map(|()| ps),
+            Err(e) => Err(e),
         };
-        let Some(mut ps) = ps else {
-            if was_up {
-                tracing::debug!(
-                    "session cache: invalidation subscription down; reading through to redis"
-                );
+        let mut ps = match ps {
+            Ok(ps) => ps,
+            Err(e) => {
+                // Redis away: the store's own outage line says so. Redis refusing (an ACL
+                // without pub/sub, say) is a setup problem: said once, and the cache stays off.
+                let unreachable = e.is_io_error()
+                    || e.is_connection_refusal()
+                    || e.is_connection_dropped()
+                    || e.is_timeout();
+                if !unreachable && !refused_logged {
+                    tracing::warn!(error = %e, "session cache off: redis refuses the invalidation subscription; every read goes to redis");
+                    refused_logged = true;
+                } else if was_up {
+                    tracing::debug!(
+                        "session cache: invalidation subscription down; reading through to redis"
+                    );
+                }
                 was_up = false;
+                tokio::time::sleep(RETRY).await;
+                continue;
             }
-            tokio::time::sleep(RETRY).await;
-            continue;
         };
         // Invalidations may have been missed while unsubscribed: start empty. Trusted again
         // once this instance's next heartbeat comes back.

@@ -54,6 +54,8 @@ pub(crate) struct RedisStore {
     down: AtomicBool,
     /// Failed operations since start (`wxgate_store_errors_total`).
     errors: AtomicU64,
+    /// Redis refused PUBLISH (ACL): writes go alone (see `write_and_invalidate`).
+    publish_refused: AtomicBool,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -109,6 +111,7 @@ impl RedisStore {
             insert_ms: px(settings.idle.min(settings.ttl)),
             down: AtomicBool::new(false),
             errors: AtomicU64::new(0),
+            publish_refused: AtomicBool::new(false),
         })
     }
 
@@ -119,11 +122,7 @@ impl RedisStore {
     /// One command or pipeline, bounded by [`OP_TIMEOUT`] in all (a dead or silent Redis never
     /// holds a request longer).
     async fn run<T: redis::FromRedisValue>(&self, cmd: &impl Sendable) -> Result<T, StoreError> {
-        let r = match tokio::time::timeout(OP_TIMEOUT, self.conn.query(cmd)).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(unavailable(e)),
-            Err(_) => Err(unavailable("redis timed out")),
-        };
+        let r = self.query(cmd).await.map_err(unavailable);
         self.note(&r);
         r
     }
@@ -148,19 +147,48 @@ impl RedisStore {
     /// A write of session `d`, then the invalidation that tells the other instances' caches:
     /// one round trip (a pipeline), except in a Cluster, where a pipeline stays within one
     /// slot and the channel hashes to another.
+    ///
+    /// Redis refusing PUBLISH (`NOPERM`: an ACL without pub/sub) does not fail the write: the
+    /// same user cannot subscribe either, so no instance ever trusts its cache and nothing
+    /// cached can go stale. The write is then sent alone, from now on.
     async fn write_and_invalidate(&self, write: redis::Cmd, d: &Digest) -> Result<(), StoreError> {
         let publish = invalidation::publish(&Message::Session {
             from: self.me,
             key: *d,
         });
-        if matches!(self.conn, Conn::Cluster(_)) {
-            self.run::<redis::Value>(&write).await?;
-            return self.run::<()>(&publish).await;
+        if self.publish_refused.load(Ordering::Relaxed) {
+            return self.run::<redis::Value>(&write).await.map(|_| ());
         }
-        let mut p = redis::pipe();
-        p.add_command(write).ignore();
-        p.add_command(publish).ignore();
-        self.run::<()>(&p).await
+        let r = if matches!(self.conn, Conn::Cluster(_)) {
+            self.run::<redis::Value>(&write).await?;
+            self.query::<()>(&publish).await
+        } else {
+            let mut p = redis::pipe();
+            p.add_command(write.clone()).ignore();
+            p.add_command(publish).ignore();
+            self.query::<()>(&p).await
+        };
+        match r {
+            Err(e) if e.code() == Some("NOPERM") => {
+                if !self.publish_refused.swap(true, Ordering::Relaxed) {
+                    tracing::warn!("redis refuses PUBLISH: the session cache stays off");
+                }
+                self.run::<redis::Value>(&write).await.map(|_| ())
+            }
+            r => {
+                let r = r.map_err(unavailable);
+                self.note(&r);
+                r
+            }
+        }
+    }
+
+    /// Like `run`, the error left as Redis gave it.
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &impl Sendable) -> redis::RedisResult<T> {
+        match tokio::time::timeout(OP_TIMEOUT, self.conn.query(cmd)).await {
+            Ok(r) => r,
+            Err(_) => Err(command::timed_out()),
+        }
     }
 }
 
