@@ -101,7 +101,9 @@ pub async fn free_port() -> u16 {
 }
 
 pub async fn start_redis_on(port: u16) -> Redis {
-    start_with(port, &[], None).await
+    // Its own directory: nothing is saved (`--save ""`), but a master with replicas may still
+    // write an RDB for them.
+    start_with(port, &[], Some(tempfile::tempdir().unwrap())).await
 }
 
 /// `redis-server` on `port` with extra arguments (after the common ones), its files in `dir`.
@@ -183,7 +185,14 @@ pub async fn cmd<T: redis::FromRedisValue>(port: u16, args: &[&str]) -> redis::R
 /// A replica of the server on `master`.
 pub async fn start_replica(master: u16) -> Redis {
     let m = master.to_string();
-    let r = start_with(free_port().await, &["--replicaof", "127.0.0.1", &m], None).await;
+    // Its own directory: a replica writes the RDB it syncs to disk.
+    let dir = tempfile::tempdir().unwrap();
+    let r = start_with(
+        free_port().await,
+        &["--replicaof", "127.0.0.1", &m],
+        Some(dir),
+    )
+    .await;
     // Wait for the first sync.
     let t = Instant::now();
     loop {
