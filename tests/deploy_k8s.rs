@@ -104,7 +104,22 @@ struct Sidecar<'a> {
     secret: &'a Value,
 }
 
+/// The Secret's values as an operator applies them: the example ships placeholders
+/// (`replace-…`, which wxgate refuses to run with), filled in here the way a user would.
 fn secret_data(secret: &Value) -> BTreeMap<String, String> {
+    let raw = secret_data_as_shipped(secret);
+    assert!(
+        raw.get("cookie-secret")
+            .is_some_and(|v| v.starts_with("replace-")),
+        "the example Secret should hold placeholders, not a usable cookie secret: {raw:?}"
+    );
+    raw.into_iter()
+        // Consistently, also inside URLs (redis-url holds Redis' password).
+        .map(|(k, v)| (k, v.replace("replace-", "filled-in-")))
+        .collect()
+}
+
+fn secret_data_as_shipped(secret: &Value) -> BTreeMap<String, String> {
     use base64::Engine;
     let mut out = BTreeMap::new();
     if let Some(m) = secret["stringData"].as_mapping() {
