@@ -3,7 +3,9 @@
 # this script starts is stopped on exit.
 #
 #   bench/run.sh [compare]  A upstream direct / B nginx proxy_pass TLS / C nginx auth_request
-#                           + wxgate /auth / D wxgate inline TLS, in alternating rounds
+#                           + wxgate /auth / D wxgate inline TLS (memory store) / R D on a local
+#                           redis-server with the session cache (cache_ms=5000) / S the same
+#                           without it (cache_ms=0), in alternating rounds
 #   bench/run.sh sessions   setup D with 1 000 and with 1 000 000 live sessions; RSS
 #   bench/run.sh logins     login cost: logins/s through /callback; CPU of gateway vs mock
 #   bench/run.sh profile    CPU per request by component for D, E and B; D: perf, syscalls, mallocs
@@ -12,7 +14,8 @@
 #   bench/run.sh serve      start A-D, log in, print URLs/cookies/pids, wait (experiments by hand)
 #
 # Knobs (environment): ROUNDS=5 DURATION=10 (seconds per wrk run) CONNECTIONS=64 THREADS=2
-# SETUPS="A B C D" (compare: which setups, e.g. "B D" for quick A/B work on the hot path)
+# SETUPS="A B C D R S" (compare: which setups, e.g. "B D" for quick A/B work on the hot path;
+# E = the stack floor, on request)
 # WARMUP=2 PORT_BASE=18000 ACCESS_LOG=0|1 SKIP_BUILD=0|1 KEEP_RUN_DIR=0|1 NGINX_WORKERS=auto
 # sessions: SESSIONS_SMALL=1000 SESSIONS_LARGE=1000000 ROTATE_MAX=100000 LOGIN_CONCURRENCY=128
 #           LOGIN_BATCH=150000 MAX_SESSIONS=1000000
@@ -24,7 +27,7 @@ MODE=${1:-compare}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH=$ROOT/bench
 ROUNDS=${ROUNDS:-5}
-SETUPS=${SETUPS:-A B C D}
+SETUPS=${SETUPS:-A B C D R S}
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
@@ -57,6 +60,9 @@ C_PORT=$((PORT_BASE + 444))
 D_PORT=$((PORT_BASE + 445))
 AUTH_PORT=$((PORT_BASE + 446))
 E_PORT=$((PORT_BASE + 447))
+R_PORT=$((PORT_BASE + 448))
+S_PORT=$((PORT_BASE + 449))
+REDIS_PORT=$((PORT_BASE + 379))
 MOCK_URL=http://127.0.0.1:$MOCK_PORT
 WEBSITE_APPID=wx1000000000000001
 WEBSITE_SECRET=mock-website-secret-000000000000001
@@ -212,9 +218,9 @@ start_nginx() { # NAME (upstream|front)
     start "nginx-$name" nginx -p "$RUN" -e "$RUN/$name.error.log" -c "$RUN/$name.conf" -g 'daemon off;'
 }
 
-# gateway_conf FILE LISTEN_PORT PUBLIC_URL TLS(0|1)
+# gateway_conf FILE LISTEN_PORT PUBLIC_URL TLS(0|1) [CACHE_MS: the Redis store with that cache]
 gateway_conf() {
-    local file=$1 port=$2 public=$3 tls=$4
+    local file=$1 port=$2 public=$3 tls=$4 cache_ms=${5:-}
     {
         echo "[server]"
         echo "listen = \"127.0.0.1:$port\""
@@ -239,6 +245,11 @@ gateway_conf() {
         echo "[session]"
         echo "cookie_secret = \"$(openssl rand -hex 32)\""
         echo "max_sessions = $MAX_SESSIONS"
+        if [[ -n $cache_ms ]]; then
+            echo "store = \"redis\""
+            echo "redis_url = \"redis://127.0.0.1:$REDIS_PORT/0\""
+            echo "cache_ms = $cache_ms"
+        fi
         echo
         # Every bench login comes from 127.0.0.1: the per-client login limit would cap them.
         echo "[access]"
@@ -246,9 +257,9 @@ gateway_conf() {
     } >"$file"
 }
 
-start_gateway() { # NAME PORT PUBLIC_URL TLS
+start_gateway() { # NAME PORT PUBLIC_URL TLS [CACHE_MS]
     local name=$1
-    gateway_conf "$RUN/$name.toml" "$2" "$3" "$4"
+    gateway_conf "$RUN/$name.toml" "$2" "$3" "$4" "${5:-}"
     local level=warn
     [[ $ACCESS_LOG == 1 ]] && level=info
     start "$name" env RUST_LOG="$level" "$BIN" run --config "$RUN/$name.toml"
@@ -570,6 +581,29 @@ start_d_alone() {
     wait_http "https://127.0.0.1:$D_PORT/_wxgate/healthz"
 }
 
+# R and S: wxgate like D, on the Redis store of a local redis-server (no persistence), with the
+# session cache (R, cache_ms=5000) and without it (S, cache_ms=0). Sets COOKIE_R and COOKIE_S.
+start_redis_setups() {
+    command -v redis-server >/dev/null || die "redis-server is not installed (scripts/install-test-deps.sh)"
+    check_ports "$REDIS_PORT" "$R_PORT" "$S_PORT"
+    start redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no
+    local n=0
+    until [[ $(redis-cli -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]]; do
+        n=$((n + 1))
+        ((n < 100)) || die "redis-server did not start (see $RUN/redis.log)"
+        sleep 0.1
+    done
+    start_gateway gateway-r "$R_PORT" "https://localhost:$R_PORT" 1 5000
+    start_gateway gateway-s "$S_PORT" "https://localhost:$S_PORT" 1 0
+    wait_http "https://127.0.0.1:$R_PORT/_wxgate/healthz"
+    wait_http "https://127.0.0.1:$S_PORT/_wxgate/healthz"
+    COOKIE_R=$(browser_login "https://localhost:$R_PORT" "$R_PORT")
+    COOKIE_S=$(browser_login "https://localhost:$S_PORT" "$S_PORT")
+    expect "R (redis, cached) with its session" 200 "$(code -H "Cookie: _wxgate=$COOKIE_R" "https://127.0.0.1:$R_PORT/")"
+    expect "S (redis, no cache) with its session" 200 "$(code -H "Cookie: _wxgate=$COOKIE_S" "https://127.0.0.1:$S_PORT/")"
+    expect "R without a session" 302 "$(code "https://127.0.0.1:$R_PORT/")"
+}
+
 # E: the stack floor (examples/floor_proxy.rs), on the same certificate and upstream.
 start_floor() {
     check_ports "$E_PORT"
@@ -609,6 +643,8 @@ mode_compare() {
         [C-nginx-auth_request]="https://127.0.0.1:$C_PORT/"
         [D-wxgate]="https://127.0.0.1:$D_PORT/"
         [E-floor]="https://127.0.0.1:$E_PORT/"
+        [R-wxgate-redis-cache]="https://127.0.0.1:$R_PORT/"
+        [S-wxgate-redis-nocache]="https://127.0.0.1:$S_PORT/"
     )
     local -A cookie=(
         [A-upstream]=$cd [B-nginx-proxy]=$cd [C-nginx-auth_request]=$cc [D-wxgate]=$cd [E-floor]=$cd
@@ -621,7 +657,9 @@ mode_compare() {
         C) order+=(C-nginx-auth_request) ;;
         D) order+=(D-wxgate) ;;
         E) order+=(E-floor) ;;
-        *) die "SETUPS: unknown setup '$s' (A B C D E)" ;;
+        R) order+=(R-wxgate-redis-cache) ;;
+        S) order+=(S-wxgate-redis-nocache) ;;
+        *) die "SETUPS: unknown setup '$s' (A B C D E R S)" ;;
         esac
     done
     ((${#order[@]} > 0)) || die "SETUPS is empty"
@@ -633,6 +671,14 @@ mode_compare() {
     if [[ " $SETUPS " == *" E "* ]]; then
         start_floor
         PROXY_PIDS[E-floor]=$(pid_of floor)
+    fi
+    if [[ " $SETUPS " == *" R "* || " $SETUPS " == *" S "* ]]; then
+        start_redis_setups
+        cookie[R-wxgate-redis-cache]=$COOKIE_R
+        cookie[S-wxgate-redis-nocache]=$COOKIE_S
+        # The proxy's CPU includes redis-server's: a Redis round trip is part of the request.
+        PROXY_PIDS[R-wxgate-redis-cache]="$(pid_of gateway-r) $(pid_of redis)"
+        PROXY_PIDS[S-wxgate-redis-nocache]="$(pid_of gateway-s) $(pid_of redis)"
     fi
     runs_header
     local r
@@ -663,6 +709,12 @@ mode_compare() {
         echo "throughput  D/B (wxgate / nginx proxy_pass):   $(ratio "$d" "$b")x   (target >= 1.2)"
         echo "throughput  D/C (wxgate / nginx auth_request): $(ratio "$d" "$c")x   (target >= 2)"
         echo "p99 ms      D $(med P99 D-wxgate)   B $(med P99 B-nginx-proxy)   C $(med P99 C-nginx-auth_request)   (target: D <= B)"
+        if [[ " $SETUPS " == *" R "* ]]; then
+            echo "throughput  R/D (Redis store, cache_ms=5000 / memory store): $(ratio "$(med RPS R-wxgate-redis-cache)" "$d")x   (target >= 0.9)"
+        fi
+        if [[ " $SETUPS " == *" S "* ]]; then
+            echo "throughput  S/D (Redis store, cache_ms=0 / memory store):    $(ratio "$(med RPS S-wxgate-redis-nocache)" "$d")x   (every request reads Redis)"
+        fi
         if [[ " $SETUPS " == *" E "* ]]; then
             echo "stack floor E/B (tokio+rustls+hyper doing nothing else / nginx proxy_pass): $(ratio "$(med RPS E-floor)" "$b")x   D/E $(ratio "$d" "$(med RPS E-floor)")x"
         fi

@@ -2,6 +2,8 @@
 # Install what wxgate's tests need, only when missing (idempotent; safe to run repeatedly).
 #
 #   Debian packages: nginx redis-server caddy chromium wrk
+#                    redis-sentinel redis-tools (tests/redis_sentinel.rs runs three sentinels,
+#                    tests/redis_cluster.rs creates a cluster with redis-cli; never the services)
 #                    tomcat10 (tests/tomcat.rs runs its own Tomcat, as the current user, from
 #                    /usr/share/tomcat10 with a temporary CATALINA_BASE; never the system service)
 #                    fonts-wqy-microhei fonts-noto-color-emoji (CJK and emoji glyphs, so the
@@ -19,7 +21,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 E2E_DIR="$ROOT/tests/e2e"
-DEBIAN_PACKAGES=(nginx redis-server caddy chromium wrk tomcat10 fonts-wqy-microhei fonts-noto-color-emoji)
+DEBIAN_PACKAGES=(nginx redis-server redis-sentinel redis-tools caddy chromium wrk tomcat10 fonts-wqy-microhei fonts-noto-color-emoji)
 
 log() { printf 'install-test-deps: %s\n' "$*"; }
 

@@ -183,65 +183,6 @@ fn environment_overrides_and_secret_files() {
     assert!(!ok && err.contains("session.cookie_secret"), "{err}");
 }
 
-#[test]
-fn config_example_passes_check() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = tempfile::tempdir().unwrap();
-    wxgate::server::tls::ensure_self_signed(&dir.path().join("certs"), &["localhost"]).unwrap();
-    let out = Command::new(bin())
-        .args(["check", "--config"])
-        .arg(root.join("config.example.toml"))
-        .current_dir(dir.path())
-        .env_remove("WXGATE_CONFIG")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // And every key it documents is one the gateway knows (the file is the full list).
-    let text = std::fs::read_to_string(root.join("config.example.toml")).unwrap();
-    for key in [
-        "listen",
-        "public_url",
-        "tls_cert",
-        "tls_key",
-        "prefix",
-        "trusted_proxies",
-        "url",
-        "connect_timeout_ms",
-        "timeout_secs",
-        "api_base",
-        "open_base",
-        "timeout_ms",
-        "appid",
-        "secret",
-        "scope",
-        "cookie_name",
-        "cookie_secret",
-        "cookie_domain",
-        "ttl_secs",
-        "idle_secs",
-        "store",
-        "redis_url",
-        "max_sessions",
-        "public_paths",
-        "allow_unionids",
-        "allow_openids",
-        "require_unionid",
-        "redirect_hosts",
-        "sign_secret",
-        "dir",
-        "files",
-    ] {
-        assert!(
-            text.contains(&format!("\n{key} = ")),
-            "config.example.toml lacks {key}"
-        );
-    }
-}
-
 #[tokio::test]
 async fn sigterm_drains_in_flight_request() {
     let up = start_upstream().await;
@@ -501,4 +442,73 @@ async fn sighup_reloads_tls_files() {
         "{log}"
     );
     assert_eq!(served_cert(child.addr).await, b.cert.der().to_vec());
+}
+
+#[test]
+fn config_example_with_its_secrets_filled_in_passes_check() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    wxgate::server::tls::ensure_self_signed(&dir.path().join("certs"), &["localhost"]).unwrap();
+    // As an operator would: every `replace-…` placeholder secret filled in (as shipped, the
+    // example is refused: tests/reference_doc.rs).
+    let filled: String = std::fs::read_to_string(root.join("config.example.toml"))
+        .unwrap()
+        .lines()
+        .map(|l| match l.split_once("= \"replace-") {
+            Some((key, _)) => format!("{key}= \"filled-in-secret-0123456789abcdef0123456789\"\n"),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    std::fs::write(dir.path().join("wxgate.toml"), filled).unwrap();
+    let out = Command::new(bin())
+        .args(["check", "--config", "wxgate.toml"])
+        .current_dir(dir.path())
+        .env_remove("WXGATE_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // And every key it documents is one the gateway knows (the file is the full list).
+    let text = std::fs::read_to_string(root.join("config.example.toml")).unwrap();
+    for key in [
+        "listen",
+        "public_url",
+        "tls_cert",
+        "tls_key",
+        "prefix",
+        "trusted_proxies",
+        "url",
+        "connect_timeout_ms",
+        "timeout_secs",
+        "api_base",
+        "open_base",
+        "timeout_ms",
+        "appid",
+        "secret",
+        "scope",
+        "cookie_name",
+        "cookie_secret",
+        "cookie_domain",
+        "ttl_secs",
+        "idle_secs",
+        "store",
+        "redis_url",
+        "max_sessions",
+        "public_paths",
+        "allow_unionids",
+        "allow_openids",
+        "require_unionid",
+        "redirect_hosts",
+        "sign_secret",
+        "dir",
+        "files",
+    ] {
+        assert!(
+            text.contains(&format!("\n{key} = ")),
+            "config.example.toml lacks {key}"
+        );
+    }
 }

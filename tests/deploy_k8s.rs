@@ -1,4 +1,6 @@
-//! Issue 5: the Kubernetes sidecar manifests, the Dockerfile and the systemd unit in deploy/.
+//! Issue 5: the Kubernetes sidecar manifests, the Dockerfile and the systemd unit in deploy/;
+//! issue 13: the multi-replica example on Redis (deploy/kubernetes/multi-replica/), which gets
+//! every sidecar check too, plus its own.
 //! No cluster, no docker engine: the manifests are parsed and checked against each other and
 //! against wxgate's own config loader (and `wxgate check`); the unit goes through
 //! `systemd-analyze verify` / `security --offline` when systemd-analyze exists.
@@ -26,12 +28,21 @@ struct Manifests {
     docs: Vec<(String, Value)>,
 }
 
+/// The example directories under deploy/: one replica on the memory store, three on Redis.
+const BASE: &str = "kubernetes";
+const MULTI: &str = "kubernetes/multi-replica";
+
 impl Manifests {
     fn load() -> Manifests {
-        let dir = deploy_dir().join("kubernetes");
+        Manifests::load_from(BASE)
+    }
+
+    fn load_from(rel: &str) -> Manifests {
+        let dir = deploy_dir().join(rel);
         let mut files: Vec<_> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().path())
+            .filter(|p| p.is_file())
             .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
             // Kustomize's own file is not a Kubernetes object.
             .filter(|p| p.file_name().is_some_and(|n| n != "kustomization.yaml"))
@@ -93,7 +104,22 @@ struct Sidecar<'a> {
     secret: &'a Value,
 }
 
+/// The Secret's values as an operator applies them: the example ships placeholders
+/// (`replace-…`, which wxgate refuses to run with), filled in here the way a user would.
 fn secret_data(secret: &Value) -> BTreeMap<String, String> {
+    let raw = secret_data_as_shipped(secret);
+    assert!(
+        raw.get("cookie-secret")
+            .is_some_and(|v| v.starts_with("replace-")),
+        "the example Secret should hold placeholders, not a usable cookie secret: {raw:?}"
+    );
+    raw.into_iter()
+        // Consistently, also inside URLs (redis-url holds Redis' password).
+        .map(|(k, v)| (k, v.replace("replace-", "filled-in-")))
+        .collect()
+}
+
+fn secret_data_as_shipped(secret: &Value) -> BTreeMap<String, String> {
     use base64::Engine;
     let mut out = BTreeMap::new();
     if let Some(m) = secret["stringData"].as_mapping() {
@@ -260,7 +286,16 @@ fn env_key(name: &str) -> Option<String> {
 
 #[test]
 fn kubernetes_kustomization_lists_every_manifest() {
-    let dir = deploy_dir().join("kubernetes");
+    kustomization_lists_every_manifest(BASE)
+}
+
+#[test]
+fn kubernetes_multi_replica_kustomization_lists_every_manifest() {
+    kustomization_lists_every_manifest(MULTI)
+}
+
+fn kustomization_lists_every_manifest(rel: &str) {
+    let dir = deploy_dir().join(rel);
     let k: Value =
         serde_yaml::from_str(&std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap())
             .unwrap();
@@ -274,7 +309,7 @@ fn kubernetes_kustomization_lists_every_manifest() {
         .filter(|n| n.ends_with(".yaml") && n != "kustomization.yaml")
         .collect();
     assert_eq!(listed, present);
-    for (file, d) in &Manifests::load().docs {
+    for (file, d) in &Manifests::load_from(rel).docs {
         assert!(
             d["apiVersion"].is_string() && d["kind"].is_string(),
             "{file}: apiVersion/kind"
@@ -285,7 +320,34 @@ fn kubernetes_kustomization_lists_every_manifest() {
 
 #[test]
 fn kubernetes_ports_service_ingress_and_probes_match_the_config() {
-    let m = Manifests::load();
+    ports_service_ingress_and_probes_match_the_config(BASE)
+}
+
+#[test]
+fn kubernetes_multi_replica_ports_service_ingress_and_probes_match_the_config() {
+    ports_service_ingress_and_probes_match_the_config(MULTI)
+}
+
+/// The Service that selects the pod of `deployment` (a directory may hold others: Redis).
+fn service_of<'a>(m: &'a Manifests, deployment: &Value) -> &'a Value {
+    let labels = deployment["spec"]["template"]["metadata"]["labels"]
+        .as_mapping()
+        .unwrap();
+    let found: Vec<&Value> = m
+        .all("Service")
+        .into_iter()
+        .filter(|svc| {
+            svc["spec"]["selector"]
+                .as_mapping()
+                .is_some_and(|sel| sel.iter().all(|(k, v)| labels.get(k) == Some(v)))
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "exactly one Service selects the wxgate pod");
+    found[0]
+}
+
+fn ports_service_ingress_and_probes_match_the_config(rel: &str) {
+    let m = Manifests::load_from(rel);
     let sc = Sidecar::new(&m);
     let port = sc.listen_port();
     let listen = toml_get(&sc.toml, "server.listen")
@@ -305,7 +367,7 @@ fn kubernetes_ports_service_ingress_and_probes_match_the_config() {
     assert_eq!(ports, vec![port], "wxgate containerPort vs server.listen");
 
     // The Service selects this pod and targets wxgate's port, never the app's.
-    let svc = m.one("Service");
+    let svc = service_of(&m, sc.deployment);
     let labels = sc.deployment["spec"]["template"]["metadata"]["labels"]
         .as_mapping()
         .unwrap();
@@ -453,7 +515,16 @@ fn kubernetes_ports_service_ingress_and_probes_match_the_config() {
 
 #[test]
 fn kubernetes_secrets_exist_and_the_config_loads() {
-    let m = Manifests::load();
+    secrets_exist_and_the_config_loads(BASE)
+}
+
+#[test]
+fn kubernetes_multi_replica_secrets_exist_and_the_config_loads() {
+    secrets_exist_and_the_config_loads(MULTI)
+}
+
+fn secrets_exist_and_the_config_loads(rel: &str) {
+    let m = Manifests::load_from(rel);
     let sc = Sidecar::new(&m);
     let data = secret_data(sc.secret);
     let tmp = tempfile::tempdir().unwrap();
@@ -519,6 +590,10 @@ fn kubernetes_secrets_exist_and_the_config_loads() {
                 String::from_utf8_lossy(settings.session.cookie_secret.expose()).into_owned()
             }
             "wechat.website.secret" => settings.wechat.website.as_ref().unwrap().secret.clone(),
+            "session.redis_url" => match &settings.session.store {
+                wxgate::config::StoreKind::Redis(wxgate::config::RedisTarget::Url(u)) => u.clone(),
+                other => panic!("redis_url_file without a Redis store: {other:?}"),
+            },
             "wechat.official_account.secret" => settings
                 .wechat
                 .official_account
@@ -566,7 +641,16 @@ fn kubernetes_secrets_exist_and_the_config_loads() {
 
 #[test]
 fn kubernetes_wxgate_container_is_hardened() {
-    let m = Manifests::load();
+    wxgate_container_is_hardened(BASE)
+}
+
+#[test]
+fn kubernetes_multi_replica_wxgate_container_is_hardened() {
+    wxgate_container_is_hardened(MULTI)
+}
+
+fn wxgate_container_is_hardened(rel: &str) {
+    let m = Manifests::load_from(rel);
     let sc = Sidecar::new(&m);
     let pod_sc = &sc.pod["securityContext"];
     let c_sc = &sc.wxgate["securityContext"];
@@ -656,6 +740,150 @@ fn kubernetes_wxgate_container_is_hardened() {
         "Dockerfile USER vs runAsUser"
     );
     let _ = &sc.config_path;
+}
+
+/// Whether `selector` (matchLabels or a Service selector) selects pods labelled `labels`.
+fn selects(selector: &Value, labels: &Value) -> bool {
+    let (Some(sel), Some(labels)) = (selector.as_mapping(), labels.as_mapping()) else {
+        return false;
+    };
+    !sel.is_empty() && sel.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+#[test]
+fn kubernetes_multi_replica_shares_sessions_in_the_redis_it_deploys() {
+    let m = Manifests::load_from(MULTI);
+    let sc = Sidecar::new(&m);
+    let replicas = sc.deployment["spec"]["replicas"].as_u64().unwrap_or(1);
+    assert!(replicas >= 2, "a multi-replica example: {replicas}");
+    let pod_labels = &sc.deployment["spec"]["template"]["metadata"]["labels"];
+    assert_eq!(
+        toml_get(&sc.toml, "session.store").and_then(|v| v.as_str()),
+        Some("redis")
+    );
+
+    // redis_url comes from the Secret (it holds the password), as a mounted file.
+    let url_file = toml_get(&sc.toml, "session.redis_url_file")
+        .and_then(|v| v.as_str())
+        .expect("session.redis_url_file");
+    assert!(
+        toml_get(&sc.toml, "session.redis_url").is_none(),
+        "no password in the ConfigMap"
+    );
+    let (vol, item) = volume_file(sc.pod, sc.wxgate, url_file).expect("redis_url_file is mounted");
+    assert_eq!(vol["secret"]["secretName"], sc.secret["metadata"]["name"]);
+    let data = secret_data(sc.secret);
+    let url = url::Url::parse(&data[&item]).expect("redis-url is a URL");
+    assert_eq!(url.scheme(), "redis");
+
+    // Its host is a Service of this example, and that Service reaches a Redis container on
+    // the port the URL names.
+    let host = url.host_str().unwrap();
+    let svc = m.named("Service", host);
+    let port = url.port().unwrap_or(6379);
+    let sp = seq(&svc["spec"]["ports"])
+        .iter()
+        .find(|p| p["port"].as_u64() == Some(u64::from(port)))
+        .unwrap_or_else(|| panic!("Service {host} has no port {port}"));
+    let redis_set = m.one("StatefulSet");
+    assert_eq!(s(&redis_set["spec"]["serviceName"]), host);
+    let redis_pod_labels = &redis_set["spec"]["template"]["metadata"]["labels"];
+    assert!(
+        selects(&svc["spec"]["selector"], redis_pod_labels),
+        "Service {host} selects Redis"
+    );
+    assert!(
+        !selects(&svc["spec"]["selector"], pod_labels),
+        "the Redis Service must not select the app pods"
+    );
+    assert!(selects(
+        &redis_set["spec"]["selector"]["matchLabels"],
+        redis_pod_labels
+    ));
+    let redis_pod = &redis_set["spec"]["template"]["spec"];
+    let redis = seq(&redis_pod["containers"])
+        .iter()
+        .find(|c| s(&c["image"]).starts_with("redis"))
+        .expect("a redis container");
+    let target = &sp["targetPort"];
+    let target_port = match target {
+        Value::Number(n) => n.as_u64().unwrap(),
+        Value::String(name) => seq(&redis["ports"])
+            .iter()
+            .find(|p| p["name"] == name.as_str())
+            .and_then(|p| p["containerPort"].as_u64())
+            .unwrap_or_else(|| panic!("redis has no port {name}")),
+        other => panic!("targetPort {other:?}"),
+    };
+    assert_eq!(target_port, 6379, "redis-server's port");
+
+    // The password in redis-url is the one Redis requires (same Secret).
+    let args: Vec<&str> = seq(&redis["args"]).iter().map(s).collect();
+    let arg = |name: &str| {
+        args.windows(2)
+            .find(|w| w[0] == name)
+            .map(|w| w[1])
+            .unwrap_or_else(|| panic!("redis args lack {name}: {args:?}"))
+    };
+    let pass_var = arg("--requirepass")
+        .strip_prefix("$(")
+        .and_then(|v| v.strip_suffix(')'))
+        .expect("--requirepass $(VAR), from the Secret");
+    let env = seq(&redis["env"])
+        .iter()
+        .find(|e| e["name"] == pass_var)
+        .unwrap_or_else(|| panic!("redis env has no {pass_var}"));
+    let r = &env["valueFrom"]["secretKeyRef"];
+    assert_eq!(r["name"], sc.secret["metadata"]["name"]);
+    assert_eq!(
+        url.password(),
+        Some(data[s(&r["key"])].as_str()),
+        "redis-url's password vs Redis' requirepass"
+    );
+    // Sessions survive a Redis restart: the append-only file on a claimed volume.
+    assert_eq!(arg("--appendonly"), "yes");
+    let dir = arg("--dir");
+    let mount = seq(&redis["volumeMounts"])
+        .iter()
+        .find(|v| v["mountPath"] == dir)
+        .unwrap_or_else(|| panic!("nothing mounted at {dir}"));
+    assert!(
+        seq(&redis_set["spec"]["volumeClaimTemplates"])
+            .iter()
+            .any(|t| t["metadata"]["name"] == mount["name"]),
+        "Redis data on a persistent volume"
+    );
+    // Evicting under memory pressure removes only keys with a TTL (every session key has one).
+    assert!(arg("--maxmemory-policy").starts_with("volatile-"));
+    let rsc = &redis["securityContext"];
+    assert_eq!(
+        redis_pod["securityContext"]["runAsNonRoot"].as_bool(),
+        Some(true)
+    );
+    assert_eq!(rsc["allowPrivilegeEscalation"].as_bool(), Some(false));
+    assert_eq!(rsc["readOnlyRootFilesystem"].as_bool(), Some(true));
+    assert_eq!(
+        redis_pod["automountServiceAccountToken"].as_bool(),
+        Some(false)
+    );
+
+    // Replicas are spread, and a drain keeps some serving.
+    assert!(seq(&sc.pod["topologySpreadConstraints"])
+        .iter()
+        .all(|t| selects(&t["labelSelector"]["matchLabels"], pod_labels)));
+    let pdb = m.one("PodDisruptionBudget");
+    assert!(selects(&pdb["spec"]["selector"]["matchLabels"], pod_labels));
+    let min = pdb["spec"]["minAvailable"].as_u64().expect("minAvailable");
+    assert!(
+        min >= 1 && min < replicas,
+        "minAvailable {min} of {replicas}"
+    );
+    let ru = &sc.deployment["spec"]["strategy"]["rollingUpdate"];
+    assert_eq!(
+        ru["maxUnavailable"].as_u64(),
+        Some(0),
+        "a rolling update keeps every replica"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

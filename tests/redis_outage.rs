@@ -6,6 +6,10 @@
 //! `store_unavailable` or a page), never 200 and never a redirect to login; `/readyz` is 503;
 //! the outage is logged once, not once per request. When Redis is back the gateway serves again
 //! by itself within 2 s.
+//!
+//! The gateway runs without the session cache (`cache_ms = 0`), so every request needs Redis;
+//! with the cache, a session read in the last `cache_ms` is still served during an outage (that
+//! and the 503 for every other session: `session_stores.rs`, `redis_outage_serves_only_cached_sessions`).
 
 mod common;
 mod redis_support;
@@ -128,7 +132,7 @@ async fn redis_outage_answers_503_and_recovers() {
         .replace(
             &format!("cookie_secret = \"{SECRET}\""),
             &format!(
-                "cookie_secret = \"{SECRET}\"\nstore = \"redis\"\nredis_url = \"redis://127.0.0.1:{redis_port}/0\"\n"
+                "cookie_secret = \"{SECRET}\"\nstore = \"redis\"\nredis_url = \"redis://127.0.0.1:{redis_port}/0\"\ncache_ms = 0\n"
             ),
         );
     let dir = tempfile::tempdir().unwrap();

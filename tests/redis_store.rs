@@ -164,8 +164,9 @@ async fn idle_and_absolute_expiry() {
 async fn redis_down_means_not_ready_and_503_then_recovers() {
     let redis = start_redis().await;
     let port = redis.port;
-    let (env, _) = two_gateways(&redis, "").await;
+    let (env, other) = two_gateways(&redis, "").await;
     let mut b = Browser::pc();
+    let logged_in = Instant::now();
     login(&env, &mut b, "/", "alice").await;
     let cookie = b.cookie_header();
     let ready = || async {
@@ -182,9 +183,22 @@ async fn redis_down_means_not_ready_and_503_then_recovers() {
     drop(redis);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(ready().await, StatusCode::SERVICE_UNAVAILABLE);
-    let r = get_with(env.gw.url("/"), &cookie).await;
+    // Instance B never read the session: not in its cache, so 503 (never a pass).
+    let r = get_with(other.url("/"), &cookie).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(r.json()["error"], "store_unavailable");
+    // Instance A wrote it, and serves it from its cache for at most cache_ms (5 s) after that.
+    let r = get_with(env.gw.url("/"), &cookie).await;
+    if logged_in.elapsed() < Duration::from_millis(4500) {
+        assert_eq!(r.status, StatusCode::OK, "cached on A");
+    }
+    tokio::time::sleep(Duration::from_millis(5500).saturating_sub(logged_in.elapsed())).await;
+    let r = get_with(env.gw.url("/"), &cookie).await;
+    assert_eq!(
+        r.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no longer than cache_ms"
+    );
     let r = send(
         &client(),
         Request::get(env.gw.url("/_wxgate/healthz"))

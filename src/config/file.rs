@@ -166,6 +166,13 @@ pub struct SessionConfig {
     pub redis_url: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis_url_file: Option<PathBuf>,
+    /// Seed nodes of a Redis Cluster ("host:port" or redis URLs).
+    pub redis_cluster: Vec<String>,
+    /// Sentinel addresses ("host:port" or redis URLs), with `redis_sentinel_master`.
+    pub redis_sentinels: Vec<String>,
+    pub redis_sentinel_master: String,
+    /// With Redis: how long a session read from Redis is served from this process's cache.
+    pub cache_ms: u64,
     pub max_sessions: u64,
     /// Memory store: where sessions are written at graceful shutdown and read at start; empty =
     /// off.
@@ -186,6 +193,10 @@ impl Default for SessionConfig {
             store: "memory".into(),
             redis_url: String::new(),
             redis_url_file: None,
+            redis_cluster: Vec::new(),
+            redis_sentinels: Vec::new(),
+            redis_sentinel_master: String::new(),
+            cache_ms: 5000,
             max_sessions: 1_000_000,
             snapshot_path: String::new(),
             revalidate_secs: 0,
@@ -324,6 +335,16 @@ impl Config {
         red(&mut c.link.secret);
         if !c.session.redis_url.is_empty() {
             c.session.redis_url = redact_url_password(&c.session.redis_url);
+        }
+        for n in c
+            .session
+            .redis_cluster
+            .iter_mut()
+            .chain(c.session.redis_sentinels.iter_mut())
+        {
+            if n.contains("://") {
+                *n = redact_url_password(n);
+            }
         }
         c
     }

@@ -30,9 +30,9 @@ pub use load::default_path;
 pub(crate) use reload::Reload;
 pub use settings::LinkSettings;
 pub use settings::{
-    AccessSettings, HeadersSettings, LogFormat, LogSettings, OfficialScope, PublicUrl, Secret,
-    ServerSettings, SessionSettings, Settings, StoreKind, UpstreamSettings, VerificationSettings,
-    WechatApp, WechatSettings, WecomSettings,
+    AccessSettings, HeadersSettings, LogFormat, LogSettings, OfficialScope, PublicUrl, RedisTarget,
+    Secret, ServerSettings, SessionSettings, Settings, StoreKind, UpstreamSettings,
+    VerificationSettings, WechatApp, WechatSettings, WecomSettings,
 };
 pub use tls_files::TlsFiles;
 

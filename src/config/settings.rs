@@ -203,8 +203,11 @@ pub struct SessionSettings {
     pub ttl: Duration,
     /// A session unused this long ends.
     pub idle: Duration,
-    /// Memory store only: at most this many sessions.
+    /// At most this many sessions in the memory store (or in the cache in front of Redis).
     pub max_sessions: u64,
+    /// `session.cache_ms` (Redis only): how long a session read from Redis is served from this
+    /// process's cache; zero = no cache.
+    pub cache: Duration,
     pub store: StoreKind,
     /// `session.snapshot_path` (memory store only): sessions written at graceful shutdown and
     /// read back at start. `None`: off.
@@ -218,19 +221,43 @@ pub struct SessionSettings {
 #[derive(Clone, PartialEq, Eq)]
 pub enum StoreKind {
     Memory,
-    /// `session.redis_url` (may hold a password).
-    Redis {
-        url: String,
+    Redis(RedisTarget),
+}
+
+/// Which Redis (`session.redis_url`, `redis_cluster` or `redis_sentinels`); the URLs may hold a
+/// password.
+#[derive(Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+    /// `session.redis_url`: one server.
+    Url(String),
+    /// `session.redis_cluster`: seed nodes, as `redis://` / `rediss://` URLs.
+    Cluster(Vec<String>),
+    /// `session.redis_sentinels` (as URLs) and `session.redis_sentinel_master`.
+    Sentinel {
+        sentinels: Vec<String>,
+        master: String,
     },
 }
 
 impl fmt::Debug for StoreKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hidden = |urls: &[String]| -> Vec<Secret> {
+            urls.iter().map(|u| Secret::new(u.as_bytes())).collect()
+        };
         match self {
             StoreKind::Memory => f.write_str("Memory"),
-            StoreKind::Redis { url } => f
+            StoreKind::Redis(RedisTarget::Url(url)) => f
                 .debug_struct("Redis")
                 .field("url", &Secret::new(url.as_bytes()))
+                .finish(),
+            StoreKind::Redis(RedisTarget::Cluster(nodes)) => f
+                .debug_struct("RedisCluster")
+                .field("nodes", &hidden(nodes))
+                .finish(),
+            StoreKind::Redis(RedisTarget::Sentinel { sentinels, master }) => f
+                .debug_struct("RedisSentinel")
+                .field("sentinels", &hidden(sentinels))
+                .field("master", master)
                 .finish(),
         }
     }

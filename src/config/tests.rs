@@ -110,9 +110,7 @@ fn settings_are_typed() {
     .unwrap();
     assert_eq!(
         s.session.store,
-        StoreKind::Redis {
-            url: "redis://:pw@localhost/0".into()
-        }
+        StoreKind::Redis(super::RedisTarget::Url("redis://:pw@localhost/0".into()))
     );
     assert_eq!(s.log.format, LogFormat::Json);
     assert_eq!(s.wechat.official_scope.as_str(), "snsapi_base");
@@ -149,4 +147,18 @@ fn mismatched_key_names_tls_key() {
     std::fs::write(&key, a.key_pair.serialize_pem()).unwrap();
     assert!(super::TlsFiles::load(&cert, &key).is_ok());
     std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn cluster_and_sentinel_passwords_redacted() {
+    for extra in [
+        "store = \"redis\"\nredis_cluster = [\"redis://:hunter2@a:7000\", \"redis://:hunter2@b:7001\"]\n",
+        "store = \"redis\"\nredis_sentinels = [\"redis://:hunter2@s:26379\"]\nredis_sentinel_master = \"m\"\n",
+    ] {
+        let s = Config::from_toml(&format!("{BASE}{extra}")).unwrap();
+        let out = s.redacted_toml();
+        assert!(!out.contains("hunter2"), "{out}");
+        assert!(out.contains(":redacted@"), "{out}");
+        assert!(!format!("{:?}", s.session).contains("hunter2"));
+    }
 }

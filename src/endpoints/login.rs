@@ -20,7 +20,7 @@ pub(crate) const MAX_CODE: usize = 256;
 
 /// The session record of an identity, expiring after `session.ttl_secs`.
 pub(super) fn session_of(cx: &Ctx<'_>, i: &Identity) -> Session {
-    let s = Session::new(&NewSession {
+    Session::new(&NewSession {
         openid: &i.openid,
         unionid: i.unionid.as_deref(),
         appid: &i.appid,
@@ -28,12 +28,7 @@ pub(super) fn session_of(cx: &Ctx<'_>, i: &Identity) -> Session {
         nickname: &i.nickname,
         avatar: &i.avatar,
         expires_at: unix_now() + cx.settings.session.ttl.as_secs(),
-    });
-    match (&i.grant, cx.settings.session.revalidate) {
-        // Kept in the record only (never a cookie, header or /userinfo field).
-        (Some(grant), Some(_)) => s.with_grant(Some(grant)),
-        _ => s,
-    }
+    })
 }
 
 /// Count a provider's failure in the logins counter (when it counts) and pass it on.
@@ -100,6 +95,13 @@ pub(super) async fn finish(
     via: Via<'_>,
 ) -> Result<Finished, GatewayError> {
     let mut session = session_of(cx, identity);
+    if let (Via::Browser { .. }, Some(grant), Some(_)) =
+        (&via, &identity.grant, cx.settings.session.revalidate)
+    {
+        // Browser sessions keep the grant for revalidation, in the record only (never a
+        // cookie, header or /userinfo field); app and mini-program sessions are not re-checked.
+        session = session.with_grant(Some(grant));
+    }
     check_access(cx, &session)?;
     if let Some(link) = cx.link {
         let source = cx.providers.kind_name(identity.origin);

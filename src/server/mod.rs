@@ -80,13 +80,26 @@ fn worker_count(s: &Settings) -> usize {
 
 /// The session store's own settings, from the `[session]` section.
 fn store_settings(c: &crate::config::SessionSettings) -> crate::session::SessionStoreSettings {
-    use crate::session::Backend;
+    use crate::config::RedisTarget;
+    use crate::session::{Backend, RedisDeployment};
     crate::session::SessionStoreSettings {
         ttl: c.ttl,
         idle: c.idle,
         capacity: c.max_sessions,
         backend: match &c.store {
-            crate::config::StoreKind::Redis { url } => Backend::Redis { url: url.clone() },
+            crate::config::StoreKind::Redis(target) => Backend::Redis {
+                deployment: match target {
+                    RedisTarget::Url(url) => RedisDeployment::Server { url: url.clone() },
+                    RedisTarget::Cluster(nodes) => RedisDeployment::Cluster {
+                        nodes: nodes.clone(),
+                    },
+                    RedisTarget::Sentinel { sentinels, master } => RedisDeployment::Sentinel {
+                        sentinels: sentinels.clone(),
+                        master: master.clone(),
+                    },
+                },
+                cache: c.cache,
+            },
             crate::config::StoreKind::Memory => Backend::Memory,
         },
         snapshot: c

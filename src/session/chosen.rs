@@ -26,7 +26,9 @@ impl Store {
                 m.load_snapshot(unix_now());
                 Backing::Memory(m)
             }
-            Backend::Redis { url } => Backing::Redis(RedisStore::connect(url, settings).await?),
+            Backend::Redis { deployment, cache } => {
+                Backing::Redis(RedisStore::connect(deployment, *cache, settings).await?)
+            }
         }))
     }
 

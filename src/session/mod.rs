@@ -1,6 +1,6 @@
 //! Sessions: the server-side record behind a cookie or bearer token, the logins in flight, the
 //! store trait with the settings a store is built from, and the two stores (in memory on moka,
-//! in Redis). Knows no login provider and no endpoint; uses only `common` (the `rd` bound).
+//! in Redis — one server, Cluster or Sentinel — with a moka cache in front). Knows no login provider and no endpoint; uses only `common` (the `rd` bound).
 
 mod chosen;
 mod grant;
@@ -24,4 +24,4 @@ pub use lookup::{authenticate, Authenticated, Credentials, MAX_SESSION_COOKIES};
 pub use pending::PendingLogin;
 pub use record::{NewSession, Origin, Session};
 pub use snapshot::{SnapshotError, SnapshotFile, SnapshotKey};
-pub use store::{Backend, SessionStore, SessionStoreSettings, StoreError};
+pub use store::{Backend, RedisDeployment, SessionStore, SessionStoreSettings, StoreError};

@@ -47,7 +47,7 @@ pub struct SessionStoreSettings {
     /// gone.
     pub idle: Duration,
     /// Most sessions kept in memory (`session.max_sessions`); at capacity the least recently
-    /// used goes first. Stores that keep sessions elsewhere ignore it.
+    /// used goes first. With Redis, the size of the cache in front of it.
     pub capacity: u64,
     /// Where sessions live.
     pub backend: Backend,
@@ -64,8 +64,27 @@ pub enum Backend {
     Memory,
     /// In Redis, shared by every instance pointing at it.
     Redis {
-        /// `redis://` or `rediss://` URL (`session.redis_url`).
-        url: String,
+        /// Which Redis: one server, a Cluster, or a master behind Sentinel.
+        deployment: RedisDeployment,
+        /// `session.cache_ms`: a session read from Redis is served from this process's cache
+        /// for at most this long (zero: no cache, every read goes to Redis).
+        cache: Duration,
+    },
+}
+
+/// The Redis deployment sessions live in (exactly one of `session.redis_url`,
+/// `session.redis_cluster`, `session.redis_sentinels`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisDeployment {
+    /// One server: a `redis://` or `rediss://` (TLS) URL.
+    Server { url: String },
+    /// A Redis Cluster: seed nodes as `redis://` / `rediss://` URLs (the rest is discovered).
+    Cluster { nodes: Vec<String> },
+    /// The master Sentinel names `master`, asked of `sentinels` (`redis://` URLs; a password in
+    /// them is also used for the master) and followed across failovers.
+    Sentinel {
+        sentinels: Vec<String>,
+        master: String,
     },
 }
 

@@ -25,6 +25,7 @@ const NAV_TIMEOUT_MS = 20_000;
 // From src/mock.rs fixtures.
 const WEBSITE_APPID = 'wx1000000000000001';
 const ALICE = { key: 'alice', nickname: 'Alice 🐼 小爱', unionid: 'oUnionAlice00000000000000001' };
+// The mock's users, in order: `snapshot` comes back as a snapshot-page (快照页) user.
 const USER_KEYS = ['alice', 'bob', 'carol', 'snapshot'];
 const COOKIE_NAME = '_wxgate';
 // From src/tools/dev_link.rs: the demo site's code and its first account.
