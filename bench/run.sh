@@ -601,7 +601,7 @@ start_redis_setups() {
     COOKIE_S=$(browser_login "https://localhost:$S_PORT" "$S_PORT")
     expect "R (redis, cached) with its session" 200 "$(code -H "Cookie: _wxgate=$COOKIE_R" "https://127.0.0.1:$R_PORT/")"
     expect "S (redis, no cache) with its session" 200 "$(code -H "Cookie: _wxgate=$COOKIE_S" "https://127.0.0.1:$S_PORT/")"
-    expect "R without a session" 302 "$(code "https://127.0.0.1:$R_PORT/")"
+    expect "R without a session (browser)" 302 "$(code -H 'Accept: text/html' "https://127.0.0.1:$R_PORT/")"
 }
 
 # E: the stack floor (examples/floor_proxy.rs), on the same certificate and upstream.
