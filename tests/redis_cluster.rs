@@ -11,20 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use common::*;
-use http::{Request, StatusCode};
+use http::StatusCode;
 use redis_support::{cmd, start_cluster};
-
-async fn get_with(url: String, cookie: &str) -> Reply {
-    send(
-        &client(),
-        Request::get(url)
-            .header("cookie", cookie)
-            .header("accept", "application/json")
-            .body(empty())
-            .unwrap(),
-    )
-    .await
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logins_and_lookups_on_a_cluster_with_keys_over_all_nodes() {
@@ -56,9 +44,9 @@ async fn logins_and_lookups_on_a_cluster_with_keys_over_all_nodes() {
         cookies.push(br.cookie_header());
     }
     for c in &cookies {
-        assert_eq!(get_with(env.gw.url("/x"), c).await.status, StatusCode::OK);
+        assert_eq!(api_get(env.gw.url("/x"), c).await.status, StatusCode::OK);
         assert_eq!(
-            get_with(b.url("/x"), c).await.status,
+            api_get(b.url("/x"), c).await.status,
             StatusCode::OK,
             "instance B"
         );
@@ -85,16 +73,16 @@ async fn logins_and_lookups_on_a_cluster_with_keys_over_all_nodes() {
     assert!(slots.len() >= 35, "{} slots for 40 keys", slots.len());
 
     // Logout on A: B (which has the session cached) refuses it within a second.
-    let r = get_with(env.gw.url("/_wxgate/logout"), &cookies[0]).await;
+    let r = api_get(env.gw.url("/_wxgate/logout"), &cookies[0]).await;
     assert_eq!(r.status, StatusCode::FOUND);
     let t = Instant::now();
-    while get_with(b.url("/x"), &cookies[0]).await.status != StatusCode::UNAUTHORIZED {
+    while api_get(b.url("/x"), &cookies[0]).await.status != StatusCode::UNAUTHORIZED {
         assert!(t.elapsed() < Duration::from_secs(1), "B still serves it");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     println!("logout on A refused by B after {:?}", t.elapsed());
     assert_eq!(
-        get_with(b.url("/x"), &cookies[1]).await.status,
+        api_get(b.url("/x"), &cookies[1]).await.status,
         StatusCode::OK
     );
     env.gw.stop().await;

@@ -11,20 +11,8 @@ mod redis_support;
 use std::time::{Duration, Instant};
 
 use common::*;
-use http::{Request, StatusCode};
+use http::StatusCode;
 use redis_support::start_redis;
-
-async fn get_with(url: String, cookie: &str) -> Reply {
-    send(
-        &client(),
-        Request::get(url)
-            .header("cookie", cookie)
-            .header("accept", "application/json")
-            .body(empty())
-            .unwrap(),
-    )
-    .await
-}
 
 /// How many GETEX (session reads) Redis has served.
 async fn getex_calls(port: u16) -> u64 {
@@ -110,7 +98,7 @@ async fn three_instances_behind_nginx_share_logins_and_revocations() {
     let before = hits();
     let reads_before = getex_calls(redis.port).await;
     for i in 0..100 {
-        let r = get_with(env.gw.url(&format!("/x?{i}")), &cookie).await;
+        let r = api_get(env.gw.url(&format!("/x?{i}")), &cookie).await;
         assert_eq!(r.status, StatusCode::OK, "request {i}: {}", r.text());
     }
     let served: Vec<usize> = hits().iter().zip(before).map(|(a, b)| a - b).collect();
@@ -129,14 +117,14 @@ async fn three_instances_behind_nginx_share_logins_and_revocations() {
 
     // Every instance has the session cached now. Log out through instance A: B and C refuse the
     // cookie within a second (well before their cache entries would expire).
-    let r = get_with(gws[0].url("/_wxgate/logout"), &cookie).await;
+    let r = api_get(gws[0].url("/_wxgate/logout"), &cookie).await;
     assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
     let t = Instant::now();
     let mut refused = [None, None];
     while refused.iter().any(Option::is_none) {
         for (i, gw) in gws[1..].iter().enumerate() {
             if refused[i].is_none() {
-                let r = get_with(gw.url("/x"), &cookie).await;
+                let r = api_get(gw.url("/x"), &cookie).await;
                 match r.status {
                     StatusCode::UNAUTHORIZED => refused[i] = Some(t.elapsed()),
                     StatusCode::OK => {}
@@ -157,7 +145,7 @@ async fn three_instances_behind_nginx_share_logins_and_revocations() {
     );
     // And through the balancer.
     for _ in 0..6 {
-        let r = get_with(env.gw.url("/x"), &cookie).await;
+        let r = api_get(env.gw.url("/x"), &cookie).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     }
     for gw in gws {

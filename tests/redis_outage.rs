@@ -65,18 +65,6 @@ fn spawn_run(config: &std::path::Path) -> Child {
     Child { child, log }
 }
 
-async fn api_get(url: String, cookie: &str) -> Reply {
-    send(
-        &client(),
-        Request::get(url)
-            .header("cookie", cookie)
-            .header("accept", "application/json")
-            .body(empty())
-            .unwrap(),
-    )
-    .await
-}
-
 async fn page_get(url: String, cookie: &str) -> Reply {
     send(
         &client(),

@@ -16,22 +16,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use http::{Request, StatusCode};
+use http::StatusCode;
 use redis_support::{
     cmd, sentinel_master_port, start_redis, start_replica, start_sentinel, SENTINEL_MASTER,
 };
-
-async fn get_with(url: String, cookie: &str) -> Reply {
-    send(
-        &client(),
-        Request::get(url)
-            .header("cookie", cookie)
-            .header("accept", "application/json")
-            .body(empty())
-            .unwrap(),
-    )
-    .await
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_keeps_sessions_and_fails_only_during_the_window() {
@@ -113,7 +101,7 @@ async fn failover_keeps_sessions_and_fails_only_during_the_window() {
             (stop.clone(), seen.clone(), env.gw.url("/x"), cookie.clone());
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                let r = get_with(url.clone(), &cookie).await;
+                let r = api_get(url.clone(), &cookie).await;
                 seen.lock().unwrap().push((Instant::now(), r.status));
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
@@ -195,11 +183,11 @@ async fn failover_keeps_sessions_and_fails_only_during_the_window() {
     let mut b = Browser::pc();
     assert_eq!(login(&env, &mut b, "/y", "alice").await, "/y");
     assert_eq!(
-        get_with(env.gw.url("/y"), &b.cookie_header()).await.status,
+        api_get(env.gw.url("/y"), &b.cookie_header()).await.status,
         StatusCode::OK
     );
     for c in &cookies {
-        assert_eq!(get_with(env.gw.url("/x"), c).await.status, StatusCode::OK);
+        assert_eq!(api_get(env.gw.url("/x"), c).await.status, StatusCode::OK);
     }
     let info: String = cmd(replica.port, &["INFO", "replication"]).await.unwrap();
     assert!(info.contains("role:master"), "{info}");

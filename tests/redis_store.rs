@@ -30,18 +30,6 @@ async fn two_gateways(redis: &Redis, session_more: &str) -> (Env, Gateway) {
     (Env { up, mock, gw: a }, b)
 }
 
-async fn get_with(url: String, cookie: &str) -> Reply {
-    send(
-        &client(),
-        Request::get(url)
-            .header("cookie", cookie)
-            .header("accept", "application/json")
-            .body(empty())
-            .unwrap(),
-    )
-    .await
-}
-
 #[tokio::test]
 async fn sessions_shared_and_revoked_across_instances() {
     let redis = start_redis().await;
@@ -49,17 +37,17 @@ async fn sessions_shared_and_revoked_across_instances() {
     let mut b = Browser::pc();
     assert_eq!(login(&env, &mut b, "/x", "alice").await, "/x");
     let cookie = b.cookie_header();
-    let r = get_with(other.url("/x"), &cookie).await;
+    let r = api_get(other.url("/x"), &cookie).await;
     assert_eq!(r.status, StatusCode::OK, "instance B knows the session");
     assert_eq!(
         r.echoed_header("x-wechat-unionid").as_deref(),
         fixtures::user("alice").unwrap().unionid
     );
     // Logout on B revokes on A.
-    let r = get_with(other.url("/_wxgate/logout"), &cookie).await;
+    let r = api_get(other.url("/_wxgate/logout"), &cookie).await;
     assert_eq!(r.status, StatusCode::FOUND);
     assert_eq!(
-        get_with(env.gw.url("/x"), &cookie).await.status,
+        api_get(env.gw.url("/x"), &cookie).await.status,
         StatusCode::UNAUTHORIZED
     );
 
@@ -136,7 +124,7 @@ async fn idle_and_absolute_expiry() {
     while logged_in.elapsed() < Duration::from_millis(2200) {
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert_eq!(
-            get_with(env.gw.url("/"), &cookie).await.status,
+            api_get(env.gw.url("/"), &cookie).await.status,
             StatusCode::OK,
             "{:?} after login",
             logged_in.elapsed()
@@ -145,7 +133,7 @@ async fn idle_and_absolute_expiry() {
     // ... but not past the absolute lifetime (4 s), though used a moment ago.
     tokio::time::sleep(Duration::from_millis(4300).saturating_sub(logged_in.elapsed())).await;
     assert_eq!(
-        get_with(env.gw.url("/"), &cookie).await.status,
+        api_get(env.gw.url("/"), &cookie).await.status,
         StatusCode::UNAUTHORIZED
     );
 
@@ -154,7 +142,7 @@ async fn idle_and_absolute_expiry() {
     let cookie = b.cookie_header();
     tokio::time::sleep(Duration::from_millis(2600)).await;
     assert_eq!(
-        get_with(env.gw.url("/"), &cookie).await.status,
+        api_get(env.gw.url("/"), &cookie).await.status,
         StatusCode::UNAUTHORIZED,
         "idle too long"
     );
@@ -184,16 +172,16 @@ async fn redis_down_means_not_ready_and_503_then_recovers() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(ready().await, StatusCode::SERVICE_UNAVAILABLE);
     // Instance B never read the session: not in its cache, so 503 (never a pass).
-    let r = get_with(other.url("/"), &cookie).await;
+    let r = api_get(other.url("/"), &cookie).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(r.json()["error"], "store_unavailable");
     // Instance A wrote it, and serves it from its cache for at most cache_ms (5 s) after that.
-    let r = get_with(env.gw.url("/"), &cookie).await;
+    let r = api_get(env.gw.url("/"), &cookie).await;
     if logged_in.elapsed() < Duration::from_millis(4500) {
         assert_eq!(r.status, StatusCode::OK, "cached on A");
     }
     tokio::time::sleep(Duration::from_millis(5500).saturating_sub(logged_in.elapsed())).await;
-    let r = get_with(env.gw.url("/"), &cookie).await;
+    let r = api_get(env.gw.url("/"), &cookie).await;
     assert_eq!(
         r.status,
         StatusCode::SERVICE_UNAVAILABLE,
@@ -215,7 +203,7 @@ async fn redis_down_means_not_ready_and_503_then_recovers() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(
-        get_with(env.gw.url("/"), &cookie).await.status,
+        api_get(env.gw.url("/"), &cookie).await.status,
         StatusCode::UNAUTHORIZED
     );
 }

@@ -12,7 +12,7 @@ mod redis_support;
 use std::time::{Duration, Instant};
 
 use common::*;
-use http::{Request, StatusCode};
+use http::StatusCode;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 use redis_support::start_tls_redis;
 use wxgate::session::{
@@ -47,18 +47,6 @@ fn settings(url: &str) -> SessionStoreSettings {
         },
         snapshot: None,
     }
-}
-
-async fn get_with(url: String, cookie: &str) -> Reply {
-    send(
-        &client(),
-        Request::get(url)
-            .header("cookie", cookie)
-            .header("accept", "application/json")
-            .body(empty())
-            .unwrap(),
-    )
-    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,17 +116,15 @@ async fn rediss_verified_against_the_trusted_ca() {
     assert_eq!(login(&env, &mut br, "/x", "alice").await, "/x");
     let cookie = br.cookie_header();
     assert_eq!(
-        get_with(env.gw.url("/x"), &cookie).await.status,
+        api_get(env.gw.url("/x"), &cookie).await.status,
         StatusCode::OK
     );
     assert_eq!(
-        get_with(env.gw.url("/_wxgate/logout"), &cookie)
-            .await
-            .status,
+        api_get(env.gw.url("/_wxgate/logout"), &cookie).await.status,
         StatusCode::FOUND
     );
     assert_eq!(
-        get_with(env.gw.url("/x"), &cookie).await.status,
+        api_get(env.gw.url("/x"), &cookie).await.status,
         StatusCode::UNAUTHORIZED
     );
     env.gw.stop().await;

@@ -331,6 +331,19 @@ pub async fn send(c: &HttpClient, req: Request<BoxBody>) -> Reply {
     }
 }
 
+/// GET `url` as an API client (`Accept: application/json`) with `cookie`.
+pub async fn api_get(url: String, cookie: &str) -> Reply {
+    send(
+        &client(),
+        Request::get(url)
+            .header("cookie", cookie)
+            .header("accept", "application/json")
+            .body(empty())
+            .unwrap(),
+    )
+    .await
+}
+
 pub fn get(url: &str) -> http::request::Builder {
     Request::get(url)
 }
