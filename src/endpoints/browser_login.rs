@@ -13,6 +13,7 @@ use super::cookies::cookie_header;
 use super::login::{finish, provider_failed, Finished, Via, MAX_CODE};
 use super::login_state::{self, LoginCookie, LOGIN_TTL_SECS};
 use super::urls;
+use crate::common::audit::Action;
 use crate::common::error::{GatewayError, LoginError};
 use crate::common::http_util::{self, query_param, unix_now, Body};
 use crate::common::redirect::safe_return;
@@ -121,13 +122,34 @@ pub(super) async fn callback(
     };
     // From here on the target is known: "sign in again" returns there.
     let retry = urls::login_path(cx.settings.prefix(), &pending.rd);
+    let origin = pending.origin;
     match finish_login(cx, q, nonce, &cookie, pending).await {
         Ok(r) => Ok(r),
         Err(e) => {
             e.log();
+            if !matches!(e, GatewayError::Forbidden(_)) {
+                // Refusals are audited with who it was; other failures know no one yet.
+                failed_login_audit(cx, origin, e.code());
+            }
             Ok(e.into_response(false, &retry))
         }
     }
+}
+
+/// The audit line of a login that failed before anyone was identified (declined, bad or used
+/// code, the provider's error): the reason code only.
+fn failed_login_audit(cx: &Ctx<'_>, origin: crate::session::Origin, reason: &str) {
+    let who = crate::common::audit::Who::default();
+    crate::common::audit::AuditEvent {
+        action: Action::Login,
+        client_ip: Some(cx.client_ip),
+        source: cx.providers.kind_name(origin),
+        appid: "",
+        who: &who,
+        outcome: "failed",
+        reason,
+    }
+    .emit();
 }
 
 /// The callback once its state checked out: code → session → redirect.
@@ -200,12 +222,26 @@ pub(super) async fn logout(
 ) -> Result<Response<Body>, GatewayError> {
     if let Some(a) = cx.authenticate().await? {
         cx.store.remove(&a.id).await?;
+        super::audit::session_event(cx, Action::Logout, &a.session, "ok", "");
         tracing::info!(session = %a.id.fingerprint(), "logout");
     }
-    let mut r = http_util::redirect(&return_to(cx, req));
-    r.headers_mut().append(
-        SET_COOKIE,
-        cookie_header(cx.settings, cx.session_cookie, "", "/", 0),
-    );
+    let h = req.headers();
+    let json = http_util::wants_json(h) || crate::common::cookies::bearer_token(h).is_some();
+    let mut r = if json {
+        // An app or a script: nothing to show, nowhere to go.
+        http_util::json(http::StatusCode::OK, &serde_json::json!({"ok": true}))
+    } else if query_param(req.uri().query(), "rd").is_some() {
+        http_util::redirect(&return_to(cx, req))
+    } else {
+        // Never straight into a new login: inside WeChat it would sign the user back in.
+        crate::common::pages::signed_out(&urls::login_path(cx.settings.prefix(), "/"))
+    };
+    // A browser's cookie is expired; a bearer client that sent none gets no Set-Cookie.
+    if !json || crate::common::cookies::find_cookie(h, cx.session_cookie).is_some() {
+        r.headers_mut().append(
+            SET_COOKIE,
+            cookie_header(cx.settings, cx.session_cookie, "", "/", 0),
+        );
+    }
     Ok(r)
 }

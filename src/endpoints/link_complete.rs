@@ -113,7 +113,7 @@ pub(super) async fn complete_get(
     let (claims, rd) = check(cx, &r, true).await?;
     let session =
         session_of(cx, &claims.identity).with_link(Some(&r.user_id), claims.phone.as_deref());
-    let (id, cookie) = start_session(cx, session).await?;
+    let (id, cookie) = start_session(cx, session, &rd).await?;
     let source = cx.providers.kind_name(claims.identity.origin);
     tracing::info!(source, session = %id.fingerprint(), "login linked");
     let s = cx.settings;
@@ -142,7 +142,7 @@ pub(super) async fn complete_post(
     let (claims, _) = check(cx, &r, false).await?;
     let session =
         session_of(cx, &claims.identity).with_link(Some(&r.user_id), claims.phone.as_deref());
-    let (id, _) = start_session(cx, session.clone()).await?;
+    let (id, _) = start_session(cx, session.clone(), "/").await?;
     let source = cx.providers.kind_name(claims.identity.origin);
     tracing::info!(source, session = %id.fingerprint(), "login linked");
     Ok(token_response(cx, &id, &session))

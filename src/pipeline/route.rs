@@ -77,7 +77,7 @@ impl App {
         if paths::in_namespace(path, prefix) {
             // Boxed: the login flows' state is larger than the proxy path's, and the future of
             // every request is as large as its largest branch.
-            let cx = self.endpoint_ctx(req.headers());
+            let cx = self.endpoint_ctx(req.headers(), peer);
             let resp = Box::pin(crate::endpoints::handle(&cx, req, peer)).await;
             return (own(resp), Route::Gateway, None);
         }
@@ -119,9 +119,9 @@ impl App {
                 let (resp, up) = self.forwarded(proxy.forward(req).await, json);
                 (resp, Route::Proxy, up)
             }
-            Some(_) => {
+            Some(a) => {
                 let json = !http_util::is_navigation(req.method(), req.headers());
-                let resp = error_answer(LoginError::NotAllowed, json);
+                let resp = error_answer(self.refusal(&req, peer, &a), json);
                 (resp, Route::Unauthenticated, None)
             }
             None => (
@@ -130,6 +130,19 @@ impl App {
                 None,
             ),
         }
+    }
+
+    /// The 403 for a live session the access rules refuse (audited; "switch account" returns
+    /// here after a new login).
+    fn refusal(&self, req: &Request<Incoming>, peer: &Peer, a: &Authenticated) -> GatewayError {
+        let reason = self
+            .access
+            .refusal(&a.session)
+            .unwrap_or(crate::common::error::RefusalReason::NotAllowed);
+        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let rd = self.return_target(req.headers(), req.uri().authority(), pq, peer);
+        let cx = self.endpoint_ctx(req.headers(), peer);
+        crate::endpoints::refusal(&cx, &a.session, reason, &rd)
     }
 
     /// A public path: its match form (`;parameters` cut) starts with one of
