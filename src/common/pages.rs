@@ -154,7 +154,7 @@ mod tests {
 
     fn body_text(r: Response<Body>) -> String {
         use http_body_util::BodyExt;
-        let bytes = futures_lite_block(r.into_body().collect());
+        let bytes = futures_lite_block(r.into_body().collect()).unwrap();
         String::from_utf8(bytes.to_bytes().to_vec()).unwrap()
     }
 
