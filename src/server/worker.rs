@@ -112,10 +112,8 @@ pub(crate) async fn worker(
     drop(conns);
     drop(alive);
     let grace = current.load().app.settings.server.shutdown_grace;
-    tracing::info!(
-        grace_secs = grace.as_secs(),
-        "shutting down: draining in-flight requests"
-    );
+    // Once per process (Running::shutdown) at info; per worker only at debug.
+    tracing::debug!(grace_secs = grace.as_secs(), "worker draining");
     tokio::select! {
         _ = all_closed.recv() => tracing::debug!("all connections closed"),
         _ = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
