@@ -132,6 +132,50 @@ fn missing_config_file_is_an_error() {
 }
 
 #[test]
+fn check_without_a_config_file_says_where_it_looked() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(bin())
+        .arg("check")
+        .current_dir(dir.path())
+        .env_remove("WXGATE_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no config file found"), "{err}");
+    assert!(err.contains("$WXGATE_CONFIG is not set"), "{err}");
+    assert!(err.contains("wxgate.toml does not exist"), "{err}");
+    assert!(err.contains("--config"), "{err}");
+    // `run` says the same.
+    let out = Command::new(bin())
+        .arg("run")
+        .current_dir(dir.path())
+        .env_remove("WXGATE_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no config file found"), "{err}");
+}
+
+#[test]
+fn dev_and_mock_wechat_refuse_config() {
+    for cmd in [["dev", "--config"], ["mock-wechat", "--config"]] {
+        let out = Command::new(bin())
+            .args(cmd)
+            .arg("wxgate.toml")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{cmd:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("--config is for `run` and `check`"),
+            "{cmd:?}: {err}"
+        );
+    }
+}
+
+#[test]
 fn environment_overrides_and_secret_files() {
     let dir = tempfile::tempdir().unwrap();
     let secret_path = dir.path().join("cookie_secret");
@@ -429,7 +473,7 @@ async fn mock_wechat_command_serves() {
     let port = closed_port().await.port();
     let mut child = Command::new(bin())
         .args(["mock-wechat", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -449,7 +493,25 @@ async fn mock_wechat_command_serves() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let _ = child.kill();
-    let _ = child.wait();
+    let out = child.wait_with_output().unwrap();
+    // It said what to put in a config: its URL, every app's appid and secret, the test users.
+    let banner = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        banner.contains(&format!("api_base = \"http://127.0.0.1:{port}\"")),
+        "{banner}"
+    );
+    for s in [
+        fixtures::WEBSITE_APPID,
+        fixtures::WEBSITE_SECRET,
+        fixtures::OFFICIAL_SECRET,
+        fixtures::MOBILE_SECRET,
+        fixtures::MINI_SECRET,
+        "alice",
+        "bob",
+        "carol",
+    ] {
+        assert!(banner.contains(s), "{s} not in:\n{banner}");
+    }
     // Like WeChat: an error is HTTP 200 with errcode, as text/plain.
     assert_eq!(reply.status, http::StatusCode::OK);
     assert!(reply.headers["content-type"]
