@@ -965,3 +965,40 @@ async fn cookie_domain_applies_to_login_and_session_cookies() {
         "{login}"
     );
 }
+
+#[tokio::test]
+async fn favicon_is_public_by_default() {
+    // No `access.public_paths`: /favicon.ico still reaches the upstream without a session (no
+    // 401 / login redirect logged at every login), and without identity headers.
+    let env = env("").await;
+    let c = client();
+    let hits = env.up.hits();
+    let r = send(
+        &c,
+        Request::get(env.gw.url("/favicon.ico"))
+            .header("accept", "image/avif,image/webp,*/*")
+            .body(empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(env.up.hits(), hits + 1);
+    let mut b = Browser::pc();
+    login(&env, &mut b, "/", "alice").await;
+    let r = fetch(&env, &mut b, "/favicon.ico").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.echoed_header("x-wechat-openid"),
+        None,
+        "public: no identity"
+    );
+    // Only that exact path: anything under or beside it still needs a session.
+    for path in ["/favicon.ico/x", "/favicon.icox", "/favicon.ico;a=b"] {
+        let r = send(&c, Request::get(env.gw.url(path)).body(empty()).unwrap()).await;
+        assert!(
+            r.status == StatusCode::UNAUTHORIZED || r.status == StatusCode::BAD_REQUEST,
+            "{path}: {}",
+            r.status
+        );
+    }
+}

@@ -149,7 +149,11 @@ impl App {
     /// `access.public_paths`, and it is plain (no upstream can read it as another path).
     fn is_public(&self, view: &paths::PathView<'_>) -> bool {
         let pp = &self.settings.access.public_paths;
-        !pp.is_empty() && view.is_plain() && pp.iter().any(|p| view.match_starts_with(p))
+        // `/favicon.ico` (exactly) is always public: browsers fetch it on every page, the
+        // login pages included, and a 401 or a login redirect for it helps no one. It goes
+        // upstream like any public path: without identity headers.
+        (view.raw() == FAVICON || (!pp.is_empty() && pp.iter().any(|p| view.match_starts_with(p))))
+            && view.is_plain()
     }
 
     /// The request as it goes upstream: identity (`auth`; None on public paths), cookies and
@@ -203,6 +207,9 @@ impl App {
 }
 
 /// An error as the client gets it: logged once, then rendered (JSON when `json`).
+/// The one path public without configuration (see `is_public`).
+const FAVICON: &str = "/favicon.ico";
+
 fn error_answer(e: impl Into<GatewayError>, json: bool) -> Response<ResponseBody> {
     let e = e.into();
     e.log();
