@@ -3,7 +3,7 @@
 
 use super::context::Ctx;
 use super::urls;
-use crate::common::audit::{Action, AuditEvent};
+use crate::common::audit::{Action, AuditEvent, Who};
 use crate::common::error::{GatewayError, Refusal, RefusalReason};
 use crate::session::Session;
 
@@ -23,6 +23,21 @@ pub(super) fn session_event(
         appid: s.appid(),
         who: &who,
         outcome,
+        reason,
+    }
+    .emit();
+}
+
+/// The audit line of a login that failed before anyone was identified (declined, bad or used
+/// code, the provider's error): the source and the reason code only.
+pub(super) fn failed_login(cx: &Ctx<'_>, source: &str, reason: &str) {
+    AuditEvent {
+        action: Action::Login,
+        client_ip: Some(cx.client_ip),
+        source,
+        appid: "",
+        who: &Who::default(),
+        outcome: "failed",
         reason,
     }
     .emit();

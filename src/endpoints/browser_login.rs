@@ -127,29 +127,15 @@ pub(super) async fn callback(
         Ok(r) => Ok(r),
         Err(e) => {
             e.log();
-            if !matches!(e, GatewayError::Forbidden(_)) {
-                // Refusals are audited with who it was; other failures know no one yet.
-                failed_login_audit(cx, origin, e.code());
+            // The login's own failures (declined, bad code, ...); the provider's are audited
+            // where they are counted (`provider_failed`), refusals with who it was.
+            if matches!(e, GatewayError::Login(_)) {
+                let source = cx.providers.kind_name(origin);
+                super::audit::failed_login(cx, source, e.code());
             }
             Ok(e.into_response(false, &retry))
         }
     }
-}
-
-/// The audit line of a login that failed before anyone was identified (declined, bad or used
-/// code, the provider's error): the reason code only.
-fn failed_login_audit(cx: &Ctx<'_>, origin: crate::session::Origin, reason: &str) {
-    let who = crate::common::audit::Who::default();
-    crate::common::audit::AuditEvent {
-        action: Action::Login,
-        client_ip: Some(cx.client_ip),
-        source: cx.providers.kind_name(origin),
-        appid: "",
-        who: &who,
-        outcome: "failed",
-        reason,
-    }
-    .emit();
 }
 
 /// The callback once its state checked out: code → session → redirect.

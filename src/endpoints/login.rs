@@ -42,7 +42,9 @@ pub(super) fn provider_failed(
     if let Some(outcome) = e.outcome() {
         cx.metrics.login(source, outcome);
     }
-    e.into()
+    let e = GatewayError::from(e);
+    audit::failed_login(cx, source, e.code());
+    e
 }
 
 /// Whether the access rules let this session in (counted, audited and logged when not; the
