@@ -104,6 +104,29 @@ mod tests {
         assert!(body.contains("HTTPS") && body.contains("此端口仅支持 HTTPS"));
     }
 
+    proptest::proptest! {
+        /// Whatever a plain-HTTP client sends (any bytes, any length, with or without the end
+        /// of a head), the answer is the same 400 and the function returns.
+        #[test]
+        fn any_input_gets_the_same_answer(input in proptest::collection::vec(proptest::num::u8::ANY, 0..40_000)) {
+            let out = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap()
+                .block_on(async {
+                    let (mut client, mut server) = tokio::io::duplex(64 * 1024);
+                    client.write_all(&input).await.unwrap();
+                    client.shutdown().await.unwrap();
+                    answer(&mut server).await;
+                    drop(server);
+                    let mut out = String::new();
+                    client.read_to_string(&mut out).await.unwrap();
+                    out
+                });
+            proptest::prop_assert_eq!(out, response());
+        }
+    }
+
     #[tokio::test]
     async fn answers_after_reading_the_head() {
         let (mut client, mut server) = tokio::io::duplex(64 * 1024);
