@@ -61,6 +61,14 @@ fn allocator_options() {
 fn main() -> ExitCode {
     allocator_options();
     let cli = Cli::parse();
+    if let (Some(_), Some(Cmd::Dev(_) | Cmd::MockWechat { .. })) = (&cli.config, &cli.cmd) {
+        // Rather than quietly ignore it: these make their own configuration.
+        eprintln!(
+            "wxgate: --config is for `run` and `check`; `dev` and `mock-wechat` read no config \
+             file (see `wxgate dev --help` / `wxgate mock-wechat --help` for their options)"
+        );
+        return ExitCode::from(2);
+    }
     let result = match cli.cmd.unwrap_or(Cmd::Run) {
         Cmd::Check => return check(cli.config),
         Cmd::Run => run(cli.config),
@@ -74,7 +82,10 @@ fn main() -> ExitCode {
             if !redirect_domains.is_empty() {
                 opts.redirect_domains = redirect_domains;
             }
-            println!("mock WeChat listening on http://{listen}");
+            println!(
+                "{}",
+                wxgate::tools::mock::banner::banner(&format!("http://{listen}"))
+            );
             rt.block_on(wxgate::tools::mock::run(listen, opts))
                 .context("mock WeChat")
         }),
@@ -100,11 +111,19 @@ fn config_path(flag: Option<PathBuf>) -> Option<PathBuf> {
 }
 
 fn check(flag: Option<PathBuf>) -> ExitCode {
-    match Config::load(config_path(flag).as_deref()) {
+    let path = config_path(flag);
+    match Config::load(path.as_deref()) {
         Ok(s) => {
             print!("{}", s.redacted_toml());
             eprintln!("wxgate: configuration OK");
             ExitCode::SUCCESS
+        }
+        Err(e) if path.is_none() => {
+            eprintln!(
+                "wxgate: {}\n(with the environment alone: {e})",
+                wxgate::config::not_found_hint()
+            );
+            ExitCode::FAILURE
         }
         Err(e) => {
             eprintln!("wxgate: configuration error: {e}");
@@ -117,9 +136,10 @@ fn run(flag: Option<PathBuf>) -> anyhow::Result<()> {
     let path = config_path(flag);
     let settings = Config::load(path.as_deref()).with_context(|| match &path {
         Some(_) => "configuration error".to_string(),
-        None => "configuration error (no config file: pass --config, set WXGATE_CONFIG or \
-                 create ./wxgate.toml; `wxgate dev` runs a demo without one)"
-            .to_string(),
+        None => format!(
+            "configuration error: {} (`wxgate dev` runs a demo without one)",
+            wxgate::config::not_found_hint()
+        ),
     })?;
     wxgate::common::logging::init(settings.log.format.as_str());
     let rt = runtime()?;

@@ -2,9 +2,12 @@
 //! playwright-core from `tests/e2e/e2e.mjs`. Logs in as the mock user alice, walks the demo
 //! site's account linking (first login → phone-binding page → back with `X-WeChat-UserId`),
 //! checks the whoami page the demo upstream serves through the gateway, saves a screenshot to
-//! `tests/e2e/artifacts/whoami.png`, logs out, checks that `/` needs a login again, and that
-//! alice's next login goes straight in to the same account. And `wxgate dev --wecom`: a WeCom
-//! login through the mock WeCom SSO page (`tests/e2e/wecom.mjs`).
+//! `tests/e2e/artifacts/whoami.png`, logs out (the signed-out page), checks that `/` needs a
+//! login again, and that alice's next login goes straight in to the same account. A second
+//! gateway (`wxgate run` on the same mock, access rules that refuse everyone, upstream down)
+//! shows the 403 and 502 pages; those, the signed-out page and the phone's "open in WeChat" page
+//! are saved at 390×844 and 1280×800 as `tests/e2e/artifacts/<page>-<size>.png`. And `wxgate dev
+//! --wecom`: a WeCom login through the mock WeCom SSO page (`tests/e2e/wecom.mjs`).
 //!
 //! Dependencies (chromium, `tests/e2e/node_modules`) are installed by
 //! `scripts/install-test-deps.sh` when missing. This test never skips: without a browser it fails.
@@ -280,13 +283,71 @@ fn start_dev(extra_args: &[&str]) -> Dev {
     dev
 }
 
+/// A second gateway (`wxgate run`, plain HTTP) on the dev's mock WeChat whose access rules
+/// refuse everyone and whose upstream is down: the 403 and 502 pages, for screenshots.
+struct Refusing {
+    _child: KillOnDrop,
+    port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn start_refusing(mock_port: u16) -> Refusing {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (port, closed) = free_ports();
+    let cfg = dir.path().join("wxgate.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"http://localhost:{port}\"\n\
+             [upstream]\nurl = \"http://127.0.0.1:{closed}\"\n\
+             [wechat]\napi_base = \"http://127.0.0.1:{mock_port}\"\nopen_base = \"http://localhost:{mock_port}\"\n\
+             [wechat.website]\nappid = \"wx1000000000000001\"\nsecret = \"mock-website-secret-000000000000001\"\n\
+             [session]\ncookie_secret = \"browser-e2e-refusing-gateway-secret-0123456789\"\n\
+             [access]\nallow_openids = [\"oNobodyAtAll0000000000000000\"]\npublic_paths = [\"/public/\"]\n"
+        ),
+    )
+    .expect("config");
+    let log = dir.path().join("wxgate-run.log");
+    let out = File::create(&log).expect("log file");
+    let err = out.try_clone().expect("log file");
+    let child = Command::new(env!("CARGO_BIN_EXE_wxgate"))
+        .arg("run")
+        .arg("--config")
+        .arg(&cfg)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .expect("start wxgate run");
+    let r = Refusing {
+        _child: KillOnDrop(child),
+        port,
+        log,
+        _dir: dir,
+    };
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the refusing gateway did not start:\n{}",
+            std::fs::read_to_string(&r.log).unwrap_or_default()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    r
+}
+
 #[test]
 fn browser_login_whoami_logout() {
     ensure_deps();
     let dev = start_dev(&[]);
+    let refusing = start_refusing(dev.mock_port);
     let gateway = format!("https://localhost:{}", dev.port);
     let mock = format!("http://localhost:{}", dev.mock_port);
-    println!("browser_e2e: wxgate dev up: gateway {gateway}, mock WeChat {mock}");
+    let refusing_url = format!("http://localhost:{}", refusing.port);
+    println!("browser_e2e: wxgate dev up: gateway {gateway}, mock WeChat {mock}, refusing gateway {refusing_url}");
 
     let artifact = root().join("tests/e2e/artifacts/whoami.png");
     let _ = std::fs::remove_file(&artifact);
@@ -295,6 +356,7 @@ fn browser_login_whoami_logout() {
         .arg(&gateway)
         .arg(&mock)
         .arg(&artifact)
+        .arg(&refusing_url)
         .current_dir(root());
     let (status, output) = run_with_timeout(cmd, "node tests/e2e/e2e.mjs", E2E_TIMEOUT);
     assert!(
@@ -316,6 +378,24 @@ fn browser_login_whoami_logout() {
         png.len()
     );
     println!("browser_e2e: screenshot {}", artifact.display());
+    // The pages a user may be stuck on, at a phone's and a laptop's size.
+    for page in ["403", "signed-out", "502", "open-in-wechat"] {
+        for size in ["390x844", "1280x800"] {
+            let shot = root().join(format!("tests/e2e/artifacts/{page}-{size}.png"));
+            let png = std::fs::read(&shot)
+                .unwrap_or_else(|e| panic!("screenshot {}: {e}", shot.display()));
+            assert!(
+                png.len() > 1000 && png.starts_with(b"\x89PNG\r\n\x1a\n"),
+                "{} is not a PNG screenshot",
+                shot.display()
+            );
+        }
+    }
+    let refused_log = std::fs::read_to_string(&refusing.log).unwrap_or_default();
+    assert!(
+        refused_log.contains("refused by the access rules"),
+        "the refusing gateway logged no refusal:\n{refused_log}"
+    );
 }
 
 /// `wxgate dev --wecom`: a PC browser chooses WeCom, logs in on the mock WeCom's SSO page and

@@ -132,6 +132,50 @@ fn missing_config_file_is_an_error() {
 }
 
 #[test]
+fn check_without_a_config_file_says_where_it_looked() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(bin())
+        .arg("check")
+        .current_dir(dir.path())
+        .env_remove("WXGATE_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no config file found"), "{err}");
+    assert!(err.contains("$WXGATE_CONFIG is not set"), "{err}");
+    assert!(err.contains("wxgate.toml does not exist"), "{err}");
+    assert!(err.contains("--config"), "{err}");
+    // `run` says the same.
+    let out = Command::new(bin())
+        .arg("run")
+        .current_dir(dir.path())
+        .env_remove("WXGATE_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no config file found"), "{err}");
+}
+
+#[test]
+fn dev_and_mock_wechat_refuse_config() {
+    for cmd in [["dev", "--config"], ["mock-wechat", "--config"]] {
+        let out = Command::new(bin())
+            .args(cmd)
+            .arg("wxgate.toml")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{cmd:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("--config is for `run` and `check`"),
+            "{cmd:?}: {err}"
+        );
+    }
+}
+
+#[test]
 fn environment_overrides_and_secret_files() {
     let dir = tempfile::tempdir().unwrap();
     let secret_path = dir.path().join("cookie_secret");
@@ -227,6 +271,10 @@ async fn sigterm_drains_in_flight_request() {
         log.contains("signal received") && log.contains("draining"),
         "{log}"
     );
+    // Once per process, not once per worker; and the last word says it stopped.
+    assert_eq!(log.matches("draining").count(), 1, "{log}");
+    let last = log.lines().rev().find(|l| !l.trim().is_empty()).unwrap();
+    assert!(last.contains("wxgate stopped"), "last line: {last}\n{log}");
 }
 
 #[tokio::test]
@@ -306,6 +354,12 @@ async fn logs_one_line_per_request_json_and_no_secrets() {
     .await;
     assert_eq!(r.status, http::StatusCode::OK, "{}", r.text());
     let token = r.json()["token"].as_str().unwrap().to_string();
+    // A callback without state: logged with its reason.
+    let r = b.nav(&env.gw.url("/_wxgate/callback?code=zzz")).await;
+    assert_eq!(r.status, http::StatusCode::BAD_REQUEST);
+    // Logout (an audit line too).
+    let r = b.nav(&env.gw.url("/_wxgate/logout")).await;
+    assert_eq!(r.status, http::StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(200)).await;
     drop(env);
 
@@ -352,6 +406,71 @@ async fn logs_one_line_per_request_json_and_no_secrets() {
     assert!(access
         .iter()
         .any(|v| v["path"] == "/_wxgate/callback" && v["status"] == 302));
+
+    // Callback failures say why (never the code or state).
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|v| v["message"] == "login failed" && v["reason"] == "invalid_login"),
+        "no reason for the stateless callback:\n{log}"
+    );
+    // wxgate::audit: one line per login, failure and logout, with every field.
+    let audit: Vec<&serde_json::Value> = lines.iter().filter(|v| v["message"] == "audit").collect();
+    let fields = [
+        "event",
+        "client_ip",
+        "source",
+        "appid",
+        "openid",
+        "unionid",
+        "wecom_userid",
+        "outcome",
+        "reason",
+    ];
+    for a in &audit {
+        for f in fields {
+            assert!(a.get(f).is_some(), "audit line without {f}: {a}");
+        }
+        assert!(a.get("timestamp").is_some(), "{a}");
+        assert_eq!(a["client_ip"], "127.0.0.1", "{a}");
+        assert_eq!(a["wecom_userid"], "", "{a}");
+    }
+    let alice = fixtures::user("alice").unwrap();
+    let website_login = audit
+        .iter()
+        .find(|a| a["event"] == "login" && a["outcome"] == "ok" && a["source"] == "website")
+        .expect("audit line of the website login");
+    assert_eq!(website_login["appid"], fixtures::WEBSITE_APPID);
+    assert_eq!(
+        website_login["openid"],
+        fixtures::openid(fixtures::WEBSITE_APPID, "alice")
+    );
+    assert_eq!(website_login["unionid"], alice.unionid.unwrap());
+    assert!(audit.iter().any(|a| a["event"] == "login"
+        && a["outcome"] == "ok"
+        && a["source"] == "mini_program"
+        && a["appid"] == fixtures::MINI_APPID));
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|a| a["event"] == "login"
+                && a["outcome"] == "failed"
+                && a["reason"] == "invalid_code"
+                && a["source"] == "website")
+            .count(),
+        1,
+        "the reused code is audited once as a failed login:\n{log}"
+    );
+    let logout = audit
+        .iter()
+        .find(|a| a["event"] == "logout")
+        .expect("audit line of the logout");
+    assert_eq!(logout["openid"], website_login["openid"]);
+    assert_eq!(logout["outcome"], "ok");
 }
 
 #[tokio::test]
@@ -359,7 +478,7 @@ async fn mock_wechat_command_serves() {
     let port = closed_port().await.port();
     let mut child = Command::new(bin())
         .args(["mock-wechat", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -379,7 +498,25 @@ async fn mock_wechat_command_serves() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let _ = child.kill();
-    let _ = child.wait();
+    let out = child.wait_with_output().unwrap();
+    // It said what to put in a config: its URL, every app's appid and secret, the test users.
+    let banner = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        banner.contains(&format!("api_base = \"http://127.0.0.1:{port}\"")),
+        "{banner}"
+    );
+    for s in [
+        fixtures::WEBSITE_APPID,
+        fixtures::WEBSITE_SECRET,
+        fixtures::OFFICIAL_SECRET,
+        fixtures::MOBILE_SECRET,
+        fixtures::MINI_SECRET,
+        "alice",
+        "bob",
+        "carol",
+    ] {
+        assert!(banner.contains(s), "{s} not in:\n{banner}");
+    }
     // Like WeChat: an error is HTTP 200 with errcode, as text/plain.
     assert_eq!(reply.status, http::StatusCode::OK);
     assert!(reply.headers["content-type"]
@@ -510,5 +647,70 @@ fn config_example_with_its_secrets_filled_in_passes_check() {
             text.contains(&format!("\n{key} = ")),
             "config.example.toml lacks {key}"
         );
+    }
+}
+
+#[tokio::test]
+async fn refusal_is_logged_with_reason_and_identifiers() {
+    let up = start_upstream().await;
+    let mock = start_mock(Default::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("wxgate.toml");
+    let only = fixtures::openid(fixtures::WEBSITE_APPID, "alice");
+    let toml = full_config(
+        up.addr,
+        &mock.url(),
+        &format!("[access]\nallow_openids = [\"{only}\"]\n"),
+    );
+    let port = closed_port().await.port();
+    let toml = toml
+        .replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{port}\""),
+        )
+        .replace(
+            "public_url = \"http://127.0.0.1\"",
+            &format!("public_url = \"http://127.0.0.1:{port}\""),
+        );
+    std::fs::write(&cfg, &toml).unwrap();
+    let child = spawn_run(&cfg, &[("RUST_LOG", "info")]);
+    let gw = Gateway {
+        addr: child.addr,
+        running: None,
+    };
+    let env = Env { up, mock, gw };
+    let mut b = Browser::pc();
+    let (_, cb) = to_callback(&env, &mut b, "/", "bob").await;
+    assert_eq!(b.nav(&cb).await.status, http::StatusCode::FORBIDDEN);
+    child.wait_log("refused by the access rules", 1).await;
+    child.wait_log("audit", 1).await;
+    let log = child.log();
+    let bob = fixtures::openid(fixtures::WEBSITE_APPID, "bob");
+    let bob_union = fixtures::user("bob").unwrap().unionid.unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("refused by the access rules"))
+        .unwrap();
+    assert!(
+        line.contains("INFO")
+            && line.contains("reason=\"not_allowed\"")
+            && line.contains(&bob)
+            && line.contains(bob_union),
+        "{line}"
+    );
+    let audit = log
+        .lines()
+        .find(|l| l.contains(" audit ") || l.ends_with(" audit") || l.contains("audit event"))
+        .unwrap_or_else(|| panic!("no audit line:\n{log}"));
+    for want in [
+        "event=\"refusal\"",
+        "client_ip=127.0.0.1",
+        "source=\"website\"",
+        &format!("appid=\"{}\"", fixtures::WEBSITE_APPID),
+        &format!("openid={bob}"),
+        "outcome=\"forbidden\"",
+        "reason=\"not_allowed\"",
+    ] {
+        assert!(audit.contains(want), "{want} not in {audit}");
     }
 }

@@ -579,3 +579,42 @@ async fn out_of_file_descriptors_then_serving_again_within_a_second() {
     );
     assert!(log.contains("accepting connections again"), "{log}");
 }
+
+#[tokio::test]
+async fn plain_http_on_the_tls_port_gets_a_readable_400() {
+    let (_dir, cert, key) = test_cert();
+    let tls = gateway("", Some((&cert, &key))).await;
+    for req in [
+        &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        b"POST /_wxgate/app/login HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
+        // Only part of a request head: answered once the gateway stops waiting for the rest.
+        b"GET / HT",
+    ] {
+        let mut s = TcpStream::connect(tls.addr).await.unwrap();
+        s.write_all(req).await.unwrap();
+        let mut out = String::new();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out))
+            .await
+            .expect("answered and closed within 5 s")
+            .unwrap();
+        assert!(out.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{out}");
+        assert!(out.contains("Connection: close"), "{out}");
+        assert!(
+            out.contains("this port speaks HTTPS") && out.contains("此端口仅支持 HTTPS"),
+            "{out}"
+        );
+    }
+    // TLS on the same port still works.
+    let (mut s, _) = tls_connect(tls.addr, &[b"http/1.1"]).await;
+    s.write_all(b"GET /_wxgate/healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    assert!(
+        String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    tls.stop().await;
+}

@@ -469,7 +469,13 @@ async fn gateway_answers_carry_security_headers_upstream_answers_do_not() {
         ("/_wxgate/readyz", vec![], StatusCode::OK, false),
         ("/_wxgate/metrics", vec![], StatusCode::OK, false),
         ("/_wxgate/nope", vec![html], StatusCode::NOT_FOUND, true),
-        ("/_wxgate/logout", vec![html], StatusCode::FOUND, false),
+        ("/_wxgate/logout", vec![html], StatusCode::OK, true),
+        (
+            "/_wxgate/logout?rd=%2F",
+            vec![html],
+            StatusCode::FOUND,
+            false,
+        ),
         (
             "/private",
             vec![("accept", "application/json")],

@@ -672,8 +672,14 @@ async fn logout_revokes_server_side() {
             .unwrap(),
     )
     .await;
-    assert_eq!(r.status, StatusCode::FOUND);
-    assert_eq!(r.location(), "/");
+    // Without rd: the signed-out page, never a new login at once.
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.text().contains("已退出登录") && r.text().contains("Signed out"));
+    assert!(r.text().contains("href=\"/_wxgate/login?rd=%2F\""));
+    assert!(r
+        .set_cookies()
+        .iter()
+        .any(|c| c.starts_with("_wxgate=;") && c.contains("Max-Age=0")));
     let r = send(
         &c,
         Request::get(env.gw.url("/_wxgate/auth"))
@@ -713,15 +719,48 @@ async fn allowlists_and_require_unionid() {
     let (_, cb) = to_callback(&env, &mut bob, "/", "bob").await;
     let r = bob.nav(&cb).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    assert!(r.text().contains("Access denied") && r.text().contains("无访问权限"));
+    let page = html_unescape(&r.text());
+    assert!(page.contains("Access denied") && page.contains("无访问权限"));
+    // What the user sends an administrator, and a way out: logout, then a new login.
+    let bob_openid = fixtures::openid(fixtures::WEBSITE_APPID, "bob");
+    let bob_union = fixtures::user("bob").unwrap().unionid.unwrap();
+    assert!(
+        page.contains(&bob_openid) && page.contains(bob_union),
+        "{page}"
+    );
+    assert!(page.contains("换个账号 / Switch account"), "{page}");
+    let switch = find_href(&page, "换个账号 / Switch").expect("switch account link");
+    assert_eq!(switch, "/_wxgate/logout?rd=%2F_wxgate%2Flogin%3Frd%3D%252F");
+    let r = bob.nav(&env.gw.url(&switch)).await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    assert_eq!(r.location(), "/_wxgate/login?rd=%2F");
+    let r = bob.nav(&env.gw.url(&r.location())).await;
+    assert_eq!(r.status, StatusCode::FOUND, "a new login starts");
     assert!(bob.cookie("_wxgate").is_none());
 
     let env = self::env("[access]\nrequire_unionid = true\n").await;
     let mut carol = Browser::pc();
     let (_, cb) = to_callback(&env, &mut carol, "/", "carol").await;
-    assert_eq!(carol.nav(&cb).await.status, StatusCode::FORBIDDEN);
+    let r = carol.nav(&cb).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let page = html_unescape(&r.text());
+    // The operator's setup, not "you are not allowed".
+    assert!(
+        page.contains("Open Platform") && page.contains("开放平台"),
+        "{page}"
+    );
+    assert!(!page.contains("Access denied"), "{page}");
+    assert!(page.contains(&fixtures::openid(fixtures::WEBSITE_APPID, "carol")));
     let mut alice = Browser::pc();
     assert_eq!(login(&env, &mut alice, "/", "alice").await, "/");
+}
+
+/// The `href` of the first link whose text starts with `label`.
+fn find_href(html: &str, label: &str) -> Option<String> {
+    let end = html.find(label)?;
+    let start = html[..end].rfind("href=\"")? + 6;
+    let stop = html[start..].find('"')? + start;
+    Some(html[start..stop].to_string())
 }
 
 #[tokio::test]
@@ -925,4 +964,41 @@ async fn cookie_domain_applies_to_login_and_session_cookies() {
         login.contains("Domain=example.com") || login.contains("Domain=.example.com"),
         "{login}"
     );
+}
+
+#[tokio::test]
+async fn favicon_is_public_by_default() {
+    // No `access.public_paths`: /favicon.ico still reaches the upstream without a session (no
+    // 401 / login redirect logged at every login), and without identity headers.
+    let env = env("").await;
+    let c = client();
+    let hits = env.up.hits();
+    let r = send(
+        &c,
+        Request::get(env.gw.url("/favicon.ico"))
+            .header("accept", "image/avif,image/webp,*/*")
+            .body(empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(env.up.hits(), hits + 1);
+    let mut b = Browser::pc();
+    login(&env, &mut b, "/", "alice").await;
+    let r = fetch(&env, &mut b, "/favicon.ico").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.echoed_header("x-wechat-openid"),
+        None,
+        "public: no identity"
+    );
+    // Only that exact path: anything under or beside it still needs a session.
+    for path in ["/favicon.ico/x", "/favicon.icox", "/favicon.ico;a=b"] {
+        let r = send(&c, Request::get(env.gw.url(path)).body(empty()).unwrap()).await;
+        assert!(
+            r.status == StatusCode::UNAUTHORIZED || r.status == StatusCode::BAD_REQUEST,
+            "{path}: {}",
+            r.status
+        );
+    }
 }

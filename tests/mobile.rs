@@ -120,7 +120,13 @@ async fn app_login_end_to_end() {
     assert!(!r.text().contains(token));
     // /logout revokes it.
     let r = with_bearer(&env, "POST", "/_wxgate/logout", token).await;
-    assert_eq!(r.status, StatusCode::FOUND);
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "a bearer logout is JSON, not a redirect"
+    );
+    assert_eq!(r.json(), serde_json::json!({"ok": true}));
+    assert!(r.headers.get("set-cookie").is_none(), "no cookie to expire");
     let r = with_bearer(&env, "GET", "/api/orders", token).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(r.json()["error"], "unauthenticated");
@@ -596,4 +602,97 @@ fn wechat_sample_vector_decrypts() {
         "wxSOMEOTHERAPP"
     )
     .is_err());
+}
+
+#[tokio::test]
+async fn json_refusal_carries_reason_and_identifiers() {
+    let only = fixtures::openid(fixtures::MOBILE_APPID, "alice");
+    let env = env(&format!("[access]\nallow_openids = [\"{only}\"]\n")).await;
+    let code = mint(&env, fixtures::MOBILE_APPID, "bob", "").await["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = post_json(
+        &env,
+        "/_wxgate/app/login",
+        &json!({ "code": code }).to_string(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["error"], "forbidden");
+    assert_eq!(v["reason"], "not_allowed");
+    assert_eq!(v["openid"], fixtures::openid(fixtures::MOBILE_APPID, "bob"));
+    assert_eq!(
+        v["unionid"],
+        fixtures::user("bob").unwrap().unionid.unwrap()
+    );
+
+    let env = self::env("[access]\nrequire_unionid = true\n").await;
+    let code = mint(&env, fixtures::MOBILE_APPID, "carol", "").await["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = post_json(
+        &env,
+        "/_wxgate/app/login",
+        &json!({ "code": code }).to_string(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["reason"], "unionid_required");
+    assert_eq!(
+        v["openid"],
+        fixtures::openid(fixtures::MOBILE_APPID, "carol")
+    );
+    assert!(v.get("unionid").is_none(), "{v}");
+}
+
+#[tokio::test]
+async fn json_endpoints_answer_405_in_json_with_allow() {
+    let env = env("").await;
+    for (path, allow) in [
+        ("/_wxgate/app/login", "POST"),
+        ("/_wxgate/miniprogram/login", "POST"),
+        ("/_wxgate/miniprogram/phone", "POST"),
+        ("/_wxgate/userinfo", "GET, HEAD"),
+    ] {
+        let method = if allow == "POST" { "GET" } else { "DELETE" };
+        // A browser-like Accept: still JSON, these are API endpoints.
+        let r = send(
+            &client(),
+            Request::builder()
+                .method(method)
+                .uri(env.gw.url(path))
+                .header("accept", "text/html,*/*")
+                .body(empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{path}");
+        assert_eq!(r.headers["allow"], allow, "{path}");
+        assert!(r.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json"));
+        assert_eq!(r.json()["error"], "method_not_allowed", "{path}");
+    }
+    // A page endpoint keeps its page for browsers.
+    let r = send(
+        &client(),
+        Request::builder()
+            .method("PUT")
+            .uri(env.gw.url("/_wxgate/login"))
+            .header("accept", "text/html")
+            .body(empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.headers["allow"], "GET, HEAD");
+    assert!(r.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
 }

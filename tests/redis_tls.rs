@@ -121,7 +121,7 @@ async fn rediss_verified_against_the_trusted_ca() {
     );
     assert_eq!(
         api_get(env.gw.url("/_wxgate/logout"), &cookie).await.status,
-        StatusCode::FOUND
+        StatusCode::OK
     );
     assert_eq!(
         api_get(env.gw.url("/x"), &cookie).await.status,

@@ -389,3 +389,50 @@ async fn sighup_under_wrk_load_over_tls_fails_no_request() {
     assert!(log.contains("changed=access.public_paths"), "{log}");
     assert!(!log.contains("ERROR"), "{log}");
 }
+
+#[tokio::test]
+async fn a_live_session_refused_per_request_names_itself_and_can_switch_account() {
+    // A session the access rules refuse on a request (rules changed since the login): the 403
+    // page names it and offers a new login back to the same page; JSON carries the reason.
+    let up = start_upstream().await;
+    let gw = start_gateway(&config_toml(
+        up.addr,
+        "http://127.0.0.1:9",
+        "[access]\nallow_openids = [\"oSomeoneElse\"]\n",
+    ))
+    .await;
+    let cookie = session_cookie(gw.running.as_ref().unwrap()).await;
+    let get = |path: &str, accept: &str| {
+        http::Request::get(gw.url(path))
+            .header("cookie", &cookie)
+            .header("accept", accept)
+            .body(empty())
+            .unwrap()
+    };
+    let r = send(&client(), get("/a?b=1", "text/html")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let page = html_unescape(&r.text());
+    assert!(
+        page.contains("oOpenIdTest") && page.contains("oUnionTest"),
+        "{page}"
+    );
+    assert!(
+        page.contains("href=\"/_wxgate/logout?rd=%2F_wxgate%2Flogin%3Frd%3D%252Fa%253Fb%253D1\""),
+        "{page}"
+    );
+    let r = send(&client(), get("/a", "application/json")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let v = r.json();
+    assert_eq!(
+        (
+            v["error"].as_str(),
+            v["reason"].as_str(),
+            v["openid"].as_str()
+        ),
+        (Some("forbidden"), Some("not_allowed"), Some("oOpenIdTest"))
+    );
+    let r = send(&client(), get("/_wxgate/auth", "application/json")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.json()["unionid"], "oUnionTest");
+    assert_eq!(up.hits(), 0);
+}

@@ -332,6 +332,10 @@ async fn allow_list_enforced() {
     let env = wecom_env(false, "[access]\nallow_wecom_userids = [\"lisi\"]\n").await;
     let r = quick_login(&env, &mut Browser::pc(), "zhangsan").await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    // The refused employee sees the userid to send an administrator, not an openid.
+    let page = r.text();
+    assert!(page.contains("zhangsan"), "{page}");
+    assert!(page.contains("换个账号"), "{page}");
     let mut b = Browser::pc();
     let r = quick_login(&env, &mut b, "lisi").await;
     assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());

@@ -10,6 +10,7 @@
 use http::{Response, StatusCode};
 use serde_json::json;
 
+use crate::common::audit::Who;
 use crate::common::http_util::{self, Body};
 use crate::common::pages::{self, Page, Text};
 
@@ -112,8 +113,6 @@ pub enum LoginError {
     StateUsed,
     #[error("the user did not authorize the login")]
     Refused,
-    #[error("this WeChat user is not allowed")]
-    NotAllowed,
     #[error("the WeChat app this browser needs is not configured")]
     AppNotConfigured,
     #[error("no such endpoint")]
@@ -122,6 +121,51 @@ pub enum LoginError {
     MethodNotAllowed,
     #[error("the authorization code is malformed")]
     BadCode,
+}
+
+/// Why the access rules refused a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalReason {
+    /// Not on `access.allow_unionids` / `access.allow_openids`.
+    NotAllowed,
+    /// `access.require_unionid`, and the provider gave no unionid (a WeChat app not bound to an
+    /// Open Platform account): the operator's setup, not the user's doing.
+    UnionidRequired,
+}
+
+impl RefusalReason {
+    /// The `reason` of the 403 JSON and of audit lines.
+    pub fn code(self) -> &'static str {
+        match self {
+            RefusalReason::NotAllowed => "not_allowed",
+            RefusalReason::UnionidRequired => "unionid_required",
+        }
+    }
+}
+
+/// A session the access rules refuse: why, who (shown so the user can tell an administrator),
+/// and the "switch account" link (logout, then a new login).
+#[derive(Debug)]
+pub struct Refusal {
+    pub reason: RefusalReason,
+    pub who: Who,
+    pub switch_url: String,
+}
+
+/// The identifiers of a refused user, for the 403 page (escaped; selectable to copy).
+fn identifiers_html(who: &Who) -> String {
+    let rows: String = who
+        .shown()
+        .iter()
+        .map(|(label, value)| {
+            format!(
+                "<dt>{}</dt><dd><code>{}</code></dd>",
+                pages::escape(label),
+                pages::escape(value)
+            )
+        })
+        .collect();
+    format!("<dl class=\"ids\">{rows}</dl>")
 }
 
 /// Bad input to the JSON login endpoints (mobile app, mini program).
@@ -152,6 +196,9 @@ pub enum GatewayError {
     /// An error of a layer above `common` (proxy, session store, login state).
     #[error("{0}")]
     Layer(Box<dyn ErrorAnswer>),
+    /// Refused by the access rules (403).
+    #[error("refused by the access rules: {}", .0.reason.code())]
+    Forbidden(Box<Refusal>),
     /// `access.login_rate_per_minute` exceeded; retry after this many seconds.
     #[error("too many login attempts from this address")]
     RateLimited(u64),
@@ -176,7 +223,7 @@ impl GatewayError {
                 ErrorClass::VirtualIdentity => StatusCode::UNAUTHORIZED,
             },
             Login(LoginError::Refused) => StatusCode::UNAUTHORIZED,
-            Login(LoginError::NotAllowed) => StatusCode::FORBIDDEN,
+            Forbidden(_) => StatusCode::FORBIDDEN,
             Login(LoginError::AppNotConfigured) | Login(LoginError::NotFound) => {
                 StatusCode::NOT_FOUND
             }
@@ -199,7 +246,7 @@ impl GatewayError {
             Layer(e) => e.code(),
             Provider(e) => e.0.code(),
             Login(LoginError::Refused) => "access_denied",
-            Login(LoginError::NotAllowed) => "forbidden",
+            Forbidden(_) => "forbidden",
             Login(LoginError::NotFound) => "not_found",
             Login(LoginError::BadCode) => "invalid_code",
             Login(LoginError::MethodNotAllowed) => "method_not_allowed",
@@ -236,10 +283,18 @@ impl GatewayError {
                 t("您取消了授权", "Authorization declined"),
                 t("您没有同意微信授权，因此无法登录。", "You did not authorize the WeChat login, so you are not signed in."),
             ),
-            Login(LoginError::NotAllowed) => (
-                t("无访问权限", "Access denied"),
-                t("您的微信账号没有访问本站的权限。", "Your WeChat account is not allowed to access this site."),
-            ),
+            Forbidden(r) => match r.reason {
+                RefusalReason::NotAllowed => (
+                    t("无访问权限", "Access denied"),
+                    t("您登录的账号没有访问本站的权限。如需开通，请把下面的标识发给网站管理员；也可以换个账号登录。",
+                      "The account you signed in with is not allowed to access this site. To ask for access, send the identifiers below to the site's administrator, or sign in with another account."),
+                ),
+                RefusalReason::UnionidRequired => (
+                    t("本站暂时无法登录", "Sign-in is not available yet"),
+                    t("本站要求微信 UnionID，但网站使用的微信应用尚未绑定微信开放平台账号，微信因此不提供 UnionID。这是网站的配置问题，不是您的账号问题，请把下面的标识发给网站管理员。",
+                      "This site requires a WeChat UnionID, but its WeChat app is not bound to a WeChat Open Platform account, so WeChat gives none. This is the site's setup, not your account: please send the identifiers below to the site's administrator."),
+                ),
+            },
             Login(LoginError::AppNotConfigured) => (
                 t("无法在此浏览器登录", "Login not available here"),
                 t("本站未配置适用于此浏览器的微信登录方式。", "This site has no WeChat login configured for this kind of browser."),
@@ -283,6 +338,19 @@ impl GatewayError {
         match self {
             GatewayError::Provider(e) => e.0.log(),
             GatewayError::Layer(e) => e.log(),
+            GatewayError::Forbidden(r) => tracing::info!(
+                reason = r.reason.code(),
+                openid = %r.who.openid,
+                unionid = %r.who.unionid,
+                wecom_userid = %r.who.wecom_userid,
+                "refused by the access rules"
+            ),
+            GatewayError::Login(LoginError::NotFound | LoginError::MethodNotAllowed) => {}
+            // A login that failed on the client's side (no state, used state, declined, bad
+            // code): the reason, never the code or state themselves.
+            GatewayError::Login(e) => {
+                tracing::info!(reason = self.code(), error = %e, "login failed")
+            }
             _ => {}
         }
     }
@@ -302,29 +370,47 @@ impl GatewayError {
                 }
                 other => other.texts().1.en.to_string(),
             };
-            return self.with_headers(http_util::json(
-                status,
-                &json!({"error": self.code(), "message": message}),
-            ));
+            let mut body = json!({"error": self.code(), "message": message});
+            if let GatewayError::Forbidden(r) = &self {
+                body["reason"] = r.reason.code().into();
+                for (key, value) in [
+                    ("openid", &r.who.openid),
+                    ("unionid", &r.who.unionid),
+                    ("wecom_userid", &r.who.wecom_userid),
+                ] {
+                    if !value.is_empty() {
+                        body[key] = value.as_str().into();
+                    }
+                }
+            }
+            return self.with_headers(http_util::json(status, &body));
         }
         let (title, message) = self.texts();
-        let action = if self.offers_retry() {
-            Some((
-                retry,
-                Text {
-                    zh: "重新登录",
-                    en: "Sign in again",
-                },
-            ))
-        } else {
-            None
+        let t = |zh, en| Text { zh, en };
+        let (action, extra_html) = match &self {
+            GatewayError::Forbidden(r) => (
+                Some((r.switch_url.as_str(), t("换个账号", "Switch account"))),
+                Some(identifiers_html(&r.who)),
+            ),
+            _ if self.offers_retry() => (Some((retry, t("重新登录", "Sign in again"))), None),
+            // The application is down or slow: the same address again (a reload).
+            _ if matches!(
+                status,
+                StatusCode::BAD_GATEWAY
+                    | StatusCode::SERVICE_UNAVAILABLE
+                    | StatusCode::GATEWAY_TIMEOUT
+            ) =>
+            {
+                (Some(("", t("重试", "Try again"))), None)
+            }
+            _ => (None, None),
         };
         self.with_headers(pages::render(Page {
             status,
             title,
             message,
             action,
-            extra_html: None,
+            extra_html,
         }))
     }
 

@@ -20,6 +20,11 @@ impl<S, G> Held<S, G> {
     pub fn new(io: S, guard: G) -> Self {
         Held { io, guard }
     }
+
+    /// The I/O object (to peek at a socket before a TLS handshake).
+    pub fn get_ref(&self) -> &S {
+        &self.io
+    }
 }
 
 impl<S: AsyncRead, G> AsyncRead for Held<S, G> {

@@ -3,6 +3,7 @@
 //! gateway's pages, return-URL validation, metrics, logging, and the runtime pieces the server
 //! and the proxy share (the coarse timer, [`held::Held`] sockets).
 
+pub mod audit;
 pub(crate) mod cookies;
 pub mod error;
 pub(crate) mod held;

@@ -23,6 +23,18 @@ pub fn default_path() -> Option<PathBuf> {
     local.exists().then_some(local)
 }
 
+/// Where [`default_path`] looked, for the error when it found nothing.
+pub fn not_found_hint() -> String {
+    let env = match std::env::var_os("WXGATE_CONFIG") {
+        Some(v) if !v.is_empty() => format!("$WXGATE_CONFIG = {}", v.to_string_lossy()),
+        _ => "$WXGATE_CONFIG is not set".to_string(),
+    };
+    let cwd = std::env::current_dir()
+        .map(|d| d.join("wxgate.toml").display().to_string())
+        .unwrap_or_else(|_| "./wxgate.toml".into());
+    format!("no config file found: no --config given, {env}, and {cwd} does not exist; pass --config FILE")
+}
+
 impl Config {
     /// Load file (if any) + environment, resolve `<key>_file` secrets, validate.
     pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {

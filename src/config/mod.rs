@@ -26,7 +26,7 @@ pub use file::{
     AccessConfig, AppConfig, Config, HeadersConfig, LogConfig, ServerConfig, SessionConfig,
     UpstreamConfig, VerificationConfig, WechatConfig, WecomConfig,
 };
-pub use load::default_path;
+pub use load::{default_path, not_found_hint};
 pub(crate) use reload::Reload;
 pub use settings::LinkSettings;
 pub use settings::{

@@ -13,6 +13,7 @@ use super::cookies::cookie_header;
 use super::login::{finish, provider_failed, Finished, Via, MAX_CODE};
 use super::login_state::{self, LoginCookie, LOGIN_TTL_SECS};
 use super::urls;
+use crate::common::audit::Action;
 use crate::common::error::{GatewayError, LoginError};
 use crate::common::http_util::{self, query_param, unix_now, Body};
 use crate::common::redirect::safe_return;
@@ -126,10 +127,17 @@ pub(super) async fn callback(
     };
     // From here on the target is known: "sign in again" returns there.
     let retry = urls::login_path(cx.settings.prefix(), &pending.rd);
+    let origin = pending.origin;
     match finish_login(cx, q, nonce, &cookie, pending).await {
         Ok(r) => Ok(r),
         Err(e) => {
             e.log();
+            // The login's own failures (declined, bad code, ...); the provider's are audited
+            // where they are counted (`provider_failed`), refusals with who it was.
+            if matches!(e, GatewayError::Login(_)) {
+                let source = cx.providers.kind_name(origin);
+                super::audit::failed_login(cx, source, e.code());
+            }
             Ok(e.into_response(false, &retry))
         }
     }
@@ -205,12 +213,26 @@ pub(super) async fn logout(
 ) -> Result<Response<Body>, GatewayError> {
     if let Some(a) = cx.authenticate().await? {
         cx.store.remove(&a.id).await?;
+        super::audit::session_event(cx, Action::Logout, &a.session, "ok", "");
         tracing::info!(session = %a.id.fingerprint(), "logout");
     }
-    let mut r = http_util::redirect(&return_to(cx, req));
-    r.headers_mut().append(
-        SET_COOKIE,
-        cookie_header(cx.settings, cx.session_cookie, "", "/", 0),
-    );
+    let h = req.headers();
+    let json = http_util::wants_json(h) || crate::common::cookies::bearer_token(h).is_some();
+    let mut r = if json {
+        // An app or a script: nothing to show, nowhere to go.
+        http_util::json(http::StatusCode::OK, &serde_json::json!({"ok": true}))
+    } else if query_param(req.uri().query(), "rd").is_some() {
+        http_util::redirect(&return_to(cx, req))
+    } else {
+        // Never straight into a new login: inside WeChat it would sign the user back in.
+        crate::common::pages::signed_out(&urls::login_path(cx.settings.prefix(), "/"))
+    };
+    // A browser's cookie is expired; a bearer client that sent none gets no Set-Cookie.
+    if !json || crate::common::cookies::find_cookie(h, cx.session_cookie).is_some() {
+        r.headers_mut().append(
+            SET_COOKIE,
+            cookie_header(cx.settings, cx.session_cookie, "", "/", 0),
+        );
+    }
     Ok(r)
 }

@@ -26,6 +26,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) link: Option<&'a super::link_hook::Link>,
     /// The access rules (`access.*`).
     pub(crate) access: &'a dyn AccessRules,
+    /// The client's address (a trusted proxy's `X-Forwarded-For`), for audit lines.
+    pub(crate) client_ip: std::net::IpAddr,
     /// The request's session credentials (cookies, bearer token).
     pub(crate) credentials: Credentials,
     /// `session.revalidate_secs` > 0: re-checks browser sessions' grants.
@@ -34,7 +36,8 @@ pub(crate) struct Ctx<'a> {
 
 /// Who may pass: the access rules (`access.*`) over a session's identity.
 pub(crate) trait AccessRules: Sync {
-    fn allows_session(&self, s: &Session) -> bool;
+    /// Why the rules refuse this session; None: it may pass.
+    fn refusal(&self, s: &Session) -> Option<crate::common::error::RefusalReason>;
     /// Whether a unionid could let in this openid, which the rules refuse without one (the
     /// consent round of `scope = "auto"`).
     fn needs_unionid(&self, openid: &str) -> bool;

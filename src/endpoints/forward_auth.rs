@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::context::Ctx;
 use super::urls;
-use crate::common::error::{GatewayError, LoginError};
+use crate::common::error::GatewayError;
 use crate::common::http_util::{self, unix_now, Body};
 
 pub(super) async fn auth(
@@ -31,8 +31,9 @@ pub(super) async fn auth(
             &rd,
         )));
     };
-    if !cx.access.allows_session(&a.session) {
-        return Err(LoginError::NotAllowed.into());
+    if let Some(reason) = cx.access.refusal(&a.session) {
+        let uri = forwarded_uri(req.headers()).unwrap_or_else(|| "/".into());
+        return Err(super::audit::refusal(cx, &a.session, reason, &uri));
     }
     let mut r = http_util::respond(StatusCode::ACCEPTED, http_util::TEXT, "");
     cx.providers

@@ -18,6 +18,7 @@ use super::json_login::{read_json, token_response};
 use super::link_hook::LinkError;
 use super::link_ticket::{pending_key, valid_user_id, Claims, TicketProblem, MAX_TICKET};
 use super::login::{session_of, start_session};
+use crate::common::audit::Action;
 use crate::common::error::{ApiError, GatewayError, LoginError};
 use crate::common::http_util::{self, query_param, unix_now, Body};
 use crate::common::redirect::safe_return;
@@ -113,7 +114,9 @@ pub(super) async fn complete_get(
     let (claims, rd) = check(cx, &r, true).await?;
     let session =
         session_of(cx, &claims.identity).with_link(Some(&r.user_id), claims.phone.as_deref());
-    let (id, cookie) = start_session(cx, session).await?;
+    // The app bound the user on its page: the link's outcome, then the login.
+    super::audit::session_event(cx, Action::Link, &session, "bound", "");
+    let (id, cookie) = start_session(cx, session, &rd).await?;
     let source = cx.providers.kind_name(claims.identity.origin);
     tracing::info!(source, session = %id.fingerprint(), "login linked");
     let s = cx.settings;
@@ -142,7 +145,8 @@ pub(super) async fn complete_post(
     let (claims, _) = check(cx, &r, false).await?;
     let session =
         session_of(cx, &claims.identity).with_link(Some(&r.user_id), claims.phone.as_deref());
-    let (id, _) = start_session(cx, session.clone()).await?;
+    super::audit::session_event(cx, Action::Link, &session, "bound", "");
+    let (id, _) = start_session(cx, session.clone(), "/").await?;
     let source = cx.providers.kind_name(claims.identity.origin);
     tracing::info!(source, session = %id.fingerprint(), "login linked");
     Ok(token_response(cx, &id, &session))

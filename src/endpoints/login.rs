@@ -5,10 +5,12 @@
 use http::header::HeaderValue;
 use http::Response;
 
+use super::audit;
 use super::context::Ctx;
 use super::cookies::cookie_header;
 use super::link_hook::{self, Answer, Subject};
 use super::link_ticket::{pending_key, Tickets, TICKET_TTL_SECS};
+use crate::common::audit::Action;
 use crate::common::error::{GatewayError, LoginError};
 use crate::common::http_util::{unix_now, Body};
 use crate::providers::{Identity, ProviderFailure};
@@ -40,28 +42,32 @@ pub(super) fn provider_failed(
     if let Some(outcome) = e.outcome() {
         cx.metrics.login(source, outcome);
     }
-    e.into()
+    let e = GatewayError::from(e);
+    audit::failed_login(cx, source, e.code());
+    e
 }
 
-/// Whether the access rules let this session in (counted and logged when not).
-fn check_access(cx: &Ctx<'_>, s: &Session) -> Result<(), GatewayError> {
-    if cx.access.allows_session(s) {
+/// Whether the access rules let this session in (counted, audited and logged when not; the
+/// 403 offers a new login that returns to `rd`).
+fn check_access(cx: &Ctx<'_>, s: &Session, rd: &str) -> Result<(), GatewayError> {
+    let Some(reason) = cx.access.refusal(s) else {
         return Ok(());
-    }
+    };
     let source = cx.providers.kind_name(s.origin());
     cx.metrics.login(source, "forbidden");
-    tracing::info!(source, "login refused by access rules");
-    Err(LoginError::NotAllowed.into())
+    Err(audit::refusal(cx, s, reason, rd))
 }
 
 /// Check access, store the session under a new id, and build its cookie.
 pub(super) async fn start_session(
     cx: &Ctx<'_>,
     s: Session,
+    rd: &str,
 ) -> Result<(SessionId, HeaderValue), GatewayError> {
-    check_access(cx, &s)?;
+    check_access(cx, &s, rd)?;
     let source = cx.providers.kind_name(s.origin());
     let id = SessionId::random();
+    audit::session_event(cx, Action::Login, &s, "ok", "");
     cx.store.insert(id, s).await?;
     cx.metrics.login(source, "ok");
     let ttl = cx.settings.session.ttl.as_secs() as i64;
@@ -102,7 +108,11 @@ pub(super) async fn finish(
         // cookie, header or /userinfo field); app and mini-program sessions are not re-checked.
         session = session.with_grant(Some(grant));
     }
-    check_access(cx, &session)?;
+    let rd = match via {
+        Via::Browser { rd } => rd,
+        Via::Json => "/",
+    };
+    check_access(cx, &session, rd)?;
     if let Some(link) = cx.link {
         let source = cx.providers.kind_name(identity.origin);
         let mut subject = Subject::of(identity, source, None);
@@ -114,10 +124,10 @@ pub(super) async fn finish(
             // A WeCom member: the id is a userid, not an openid.
             subject.wecom_userid = subject.openid.take();
         }
-        let answer = link
-            .call(&subject)
-            .await
-            .inspect_err(|_| cx.metrics.login(source, "link_error"))?;
+        let answer = link.call(&subject).await.inspect_err(|_| {
+            cx.metrics.login(source, "link_error");
+            audit::session_event(cx, Action::Link, &session, "failed", "link_error");
+        })?;
         let json = matches!(via, Via::Json);
         match linked(cx, identity, None, via, answer).await? {
             Linked::UserId(user_id) => session = session.with_link(Some(&user_id), None),
@@ -129,7 +139,7 @@ pub(super) async fn finish(
             }
         }
     }
-    let (id, cookie) = start_session(cx, session.clone()).await?;
+    let (id, cookie) = start_session(cx, session.clone(), rd).await?;
     Ok(Finished::Session(id, cookie, session))
 }
 
@@ -155,6 +165,12 @@ pub(super) async fn linked(
     answer: Answer,
 ) -> Result<Linked, GatewayError> {
     let source = cx.providers.kind_name(identity.origin);
+    let outcome = match &answer {
+        Answer::UserId(_) => "linked",
+        Answer::Refused(_) => "refused",
+        Answer::Bind(_) => "bind_required",
+    };
+    audit::session_event(cx, Action::Link, &session_of(cx, identity), outcome, "");
     match answer {
         Answer::UserId(user_id) => Ok(Linked::UserId(user_id)),
         Answer::Refused(message) => {

@@ -10,6 +10,7 @@
 //!
 //! Logins go through the provider registry (`crate::providers`), never to a provider directly.
 
+mod audit;
 mod browser_login;
 mod choose_page;
 pub(crate) mod context;
@@ -37,6 +38,8 @@ use crate::common::http_util::{self, query_param, Body};
 use crate::common::redirect::safe_return;
 pub use crate::common::redirect::COMPONENT;
 use crate::providers::JsonEndpoint;
+
+pub(crate) use self::audit::refusal;
 
 /// The endpoints `access.login_rate_per_minute` counts.
 fn is_rate_limited_endpoint(sub: &str) -> bool {
@@ -95,11 +98,19 @@ pub(crate) async fn handle(
         "/link/complete" if m == Method::POST => {
             return json_endpoint(link_complete::complete_post(cx, req).await)
         }
-        "/healthz" | "/readyz" | "/metrics" | "/login" | "/callback" | "/logout" | "/userinfo"
-        | "/app/login" | "/miniprogram/login" | "/link/complete" | "/miniprogram/phone" => {
-            Err(LoginError::MethodNotAllowed.into())
-        }
-        _ => Err(LoginError::NotFound.into()),
+        _ => match allowed_methods(sub) {
+            Some(allow) => {
+                // A browser's pages answer in HTML; the JSON endpoints (and the probes) in JSON.
+                let json = json || !matches!(sub, "/login" | "/callback" | "/logout");
+                let e = GatewayError::from(LoginError::MethodNotAllowed);
+                e.log();
+                let mut r = e.into_response(json, "");
+                r.headers_mut()
+                    .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
+                return r;
+            }
+            None => Err(LoginError::NotFound.into()),
+        },
     };
     match result {
         Ok(r) => r,
@@ -109,6 +120,17 @@ pub(crate) async fn handle(
             e.into_response(json, &retry)
         }
     }
+}
+
+/// The `Allow` header of an endpoint (405 answers); None: no such endpoint.
+fn allowed_methods(sub: &str) -> Option<&'static str> {
+    Some(match sub {
+        "/healthz" | "/readyz" | "/metrics" | "/login" | "/callback" | "/userinfo" => "GET, HEAD",
+        "/logout" => "GET, HEAD, POST",
+        "/app/login" | "/miniprogram/login" | "/miniprogram/phone" => "POST",
+        "/link/complete" => "GET, HEAD, POST",
+        _ => return None,
+    })
 }
 
 fn json_endpoint(r: Result<Response<Body>, GatewayError>) -> Response<Body> {

@@ -12,6 +12,15 @@ pub(crate) fn login_path(prefix: &str, rd: &str) -> String {
     format!("{prefix}/login?rd={}", utf8_percent_encode(rd, COMPONENT))
 }
 
+/// The 403 page's "switch account": `{prefix}/logout?rd=` the login that returns to `rd`, so
+/// the session ends and a new login starts at once.
+pub(crate) fn switch_account_path(prefix: &str, rd: &str) -> String {
+    format!(
+        "{prefix}/logout?rd={}",
+        utf8_percent_encode(&login_path(prefix, rd), COMPONENT)
+    )
+}
+
 /// `{public_url}{prefix}/login?rd=...`
 pub(crate) fn login_url(settings: &Settings, rd: &str) -> String {
     format!(
@@ -78,5 +87,20 @@ mod tests {
             "/_wxgate/login?rd=%2Fa%20b%3Fx%3D1%26y%3D%C3%A9"
         );
         assert_eq!(login_path("/_wxgate", "/"), "/_wxgate/login?rd=%2F");
+    }
+
+    #[test]
+    fn switch_account_logs_out_into_a_login() {
+        let p = switch_account_path("/_wxgate", "/a?b=1");
+        assert_eq!(
+            p,
+            "/_wxgate/logout?rd=%2F_wxgate%2Flogin%3Frd%3D%252Fa%253Fb%253D1"
+        );
+        // What /logout reads back is the login path, which returns to `rd`.
+        let rd = crate::common::http_util::query_param(p.split_once('?').map(|x| x.1), "rd");
+        assert_eq!(
+            rd.as_deref(),
+            Some(login_path("/_wxgate", "/a?b=1").as_str())
+        );
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::providers::Registry;
 
+use crate::common::error::RefusalReason;
 use crate::session::Session;
 
 pub(crate) struct Access {
@@ -18,8 +19,8 @@ pub(crate) struct Access {
 }
 
 impl crate::endpoints::context::AccessRules for Access {
-    fn allows_session(&self, s: &Session) -> bool {
-        Access::allows_session(self, s)
+    fn refusal(&self, s: &Session) -> Option<RefusalReason> {
+        Access::refusal(self, s)
     }
     fn needs_unionid(&self, openid: &str) -> bool {
         Access::needs_unionid(self, openid)
@@ -37,6 +38,18 @@ impl Access {
             && self.allow_unionids.is_empty()
             && self.allow_openids.is_empty();
         open || self.allows(s.openid(), s.unionid())
+    }
+
+    /// Why the rules refuse this session, if they do: a missing unionid under
+    /// `require_unionid` is the operator's setup, told apart from an allow-list refusal.
+    pub(crate) fn refusal(&self, s: &Session) -> Option<RefusalReason> {
+        if self.allows_session(s) {
+            None
+        } else if self.require_unionid && s.unionid().is_none() {
+            Some(RefusalReason::UnionidRequired)
+        } else {
+            Some(RefusalReason::NotAllowed)
+        }
     }
 
     /// Refused without a unionid, but some unionid could let this openid in: `require_unionid`
@@ -124,5 +137,18 @@ mod tests {
         assert!(!strict.allows_session(&session("o3", Some("u3"))));
         assert!(!need.allows_session(&session("o", None)));
         assert!(need.allows_session(&session("o", Some("u"))));
+        assert_eq!(
+            need.refusal(&session("o", None)),
+            Some(RefusalReason::UnionidRequired)
+        );
+        assert_eq!(need.refusal(&session("o", Some("u"))), None);
+        assert_eq!(
+            strict.refusal(&session("o3", Some("u3"))),
+            Some(RefusalReason::NotAllowed)
+        );
+        assert_eq!(
+            strict.refusal(&session("o3", None)),
+            Some(RefusalReason::NotAllowed)
+        );
     }
 }

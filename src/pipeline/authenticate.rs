@@ -40,7 +40,7 @@ impl App {
     }
 
     /// What the gateway's endpoints get for a request under `prefix`.
-    pub(crate) fn endpoint_ctx(&self, headers: &http::HeaderMap) -> Ctx<'_> {
+    pub(crate) fn endpoint_ctx(&self, headers: &http::HeaderMap, peer: &Peer) -> Ctx<'_> {
         Ctx {
             settings: &self.settings,
             store: &self.store,
@@ -53,6 +53,12 @@ impl App {
             login_limiter: self.login_limiter.as_deref(),
             link: self.link.as_ref(),
             access: &self.access,
+            client_ip: crate::endpoints::rate_limit::client_ip(
+                peer.addr.ip(),
+                peer.trusted,
+                headers,
+                &self.settings.trusted_proxies,
+            ),
             credentials: self.credentials(headers),
             revalidator: self.revalidator.as_ref(),
         }

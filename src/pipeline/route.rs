@@ -77,7 +77,7 @@ impl App {
         if paths::in_namespace(path, prefix) {
             // Boxed: the login flows' state is larger than the proxy path's, and the future of
             // every request is as large as its largest branch.
-            let cx = self.endpoint_ctx(req.headers());
+            let cx = self.endpoint_ctx(req.headers(), peer);
             let resp = Box::pin(crate::endpoints::handle(&cx, req, peer)).await;
             return (own(resp), Route::Gateway, None);
         }
@@ -119,9 +119,9 @@ impl App {
                 let (resp, up) = self.forwarded(proxy.forward(req).await, json);
                 (resp, Route::Proxy, up)
             }
-            Some(_) => {
+            Some(a) => {
                 let json = !http_util::is_navigation(req.method(), req.headers());
-                let resp = error_answer(LoginError::NotAllowed, json);
+                let resp = error_answer(self.refusal(&req, peer, &a), json);
                 (resp, Route::Unauthenticated, None)
             }
             None => (
@@ -132,11 +132,28 @@ impl App {
         }
     }
 
+    /// The 403 for a live session the access rules refuse (audited; "switch account" returns
+    /// here after a new login).
+    fn refusal(&self, req: &Request<Incoming>, peer: &Peer, a: &Authenticated) -> GatewayError {
+        let reason = self
+            .access
+            .refusal(&a.session)
+            .unwrap_or(crate::common::error::RefusalReason::NotAllowed);
+        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let rd = self.return_target(req.headers(), req.uri().authority(), pq, peer);
+        let cx = self.endpoint_ctx(req.headers(), peer);
+        crate::endpoints::refusal(&cx, &a.session, reason, &rd)
+    }
+
     /// A public path: its match form (`;parameters` cut) starts with one of
     /// `access.public_paths`, and it is plain (no upstream can read it as another path).
     fn is_public(&self, view: &paths::PathView<'_>) -> bool {
         let pp = &self.settings.access.public_paths;
-        !pp.is_empty() && view.is_plain() && pp.iter().any(|p| view.match_starts_with(p))
+        // `/favicon.ico` (exactly) is always public: browsers fetch it on every page, the
+        // login pages included, and a 401 or a login redirect for it helps no one. It goes
+        // upstream like any public path: without identity headers.
+        (view.raw() == FAVICON || (!pp.is_empty() && pp.iter().any(|p| view.match_starts_with(p))))
+            && view.is_plain()
     }
 
     /// The request as it goes upstream: identity (`auth`; None on public paths), cookies and
@@ -190,6 +207,9 @@ impl App {
 }
 
 /// An error as the client gets it: logged once, then rendered (JSON when `json`).
+/// The one path public without configuration (see `is_public`).
+const FAVICON: &str = "/favicon.ico";
+
 fn error_answer(e: impl Into<GatewayError>, json: bool) -> Response<ResponseBody> {
     let e = e.into();
     e.log();

@@ -184,6 +184,16 @@ pub(crate) trait LoginProvider: Send + Sync {
         None
     }
 
+    /// Who a session of this provider is, as the 403 page, the 403 JSON and audit lines name
+    /// them. WeChat's: the openid and unionid; a provider with its own user ids fills those.
+    fn who(&self, session: &Session) -> crate::common::audit::Who {
+        crate::common::audit::Who {
+            openid: session.openid().to_string(),
+            unionid: session.unionid().unwrap_or("").to_string(),
+            wecom_userid: String::new(),
+        }
+    }
+
     /// Write the identity headers the upstream gets for a session of this provider (after the
     /// spoofed ones were stripped). Runs on every proxied request: no allocation if possible.
     fn insert_identity(

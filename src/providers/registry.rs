@@ -106,6 +106,18 @@ impl Registry {
             .find_map(|p| p.json_kind(endpoint).map(|k| (p.as_ref(), k)))
     }
 
+    /// Who a session is, named by the provider that made it (its openid only, for a provider
+    /// no longer configured).
+    pub(crate) fn who(&self, session: &Session) -> crate::common::audit::Who {
+        match self.get(session.origin()) {
+            Some(p) => p.who(session),
+            None => crate::common::audit::Who {
+                openid: session.openid().to_string(),
+                ..Default::default()
+            },
+        }
+    }
+
     /// The identity headers for a session, written by the provider that made it.
     pub(crate) fn insert_identity(
         &self,

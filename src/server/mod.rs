@@ -17,6 +17,7 @@ pub mod cert_reload;
 mod connection;
 pub(crate) mod limits;
 mod metrics_listener;
+mod plain_http;
 mod running;
 mod serving;
 mod shutdown;

@@ -78,6 +78,11 @@ impl Running {
     /// not cut under a request: HTTP/1 ones answer their next request with `Connection: close`,
     /// HTTP/2 ones get GOAWAY.
     pub async fn shutdown(self) {
+        let grace = self.current_app().settings.server.shutdown_grace;
+        tracing::info!(
+            grace_secs = grace.as_secs(),
+            "shutting down: draining in-flight requests"
+        );
         let _ = self.stop.send(true);
         for d in self.done {
             let _ = d.await;

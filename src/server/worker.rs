@@ -16,6 +16,7 @@ use crate::common::timer::CoarseTimer;
 use crate::pipeline::App;
 use crate::proxy::pool::UpstreamLimit;
 use crate::server::limits::ConnGuard;
+use crate::server::plain_http;
 
 use crate::server::acceptor::Accepted;
 use crate::server::connection::{serve_io, Conn};
@@ -96,7 +97,23 @@ pub(crate) async fn worker(
             let builder = &*builder;
             match tls {
                 Some(acceptor) => {
-                    match tokio::time::timeout(handshake, acceptor.accept(io)).await {
+                    let mut io = io;
+                    // One deadline for the first byte and the handshake together.
+                    let deadline = tokio::time::Instant::now() + handshake;
+                    // Plain HTTP sent to the TLS port: a readable 400, not TLS garbage.
+                    match tokio::time::timeout_at(deadline, plain_http::first_byte(io.get_ref()))
+                        .await
+                    {
+                        Ok(plain_http::First::Tls) => {}
+                        Ok(plain_http::First::Http) => {
+                            tracing::debug!(peer = %addr, "plain HTTP on the TLS port");
+                            return plain_http::answer(&mut io).await;
+                        }
+                        Ok(plain_http::First::Other) => {}
+                        Ok(plain_http::First::Closed) => return,
+                        Err(_) => return tracing::debug!(peer = %addr, "TLS handshake timed out"),
+                    }
+                    match tokio::time::timeout_at(deadline, acceptor.accept(io)).await {
                         // Idle from the end of the handshake.
                         Ok(Ok(s)) => serve_io(builder, s, conn(), stop).await,
                         Ok(Err(e)) => {
@@ -112,10 +129,8 @@ pub(crate) async fn worker(
     drop(conns);
     drop(alive);
     let grace = current.load().app.settings.server.shutdown_grace;
-    tracing::info!(
-        grace_secs = grace.as_secs(),
-        "shutting down: draining in-flight requests"
-    );
+    // Once per process (Running::shutdown) at info; per worker only at debug.
+    tracing::debug!(grace_secs = grace.as_secs(), "worker draining");
     tokio::select! {
         _ = all_closed.recv() => tracing::debug!("all connections closed"),
         _ = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),

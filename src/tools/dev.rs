@@ -290,11 +290,14 @@ fn whoami(req: &Request<Incoming>) -> Response<Full<Bytes>> {
         .unwrap_or_else(|| "anonymous".into());
     let html = format!(
         "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><title>whoami</title>\
-<style>body{{font-family:sans-serif;max-width:50rem;margin:2rem auto}}th{{text-align:left;padding-right:1rem}}\
-table{{border-collapse:collapse}}td,th{{border-bottom:1px solid #ddd;padding:.3rem;font-family:monospace;word-break:break-all}}</style></head>\
-<body><h1 id=\"who\">你好, {who}</h1><p>The upstream received <code>{method} {uri}</code> with these headers.</p>\
+<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+<style>body{{font-family:sans-serif;background:#f4f5f7;margin:0;color:#222}}\
+main{{max-width:50rem;margin:2rem auto;background:#fff;border-radius:12px;padding:1.5rem;box-shadow:0 2px 12px #0001}}\
+@media (max-width:40rem){{main{{margin:.75rem;padding:1rem}}h1{{font-size:1.4rem}}}}th{{text-align:left;padding-right:1rem}}\
+table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #ddd;padding:.3rem;font-family:monospace;word-break:break-all;font-size:.85rem}}th{{word-break:normal}}</style></head>\
+<body><main><h1 id=\"who\">你好, {who}</h1><p>The upstream received <code>{method} {uri}</code> with these headers.</p>\
 <h2>Identity (from wxgate)</h2><table id=\"identity\">{ids}</table><h2>Other headers</h2><table>{rest}</table>\
-<p><a href=\"/_wxgate/userinfo\">/_wxgate/userinfo</a> · <a href=\"/_wxgate/logout\">退出登录 / Log out</a></p></body></html>",
+<p><a href=\"/_wxgate/userinfo\">/_wxgate/userinfo</a> · <a href=\"/_wxgate/logout\">退出登录 / Log out</a></p></main></body></html>",
         who = escape(&who),
         method = escape(req.method().as_str()),
         uri = escape(&req.uri().to_string()),

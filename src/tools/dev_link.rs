@@ -212,7 +212,7 @@ impl DemoSite {
         let html = format!(
             "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><title>绑定手机号</title>\
 <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-<style>body{{font-family:sans-serif;max-width:28rem;margin:3rem auto}}input,button{{font-size:1rem;padding:.4rem;margin:.3rem 0;width:100%}}</style></head>\
+<style>body{{font-family:sans-serif;max-width:28rem;margin:3rem auto;padding:0 1rem}}input,button{{font-size:1rem;padding:.4rem;margin:.3rem 0;width:100%}}</style></head>\
 <body><h1>绑定手机号 / Bind your phone</h1><p id=\"who\">{nick}，首次微信登录请绑定手机号。 First WeChat sign-in: bind a phone number to your account.</p>{error}\
 <form method=\"post\" action=\"{BIND_PATH}\"><input type=\"hidden\" name=\"p\" value=\"{p}\"><input type=\"hidden\" name=\"ticket\" value=\"{t}\">\
 <label>手机号 / Phone <input id=\"phone\" name=\"phone\" inputmode=\"numeric\" placeholder=\"13800000000\"></label>\

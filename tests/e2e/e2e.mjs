@@ -1,15 +1,18 @@
 // End-to-end test of `wxgate dev` in a real headless browser (Debian's chromium, driven by
 // playwright-core). Started by tests/browser_e2e.rs, which runs `wxgate dev` first.
 //
-//   node tests/e2e/e2e.mjs <gateway-url> <mock-url> <artifact-path>
+//   node tests/e2e/e2e.mjs <gateway-url> <mock-url> <artifact-path> [<refusing-gateway-url>]
 //   e.g.  node tests/e2e/e2e.mjs https://localhost:8443 http://localhost:8444 tests/e2e/artifacts/whoami.png
 //
 // Flow: / → 302 /_wxgate/login → 302 mock qrconnect page → click alice → mock confirm → 302
 // /_wxgate/callback → the demo site's account linking: alice is new, so 302 to its phone-binding
 // page (/public/bind-phone?p=..&ticket=..) → type phone + code → 303 /_wxgate/link/complete →
 // 302 / (whoami page, served by the demo upstream through the gateway, with X-WeChat-UserId) →
-// screenshot → log out → / again lands on the mock login page → alice again goes straight in,
-// same account → log out.
+// screenshot → log out (the signed-out page) → / again lands on the mock login page → alice
+// again goes straight in, same account → a phone outside WeChat gets the "open in WeChat" page →
+// on the refusing gateway (access rules refuse everyone, upstream down): the 403 page, its
+// "switch account" button, the 502 page. The signed-out, open-in-WeChat, 403 and 502 pages are
+// saved as <artifact dir>/<page>-<width>x<height>.png at 390x844 and 1280x800.
 // Exits 0 on success; non-zero with a message naming the failed step otherwise.
 
 import { mkdtempSync, mkdirSync, rmSync, statSync } from 'node:fs';
@@ -39,11 +42,33 @@ function usage() {
   process.exit(2);
 }
 
-const [gatewayArg, mockArg, artifactArg] = process.argv.slice(2);
+const [gatewayArg, mockArg, artifactArg, refusingArg] = process.argv.slice(2);
 if (!gatewayArg || !mockArg || !artifactArg) usage();
 const GATEWAY = new URL(gatewayArg).origin; // https://localhost:PORT
 const MOCK = new URL(mockArg).origin; // http://localhost:PORT2
 const ARTIFACT = resolve(artifactArg);
+const REFUSING = refusingArg ? new URL(refusingArg).origin : null; // http://localhost:PORT3
+const IPHONE_UA =
+  'Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1';
+const SIZES = [
+  [390, 844],
+  [1280, 800],
+];
+
+/** Screenshots of the current page at each of SIZES, then the usual viewport again. */
+async function shots(page, name) {
+  for (const [width, height] of SIZES) {
+    await page.setViewportSize({ width, height });
+    const path = join(dirname(ARTIFACT), `${name}-${width}x${height}.png`);
+    mkdirSync(dirname(path), { recursive: true });
+    await page.screenshot({ path });
+    // Nothing runs off the side at a phone's width.
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    check(overflow <= 0, `${name} at ${width}x${height}: the page is ${overflow}px wider than the screen`);
+    console.log(`screenshot: ${path}`);
+  }
+  await page.setViewportSize({ width: 1000, height: 900 });
+}
 
 let currentStep = 'start';
 const navLog = []; // main-frame navigation responses, for diagnostics
@@ -244,17 +269,21 @@ async function main() {
     await page.screenshot({ path: ARTIFACT, fullPage: true });
     check(statSync(ARTIFACT).size > 1000, `screenshot ${ARTIFACT} is suspiciously small`);
     console.log(`screenshot: ${ARTIFACT}`);
+    await shots(page, 'whoami');
 
-    // 6. Log out, then / needs a login again.
-    step('follow the logout link');
+    // 6. Log out: the signed-out page (never straight into a new login), then / needs a login.
+    step('follow the logout link: the signed-out page');
     const logout = page.locator('a[href="/_wxgate/logout"]');
     await logout.waitFor({ state: 'visible' });
-    // Logout → 302 / → (logged out) 302 /_wxgate/login → mock page: wait for the URL to leave `/`.
     await Promise.all([
-      page.waitForURL((u) => u.href !== `${GATEWAY}/` && !u.href.startsWith(`${GATEWAY}/_wxgate/logout`), { waitUntil: 'load' }),
+      page.waitForURL((u) => u.href.startsWith(`${GATEWAY}/_wxgate/logout`), { waitUntil: 'load' }),
       logout.click(),
     ]);
     console.log(`e2e:   after logout: ${page.url()}`);
+    const signedOut = await page.locator('body').innerText();
+    check(signedOut.includes('已退出登录') && signedOut.includes('Signed out'), `no signed-out page: ${signedOut}`);
+    expectEqual(await page.locator('a.btn').getAttribute('href'), '/_wxgate/login?rd=%2F', 'sign-in link');
+    await shots(page, 'signed-out');
     check(
       navLog.some((l) => l.includes(`${GATEWAY}/_wxgate/logout`)),
       `no navigation to ${GATEWAY}/_wxgate/logout; navigations:\n  ${navLog.join('\n  ')}`,
@@ -274,6 +303,41 @@ async function main() {
       `a bound user was sent to the binding page again; navigations:\n  ${navLog.slice(navsBefore).join('\n  ')}`,
     );
     expectEqual((await identityTable(page))['x-wechat-userid'], DEMO_USER, 'x-wechat-userid on the second login');
+
+    // 8. A phone browser outside WeChat: the page telling the user to open the link in WeChat.
+    step('a phone outside WeChat: the open-in-WeChat page');
+    await page.setExtraHTTPHeaders({ 'user-agent': IPHONE_UA });
+    const phone = await page.goto(`${GATEWAY}/_wxgate/login?rd=%2F`, { waitUntil: 'load' });
+    expectEqual(phone.status(), 200, 'open-in-WeChat page status');
+    check((await page.locator('body').innerText()).includes('微信'), 'the open-in-WeChat page does not mention WeChat');
+    await shots(page, 'open-in-wechat');
+    await page.setExtraHTTPHeaders({});
+
+    if (REFUSING) {
+      // 9. Refused by the access rules: who the user is, and a way to switch account.
+      step('refusing gateway: alice is refused (the 403 page)');
+      await page.goto(`${REFUSING}/`, { waitUntil: 'load' });
+      check(isMockLoginUrl(page.url()), `expected the mock login page, got ${page.url()}`);
+      await Promise.all([
+        page.waitForURL((u) => u.origin === REFUSING && u.pathname === '/_wxgate/callback', { waitUntil: 'load' }),
+        page.locator(`a#user-${ALICE.key}`).click(),
+      ]);
+      const refused = await page.locator('body').innerText();
+      check(refused.includes('无访问权限') && refused.includes('Access denied'), `no 403 page: ${refused}`);
+      check(refused.includes('OpenID') && refused.includes(ALICE.unionid), `the 403 page does not name alice: ${refused}`);
+      check(refused.includes('换个账号 / Switch account'), `no switch-account button: ${refused}`);
+      await shots(page, '403');
+      step('switch account: logout, then a new login');
+      await Promise.all([page.waitForURL((u) => isMockLoginUrl(u.href), { waitUntil: 'load' }), page.locator('a.btn').click()]);
+
+      // 10. The upstream is down: the 502 page offers a retry.
+      step('refusing gateway: upstream down (the 502 page)');
+      const down = await page.goto(`${REFUSING}/public/x`, { waitUntil: 'load' });
+      expectEqual(down.status(), 502, '502 page status');
+      const downText = await page.locator('body').innerText();
+      check(downText.includes('重试 / Try again'), `no retry button on the 502 page: ${downText}`);
+      await shots(page, '502');
+    }
 
     check(pageErrors.length === 0, `JavaScript errors on the pages: ${pageErrors.join('; ')}`);
     console.log('e2e: PASS');

@@ -202,6 +202,25 @@ impl LoginProvider for Wecom {
         }
     }
 
+    /// A member is named by the WeCom userid (what an administrator of the corp knows them
+    /// by); a non-member by the openid WeCom gave.
+    fn who(&self, s: &Session) -> crate::common::audit::Who {
+        let member = s.origin().kind & NON_MEMBER == 0;
+        crate::common::audit::Who {
+            openid: if member {
+                String::new()
+            } else {
+                s.openid().to_string()
+            },
+            unionid: String::new(),
+            wecom_userid: if member {
+                s.openid().to_string()
+            } else {
+                String::new()
+            },
+        }
+    }
+
     /// `wecom_userid` and `wecom_corpid` in place of the WeChat ids (a non-member keeps the
     /// openid WeCom gave).
     fn describe(&self, s: &Session, json: &mut serde_json::Map<String, serde_json::Value>) {

@@ -31,6 +31,7 @@ use self::reply::*;
 use self::state::*;
 
 mod api;
+pub mod banner;
 mod browser;
 mod control;
 pub mod fixtures;
