@@ -230,6 +230,9 @@ gateway_conf() {
             echo "tls_key = \"$RUN/certs/server.key\""
         fi
         echo "shutdown_grace_secs = 1"
+        # wrk is one client IP: the per-IP limit (512 by default, for real clients) would close
+        # every connection beyond it at once (connect errors at -c1000). nginx has no such limit.
+        echo "max_connections_per_ip = 100000"
         echo
         echo "[upstream]"
         echo "url = \"http://127.0.0.1:$UPSTREAM_PORT\""
