@@ -131,16 +131,7 @@ pub fn join_cookies(h: &mut HeaderMap) {
 mod tests {
     use super::*;
 
-    fn hm(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
-    }
+    use crate::common::http_util::header_map as hm;
 
     #[test]
     fn forwarded_untrusted_replaces() {

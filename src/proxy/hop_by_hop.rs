@@ -113,16 +113,7 @@ pub fn is_upgrade_request(h: &HeaderMap) -> bool {
 mod tests {
     use super::*;
 
-    fn hm(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
-    }
+    use crate::common::http_util::header_map as hm;
 
     #[test]
     fn hop_headers_removed() {
