@@ -1,5 +1,6 @@
 //! The login providers configured on this gateway, built once at start from the settings.
 
+use http::header::HeaderName;
 use http::HeaderMap;
 
 use super::provider::{BrowserMatch, JsonEndpoint, LoginProvider};
@@ -7,6 +8,21 @@ use crate::common::error::ProviderFailure;
 use crate::common::metrics::ApiCalls;
 use crate::config::Settings;
 use crate::session::{Origin, Session};
+
+/// Account linking: the app's own user id, and the phone a mini program shared.
+static USERID: HeaderName = HeaderName::from_static("x-wechat-userid");
+static PHONE: HeaderName = HeaderName::from_static("x-wechat-phone");
+
+/// `X-WeChat-UserId` / `X-WeChat-Phone` when the session carries them (any provider).
+fn insert_link(headers: &mut HeaderMap, session: &Session) {
+    let [user_id, phone] = session.link_headers();
+    if let Some(v) = user_id {
+        headers.insert(USERID.clone(), v);
+    }
+    if let Some(v) = phone {
+        headers.insert(PHONE.clone(), v);
+    }
+}
 
 /// Every configured login provider, in the order browsers are matched.
 pub(crate) struct Registry {
@@ -118,7 +134,8 @@ impl Registry {
         }
     }
 
-    /// The identity headers for a session, written by the provider that made it.
+    /// The identity headers for a session, written by the provider that made it, then the
+    /// account-linking headers, which are the same for every provider.
     pub(crate) fn insert_identity(
         &self,
         headers: &mut HeaderMap,
@@ -128,6 +145,7 @@ impl Registry {
     ) {
         if let Some(p) = self.get(session.origin()) {
             p.insert_identity(headers, session, sign_secret, now);
+            insert_link(headers, session);
         }
     }
 
@@ -243,5 +261,35 @@ mod tests {
                 "{matches:?} {via:?}"
             );
         }
+    }
+
+    #[test]
+    fn link_headers_written_for_every_provider() {
+        let r = registry(&[BrowserMatch::None, BrowserMatch::None]);
+        let session = |provider| {
+            Session::new(&crate::session::NewSession {
+                openid: "oOpen",
+                unionid: None,
+                appid: "wxA",
+                origin: Origin { provider, kind: 0 },
+                nickname: "",
+                avatar: "",
+                expires_at: 99,
+            })
+        };
+        for provider in [0, 1] {
+            let mut h = HeaderMap::new();
+            r.insert_identity(&mut h, &session(provider), None, 1);
+            assert!(!h.contains_key(&USERID) && !h.contains_key(&PHONE));
+            let linked = session(provider).with_link(Some("42"), Some("+8613800000000"));
+            r.insert_identity(&mut h, &linked, None, 1);
+            assert_eq!(h[&USERID], "42");
+            assert_eq!(h[&PHONE], "+8613800000000");
+        }
+        // A provider no longer configured writes nothing, its link headers included.
+        let mut h = HeaderMap::new();
+        let gone = session(7).with_link(Some("42"), None);
+        r.insert_identity(&mut h, &gone, None, 1);
+        assert!(h.is_empty());
     }
 }

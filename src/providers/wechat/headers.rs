@@ -16,9 +16,6 @@ pub(crate) static SOURCE: HeaderName = HeaderName::from_static("x-wechat-source"
 pub(crate) static NICKNAME: HeaderName = HeaderName::from_static("x-wechat-nickname");
 pub(crate) static AVATAR: HeaderName = HeaderName::from_static("x-wechat-avatar");
 pub(crate) static SIGNATURE: HeaderName = HeaderName::from_static("x-wechat-signature");
-/// Account linking: the app's own user id, and the phone a mini program shared.
-pub(crate) static USERID: HeaderName = HeaderName::from_static("x-wechat-userid");
-pub(crate) static PHONE: HeaderName = HeaderName::from_static("x-wechat-phone");
 
 /// Characters kept as they are in `X-WeChat-Nickname`: RFC 3986 unreserved.
 const NICK: &AsciiSet = &NON_ALPHANUMERIC
@@ -87,12 +84,6 @@ pub(crate) fn insert_identity(
     if let Some(v) = s.avatar_header() {
         headers.insert(AVATAR.clone(), v);
     }
-    if let Some(v) = s.user_id_header() {
-        headers.insert(USERID.clone(), v);
-    }
-    if let Some(v) = s.phone_header() {
-        headers.insert(PHONE.clone(), v);
-    }
     if let Some(secret) = sign_secret {
         let sig = signature(secret, now, s.unionid().unwrap_or(""), s.openid());
         if let Ok(v) = HeaderValue::from_str(&sig) {
@@ -145,10 +136,5 @@ mod tests {
         insert_identity(&mut h, &plain, "mini_program", Some(b"k"), 1);
         assert_eq!(h[&NICKNAME], "Bob_1.x~");
         assert!(h.contains_key(&SIGNATURE));
-        assert!(!h.contains_key(&USERID) && !h.contains_key(&PHONE));
-        let linked = plain.with_link(Some("42"), Some("+8613800000000"));
-        insert_identity(&mut h, &linked, "mini_program", None, 1);
-        assert_eq!(h[&USERID], "42");
-        assert_eq!(h[&PHONE], "+8613800000000");
     }
 }

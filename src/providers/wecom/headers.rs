@@ -16,8 +16,6 @@ pub(crate) static CORPID: HeaderName = HeaderName::from_static("x-wecom-corpid")
 static SOURCE: HeaderName = HeaderName::from_static("x-wechat-source");
 static OPENID: HeaderName = HeaderName::from_static("x-wechat-openid");
 static SIGNATURE: HeaderName = HeaderName::from_static("x-wechat-signature");
-/// Account linking (`[link]`): the app's own user id, as for WeChat logins.
-static APP_USERID: HeaderName = HeaderName::from_static("x-wechat-userid");
 
 /// `t=<unix>,v1=<hex hmac-sha256(secret, "<t>..<id>")>`: X-WeChat-Signature's formula with no
 /// unionid and the WeCom id in the openid's place.
@@ -44,9 +42,6 @@ pub(super) fn insert_identity(
         headers.insert(CORPID.clone(), v);
     }
     headers.insert(SOURCE.clone(), HeaderValue::from_static("wecom"));
-    if let Some(v) = s.user_id_header() {
-        headers.insert(APP_USERID.clone(), v);
-    }
     if let Some(secret) = sign_secret {
         if let Ok(v) = HeaderValue::from_str(&signature(secret, now, s.openid())) {
             headers.insert(SIGNATURE.clone(), v);
