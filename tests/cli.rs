@@ -582,32 +582,10 @@ async fn sighup_reloads_tls_files() {
 }
 
 #[test]
-fn config_example_with_its_secrets_filled_in_passes_check() {
+fn config_example_lists_every_key() {
+    // That the example, its placeholder secrets filled in, passes `check` is
+    // tests/reference_doc.rs's `the_example_with_its_placeholders_replaced_passes_check`.
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = tempfile::tempdir().unwrap();
-    wxgate::server::tls::ensure_self_signed(&dir.path().join("certs"), &["localhost"]).unwrap();
-    // As an operator would: every `replace-…` placeholder secret filled in (as shipped, the
-    // example is refused: tests/reference_doc.rs).
-    let filled: String = std::fs::read_to_string(root.join("config.example.toml"))
-        .unwrap()
-        .lines()
-        .map(|l| match l.split_once("= \"replace-") {
-            Some((key, _)) => format!("{key}= \"filled-in-secret-0123456789abcdef0123456789\"\n"),
-            None => format!("{l}\n"),
-        })
-        .collect();
-    std::fs::write(dir.path().join("wxgate.toml"), filled).unwrap();
-    let out = Command::new(bin())
-        .args(["check", "--config", "wxgate.toml"])
-        .current_dir(dir.path())
-        .env_remove("WXGATE_CONFIG")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     // And every key it documents is one the gateway knows (the file is the full list).
     let text = std::fs::read_to_string(root.join("config.example.toml")).unwrap();
     for key in [
