@@ -28,8 +28,9 @@ impl crate::endpoints::context::AccessRules for Access {
 }
 
 impl Access {
-    /// [`Access::allows`] for a session's identity. With no rules (the usual case) it reads
-    /// nothing from the session: this runs on every proxied request.
+    /// [`Access::allows`] for a session's identity, after the session's provider had its say
+    /// (WeCom's allow-list). With no rules (the usual case) it reads only the session's origin:
+    /// this runs on every proxied request.
     pub(crate) fn allows_session(&self, s: &Session) -> bool {
         if let Some(verdict) = self.providers.allows(s) {
             return verdict;
