@@ -13,7 +13,10 @@
 #                           a change of 1% shows; the machine's noise does not)
 #   bench/run.sh serve      start A-D, log in, print URLs/cookies/pids, wait (experiments by hand)
 #
-# Knobs (environment): ROUNDS=5 DURATION=10 (seconds per wrk run) CONNECTIONS=64 THREADS=2
+# Knobs (environment): ROUNDS=5 DURATION=10 (seconds per wrk run) CONNECTIONS="64 256 1000"
+# (compare: each count in turn; the other modes use the first) THREADS=2
+# H2=1 H2_CONNECTIONS=32 H2_STREAMS=10 (compare: the HTTP/2 part, h2load against B2 = nginx with
+# http2 on, and D)
 # SETUPS="A B C D R S" (compare: which setups, e.g. "B D" for quick A/B work on the hot path;
 # E = the stack floor, on request)
 # WARMUP=2 PORT_BASE=18000 ACCESS_LOG=0|1 SKIP_BUILD=0|1 KEEP_RUN_DIR=0|1 NGINX_WORKERS=auto
@@ -29,7 +32,10 @@ BENCH=$ROOT/bench
 ROUNDS=${ROUNDS:-5}
 SETUPS=${SETUPS:-A B C D R S}
 DURATION=${DURATION:-10}
-CONNECTIONS=${CONNECTIONS:-64}
+CONNECTIONS=${CONNECTIONS:-64 256 1000}
+H2=${H2:-1}
+H2_CONNECTIONS=${H2_CONNECTIONS:-32}
+H2_STREAMS=${H2_STREAMS:-10}
 THREADS=${THREADS:-2}
 WARMUP=${WARMUP:-2}
 PORT_BASE=${PORT_BASE:-18000}
@@ -62,6 +68,7 @@ AUTH_PORT=$((PORT_BASE + 446))
 E_PORT=$((PORT_BASE + 447))
 R_PORT=$((PORT_BASE + 448))
 S_PORT=$((PORT_BASE + 449))
+B2_PORT=$((PORT_BASE + 450))
 REDIS_PORT=$((PORT_BASE + 379))
 MOCK_URL=http://127.0.0.1:$MOCK_PORT
 WEBSITE_APPID=wx1000000000000001
@@ -206,7 +213,7 @@ nginx_conf() { # TEMPLATE OUT
     [[ $ACCESS_LOG == 1 ]] && access="$RUN/$(basename "$2" .conf).access.log"
     sed -e "s|@RUN@|$RUN|g" -e "s|@NGINX_WORKERS@|$NGINX_WORKERS|g" \
         -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" -e "s|@B_PORT@|$B_PORT|g" \
-        -e "s|@C_PORT@|$C_PORT|g" -e "s|@AUTH_PORT@|$AUTH_PORT|g" \
+        -e "s|@C_PORT@|$C_PORT|g" -e "s|@AUTH_PORT@|$AUTH_PORT|g" -e "s|@B2_PORT@|$B2_PORT|g" \
         -e "s|@ACCESS_LOG@|$access|g" "$1" >"$2"
 }
 
@@ -367,16 +374,30 @@ busy_warning() {
     fi
 }
 
-# run_wrk LABEL URL OUTFILE [extra wrk args...]
-run_wrk() {
+# The connection count of the current wrk/h2load runs (compare sets it for each of
+# CONNECTIONS; the other modes use the first), and the load tool: wrk (HTTP/1.1) or h2load
+# (HTTP/2, H2_STREAMS concurrent streams per connection).
+CONNS=${CONNECTIONS%% *}
+TOOL=wrk
+
+# run_load LABEL URL OUTFILE [extra args...]: one wrk (or h2load) run with $CONNS connections.
+run_load() {
     local label=$1 url=$2 out=$3
     shift 3
     local TIMEFORMAT='%U %S'
-    { time wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$url" "$@" >"$out" 2>&1; } 2>"$out.time" ||
-        die "wrk failed for $label: $(cat "$out")"
+    if [[ $TOOL == h2load ]]; then
+        # --log-file: one line per request (start, status, microseconds), for the percentiles
+        # h2load itself does not print.
+        { time h2load -c"$CONNS" -m"$H2_STREAMS" -t"$THREADS" -D "$DURATION" \
+            --log-file="$out.log" "$url" "$@" >"$out" 2>&1; } 2>"$out.time" ||
+            die "h2load failed for $label: $(cat "$out")"
+    else
+        { time wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$url" "$@" >"$out" 2>&1; } 2>"$out.time" ||
+            die "wrk failed for $label: $(cat "$out")"
+    fi
 }
 
-# parse_wrk FILE → "rps p50_ms p99_ms non2xx socket_errors requests"
+# parse_wrk FILE → "rps p50_ms p90_ms p99_ms non2xx socket_errors requests"
 parse_wrk() {
     awk '
     function ms(v,   n, u) {
@@ -388,12 +409,29 @@ parse_wrk() {
         return n
     }
     /^ +50% / { p50 = ms($2) }
+    /^ +90% / { p90 = ms($2) }
     /^ +99% / { p99 = ms($2) }
     /^Requests\/sec:/ { rps = $2 }
     /Non-2xx or 3xx responses:/ { non2xx = $NF }
     /Socket errors:/ { gsub(/,/, ""); err = $4 + $6 + $8 + $10 }
     / requests in / { reqs = $1 }
-    END { printf "%.1f %.3f %.3f %d %d %d\n", rps, p50, p99, non2xx, err, reqs }' "$1"
+    END { printf "%.1f %.3f %.3f %.3f %d %d %d\n", rps, p50, p90, p99, non2xx, err, reqs }' "$1"
+}
+
+# parse_h2load FILE → the same fields as parse_wrk; the percentiles from h2load's per-request
+# log (FILE.log: start µs, status, duration µs).
+parse_h2load() {
+    local pct
+    pct=$(cut -f3 "$1.log" | sort -n | awk '{ a[NR] = $1 } END {
+        if (NR == 0) { print "0 0 0"; exit }
+        printf "%.3f %.3f %.3f", a[int(NR * 0.50) + 1] / 1000, a[int(NR * 0.90) + 1] / 1000, a[int(NR * 0.99) + 1] / 1000 }')
+    rm -f "$1.log"
+    awk -v pct="$pct" '
+    /^finished in / { rps = $4 }
+    /^requests: / { done = $6; errored = $12; timeout = $14 }
+    /^status codes: / { gsub(/,/, ""); s23 = $3 + $5 }
+    END { split(pct, p, " ")
+          printf "%.1f %.3f %.3f %.3f %d %d %d\n", rps, p[1], p[2], p[3], done - s23, errored + timeout, done }' "$1"
 }
 
 median() { # numbers on stdin → median
@@ -417,24 +455,24 @@ tree_ticks() {
 # Which processes are "the proxy" of a setup (for CPU per request): label → pids.
 declare -A PROXY_PIDS=()
 
-# measure LABEL URL ROUND [wrk args...]: one run, appended to $RESULTS/runs.tsv with the CPU
-# time per request of the proxy under test, of the upstream nginx and of wrk.
+# measure LABEL URL ROUND [load tool args...]: one run, appended to $RESULTS/runs.tsv with the
+# CPU time per request of the proxy under test, of the upstream nginx and of the load tool.
 measure() {
     local label=$1 url=$2 round=$3
     shift 3
-    local out=$RESULTS/wrk-r$round-$label.txt
+    local out=$RESULTS/$TOOL-c$CONNS-r$round-$label.txt
     local proxy=${PROXY_PIDS[$label]:-} upstream pu0 ps0 pu1 ps1 uu0 us0 uu1 us1
     upstream=$(pid_of nginx-upstream)
     # shellcheck disable=SC2086 # word splitting wanted: a list of pids
     read -r pu0 ps0 < <(tree_ticks $proxy)
     read -r uu0 us0 < <(tree_ticks "$upstream")
-    run_wrk "$label" "$url" "$out" "$@"
+    run_load "$label" "$url" "$out" "$@"
     # shellcheck disable=SC2086
     read -r pu1 ps1 < <(tree_ticks $proxy)
     read -r uu1 us1 < <(tree_ticks "$upstream")
     local line
-    line=$(parse_wrk "$out")
-    read -r rps p50 p99 non2xx errs reqs <<<"$line"
+    if [[ $TOOL == h2load ]]; then line=$(parse_h2load "$out"); else line=$(parse_wrk "$out"); fi
+    read -r rps p50 p90 p99 non2xx errs reqs <<<"$line"
     local wu ws cpu
     read -r wu ws <"$out.time"
     cpu=$(awk -v n="$reqs" -v pu=$((pu1 - pu0)) -v ps=$((ps1 - ps0)) -v u=$((uu1 - uu0 + us1 - us0)) \
@@ -442,9 +480,9 @@ measure() {
             if (n == 0) n = 1
             printf "%.1f %.1f %.1f %.1f %.1f", 1e6 * (pu + ps) / t / n, 1e6 * pu / t / n, 1e6 * ps / t / n, 1e6 * u / t / n, 1e6 * w / n }')
     read -r pcpu pusr psys ucpu wcpu <<<"$cpu"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$round" "$rps" "$p50" "$p99" "$non2xx" "$errs" \
-        "$pcpu" "$ucpu" "$wcpu" "$pusr" "$psys" >>"$RESULTS/runs.tsv"
-    log "round $round $label: $rps req/s  p50 ${p50}ms  p99 ${p99}ms  non-2xx $non2xx  socket errors $errs  CPU us/req: proxy $pcpu (user $pusr sys $psys) upstream $ucpu wrk $wcpu"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$CONNS" "$round" "$rps" "$p50" "$p90" "$p99" \
+        "$non2xx" "$errs" "$pcpu" "$ucpu" "$wcpu" "$pusr" "$psys" >>"$RESULTS/runs.tsv"
+    log "c=$CONNS round $round $label: $rps req/s  p50 ${p50}ms  p90 ${p90}ms  p99 ${p99}ms  non-2xx $non2xx  errors $errs  CPU us/req: proxy $pcpu (user $pusr sys $psys) upstream $ucpu $TOOL $wcpu"
     if ((non2xx > 0 || errs > 0)); then
         log "WARNING: $label had $non2xx non-2xx responses and $errs socket errors (see $out)"
     fi
@@ -452,35 +490,31 @@ measure() {
 
 # The columns measure() appends to runs.tsv.
 runs_header() {
-    printf 'setup\tround\trps\tp50_ms\tp99_ms\tnon2xx\tsocket_errors\tproxy_cpu_us_per_req\tupstream_cpu_us_per_req\twrk_cpu_us_per_req\tproxy_user_us_per_req\tproxy_sys_us_per_req\n' >"$RESULTS/runs.tsv"
+    printf 'setup\tconnections\tround\trps\tp50_ms\tp90_ms\tp99_ms\tnon2xx\terrors\tproxy_cpu_us_per_req\tupstream_cpu_us_per_req\tload_cpu_us_per_req\tproxy_user_us_per_req\tproxy_sys_us_per_req\n' >"$RESULTS/runs.tsv"
 }
 
-# summary LABEL... → table of medians per label (from runs.tsv)
+# summary LABEL... → table of medians per label over the rounds run with $CONNS connections
+# (from runs.tsv); remembers them for med().
 summary() {
-    printf '%-22s %10s %8s %8s %7s %7s %-23s %11s %9s\n' setup "req/s" "p50 ms" "p99 ms" non2xx errors "proxy CPU us/req" "upstream us" "wrk us"
+    printf '%-24s %10s %8s %8s %8s %7s %7s %-23s %11s %9s\n' "setup (c=$CONNS)" "req/s" "p50 ms" "p90 ms" "p99 ms" non2xx errors "proxy CPU us/req" "upstream us" "load us"
     local l
     for l in "$@"; do
-        local rows rps p50 p99 bad errs
-        rows=$(awk -F'\t' -v l="$l" '$1 == l' "$RESULTS/runs.tsv")
-        rps=$(cut -f3 <<<"$rows" | median)
-        p50=$(cut -f4 <<<"$rows" | median)
-        p99=$(cut -f5 <<<"$rows" | median)
-        bad=$(cut -f6 <<<"$rows" | awk "{ s += \$1 } END { print s + 0 }")
-        errs=$(cut -f7 <<<"$rows" | awk "{ s += \$1 } END { print s + 0 }")
-        local pc uc wc
-        pc=$(cut -f8 <<<"$rows" | median)
-        uc=$(cut -f9 <<<"$rows" | median)
-        wc=$(cut -f10 <<<"$rows" | median)
-        local pus pks
-        pus=$(cut -f11 <<<"$rows" | median)
-        pks=$(cut -f12 <<<"$rows" | median)
-        printf '%-22s %10.0f %8.3f %8.3f %7d %7d %7.1f =%5.1fu+%5.1fs %11.1f %9.1f\n' "$l" "$rps" "$p50" "$p99" "$bad" "$errs" "$pc" "$pus" "$pks" "$uc" "$wc"
-        eval "MED_RPS_${l//[^A-Za-z0-9]/_}=$rps MED_P99_${l//[^A-Za-z0-9]/_}=$p99"
+        local rows
+        rows=$(awk -F'\t' -v l="$l" -v c="$CONNS" '$1 == l && $2 == c' "$RESULTS/runs.tsv")
+        col() { cut -f"$1" <<<"$rows" | median; }
+        local rps p50 p90 p99 bad errs pc uc wc pus pks
+        rps=$(col 4) p50=$(col 5) p90=$(col 6) p99=$(col 7)
+        bad=$(cut -f8 <<<"$rows" | awk '{ s += $1 } END { print s + 0 }')
+        errs=$(cut -f9 <<<"$rows" | awk '{ s += $1 } END { print s + 0 }')
+        pc=$(col 10) uc=$(col 11) wc=$(col 12) pus=$(col 13) pks=$(col 14)
+        printf '%-24s %10.0f %8.3f %8.3f %8.3f %7d %7d %7.1f =%5.1fu+%5.1fs %11.1f %9.1f\n' "$l" "$rps" "$p50" "$p90" "$p99" "$bad" "$errs" "$pc" "$pus" "$pks" "$uc" "$wc"
+        local k=${l//[^A-Za-z0-9]/_}_$CONNS
+        eval "MED_RPS_$k=$rps MED_P99_$k=$p99 MED_CPU_$k=$pc"
     done
 }
 
-med() { # KIND LABEL → the median computed by summary()
-    local v="MED_$1_${2//[^A-Za-z0-9]/_}"
+med() { # KIND LABEL → the median computed by summary() for $CONNS connections
+    local v="MED_$1_${2//[^A-Za-z0-9]/_}_$CONNS"
     echo "${!v:-nan}"
 }
 
@@ -497,7 +531,8 @@ env_info() {
         echo "nginx: $(nginx -v 2>&1)"
         echo "wrk: $(wrk -v 2>&1 | sed -n 1p)"
         echo "rustc: $(rustc --version 2>/dev/null)"
-        echo "wrk settings: -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency, keep-alive"
+        echo "wrk settings: -t$THREADS -c($CONNECTIONS) -d${DURATION}s --latency, keep-alive"
+        [[ $MODE == compare && $H2 == 1 ]] && echo "h2load settings: -t$THREADS -c$H2_CONNECTIONS -m$H2_STREAMS -D $DURATION ($(h2load --version 2>&1 | sed -n 1p))"
         echo "rounds: $ROUNDS  access logs: $([[ $ACCESS_LOG == 1 ]] && echo 'on (files)' || echo 'off (nginx access_log off, wxgate RUST_LOG=warn)')"
         echo "loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
         [[ -x $BIN ]] && echo "binary before build: $BIN ($(date -u -r "$BIN" +%FT%TZ))"
@@ -553,7 +588,7 @@ login_run() {
 
 # Start A, B, C and D, log in, check them (sets COOKIE_C and COOKIE_D).
 start_all() {
-    check_ports "$UPSTREAM_PORT" "$MOCK_PORT" "$B_PORT" "$C_PORT" "$D_PORT" "$AUTH_PORT"
+    check_ports "$UPSTREAM_PORT" "$MOCK_PORT" "$B_PORT" "$B2_PORT" "$C_PORT" "$D_PORT" "$AUTH_PORT"
     start_nginx upstream
     start_mock
     start_gateway gateway-d "$D_PORT" "https://localhost:$D_PORT" 1
@@ -685,49 +720,107 @@ mode_compare() {
     fi
     runs_header
     local r
-    log "warm-up: ${WARMUP}s per setup"
-    for s in "${order[@]}"; do
-        wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -H "Cookie: _wxgate=${cookie[$s]}" "${url[$s]}" >/dev/null
-    done
-    busy_warning
-    for ((r = 1; r <= ROUNDS; r++)); do
+    for CONNS in $CONNECTIONS; do
+        log "HTTP/1.1, $CONNS connections: warm-up ${WARMUP}s per setup"
         for s in "${order[@]}"; do
-            measure "$s" "${url[$s]}" "$r" -H "Cookie: _wxgate=${cookie[$s]}"
-            sleep 1
+            wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" -H "Cookie: _wxgate=${cookie[$s]}" "${url[$s]}" >/dev/null
         done
         busy_warning
+        for ((r = 1; r <= ROUNDS; r++)); do
+            for s in "${order[@]}"; do
+                measure "$s" "${url[$s]}" "$r" -H "Cookie: _wxgate=${cookie[$s]}"
+                sleep 1
+            done
+            busy_warning
+        done
     done
+    # HTTP/2: h2load against nginx with `http2` on (B2, proxy_pass like B) and wxgate (D, which
+    # offers h2 by ALPN on its one port).
+    local h2order=()
+    if [[ $H2 == 1 ]]; then
+        TOOL=h2load CONNS=$H2_CONNECTIONS
+        [[ " $SETUPS " == *" B "* ]] && h2order+=(B2-nginx-h2)
+        [[ " $SETUPS " == *" D "* ]] && h2order+=(D-wxgate-h2)
+        url[B2-nginx-h2]="https://127.0.0.1:$B2_PORT/"
+        url[D-wxgate-h2]=${url[D-wxgate]}
+        PROXY_PIDS[B2-nginx-h2]=${PROXY_PIDS[B-nginx-proxy]}
+        PROXY_PIDS[D-wxgate-h2]=${PROXY_PIDS[D-wxgate]}
+        log "HTTP/2 (h2load -c$CONNS -m$H2_STREAMS): warm-up ${WARMUP}s per setup"
+        for s in "${h2order[@]}"; do
+            h2load -c"$CONNS" -m"$H2_STREAMS" -t"$THREADS" -D "$WARMUP" -H "cookie: _wxgate=$cd" "${url[$s]}" >/dev/null
+        done
+        for ((r = 1; r <= ROUNDS; r++)); do
+            for s in "${h2order[@]}"; do
+                measure "$s" "${url[$s]}" "$r" -H "cookie: _wxgate=$cd"
+                sleep 1
+            done
+            busy_warning
+        done
+        TOOL=wrk
+    fi
     # The gateways must still hold the sessions (nothing measured was a 401/302).
     verify_d "$cd" >/dev/null 2>&1 || die "D lost its session during the run"
 
     {
         echo
-        echo "wxgate bench compare: $ROUNDS rounds x ${DURATION}s, wrk -t$THREADS -c$CONNECTIONS, keep-alive, medians"
-        summary "${order[@]}"
-        echo
-        local d b c
-        d=$(med RPS D-wxgate)
-        b=$(med RPS B-nginx-proxy)
-        c=$(med RPS C-nginx-auth_request)
-        echo "throughput  D/B (wxgate / nginx proxy_pass):   $(ratio "$d" "$b")x   (target >= 1.2)"
-        echo "throughput  D/C (wxgate / nginx auth_request): $(ratio "$d" "$c")x   (target >= 2)"
-        echo "p99 ms      D $(med P99 D-wxgate)   B $(med P99 B-nginx-proxy)   C $(med P99 C-nginx-auth_request)   (target: D <= B)"
-        if [[ " $SETUPS " == *" R "* ]]; then
-            echo "throughput  R/D (Redis store, cache_ms=5000 / memory store): $(ratio "$(med RPS R-wxgate-redis-cache)" "$d")x   (target >= 0.9)"
-        fi
-        if [[ " $SETUPS " == *" S "* ]]; then
-            echo "throughput  S/D (Redis store, cache_ms=0 / memory store):    $(ratio "$(med RPS S-wxgate-redis-nocache)" "$d")x   (every request reads Redis)"
-        fi
-        if [[ " $SETUPS " == *" E "* ]]; then
-            echo "stack floor E/B (tokio+rustls+hyper doing nothing else / nginx proxy_pass): $(ratio "$(med RPS E-floor)" "$b")x   D/E $(ratio "$d" "$(med RPS E-floor)")x"
+        echo "wxgate bench compare: $ROUNDS rounds x ${DURATION}s per setup and connection count, setups alternating, medians"
+        echo "proxy CPU = user+system time of the proxy's processes (/proc/PID/stat) / requests served"
+        for CONNS in $CONNECTIONS; do
+            echo
+            echo "HTTP/1.1, wrk -t$THREADS -c$CONNS, keep-alive"
+            summary "${order[@]}"
+            compare_lines
+        done
+        if [[ $H2 == 1 ]] && ((${#h2order[@]} > 0)); then
+            CONNS=$H2_CONNECTIONS
+            echo
+            echo "HTTP/2, h2load -t$THREADS -c$CONNS -m$H2_STREAMS (percentiles from h2load's per-request log)"
+            summary "${h2order[@]}"
+            if ((${#h2order[@]} == 2)); then
+                local d2 b2
+                d2=$(med RPS D-wxgate-h2) b2=$(med RPS B2-nginx-h2)
+                echo "throughput  D/B2 over HTTP/2 (wxgate / nginx http2 proxy_pass): $(ratio "$d2" "$b2")x   (target >= 1.3) $(verdict "$(ratio "$d2" "$b2")" ge 1.3)"
+                echo "CPU us/req  D $(med CPU D-wxgate-h2)   B2 $(med CPU B2-nginx-h2)"
+            fi
         fi
     } | tee -a "$RESULTS/summary.txt"
+}
+
+# verdict VALUE ge|le LIMIT → "met" / "NOT MET"
+verdict() {
+    awk -v v="$1" -v op="$2" -v l="$3" 'BEGIN {
+        if (v == "nan") { print "(n/a)"; exit }
+        ok = (op == "ge") ? (v + 0 >= l + 0) : (v + 0 <= l + 0)
+        print ok ? "met" : "NOT MET" }'
+}
+
+# The comparison lines under one HTTP/1.1 table (for $CONNS connections).
+compare_lines() {
+    local d b c
+    d=$(med RPS D-wxgate) b=$(med RPS B-nginx-proxy) c=$(med RPS C-nginx-auth_request)
+    if [[ " $SETUPS " == *" B "* && " $SETUPS " == *" D "* ]]; then
+        echo "throughput  D/B (wxgate / nginx proxy_pass):   $(ratio "$d" "$b")x"
+        echo "p99 ms      D $(med P99 D-wxgate)   B $(med P99 B-nginx-proxy)   (target: D <= B) $(verdict "$(med P99 D-wxgate)" le "$(med P99 B-nginx-proxy)")"
+        echo "CPU us/req  D $(med CPU D-wxgate)   B $(med CPU B-nginx-proxy)   (target: D <= B) $(verdict "$(med CPU D-wxgate)" le "$(med CPU B-nginx-proxy)")   D/B $(ratio "$(med CPU D-wxgate)" "$(med CPU B-nginx-proxy)")x (aim 0.8x)"
+    fi
+    if [[ " $SETUPS " == *" C "* && " $SETUPS " == *" D "* ]]; then
+        echo "throughput  D/C (wxgate / nginx auth_request): $(ratio "$d" "$c")x"
+    fi
+    if [[ " $SETUPS " == *" R "* ]]; then
+        echo "throughput  R/D (Redis store, cache_ms=5000 / memory store): $(ratio "$(med RPS R-wxgate-redis-cache)" "$d")x   (target >= 0.9)   p99 R $(med P99 R-wxgate-redis-cache) ms   CPU R $(med CPU R-wxgate-redis-cache) us/req"
+    fi
+    if [[ " $SETUPS " == *" S "* ]]; then
+        echo "throughput  S/D (Redis store, cache_ms=0 / memory store):    $(ratio "$(med RPS S-wxgate-redis-nocache)" "$d")x   (every request reads Redis)"
+    fi
+    if [[ " $SETUPS " == *" E "* ]]; then
+        echo "stack floor E/B (tokio+rustls+hyper doing nothing else / nginx proxy_pass): $(ratio "$(med RPS E-floor)" "$b")x   D/E $(ratio "$d" "$(med RPS E-floor)")x   CPU D/E $(ratio "$(med CPU D-wxgate)" "$(med CPU E-floor)")x"
+    fi
 }
 
 # session_rounds URL N COOKIE COOKIE_FILE: warm up, then ROUNDS x (one cookie, rotating cookies).
 session_rounds() {
     local url=$1 n=$2 cookie=$3 file=$4 r
-    wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -H "Cookie: _wxgate=$cookie" "$url" >/dev/null
+    wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" -H "Cookie: _wxgate=$cookie" "$url" >/dev/null
     busy_warning
     for ((r = 1; r <= ROUNDS; r++)); do
         measure "D-$n-one" "$url" "$r" -H "Cookie: _wxgate=$cookie"
@@ -799,7 +892,7 @@ mode_sessions() {
     rss_end=$(rss_kib "$gw")
     {
         echo
-        echo "wxgate bench sessions: $ROUNDS rounds x ${DURATION}s, wrk -t$THREADS -c$CONNECTIONS, keep-alive, medians"
+        echo "wxgate bench sessions: $ROUNDS rounds x ${DURATION}s, wrk -t$THREADS -c$CONNS, keep-alive, medians"
         echo "(-one: every request with the same session cookie; -rotate: each request a different one of"
         echo " $(wc -l <"$RUN/cookies-small.txt") resp. $(wc -l <"$RUN/cookies-rotate.txt") cookies, via bench/rotate.lua)"
         summary "D-${SESSIONS_SMALL}-one" "D-${SESSIONS_SMALL}-rotate" "D-${SESSIONS_LARGE}-one" "D-${SESSIONS_LARGE}-rotate"
@@ -828,8 +921,8 @@ mode_logins() {
 attribute() {
     local label=$1 url=$2 pid=$3 cookie=$4 secs=$PROFILE_SECS pids u0 s0 u1 s1 rps us
     pids=$({ echo "$pid"; pgrep -P "$pid" || true; } | paste -sd,)
-    wrk -t"$THREADS" -c"$CONNECTIONS" -H "Cookie: _wxgate=$cookie" -d"${WARMUP}s" "$url" >/dev/null
-    start "wrk-$label" wrk -t"$THREADS" -c"$CONNECTIONS" -H "Cookie: _wxgate=$cookie" -d"$((secs + 2))s" "$url"
+    wrk -t"$THREADS" -c"$CONNS" -H "Cookie: _wxgate=$cookie" -d"${WARMUP}s" "$url" >/dev/null
+    start "wrk-$label" wrk -t"$THREADS" -c"$CONNS" -H "Cookie: _wxgate=$cookie" -d"$((secs + 2))s" "$url"
     sleep 1
     read -r u0 s0 < <(tree_ticks "$pid")
     perf record -q -F "$PERF_FREQ" -p "$pids" -o "$RUN/attrib-$label.data" -- sleep "$secs" 2>/dev/null || true
@@ -870,7 +963,7 @@ mode_profile() {
     start_floor
     local cd=$COOKIE_D gw d=https://127.0.0.1:$D_PORT/
     gw=$(pid_of gateway-d)
-    local wrk_args=(-t"$THREADS" -c"$CONNECTIONS" -H "Cookie: _wxgate=$cd")
+    local wrk_args=(-t"$THREADS" -c"$CONNS" -H "Cookie: _wxgate=$cd")
     busy_warning
     local n0 n1 secs=$PROFILE_SECS
 
@@ -881,7 +974,7 @@ mode_profile() {
     attribute E-floor "https://127.0.0.1:$E_PORT/" "$(pid_of floor)" "$cd"
     attribute B-nginx-proxy "https://127.0.0.1:$B_PORT/" "$(pid_of nginx-front)" "$cd"
     {
-        echo "CPU time per request of each proxy, split by component (perf -F $PERF_FREQ, ${secs}s each, wrk -t$THREADS -c$CONNECTIONS)"
+        echo "CPU time per request of each proxy, split by component (perf -F $PERF_FREQ, ${secs}s each, wrk -t$THREADS -c$CONNS)"
         attribution_table D-wxgate E-floor B-nginx-proxy
     } | tee -a "$RESULTS/summary.txt"
 
