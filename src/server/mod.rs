@@ -15,6 +15,7 @@
 mod acceptor;
 pub mod cert_reload;
 mod connection;
+mod handshakes;
 pub(crate) mod limits;
 mod metrics_listener;
 mod plain_http;
@@ -152,13 +153,16 @@ pub async fn serve_on_with(
         Some(files) => Some(cert_reload::CertReloader::new(files).map_err(ServeError::Tls)?),
         None => None,
     };
+    let workers = worker_count(&settings);
+    // TLS handshakes run on their own lower-priority threads, one per worker (handshakes.rs).
     let tls = match &certs {
-        Some(c) => Some(tokio_rustls::TlsAcceptor::from(
+        Some(c) => Some((
             tls::reloadable_config(c.clone()).map_err(ServeError::Tls)?,
+            handshakes::HandshakePool::start(workers)
+                .map_err(|e| ServeError::Client(format!("cannot start handshake thread: {e}")))?,
         )),
         None => None,
     };
-    let workers = worker_count(&settings);
     let metrics_listener = match settings.metrics_listen {
         Some(addr) => Some(bind(addr).map_err(|source| ServeError::Bind { addr, source })?),
         None => None,

@@ -20,6 +20,7 @@ use crate::server::plain_http;
 
 use crate::server::acceptor::Accepted;
 use crate::server::connection::{serve_io, Conn};
+use crate::server::handshakes::HandshakePool;
 use crate::server::serving::{Serving, Swap};
 
 /// A client socket and its connection slot (given back when the socket closes, upgrades too).
@@ -31,7 +32,7 @@ pub(crate) async fn worker(
     mut conns: mpsc::UnboundedReceiver<Accepted>,
     mut swaps: mpsc::UnboundedReceiver<Swap>,
     app: Arc<App>,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<(Arc<rustls::ServerConfig>, Arc<HandshakePool>)>,
     stop: watch::Receiver<bool>,
     upstream_limit: Arc<UpstreamLimit>,
 ) {
@@ -96,7 +97,7 @@ pub(crate) async fn worker(
             let conn = move || Conn::new(current, peer, timer, idle_ticks);
             let builder = &*builder;
             match tls {
-                Some(acceptor) => {
+                Some((config, handshakes)) => {
                     let mut io = io;
                     // One deadline for the first byte and the handshake together.
                     let deadline = tokio::time::Instant::now() + handshake;
@@ -113,7 +114,8 @@ pub(crate) async fn worker(
                         Ok(plain_http::First::Closed) => return,
                         Err(_) => return tracing::debug!(peer = %addr, "TLS handshake timed out"),
                     }
-                    match tokio::time::timeout_at(deadline, acceptor.accept(io)).await {
+                    // The expensive step runs on a handshake thread (handshakes.rs).
+                    match tokio::time::timeout_at(deadline, handshakes.accept(config, io)).await {
                         // Idle from the end of the handshake.
                         Ok(Ok(s)) => serve_io(builder, s, conn(), stop).await,
                         Ok(Err(e)) => {
