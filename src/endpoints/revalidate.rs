@@ -98,7 +98,8 @@ impl Revalidator {
         if !self.touch(&a.id, &a.session) {
             return Ok(Some(a));
         }
-        store.remove(&a.id).await?;
+        // Boxed: a rare path, whose (Redis) future would otherwise enlarge every request's.
+        Box::pin(store.remove(&a.id)).await?;
         self.inner.slots.invalidate(&a.id);
         self.inner.revoked.invalidate(&a.id);
         tracing::info!(session = %a.id.fingerprint(), "session ended: the WeChat grant was revoked");

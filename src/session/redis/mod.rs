@@ -196,14 +196,18 @@ impl SessionStore for RedisStore {
     async fn get(&self, id: &SessionId, now: u64) -> Result<Option<Session>, StoreError> {
         let d = digest(id);
         let live = |s: Session| Some(s).filter(|s| s.expires_at() > now);
+        // The Redis read is boxed: its future (the redis client's, for every deployment) is
+        // several times larger than the rest of a request's, and every request's future is as
+        // large as its largest branch, memory store included. Boxed, the size is paid for by
+        // the reads that happen (cache misses), not by every request.
         let Some(cache) = self.cache() else {
-            return Ok(self.read(&d).await?.and_then(live));
+            return Ok(Box::pin(self.read(&d)).await?.and_then(live));
         };
         if let Some(s) = cache.get_trusted(&d) {
             return Ok(live(s));
         }
         let epoch = cache.epoch();
-        match self.read(&d).await {
+        match Box::pin(self.read(&d)).await {
             Ok(Some(s)) => {
                 cache.fill(d, s.clone(), epoch);
                 Ok(live(s))
