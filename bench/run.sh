@@ -781,6 +781,7 @@ mode_compare() {
                 d2=$(med RPS D-wxgate-h2) b2=$(med RPS B2-nginx-h2)
                 echo "throughput  D/B2 over HTTP/2 (wxgate / nginx http2 proxy_pass): $(ratio "$d2" "$b2")x   (target >= 1.3) $(verdict "$(ratio "$d2" "$b2")" ge 1.3)"
                 echo "CPU us/req  D $(med CPU D-wxgate-h2)   B2 $(med CPU B2-nginx-h2)"
+                echo "paired      median of the per-round ratios D/B2: req/s $(paired 4 D-wxgate-h2 B2-nginx-h2)x  p99 $(paired 7 D-wxgate-h2 B2-nginx-h2)x  CPU/req $(paired 10 D-wxgate-h2 B2-nginx-h2)x"
             fi
         fi
     } | tee -a "$RESULTS/summary.txt"
@@ -794,6 +795,17 @@ verdict() {
         print ok ? "met" : "NOT MET" }'
 }
 
+# paired COLUMN A B → the median over rounds of A's value / B's value in the same round (at
+# $CONNS connections): robust to the machine speeding up or slowing down during the run, which
+# moves the plain medians of A and B apart.
+paired() {
+    awk -F'\t' -v col="$1" -v a="$2" -v b="$3" -v c="$CONNS" '
+        $2 == c && $1 == a { va[$3] = $col }
+        $2 == c && $1 == b { vb[$3] = $col }
+        END { for (r in va) if ((r in vb) && vb[r] > 0) print va[r] / vb[r] }' "$RESULTS/runs.tsv" |
+        median | awk '{ if ($1 == "nan") print "nan"; else printf "%.2f", $1 }'
+}
+
 # The comparison lines under one HTTP/1.1 table (for $CONNS connections).
 compare_lines() {
     local d b c
@@ -802,6 +814,7 @@ compare_lines() {
         echo "throughput  D/B (wxgate / nginx proxy_pass):   $(ratio "$d" "$b")x"
         echo "p99 ms      D $(med P99 D-wxgate)   B $(med P99 B-nginx-proxy)   (target: D <= B) $(verdict "$(med P99 D-wxgate)" le "$(med P99 B-nginx-proxy)")"
         echo "CPU us/req  D $(med CPU D-wxgate)   B $(med CPU B-nginx-proxy)   (target: D <= B) $(verdict "$(med CPU D-wxgate)" le "$(med CPU B-nginx-proxy)")   D/B $(ratio "$(med CPU D-wxgate)" "$(med CPU B-nginx-proxy)")x (aim 0.8x)"
+        echo "paired      median of the per-round ratios D/B: req/s $(paired 4 D-wxgate B-nginx-proxy)x  p99 $(paired 7 D-wxgate B-nginx-proxy)x  CPU/req $(paired 10 D-wxgate B-nginx-proxy)x"
     fi
     if [[ " $SETUPS " == *" C "* && " $SETUPS " == *" D "* ]]; then
         echo "throughput  D/C (wxgate / nginx auth_request): $(ratio "$d" "$c")x"
