@@ -17,7 +17,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use sha2::Sha256;
 
 use crate::providers::Identity;
-use crate::session::Origin;
+use crate::session::{truncate, Origin};
 
 /// A ticket's lifetime (and its login in flight's).
 pub(crate) const TICKET_TTL_SECS: u64 = 600;
@@ -62,17 +62,6 @@ pub(crate) enum TicketProblem {
     /// Not a ticket this gateway sealed with this secret.
     Forged,
     Expired,
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 fn put(v: &mut Vec<u8>, s: Option<&str>) {

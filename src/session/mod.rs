@@ -22,6 +22,7 @@ pub use grant::Grant;
 pub use id::SessionId;
 pub use lookup::{authenticate, Authenticated, Credentials, MAX_SESSION_COOKIES};
 pub use pending::PendingLogin;
+pub(crate) use record::truncate;
 pub use record::{NewSession, Origin, Session};
 pub use snapshot::{SnapshotError, SnapshotFile, SnapshotKey};
 pub use store::{Backend, RedisDeployment, SessionStore, SessionStoreSettings, StoreError};
