@@ -4,6 +4,7 @@
 //! and the proxy share (the coarse timer, [`held::Held`] sockets).
 
 pub mod audit;
+pub(crate) mod capped_body;
 pub(crate) mod cookies;
 pub mod error;
 pub(crate) mod held;

@@ -13,6 +13,7 @@ use http::{Response, StatusCode};
 use serde_json::{json, Value};
 
 use super::link_ticket::{valid_user_id, Tickets};
+use crate::common::capped_body::{read_capped, CappedError};
 use crate::common::http_util::{self, unix_now, Body};
 use crate::common::pages::{self, Page, Text};
 use crate::config::LinkSettings;
@@ -195,21 +196,13 @@ impl Link {
                 })
             })?;
         let status = resp.status().as_u16();
-        if resp.content_length().is_some_and(|n| n > MAX_ANSWER as u64) {
-            return Err(LinkError::Unavailable("answer too large"));
-        }
-        let mut answer = Vec::new();
-        loop {
-            match resp.chunk().await {
-                Ok(Some(c)) if answer.len() + c.len() > MAX_ANSWER => {
-                    return Err(LinkError::Unavailable("answer too large"))
-                }
-                Ok(Some(c)) => answer.extend_from_slice(&c),
-                Ok(None) => break,
-                Err(e) if e.is_timeout() => return Err(LinkError::Unavailable("timed out")),
-                Err(_) => return Err(LinkError::Unavailable("answer cut short")),
-            }
-        }
+        let answer = read_capped(&mut resp, MAX_ANSWER).await.map_err(|e| {
+            LinkError::Unavailable(match e {
+                CappedError::TooLarge => "answer too large",
+                CappedError::Read(e) if e.is_timeout() => "timed out",
+                CappedError::Read(_) => "answer cut short",
+            })
+        })?;
         parse_answer(status, &answer).map_err(LinkError::Unavailable)
     }
 }

@@ -11,6 +11,7 @@ use super::json::{
     parse_check, parse_jscode2session, parse_oauth_token, parse_userinfo, JsSession, OAuthToken,
     UserInfo,
 };
+use crate::common::capped_body::{read_capped, CappedError};
 use crate::common::metrics::ApiCalls;
 
 /// Largest response body accepted from WeChat (real answers are well under 4 KiB).
@@ -194,10 +195,21 @@ impl WechatClient {
         url.query_pairs_mut().extend_pairs(params.iter().copied());
 
         let started = std::time::Instant::now();
-        let result = match self.fetch(url).await {
-            Ok(body) => parse(&body, sensitive),
-            Err(e) => Err(e),
-        };
+        let result = self
+            .fetch(url)
+            .await
+            .and_then(|body| parse(&body, sensitive));
+        self.settle(endpoint, started, result)
+    }
+
+    /// Count the call (`wxgate_wechat_api_seconds`, `wxgate_wechat_errors_total`) and log its
+    /// outcome at debug, never with its URL or body.
+    fn settle<T>(
+        &self,
+        endpoint: &'static str,
+        started: std::time::Instant,
+        result: Result<T, WechatError>,
+    ) -> Result<T, WechatError> {
         let errcode = match &result {
             Err(WechatError::Api { code, .. }) => Some(*code),
             _ => None,
@@ -215,7 +227,7 @@ impl WechatClient {
     }
 
     /// `POST endpoint?query` with a JSON body (`cgi-bin/stable_token`, `wxa/business/*`),
-    /// answered and logged like [`Self::call`]'s GETs.
+    /// answered, counted and logged like [`Self::call`]'s GETs.
     pub(crate) async fn post_json<T>(
         &self,
         endpoint: &'static str,
@@ -234,18 +246,9 @@ impl WechatClient {
             .post(url)
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(body.to_string());
-        let result = match self.read(req).await {
-            Ok(b) => parse(&b, sensitive),
-            Err(e) => Err(e),
-        };
-        match &result {
-            Ok(_) => tracing::debug!(endpoint, "WeChat API call succeeded"),
-            Err(WechatError::Api { code, .. }) => {
-                tracing::debug!(endpoint, errcode = *code, "WeChat API error")
-            }
-            Err(e) => tracing::debug!(endpoint, error = e.kind_name(), "WeChat API call failed"),
-        }
-        result
+        let started = std::time::Instant::now();
+        let result = self.read(req).await.and_then(|b| parse(&b, sensitive));
+        self.settle(endpoint, started, result)
     }
 
     async fn fetch(&self, url: url::Url) -> Result<Vec<u8>, WechatError> {
@@ -258,17 +261,10 @@ impl WechatClient {
         if !status.is_success() {
             return Err(WechatError::Status(status.as_u16()));
         }
-        if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
-            return Err(WechatError::Garbage);
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(map_reqwest)? {
-            if body.len() + chunk.len() > MAX_BODY {
-                return Err(WechatError::Garbage);
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
+        read_capped(&mut resp, MAX_BODY).await.map_err(|e| match e {
+            CappedError::TooLarge => WechatError::Garbage,
+            CappedError::Read(e) => map_reqwest(e),
+        })
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::error::WecomError;
 use super::json::{errcode_of, parse_token, parse_userinfo, Person};
+use crate::common::capped_body::{read_capped, CappedError};
 use crate::common::metrics::ApiCalls;
 
 /// Largest answer accepted (real ones are well under 1 KiB).
@@ -188,13 +189,9 @@ impl WecomClient {
         if !resp.status().is_success() {
             return Err(WecomError::Status(resp.status().as_u16()));
         }
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(map_reqwest)? {
-            if body.len() + chunk.len() > MAX_BODY {
-                return Err(WecomError::Garbage);
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
+        read_capped(&mut resp, MAX_BODY).await.map_err(|e| match e {
+            CappedError::TooLarge => WecomError::Garbage,
+            CappedError::Read(e) => map_reqwest(e),
+        })
     }
 }
