@@ -177,6 +177,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Attach<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// A server config with `suites` and a client config trusting its certificate.
@@ -245,6 +247,33 @@ mod tests {
         let (got, on) = server.await.unwrap();
         assert_eq!(&got, b"ping");
         assert_eq!(on.as_deref(), Some("wxgate-tls-0"));
+    }
+
+    /// A job whose caller gave up before a handshake thread got to it (its handshake timed
+    /// out) is not run.
+    #[tokio::test]
+    async fn abandoned_job_is_skipped() {
+        let pool = HandshakePool::start(1).unwrap();
+        let (hold_tx, hold_rx) = std::sync::mpsc::channel::<()>();
+        // Keeps the one thread busy until released.
+        let busy = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.run(move || hold_rx.recv()).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let ran = Arc::new(AtomicBool::new(false));
+        let r = ran.clone();
+        let late = tokio::time::timeout(
+            Duration::from_millis(20),
+            pool.run(move || r.store(true, Ordering::SeqCst)),
+        )
+        .await;
+        assert!(late.is_err(), "the thread was busy");
+        hold_tx.send(()).unwrap();
+        busy.await.unwrap();
+        // The thread has passed the abandoned job by now: a job after it has run.
+        pool.run(|| ()).await.unwrap();
+        assert!(!ran.load(Ordering::SeqCst));
     }
 
     /// Garbage instead of a ClientHello: an error, no panic, nothing sent to the pool.
