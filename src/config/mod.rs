@@ -37,4 +37,6 @@ pub use settings::{
 pub use tls_files::TlsFiles;
 
 #[cfg(test)]
+pub(crate) mod test_toml;
+#[cfg(test)]
 mod tests;

@@ -180,18 +180,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
-    const BASE: &str = r#"
-[server]
-listen = "127.0.0.1:8080"
-public_url = "http://gw.example"
-[upstream]
-url = "http://127.0.0.1:3000"
-[wechat.website]
-appid = "wx1000000000000001"
-secret = "secret-one-000000000000000000000001"
-[session]
-cookie_secret = "test-cookie-secret-0123456789abcdef"
-"#;
+    use crate::config::test_toml::TEST_TOML as BASE;
 
     fn load(extra: &str, replace: &[(&str, &str)]) -> Settings {
         let mut t = format!("{BASE}{extra}");

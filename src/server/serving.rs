@@ -85,23 +85,11 @@ fn builder(s: &Settings, timer: CoarseTimer) -> auto::Builder<TokioExecutor> {
 mod tests {
     use super::*;
 
+    /// The test configuration with `extra` keys in `[server]`.
     fn settings(extra: &str) -> Settings {
-        crate::config::Config::from_toml(&format!(
-            r#"
-[server]
-listen = "127.0.0.1:8080"
-public_url = "http://gw.example"
-{extra}
-[upstream]
-url = "http://127.0.0.1:3000"
-[wechat.website]
-appid = "wx1000000000000001"
-secret = "secret-one-000000000000000000000001"
-[session]
-cookie_secret = "test-cookie-secret-0123456789abcdef"
-"#
-        ))
-        .unwrap()
+        let toml = crate::config::test_toml::TEST_TOML
+            .replace("[upstream]", &format!("{extra}\n[upstream]"));
+        crate::config::Config::from_toml(&toml).unwrap()
     }
 
     #[test]
