@@ -6,7 +6,6 @@ mod common;
 
 use common::*;
 use http::StatusCode;
-use serde_json::Value;
 
 fn enc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
@@ -24,17 +23,6 @@ async fn auto_env(extra: &str) -> Env {
     assert!(toml.contains("scope = \"auto\""));
     let gw = start_gateway(&toml).await;
     Env { up, mock, gw }
-}
-
-async fn calls(env: &Env) -> Value {
-    send(
-        &client(),
-        get(&format!("{}/mock/calls", env.mock.url()))
-            .body(empty())
-            .unwrap(),
-    )
-    .await
-    .json()
 }
 
 fn authorize_url(env: &Env, scope: &str, state: &str) -> String {
@@ -79,7 +67,7 @@ async fn silent_login_is_enough_without_rules() {
         None,
         "snsapi_base: openid only"
     );
-    let c = calls(&env).await;
+    let c = env.mock_calls().await;
     assert_eq!(
         (c["authorize"].as_u64(), c["confirm"].as_u64()),
         (Some(1), Some(0))
@@ -133,7 +121,7 @@ async fn require_unionid_asks_for_consent_once() {
         r.echoed_header("x-wechat-source").as_deref(),
         Some("official_account")
     );
-    let c = calls(&env).await;
+    let c = env.mock_calls().await;
     assert_eq!(
         c["authorize"], 2,
         "one silent round, one consent round: {c}"
@@ -145,7 +133,7 @@ async fn require_unionid_asks_for_consent_once() {
     other.cookies.retain(|(k, _)| k != "_wxgate");
     let r = other.nav(&cb1).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
-    assert_eq!(calls(&env).await["authorize"], 2);
+    assert_eq!(env.mock_calls().await["authorize"], 2);
 }
 
 #[tokio::test]
@@ -162,7 +150,7 @@ async fn consent_without_unionid_is_refused_without_a_second_screen() {
         r.text()
     );
     assert!(b.cookie("_wxgate").is_none());
-    let c = calls(&env).await;
+    let c = env.mock_calls().await;
     assert_eq!(
         (c["authorize"].as_u64(), c["confirm"].as_u64()),
         (Some(2), Some(1))
@@ -180,7 +168,7 @@ async fn openid_already_allowed_needs_no_consent() {
     let cb = silent_round(&env, &mut b, "/x").await;
     let r = b.nav(&cb).await;
     assert_eq!(r.location(), "/x", "{}", r.text());
-    assert_eq!(calls(&env).await["authorize"], 1);
+    assert_eq!(env.mock_calls().await["authorize"], 1);
 }
 
 #[tokio::test]

@@ -269,25 +269,11 @@ async fn case_15_wechat_removed_during_the_bind_page_binding_still_completes() {
     )
     .await;
     assert_eq!(fail.status, StatusCode::OK);
-    let calls_before = send(
-        &client(),
-        get(&format!("{}/mock/calls", env.mock.url()))
-            .body(empty())
-            .unwrap(),
-    )
-    .await
-    .json();
+    let calls_before = env.mock_calls().await;
     let back = bind_page(&site, BOB_UNION, "+8613800000002", &ticket);
     let r = b.nav(&env.gw.url(&back)).await;
     assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
-    let calls_after = send(
-        &client(),
-        get(&format!("{}/mock/calls", env.mock.url()))
-            .body(empty())
-            .unwrap(),
-    )
-    .await
-    .json();
+    let calls_after = env.mock_calls().await;
     assert_eq!(calls_before, calls_after, "resuming needs no WeChat call");
     assert_eq!(
         fetch(&env, &mut b, "/home")

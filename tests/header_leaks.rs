@@ -13,8 +13,7 @@ use common::*;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use wxgate::providers::wechat::Source;
-use wxgate::session::{NewSession, Session, SessionId, SessionStore};
+use wxgate::session::SessionId;
 
 /// The upstream: echoes the request line and headers it got (as the common echo does: JSON
 /// `headers` = `[[name, value], ...]`, in order, repeats kept); under `/set-cookie` it also tries
@@ -68,24 +67,7 @@ async fn start_echo() -> SocketAddr {
 /// A live session put straight into the gateway's store; returns its id.
 async fn session(gw: &Gateway, openid: &str, unionid: Option<&str>) -> String {
     let app = &gw.running.as_ref().unwrap().app;
-    let id = SessionId::random();
-    let now = wxgate::common::http_util::unix_now();
-    app.store
-        .insert(
-            id,
-            Session::new(&NewSession {
-                openid,
-                unionid,
-                appid: "wx1000000000000001",
-                origin: Source::Website.into(),
-                nickname: "Tester",
-                avatar: "",
-                expires_at: now + 3600,
-            }),
-        )
-        .await
-        .unwrap();
-    id.encode()
+    seed_session(app, &website_session(openid, unionid)).await
 }
 
 /// A value in the session-id format that is no session.

@@ -12,18 +12,6 @@ use http::{Request, StatusCode};
 use link_app::*;
 use serde_json::{json, Value};
 
-async fn mock_post(env: &Env, path_and_query: &str) -> Value {
-    let r = send(
-        &client(),
-        Request::post(format!("{}{path_and_query}", env.mock.url()))
-            .body(empty())
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::OK, "{path_and_query}: {}", r.text());
-    r.json()
-}
-
 async fn calls(env: &Env) -> Value {
     send(
         &client(),
@@ -36,7 +24,8 @@ async fn calls(env: &Env) -> Value {
 }
 
 async fn phone_code(env: &Env, user: &str) -> String {
-    mock_post(env, &format!("/mock/phone/code?user={user}")).await["code"]
+    env.mock_post(&format!("/mock/phone/code?user={user}"))
+        .await["code"]
         .as_str()
         .unwrap()
         .to_string()
@@ -88,6 +77,19 @@ async fn phone_number_joins_the_session() {
         (c["stable_token"].as_u64(), c["getuserphonenumber"].as_u64()),
         (Some(1), Some(2))
     );
+    // Both POSTs are counted in the WeChat API metrics like the GETs.
+    let m = send(
+        &client(),
+        get(&env.gw.url("/_wxgate/metrics")).body(empty()).unwrap(),
+    )
+    .await
+    .text();
+    for want in [
+        "wxgate_wechat_api_seconds_count{endpoint=\"cgi-bin/stable_token\"} 1",
+        "wxgate_wechat_api_seconds_count{endpoint=\"wxa/business/getuserphonenumber\"} 2",
+    ] {
+        assert!(m.contains(want), "{want} not in\n{m}");
+    }
     // A code used once is the client's 400.
     let code = phone_code(&env, "alice").await;
     assert_eq!(
@@ -108,7 +110,7 @@ async fn stale_token_is_renewed_once_and_the_call_retried() {
     let env = env("").await;
     let token = mini_token(&env, "bob").await;
     assert_eq!(phone(&env, &token, "bob").await.status, StatusCode::OK);
-    mock_post(&env, "/mock/phone/stale").await;
+    env.mock_post("/mock/phone/stale").await;
     let r = phone(&env, &token, "bob").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(r.json()["pure_phone"], "13800000002");
@@ -126,7 +128,7 @@ async fn stale_token_is_renewed_once_and_the_call_retried() {
 async fn quota_used_up_is_a_clear_json_error() {
     let env = env("").await;
     let token = mini_token(&env, "alice").await;
-    mock_post(&env, "/mock/phone/quota?count=1").await;
+    env.mock_post("/mock/phone/quota?count=1").await;
     let r = phone(&env, &token, "alice").await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
     let j = r.json();
@@ -141,7 +143,7 @@ async fn quota_used_up_is_a_clear_json_error() {
 #[tokio::test]
 async fn concurrent_callers_share_one_token_refresh() {
     let env = env("").await;
-    mock_post(&env, "/mock/phone/token?delay_ms=300").await;
+    env.mock_post("/mock/phone/token?delay_ms=300").await;
     let token = mini_token(&env, "carol").await;
     let mut codes = vec![];
     for _ in 0..8 {
@@ -160,7 +162,7 @@ async fn concurrent_callers_share_one_token_refresh() {
 async fn token_is_renewed_before_it_expires() {
     let env = env("").await;
     // Tokens living 2 s are renewed after 1 s (half their life; 5 minutes early at 7200 s).
-    mock_post(&env, "/mock/phone/token?ttl_secs=2").await;
+    env.mock_post("/mock/phone/token?ttl_secs=2").await;
     let token = mini_token(&env, "alice").await;
     assert_eq!(phone(&env, &token, "alice").await.status, StatusCode::OK);
     assert_eq!(phone(&env, &token, "alice").await.status, StatusCode::OK);

@@ -6,8 +6,6 @@
 mod common;
 
 use common::*;
-use wxgate::providers::wechat::Source;
-use wxgate::session::{NewSession, Session, SessionId, SessionStore};
 
 /// What the gateway must do with a path form.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -112,24 +110,8 @@ const FORMS: &[(&str, Expect)] = &[
 /// Put a session straight into the running gateway's store; returns the Cookie header value.
 async fn session_cookie(gw: &Gateway) -> String {
     let app = &gw.running.as_ref().unwrap().app;
-    let id = SessionId::random();
-    let now = wxgate::common::http_util::unix_now();
-    app.store
-        .insert(
-            id,
-            Session::new(&NewSession {
-                openid: "oOpenIdTest",
-                unionid: Some("oUnionTest"),
-                appid: "wx1000000000000001",
-                origin: Source::Website.into(),
-                nickname: "Tester",
-                avatar: "",
-                expires_at: now + 3600,
-            }),
-        )
-        .await
-        .unwrap();
-    format!("_wxgate={}", id.encode())
+    let n = website_session("oOpenIdTest", Some("oUnionTest"));
+    format!("_wxgate={}", seed_session(app, &n).await)
 }
 
 struct Answer {

@@ -6,30 +6,17 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use http::{Request, StatusCode};
-use wxgate::providers::wechat::Source;
-use wxgate::session::{NewSession, Session, SessionId, SessionStore};
+use wxgate::session::NewSession;
 
 /// Put a session straight into the running gateway's store; returns the Cookie header value.
 async fn session_cookie(gw: &Gateway, unionid: Option<&str>) -> String {
     let app = &gw.running.as_ref().unwrap().app;
-    let id = SessionId::random();
-    let now = wxgate::common::http_util::unix_now();
-    app.store
-        .insert(
-            id,
-            Session::new(&NewSession {
-                openid: "oOpenIdTest",
-                unionid,
-                appid: "wx1000000000000001",
-                origin: Source::Website.into(),
-                nickname: "Tester 🐼",
-                avatar: "https://thirdwx.qlogo.cn/x/132",
-                expires_at: now + 3600,
-            }),
-        )
-        .await
-        .unwrap();
-    format!("_wxgate={}", id.encode())
+    let n = NewSession {
+        nickname: "Tester 🐼",
+        avatar: "https://thirdwx.qlogo.cn/x/132",
+        ..website_session("oOpenIdTest", unionid)
+    };
+    format!("_wxgate={}", seed_session(app, &n).await)
 }
 
 async fn setup(extra: &str) -> (Upstream, Gateway, String) {

@@ -11,31 +11,16 @@ use std::time::Duration;
 use common::*;
 use http::StatusCode;
 use proc_support::*;
-use wxgate::providers::wechat::Source;
-use wxgate::session::{NewSession, Session, SessionId, SessionStore};
+use wxgate::session::NewSession;
 
 /// A session for `oOpenIdTest` straight into the gateway's store; the Cookie header value.
 async fn session_cookie(running: &wxgate::server::Running) -> String {
-    let id = SessionId::random();
-    let now = wxgate::common::http_util::unix_now();
-    running
-        .app
-        .store
-        .insert(
-            id,
-            Session::new(&NewSession {
-                openid: "oOpenIdTest",
-                unionid: Some("oUnionTest"),
-                appid: "wx1000000000000001",
-                origin: Source::Website.into(),
-                nickname: "Tester",
-                avatar: "https://thirdwx.qlogo.cn/x/132",
-                expires_at: now + 3600,
-            }),
-        )
-        .await
-        .unwrap();
-    format!("_wxgate={}", id.encode())
+    let n = NewSession {
+        unionid: Some("oUnionTest"),
+        avatar: "https://thirdwx.qlogo.cn/x/132",
+        ..website_session("oOpenIdTest", None)
+    };
+    format!("_wxgate={}", seed_session(&running.app, &n).await)
 }
 
 /// The settings of `toml` as `start_gateway` rewrote them for the gateway on `addr`.

@@ -10,32 +10,11 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use http::{Request, StatusCode};
-use serde_json::Value;
 
 const EXTRA: &str = "revalidate_secs = 1\n";
 
-async fn mock_post(env: &Env, path_and_query: &str) -> Value {
-    let r = send(
-        &client(),
-        Request::post(format!("{}{path_and_query}", env.mock.url()))
-            .body(empty())
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-    r.json()
-}
-
 async fn calls(env: &Env, name: &str) -> u64 {
-    let v = send(
-        &client(),
-        get(&format!("{}/mock/calls", env.mock.url()))
-            .body(empty())
-            .unwrap(),
-    )
-    .await
-    .json();
-    v[name].as_u64().unwrap()
+    env.mock_calls().await[name].as_u64().unwrap()
 }
 
 async fn metrics(gw: &Gateway) -> String {
@@ -89,7 +68,7 @@ async fn revoked_grant_ends_the_session_within_the_interval() {
     );
     assert!(calls(&env, "auth").await >= 1, "sns/auth was asked");
 
-    let revoked = mock_post(&env, "/mock/revoke?user=alice").await;
+    let revoked = env.mock_post("/mock/revoke?user=alice").await;
     assert!(revoked["access_tokens"].as_u64().unwrap() >= 1, "{revoked}");
     let took = until_logged_out(&env.gw, &mut b, Duration::from_secs(4))
         .await
@@ -121,7 +100,7 @@ async fn wechat_unreachable_keeps_the_session() {
     let env = env(EXTRA).await;
     let mut b = logged_in(&env).await;
     // Every WeChat API call fails from now on (HTTP 500 pages).
-    mock_post(&env, "/mock/fail?mode=status500&count=1000").await;
+    env.mock_post("/mock/fail?mode=status500&count=1000").await;
     let before = calls(&env, "auth").await;
     assert!(
         until_logged_out(&env.gw, &mut b, Duration::from_millis(3500))
@@ -168,7 +147,8 @@ async fn one_check_at_a_time_and_off_the_request_path() {
     let env = Env { up, mock, gw };
     let b = logged_in(&env).await;
     // The next sns/auth takes 2.5 s: longer than revalidate_secs.
-    mock_post(&env, "/mock/fail?mode=slow&delay_ms=2500&count=1").await;
+    env.mock_post("/mock/fail?mode=slow&delay_ms=2500&count=1")
+        .await;
     tokio::time::sleep(Duration::from_millis(1100)).await; // the session is due
     let before = calls(&env, "auth").await;
     // 10 concurrent requests, then one every 100 ms for 2 s, while that check runs: each is
@@ -208,7 +188,7 @@ async fn one_check_at_a_time_and_off_the_request_path() {
 async fn expired_access_token_is_refreshed() {
     let env = env(EXTRA).await;
     let mut b = logged_in(&env).await;
-    let expired = mock_post(&env, "/mock/expire?user=alice").await;
+    let expired = env.mock_post("/mock/expire?user=alice").await;
     assert!(expired["access_tokens"].as_u64().unwrap() >= 1);
     assert!(
         until_logged_out(&env.gw, &mut b, Duration::from_millis(2500))
@@ -225,7 +205,7 @@ async fn expired_access_token_is_refreshed() {
         "{m}"
     );
     // The renewed token is used from then on, and a revocation still ends the session.
-    mock_post(&env, "/mock/revoke?user=alice").await;
+    env.mock_post("/mock/revoke?user=alice").await;
     assert!(until_logged_out(&env.gw, &mut b, Duration::from_secs(3))
         .await
         .is_some());
@@ -265,7 +245,7 @@ async fn off_by_default_no_checks() {
     let env = env("").await;
     let mut b = logged_in(&env).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    mock_post(&env, "/mock/revoke?user=alice").await;
+    env.mock_post("/mock/revoke?user=alice").await;
     assert!(
         until_logged_out(&env.gw, &mut b, Duration::from_millis(1500))
             .await
@@ -278,11 +258,12 @@ async fn off_by_default_no_checks() {
 async fn app_sessions_are_not_rechecked() {
     // JSON logins keep no grant: nothing to re-check, no WeChat call per request.
     let env = env(EXTRA).await;
-    let code = mock_post(
-        &env,
-        &format!("/mock/code?appid={}&user=alice", fixtures::MOBILE_APPID),
-    )
-    .await["code"]
+    let code = env
+        .mock_post(&format!(
+            "/mock/code?appid={}&user=alice",
+            fixtures::MOBILE_APPID
+        ))
+        .await["code"]
         .as_str()
         .unwrap()
         .to_string();
@@ -329,7 +310,7 @@ async fn forward_auth_sees_the_revocation() {
         .status
     };
     assert_eq!(auth().await, StatusCode::ACCEPTED);
-    mock_post(&env, "/mock/revoke?user=alice").await;
+    env.mock_post("/mock/revoke?user=alice").await;
     let start = Instant::now();
     loop {
         match auth().await {
@@ -376,7 +357,7 @@ async fn redis_sessions_keep_the_grant_and_revocation_reaches_every_instance() {
         "B re-checked the grant from Redis"
     );
 
-    mock_post(&env, "/mock/revoke?user=alice").await;
+    env.mock_post("/mock/revoke?user=alice").await;
     let took = until_logged_out(&other, &mut on_b, Duration::from_secs(4))
         .await
         .expect("B ends the revoked session");

@@ -2,98 +2,30 @@
 //! binary is started, logged into, stopped with SIGTERM and started again.
 
 mod common;
+mod proc_support;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use base64::Engine;
 use common::*;
 use http::{Request, StatusCode};
+use proc_support::{spawn_run, Child};
 
-/// A `wxgate run` child process with its stderr collected (killed on drop).
-struct Child {
-    child: std::process::Child,
-    addr: SocketAddr,
-    stderr: Arc<Mutex<Vec<String>>>,
+/// SIGTERM, then wait (at most 20 s) for a clean exit; the log's lines.
+async fn terminate(mut gw: Child) -> Vec<String> {
+    gw.signal("-TERM");
+    let status = gw.wait_exit(Duration::from_secs(20)).await;
+    assert!(status.success(), "wxgate exited with {status}");
+    // The reader thread sees EOF right after the exit.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    gw.log().lines().map(str::to_owned).collect()
 }
 
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Child {
-    fn spawn(config: &Path) -> Child {
-        let mut child = Command::new(bin())
-            .args(["run", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .env_remove("WXGATE_CONFIG")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let keep = lines.clone();
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if !sent && line.contains("wxgate listening") {
-                    let rest = &line[line.find("addr").unwrap()..];
-                    let start = rest.find(|c: char| c.is_ascii_digit()).unwrap();
-                    let end = rest[start..]
-                        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':'))
-                        .map(|e| start + e)
-                        .unwrap_or(rest.len());
-                    let _ = tx.send(rest[start..end].parse::<SocketAddr>().unwrap());
-                    sent = true;
-                }
-                keep.lock().unwrap().push(line);
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("wxgate did not start");
-        Child {
-            child,
-            addr,
-            stderr: lines,
-        }
-    }
-
-    /// SIGTERM, then wait (at most 20 s) for a clean exit.
-    fn terminate(mut self) -> Vec<String> {
-        let st = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(st.success());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "wxgate exited with {status}");
-                break;
-            }
-            assert!(Instant::now() < deadline, "wxgate did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // The reader thread sees EOF right after the exit.
-        std::thread::sleep(Duration::from_millis(100));
-        let lines = self.stderr.lock().unwrap().clone();
-        lines
-    }
-
-    fn stderr(&self) -> Vec<String> {
-        self.stderr.lock().unwrap().clone()
-    }
+fn start(config: &Path) -> Child {
+    spawn_run(config, &[("RUST_LOG", "info")])
 }
 
 async fn app_login(gw: SocketAddr, mock: &str) -> String {
@@ -173,11 +105,11 @@ fn write_config(path: &Path, up: SocketAddr, mock: &str, secret: &str, snapshot:
 /// Log in, SIGTERM, start again: the same bearer token still works. Returns the token and the
 /// snapshot the second run wrote at its own SIGTERM (kept aside for the failure cases).
 async fn restart_keeps_the_session(s: &Setup) -> (String, Vec<u8>) {
-    let gw = Child::spawn(&s.config);
+    let gw = start(&s.config);
     let token = app_login(gw.addr, &s.mock.url()).await;
     let r = with_bearer(gw.addr, &token).await;
     assert_eq!(r.status, StatusCode::OK);
-    let log1 = gw.terminate();
+    let log1 = terminate(gw).await;
 
     // The file: there, private, sealed.
     let meta = std::fs::metadata(&s.snapshot).expect("a snapshot was written");
@@ -202,7 +134,7 @@ async fn restart_keeps_the_session(s: &Setup) -> (String, Vec<u8>) {
     assert_eq!(names.len(), 2, "{names:?}");
 
     // Started again: the same token works, with the identity headers.
-    let gw = Child::spawn(&s.config);
+    let gw = start(&s.config);
     assert!(
         !s.snapshot.exists(),
         "the snapshot is used once: removed after loading"
@@ -217,7 +149,7 @@ async fn restart_keeps_the_session(s: &Setup) -> (String, Vec<u8>) {
         r.echoed_header("x-wechat-source").as_deref(),
         Some("mobile_app")
     );
-    let log2 = gw.terminate();
+    let log2 = terminate(gw).await;
     for line in log1.iter().chain(&log2) {
         assert!(!line.contains(&token), "a session id in the log: {line}");
     }
@@ -232,13 +164,14 @@ async fn restart_keeps_the_session(s: &Setup) -> (String, Vec<u8>) {
 /// A snapshot that cannot be used: the start succeeds, one WARN line names the path and the
 /// reason, the old token gets 401.
 async fn unusable_snapshot_is_an_empty_start(s: &Setup, token: &str, reason: &str) {
-    let gw = Child::spawn(&s.config);
+    let gw = start(&s.config);
     let r = with_bearer(gw.addr, token).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
     let path = s.snapshot.display().to_string();
     let warns: Vec<String> = gw
-        .stderr()
-        .into_iter()
+        .log()
+        .lines()
+        .map(str::to_owned)
         .filter(|l| l.contains("WARN") && l.contains("snapshot"))
         .collect();
     assert_eq!(warns.len(), 1, "{warns:?}");
@@ -248,7 +181,7 @@ async fn unusable_snapshot_is_an_empty_start(s: &Setup, token: &str, reason: &st
     // New logins work.
     let fresh = app_login(gw.addr, &s.mock.url()).await;
     assert_eq!(with_bearer(gw.addr, &fresh).await.status, StatusCode::OK);
-    gw.terminate();
+    terminate(gw).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,8 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use wxgate::providers::wechat::Source;
-use wxgate::session::{NewSession, Session, SessionId, SessionStore};
+use wxgate::session::NewSession;
 
 const CATALINA_HOME: &str = "/usr/share/tomcat10";
 const SECRET_MARK: &str = "TOMCAT-SECRET-42";
@@ -166,24 +165,11 @@ async fn get(addr: SocketAddr, target: &str, extra: &str) -> Answer {
 
 async fn session_cookie(gw: &Gateway) -> String {
     let app = &gw.running.as_ref().unwrap().app;
-    let id = SessionId::random();
-    let now = wxgate::common::http_util::unix_now();
-    app.store
-        .insert(
-            id,
-            Session::new(&NewSession {
-                openid: "oTomcatUser",
-                unionid: None,
-                appid: "wx1000000000000001",
-                origin: Source::Website.into(),
-                nickname: "",
-                avatar: "",
-                expires_at: now + 3600,
-            }),
-        )
-        .await
-        .unwrap();
-    format!("Cookie: _wxgate={}\r\n", id.encode())
+    let n = NewSession {
+        nickname: "",
+        ..website_session("oTomcatUser", None)
+    };
+    format!("Cookie: _wxgate={}\r\n", seed_session(app, &n).await)
 }
 
 /// The bypass forms: each is `/private/…` to Tomcat.

@@ -461,6 +461,38 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_wxgate")
 }
 
+// ---- Sessions put straight into a gateway's store ----
+
+/// A website session of `openid`, valid for an hour; change fields with `..`.
+pub fn website_session<'a>(
+    openid: &'a str,
+    unionid: Option<&'a str>,
+) -> wxgate::session::NewSession<'a> {
+    wxgate::session::NewSession {
+        openid,
+        unionid,
+        appid: "wx1000000000000001",
+        origin: wxgate::providers::wechat::Source::Website.into(),
+        nickname: "Tester",
+        avatar: "",
+        expires_at: wxgate::common::http_util::unix_now() + 3600,
+    }
+}
+
+/// Store `n` under a new id in `app`'s store; the id, encoded (a cookie or bearer value).
+pub async fn seed_session(
+    app: &wxgate::pipeline::App,
+    n: &wxgate::session::NewSession<'_>,
+) -> String {
+    use wxgate::session::SessionStore;
+    let id = wxgate::session::SessionId::random();
+    app.store
+        .insert(id, wxgate::session::Session::new(n))
+        .await
+        .unwrap();
+    id.encode()
+}
+
 // ---- WeChat login helpers (mock WeChat in process) ----
 
 pub use wxgate::tools::mock::fixtures;
@@ -469,6 +501,33 @@ pub struct Env {
     pub up: Upstream,
     pub mock: wxgate::tools::mock::MockServer,
     pub gw: Gateway,
+}
+
+impl Env {
+    /// The mock's call counts per WeChat endpoint (`GET /mock/calls`).
+    pub async fn mock_calls(&self) -> serde_json::Value {
+        send(
+            &client(),
+            get(&format!("{}/mock/calls", self.mock.url()))
+                .body(empty())
+                .unwrap(),
+        )
+        .await
+        .json()
+    }
+
+    /// `POST` to one of the mock's control paths (`/mock/revoke?user=…`, …); it must answer 200.
+    pub async fn mock_post(&self, path_and_query: &str) -> serde_json::Value {
+        let r = send(
+            &client(),
+            Request::post(format!("{}{path_and_query}", self.mock.url()))
+                .body(empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{path_and_query}: {}", r.text());
+        r.json()
+    }
 }
 
 pub const PC_UA: &str =
