@@ -719,20 +719,9 @@ mode_compare() {
         PROXY_PIDS[S-wxgate-redis-nocache]="$(pid_of gateway-s) $(pid_of redis)"
     fi
     runs_header
-    local r
     for CONNS in $CONNECTIONS; do
-        log "HTTP/1.1, $CONNS connections: warm-up ${WARMUP}s per setup"
-        for s in "${order[@]}"; do
-            wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" -H "Cookie: _wxgate=${cookie[$s]}" "${url[$s]}" >/dev/null
-        done
-        busy_warning
-        for ((r = 1; r <= ROUNDS; r++)); do
-            for s in "${order[@]}"; do
-                measure "$s" "${url[$s]}" "$r" -H "Cookie: _wxgate=${cookie[$s]}"
-                sleep 1
-            done
-            busy_warning
-        done
+        log "HTTP/1.1, $CONNS connections"
+        alternate_rounds "${order[@]}"
     done
     # HTTP/2: h2load against nginx with `http2` on (B2, proxy_pass like B) and wxgate (D, which
     # offers h2 by ALPN on its one port).
@@ -743,19 +732,11 @@ mode_compare() {
         [[ " $SETUPS " == *" D "* ]] && h2order+=(D-wxgate-h2)
         url[B2-nginx-h2]="https://127.0.0.1:$B2_PORT/"
         url[D-wxgate-h2]=${url[D-wxgate]}
+        cookie[B2-nginx-h2]=$cd cookie[D-wxgate-h2]=$cd
         PROXY_PIDS[B2-nginx-h2]=${PROXY_PIDS[B-nginx-proxy]}
         PROXY_PIDS[D-wxgate-h2]=${PROXY_PIDS[D-wxgate]}
-        log "HTTP/2 (h2load -c$CONNS -m$H2_STREAMS): warm-up ${WARMUP}s per setup"
-        for s in "${h2order[@]}"; do
-            h2load -c"$CONNS" -m"$H2_STREAMS" -t"$THREADS" -D "$WARMUP" -H "cookie: _wxgate=$cd" "${url[$s]}" >/dev/null
-        done
-        for ((r = 1; r <= ROUNDS; r++)); do
-            for s in "${h2order[@]}"; do
-                measure "$s" "${url[$s]}" "$r" -H "cookie: _wxgate=$cd"
-                sleep 1
-            done
-            busy_warning
-        done
+        log "HTTP/2 (h2load -c$CONNS -m$H2_STREAMS)"
+        alternate_rounds "${h2order[@]}"
         TOOL=wrk
     fi
     # The gateways must still hold the sessions (nothing measured was a 401/302).
@@ -785,6 +766,23 @@ mode_compare() {
             fi
         fi
     } | tee -a "$RESULTS/summary.txt"
+}
+
+# alternate_rounds SETUP...: a warm-up of each, then ROUNDS rounds alternating the setups, with
+# $TOOL and $CONNS; reads mode_compare's url and cookie maps.
+alternate_rounds() {
+    local s r
+    for s in "$@"; do
+        DURATION=$WARMUP run_load "$s" "${url[$s]}" "$RUN/warmup.txt" -H "cookie: _wxgate=${cookie[$s]}"
+    done
+    busy_warning
+    for ((r = 1; r <= ROUNDS; r++)); do
+        for s in "$@"; do
+            measure "$s" "${url[$s]}" "$r" -H "cookie: _wxgate=${cookie[$s]}"
+            sleep 1
+        done
+        busy_warning
+    done
 }
 
 # verdict VALUE ge|le LIMIT → "met" / "NOT MET"
