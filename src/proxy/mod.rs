@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode, Version};
@@ -24,9 +25,9 @@ use hyper_util::rt::TokioIo;
 
 use crate::common::error::ErrorAnswer;
 use crate::common::pages::Text;
-use crate::common::timer::CoarseTimer;
+use crate::common::timer::{CoarseTimer, Elapsed};
 use crate::config::Settings;
-use crate::proxy::pool::{outgoing, Pool, PoolError, ReqBody, UpstreamBody, UpstreamLimit};
+use crate::proxy::pool::{outgoing, Pool, PoolError, UpstreamBody, UpstreamLimit};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -155,17 +156,22 @@ impl Proxy {
             *req.uri_mut() = Uri::from(pq);
         }
         *req.version_mut() = Version::HTTP_11;
-        let req = outgoing(req);
-        self.send(req, client_upgrade)
+        let started = Instant::now();
+        let sent = self
+            .timer
+            .timeout(self.timeout, self.pool.send(outgoing(req)));
+        sent.map(move |r| self.answered(r, started, client_upgrade))
     }
 
-    async fn send(
+    /// The upstream's answer (`r`, through the timeout) as the client gets it. Synchronous:
+    /// `forward` maps the send future with it, so no async state keeps a copy of anything.
+    fn answered(
         &self,
-        req: Request<ReqBody>,
+        r: Result<Result<Response<UpstreamBody>, PoolError>, Elapsed>,
+        started: Instant,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     ) -> Result<(Response<UpstreamBody>, Duration), ProxyError> {
-        let started = Instant::now();
-        let mut resp = match self.timer.timeout(self.timeout, self.pool.send(req)).await {
+        let mut resp = match r {
             Err(_) => return Err(ProxyError::Timeout),
             Ok(Err(PoolError::Busy)) => {
                 let now = self.timer.ticks();

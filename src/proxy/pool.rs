@@ -27,6 +27,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::{ready, Either as FutEither, FutureExt};
 use http::{Method, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Either, Empty};
@@ -238,15 +239,22 @@ impl Pool {
     /// connection; so is one without a body and with an idempotent method that got no answer
     /// at all on a connection that had been idle for a reaper tick or more (what nginx does
     /// too). Nothing else is retried.
-    pub async fn send(&self, req: Request<ReqBody>) -> Result<Response<UpstreamBody>, PoolError> {
+    ///
+    /// Built from combinators, not an async fn: an async fn keeps its argument (the request)
+    /// in its state for its whole life next to the future it awaits, and that state is part of
+    /// every request's future, which is moved whole (HTTP/2: several times per request).
+    pub fn send(
+        &self,
+        req: Request<ReqBody>,
+    ) -> impl Future<Output = Result<Response<UpstreamBody>, PoolError>> + Send + '_ {
         // The path of almost every request: an idle connection. A new connection is the other
         // path, boxed, so that its state does not weigh on the future moved for every request.
         let Some((mut send, since)) = self.take_idle() else {
-            return Box::pin(self.send_new(req)).await;
+            return FutEither::Left(Box::pin(self.send_new(req)));
         };
         // Only a connection idle since an earlier tick (up to a second or more) can meet an
         // upstream's keep-alive timeout; one just used needs no copy to replay. Boxed for the
-        // same reason as above: held across the await, and rarely there.
+        // same reason as above: held while the answer is awaited, and rarely there.
         let stale = since != self.inner.tick.load(Ordering::Relaxed);
         let replay = (stale && replayable(&req)).then(|| {
             let mut again = Request::new(ReqBody::Right(Empty::new()));
@@ -256,11 +264,14 @@ impl Pool {
             *again.headers_mut() = req.headers().clone();
             Box::new(again)
         });
-        let again = match send.try_send_request(req).await {
-            Ok(resp) => return Ok(self.wrap(resp, send)),
-            Err(e) => resend(e, replay)?,
-        };
-        Box::pin(self.send_new(again)).await
+        let sent = send.try_send_request(req);
+        FutEither::Right(sent.then(move |r| match r {
+            Ok(resp) => FutEither::Left(ready(Ok(self.wrap(resp, send)))),
+            Err(e) => match resend(e, replay) {
+                Ok(again) => FutEither::Right(Box::pin(self.send_new(again))),
+                Err(e) => FutEither::Left(ready(Err(e))),
+            },
+        }))
     }
 
     /// Send `req` on a new connection.
