@@ -16,7 +16,7 @@
 # Knobs (environment): ROUNDS=5 DURATION=10 (seconds per wrk run) CONNECTIONS="64 256 1000"
 # (compare: each count in turn; the other modes use the first) THREADS=2
 # H2=1 H2_CONNECTIONS=32 H2_STREAMS=10 (compare: the HTTP/2 part, h2load against B2 = nginx with
-# http2 on, and D)
+# http2 on, D, and E2 = the floor over HTTP/2 when E is in SETUPS)
 # SETUPS="A B C D R S" (compare: which setups, e.g. "B D" for quick A/B work on the hot path;
 # E = the stack floor, on request)
 # WARMUP=2 PORT_BASE=18000 ACCESS_LOG=0|1 SKIP_BUILD=0|1 KEEP_RUN_DIR=0|1 NGINX_WORKERS=auto
@@ -723,13 +723,17 @@ mode_compare() {
         log "HTTP/1.1, $CONNS connections"
         alternate_rounds "${order[@]}"
     done
-    # HTTP/2: h2load against nginx with `http2` on (B2, proxy_pass like B) and wxgate (D, which
-    # offers h2 by ALPN on its one port).
+    # HTTP/2: h2load against nginx with `http2` on (B2, proxy_pass like B), wxgate (D, which
+    # offers h2 by ALPN on its one port) and, with E in SETUPS, the stack floor (E2, the same
+    # process as E: it serves h2 by ALPN too).
     local h2order=()
     if [[ $H2 == 1 ]]; then
         TOOL=h2load CONNS=$H2_CONNECTIONS
         [[ " $SETUPS " == *" B "* ]] && h2order+=(B2-nginx-h2)
         [[ " $SETUPS " == *" D "* ]] && h2order+=(D-wxgate-h2)
+        [[ " $SETUPS " == *" E "* ]] && h2order+=(E2-floor-h2)
+        url[E2-floor-h2]=${url[E-floor]:-} cookie[E2-floor-h2]=$cd
+        PROXY_PIDS[E2-floor-h2]=${PROXY_PIDS[E-floor]:-}
         url[B2-nginx-h2]="https://127.0.0.1:$B2_PORT/"
         url[D-wxgate-h2]=${url[D-wxgate]}
         cookie[B2-nginx-h2]=$cd cookie[D-wxgate-h2]=$cd
@@ -757,7 +761,10 @@ mode_compare() {
             echo
             echo "HTTP/2, h2load -t$THREADS -c$CONNS -m$H2_STREAMS (percentiles from h2load's per-request log)"
             summary "${h2order[@]}"
-            if ((${#h2order[@]} == 2)); then
+            if [[ " ${h2order[*]} " == *" E2-floor-h2 "* && " ${h2order[*]} " == *" B2-nginx-h2 "* ]]; then
+                echo "stack floor over HTTP/2 E2/B2 (tokio+rustls+hyper h2 doing nothing else / nginx): req/s $(ratio "$(med RPS E2-floor-h2)" "$(med RPS B2-nginx-h2)")x   CPU/req $(ratio "$(med CPU E2-floor-h2)" "$(med CPU B2-nginx-h2)")x"
+            fi
+            if [[ " ${h2order[*]} " == *" D-wxgate-h2 "* && " ${h2order[*]} " == *" B2-nginx-h2 "* ]]; then
                 local d2 b2
                 d2=$(med RPS D-wxgate-h2) b2=$(med RPS B2-nginx-h2)
                 echo "throughput  D/B2 over HTTP/2 (wxgate / nginx http2 proxy_pass): $(ratio "$d2" "$b2")x   (target >= 1.3) $(verdict "$(ratio "$d2" "$b2")" ge 1.3)"
