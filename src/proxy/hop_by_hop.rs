@@ -18,41 +18,25 @@ pub(crate) fn remove_request_hop_headers<B>(req: &mut Request<B>) {
 /// Remove hop-by-hop headers: those named in `Connection` (never `Host`), then the fixed list. With
 /// `upgrade`, `Connection: upgrade` and `Upgrade` survive (WebSocket handshakes).
 pub fn remove_hop_headers(h: &mut HeaderMap, upgrade: bool) {
-    // Most messages carry none of them: one look at each name instead of a lookup per
-    // hop-by-hop name.
-    if !h.keys().any(is_hop_name) {
+    // Most messages carry none of them, or only `Connection`: one look at each name instead of
+    // a lookup per hop-by-hop name.
+    let (mut connection, mut others) = (false, false);
+    for k in h.keys() {
+        if *k == header::CONNECTION {
+            connection = true;
+        } else if is_hop_name(k) {
+            others = true;
+        }
+    }
+    if !connection && !others {
         return;
     }
-    // `Connection: keep-alive` / `close` (nearly every message) name nothing else to remove:
-    // skip the allocation below for them.
-    let only_plain_tokens = h.get_all(header::CONNECTION).iter().all(|v| {
-        v.to_str().is_ok_and(|s| {
-            s.split(',').map(str::trim).all(|t| {
-                t.is_empty()
-                    || t.eq_ignore_ascii_case("keep-alive")
-                    || t.eq_ignore_ascii_case("close")
-            })
-        })
-    });
-    if only_plain_tokens {
-        h.remove(header::CONNECTION);
-    } else if h.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = h
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-            // `Host` is end-to-end and required: naming it in `Connection` cannot remove it.
-            .filter(|n| n != header::HOST && !(upgrade && n == header::UPGRADE))
-            .collect();
-        for n in named {
-            h.remove(&n);
-        }
-        h.remove(header::CONNECTION);
+    if connection {
+        remove_connection(h, upgrade);
     }
-    // `Connection: keep-alive` alone (most upstream responses) is done now.
-    if !upgrade && !h.keys().any(is_hop_name) {
+    // `Connection: keep-alive` alone (most upstream responses) is done now. (`others` was taken
+    // before the named headers went: at worst the fixed list below runs for nothing.)
+    if !upgrade && !others {
         return;
     }
     h.remove(&KEEP_ALIVE);
@@ -80,6 +64,36 @@ pub fn remove_hop_headers(h: &mut HeaderMap, upgrade: bool) {
     } else {
         h.remove(header::UPGRADE);
     }
+}
+
+/// Remove `Connection` and the headers it names (never `Host`; with `upgrade`, not `Upgrade`).
+fn remove_connection(h: &mut HeaderMap, upgrade: bool) {
+    // `Connection: keep-alive` / `close` (nearly every message) name nothing else to remove:
+    // skip the allocation below for them.
+    let only_plain_tokens = h.get_all(header::CONNECTION).iter().all(|v| {
+        v.to_str().is_ok_and(|s| {
+            s.split(',').map(str::trim).all(|t| {
+                t.is_empty()
+                    || t.eq_ignore_ascii_case("keep-alive")
+                    || t.eq_ignore_ascii_case("close")
+            })
+        })
+    });
+    if !only_plain_tokens {
+        let named: Vec<HeaderName> = h
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            // `Host` is end-to-end and required: naming it in `Connection` cannot remove it.
+            .filter(|n| n != header::HOST && !(upgrade && n == header::UPGRADE))
+            .collect();
+        for n in named {
+            h.remove(&n);
+        }
+    }
+    h.remove(header::CONNECTION);
 }
 
 /// A header that is hop-by-hop by itself (RFC 9110 7.6.1, plus the legacy ones); headers named

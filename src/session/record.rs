@@ -233,6 +233,12 @@ impl Session {
     pub fn nickname(&self) -> &str {
         self.str(Field::Nickname).unwrap_or("")
     }
+    /// The nickname's bytes (UTF-8, checked when the record was made or read), without checking
+    /// them again: for the per-request header, which encodes byte by byte anyway.
+    pub fn nickname_bytes(&self) -> &[u8] {
+        self.range(Field::Nickname)
+            .map_or(&[][..], |r| &self.buf[r])
+    }
     pub fn avatar(&self) -> &str {
         self.str(Field::Avatar).unwrap_or("")
     }

@@ -4,7 +4,7 @@
 
 use hmac::{Hmac, Mac};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use percent_encoding::{percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha2::Sha256;
 
 use crate::session::Session;
@@ -29,23 +29,27 @@ pub(crate) fn is_unreserved(b: u8) -> bool {
 }
 
 pub fn encode_nickname(nick: &str) -> String {
+    encode_nickname_bytes(nick.as_bytes())
+}
+
+fn encode_nickname_bytes(nick: &[u8]) -> String {
     // Exact size up front: one allocation, no regrowth (this runs per request).
     let len = nick
-        .bytes()
-        .map(|b| if is_unreserved(b) { 1 } else { 3 })
+        .iter()
+        .map(|&b| if is_unreserved(b) { 1 } else { 3 })
         .sum();
     let mut out = String::with_capacity(len);
-    out.extend(utf8_percent_encode(nick, NICK));
+    out.extend(percent_encode(nick, NICK));
     out
 }
 
 /// `X-WeChat-Nickname`: zero-copy when there is nothing to encode.
 fn nickname_header(s: &Session) -> Option<HeaderValue> {
-    let raw = s.nickname();
-    if raw.bytes().all(is_unreserved) {
+    let raw = s.nickname_bytes();
+    if raw.iter().all(|&b| is_unreserved(b)) {
         return s.nickname_header_raw();
     }
-    HeaderValue::from_maybe_shared(bytes::Bytes::from(encode_nickname(raw))).ok()
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(encode_nickname_bytes(raw))).ok()
 }
 
 /// `t=<unix>,v1=<hex hmac-sha256(secret, "<t>.<unionid>.<openid>")>`
