@@ -13,14 +13,7 @@ use link_app::*;
 use serde_json::{json, Value};
 
 async fn calls(env: &Env) -> Value {
-    send(
-        &client(),
-        get(&format!("{}/mock/phone/calls", env.mock.url()))
-            .body(empty())
-            .unwrap(),
-    )
-    .await
-    .json()
+    env.mock_get("/mock/phone/calls").await
 }
 
 async fn phone_code(env: &Env, user: &str) -> String {
@@ -78,12 +71,7 @@ async fn phone_number_joins_the_session() {
         (Some(1), Some(2))
     );
     // Both POSTs are counted in the WeChat API metrics like the GETs.
-    let m = send(
-        &client(),
-        get(&env.gw.url("/_wxgate/metrics")).body(empty()).unwrap(),
-    )
-    .await
-    .text();
+    let m = env.gw.metrics().await;
     for want in [
         "wxgate_wechat_api_seconds_count{endpoint=\"cgi-bin/stable_token\"} 1",
         "wxgate_wechat_api_seconds_count{endpoint=\"wxa/business/getuserphonenumber\"} 2",

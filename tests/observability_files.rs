@@ -125,13 +125,7 @@ async fn dashboard_and_alerts_use_only_exported_metrics() {
     )
     .await;
     assert_eq!(r.status, 400, "{}", r.text());
-    let r = send(
-        &client(),
-        get(&env.gw.url("/_wxgate/metrics")).body(empty()).unwrap(),
-    )
-    .await;
-    assert_eq!(r.status, 200);
-    let metrics = r.text();
+    let metrics = env.gw.metrics().await;
     let have = exported(&metrics);
     for (what, exprs) in [
         ("dashboard", expressions_of_dashboard()),

@@ -297,17 +297,12 @@ async fn redis_outage_answers_503_and_recovers() {
     );
 
     // /metrics counts the failures.
-    let m = send(
-        &client(),
-        get(&env.gw.url("/_wxgate/metrics")).body(empty()).unwrap(),
-    )
-    .await;
+    let m = env.gw.metrics().await;
     let line = m
-        .text()
         .lines()
         .find(|l| l.starts_with("wxgate_store_errors_total "))
         .map(str::to_string)
-        .unwrap_or_else(|| panic!("no store error counter: {}", m.text()));
+        .unwrap_or_else(|| panic!("no store error counter: {m}"));
     let n: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(n >= 20, "{line}");
 

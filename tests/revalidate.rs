@@ -17,15 +17,6 @@ async fn calls(env: &Env, name: &str) -> u64 {
     env.mock_calls().await[name].as_u64().unwrap()
 }
 
-async fn metrics(gw: &Gateway) -> String {
-    send(
-        &client(),
-        get(&gw.url("/_wxgate/metrics")).body(empty()).unwrap(),
-    )
-    .await
-    .text()
-}
-
 /// A browser logged in through the website (QR) login as alice.
 async fn logged_in(env: &Env) -> Browser {
     let mut b = Browser::pc();
@@ -84,7 +75,7 @@ async fn revoked_grant_ends_the_session_within_the_interval() {
         fetch(&env, &mut copy, "/app").await.status,
         StatusCode::FOUND
     );
-    let m = metrics(&env.gw).await;
+    let m = env.gw.metrics().await;
     assert!(
         m.contains("wxgate_revalidations_total{outcome=\"revoked\"} 1"),
         "{m}"
@@ -108,7 +99,7 @@ async fn wechat_unreachable_keeps_the_session() {
             .is_none()
     );
     assert!(calls(&env, "auth").await > before, "checks were tried");
-    let m = metrics(&env.gw).await;
+    let m = env.gw.metrics().await;
     assert!(
         m.contains("wxgate_revalidations_total{outcome=\"unknown\"}"),
         "{m}"
@@ -129,7 +120,7 @@ async fn wechat_gone_keeps_the_session() {
     assert!(until_logged_out(&gw, &mut b, Duration::from_millis(2500))
         .await
         .is_none());
-    let m = metrics(&gw).await;
+    let m = gw.metrics().await;
     assert!(
         m.contains("wxgate_revalidations_total{outcome=\"unknown\"}"),
         "{m}"
@@ -199,7 +190,7 @@ async fn expired_access_token_is_refreshed() {
         calls(&env, "refresh_token").await >= 1,
         "the grant was refreshed"
     );
-    let m = metrics(&env.gw).await;
+    let m = env.gw.metrics().await;
     assert!(
         m.contains("wxgate_revalidations_total{outcome=\"renewed\"}"),
         "{m}"

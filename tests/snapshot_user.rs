@@ -16,15 +16,6 @@ fn no_session_cookie(r: &Reply) {
     );
 }
 
-async fn metrics(env: &Env) -> String {
-    send(
-        &client(),
-        get(&env.gw.url("/_wxgate/metrics")).body(empty()).unwrap(),
-    )
-    .await
-    .text()
-}
-
 async fn browser_snapshot_login(mut b: Browser, source: &str) {
     let env = env("").await;
     let (_, cb) = to_callback(&env, &mut b, "/page?x=1", fixtures::SNAPSHOT_USER).await;
@@ -56,7 +47,7 @@ async fn browser_snapshot_login(mut b: Browser, source: &str) {
         r.location()
     );
     assert_eq!(env.up.hits(), 0, "the upstream never saw the virtual user");
-    let m = metrics(&env).await;
+    let m = env.gw.metrics().await;
     assert!(
         m.contains(&format!(
             "wxgate_logins_total{{source=\"{source}\",outcome=\"snapshot_user\"}} 1"
@@ -106,7 +97,9 @@ async fn snapshot_app_login_gets_json_and_no_token() {
     assert_eq!(v["error"], "snapshot_user");
     assert!(v.get("token").is_none(), "{v}");
     no_session_cookie(&r);
-    assert!(metrics(&env)
+    assert!(env
+        .gw
+        .metrics()
         .await
         .contains("wxgate_logins_total{source=\"mobile_app\",outcome=\"snapshot_user\"} 1"));
 }

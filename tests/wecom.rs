@@ -455,12 +455,7 @@ async fn wecom_calls_in_the_api_metrics() {
     mock_json(&env, "POST", "/mock/wecom/untrusted_ip?on=1").await;
     let r = quick_login(&env, &mut Browser::pc(), "zhangsan").await;
     assert_eq!(r.status, StatusCode::BAD_GATEWAY);
-    let m = send(
-        &client(),
-        get(&env.gw.url("/_wxgate/metrics")).body(empty()).unwrap(),
-    )
-    .await
-    .text();
+    let m = env.gw.metrics().await;
     for want in [
         "wxgate_wechat_api_seconds_count{endpoint=\"cgi-bin/gettoken\"} 1",
         "wxgate_wechat_api_seconds_count{endpoint=\"cgi-bin/auth/getuserinfo\"} 2",

@@ -225,6 +225,16 @@ impl Gateway {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
+    /// `GET /_wxgate/metrics` (it must answer 200): the Prometheus text.
+    pub async fn metrics(&self) -> String {
+        let r = send(
+            &client(),
+            get(&self.url("/_wxgate/metrics")).body(empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        r.text()
+    }
     pub async fn stop(mut self) {
         if let Some(r) = self.running.take() {
             r.shutdown().await;
@@ -506,9 +516,14 @@ pub struct Env {
 impl Env {
     /// The mock's call counts per WeChat endpoint (`GET /mock/calls`).
     pub async fn mock_calls(&self) -> serde_json::Value {
+        self.mock_get("/mock/calls").await
+    }
+
+    /// `GET` one of the mock's JSON control paths (`/mock/calls`, `/mock/phone/calls`, …).
+    pub async fn mock_get(&self, path: &str) -> serde_json::Value {
         send(
             &client(),
-            get(&format!("{}/mock/calls", self.mock.url()))
+            get(&format!("{}{path}", self.mock.url()))
                 .body(empty())
                 .unwrap(),
         )
