@@ -154,7 +154,7 @@ pub async fn serve_on_with(
         None => None,
     };
     let workers = worker_count(&settings);
-    // TLS handshakes run on their own lower-priority threads, one per worker (handshakes.rs).
+    // TLS handshakes run on their own threads, one per worker (handshakes.rs).
     let tls = match &certs {
         Some(c) => Some((
             tls::reloadable_config(c.clone()).map_err(ServeError::Tls)?,

@@ -886,7 +886,7 @@ pub fn expected_identity(user: &str) -> BTreeMap<String, String> {
     m.insert("x-wechat-avatar".to_string(), u.avatar.to_string());
     m.insert(
         "x-wechat-nickname".to_string(),
-        wxgate::providers::wechat::headers::encode_nickname(u.nickname),
+        wxgate::providers::wechat::headers::encode_nickname(u.nickname.as_bytes()),
     );
     m
 }

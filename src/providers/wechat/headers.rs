@@ -28,11 +28,8 @@ pub(crate) fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
-pub fn encode_nickname(nick: &str) -> String {
-    encode_nickname_bytes(nick.as_bytes())
-}
-
-fn encode_nickname_bytes(nick: &[u8]) -> String {
+/// The nickname's UTF-8 bytes, percent-encoded.
+pub fn encode_nickname(nick: &[u8]) -> String {
     // Exact size up front: one allocation, no regrowth (this runs per request).
     let len = nick
         .iter()
@@ -49,7 +46,7 @@ fn nickname_header(s: &Session) -> Option<HeaderValue> {
     if raw.iter().all(|&b| is_unreserved(b)) {
         return s.nickname_header_raw();
     }
-    HeaderValue::from_maybe_shared(bytes::Bytes::from(encode_nickname_bytes(raw))).ok()
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(encode_nickname(raw))).ok()
 }
 
 /// `t=<unix>,v1=<hex hmac-sha256(secret, "<t>.<unionid>.<openid>")>`
@@ -103,9 +100,12 @@ mod tests {
 
     #[test]
     fn nickname_encoding() {
-        assert_eq!(encode_nickname("Alice 🐼"), "Alice%20%F0%9F%90%BC");
-        assert_eq!(encode_nickname("王"), "%E7%8E%8B");
-        assert_eq!(encode_nickname("a\r\nb"), "a%0D%0Ab");
+        assert_eq!(
+            encode_nickname("Alice 🐼".as_bytes()),
+            "Alice%20%F0%9F%90%BC"
+        );
+        assert_eq!(encode_nickname("王".as_bytes()), "%E7%8E%8B");
+        assert_eq!(encode_nickname("a\r\nb".as_bytes()), "a%0D%0Ab");
     }
 
     #[test]
