@@ -24,6 +24,7 @@
 #           LOGIN_BATCH=150000 MAX_SESSIONS=1000000
 # logins: LOGINS=20000   profile: PROFILE_SECS=8 PERF_FREQ=499
 # instructions: INSTR_SECS=10 INSTR_PROTO=h1|h2 (h2: h2load over HTTP/2 instead of wrk)
+#               INSTR_SETUP=D|E (E: the stack floor, to see what wxgate adds per function)
 set -euo pipefail
 
 MODE=${1:-compare}
@@ -54,6 +55,7 @@ PROFILE_SECS=${PROFILE_SECS:-8}
 PERF_FREQ=${PERF_FREQ:-499}
 INSTR_SECS=${INSTR_SECS:-10}
 INSTR_PROTO=${INSTR_PROTO:-h1}
+INSTR_SETUP=${INSTR_SETUP:-D}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET_DIR/release/wxgate
 LOAD=$TARGET_DIR/release/examples/login_load
@@ -1104,25 +1106,37 @@ mode_profile() {
     echo "profile files: perf-self.txt perf-children.txt perf-callgraph.txt strace-c.txt strace-io.txt" >>"$RESULTS/summary.txt"
 }
 
-# D alone under valgrind's callgrind, one worker: instructions per proxied request. Throughput and
+# D (or the floor E) alone under valgrind's callgrind, one worker: instructions per proxied request. Throughput and
 # CPU time on this shared VM move by 20-30% between runs; an instruction count moves by 0.1%, so
 # it is what tells whether a change to the hot path made it cheaper. (It does not see the kernel,
 # cache misses or the cost of memcpy's `rep movsb`, which counts as one instruction.)
 mode_instructions() {
     command -v valgrind >/dev/null || die "instructions needs valgrind (apt-get install valgrind)"
-    check_ports "$UPSTREAM_PORT" "$MOCK_PORT" "$D_PORT"
+    [[ $INSTR_SETUP == D || $INSTR_SETUP == E ]] || die "INSTR_SETUP must be D or E"
+    check_ports "$UPSTREAM_PORT" "$MOCK_PORT" "$D_PORT" "$E_PORT"
     start_nginx upstream
-    start_mock
-    gateway_conf "$RUN/gateway-d.toml" "$D_PORT" "https://localhost:$D_PORT" 1
-    start gateway-d env RUST_LOG=warn WXGATE_SERVER__WORKERS=1 valgrind --tool=callgrind \
-        --callgrind-out-file="$RUN/callgrind.out" "$BIN" run --config "$RUN/gateway-d.toml"
     wait_http "http://127.0.0.1:$UPSTREAM_PORT/"
-    wait_http "$MOCK_URL/"
-    wait_http "https://127.0.0.1:$D_PORT/_wxgate/healthz" 60 # valgrind starts slowly
-    local cd gw d=https://127.0.0.1:$D_PORT/ out reqs ir dump
-    cd=$(browser_login "https://localhost:$D_PORT" "$D_PORT")
-    verify_d "$cd"
-    gw=$(pid_of gateway-d)
+    local cd gw d out reqs ir dump
+    if [[ $INSTR_SETUP == E ]]; then
+        # The floor: the same load, the cookie is sent and ignored.
+        start floor valgrind --tool=callgrind --callgrind-out-file="$RUN/callgrind.out" \
+            "$FLOOR" --workers 1 --listen "127.0.0.1:$E_PORT" --upstream "127.0.0.1:$UPSTREAM_PORT" \
+            --cert "$RUN/certs/server.crt" --key "$RUN/certs/server.key"
+        d=https://127.0.0.1:$E_PORT/
+        wait_http "$d" 60
+        cd=unused gw=$(pid_of floor)
+    else
+        start_mock
+        gateway_conf "$RUN/gateway-d.toml" "$D_PORT" "https://localhost:$D_PORT" 1
+        start gateway-d env RUST_LOG=warn WXGATE_SERVER__WORKERS=1 valgrind --tool=callgrind \
+            --callgrind-out-file="$RUN/callgrind.out" "$BIN" run --config "$RUN/gateway-d.toml"
+        wait_http "$MOCK_URL/"
+        wait_http "https://127.0.0.1:$D_PORT/_wxgate/healthz" 60 # valgrind starts slowly
+        d=https://127.0.0.1:$D_PORT/
+        cd=$(browser_login "https://localhost:$D_PORT" "$D_PORT")
+        verify_d "$cd"
+        gw=$(pid_of gateway-d)
+    fi
     wrk -t1 -c8 -d3s -H "Cookie: _wxgate=$cd" "$d" >/dev/null
     busy_warning
     # Two windows, a short and a long one, each a new wrk with 8 new TLS connections: the
@@ -1157,7 +1171,7 @@ mode_instructions() {
     reqs=$n2
     cp "$dump" "$RESULTS/callgrind.out"
     {
-        echo "callgrind, D with one worker, $INSTR_PROTO (wrk -t1 -c8 / h2load -c8 -m10): ${short} $n1 requests, ${INSTR_SECS} $n2 requests"
+        echo "callgrind, $INSTR_SETUP with one worker, $INSTR_PROTO (wrk -t1 -c8 / h2load -c8 -m10): ${short} $n1 requests, ${INSTR_SECS} $n2 requests"
         echo "instructions per proxied request (long - short window): $ir"
         echo "top functions in the long window, per request (self, handshakes included; callgrind_annotate $RESULTS/callgrind.out for all):"
         callgrind_annotate --threshold=100 "$dump" 2>/dev/null |
