@@ -38,6 +38,7 @@ use tokio::sync::watch;
 
 use crate::common::http_util::{self, Body};
 use crate::common::timer::CoarseTimer;
+use crate::pipeline::response::ResponseBody;
 use crate::server::limits::{self};
 use crate::server::serving::Serving;
 use crate::server::shutdown::stopped;
@@ -253,40 +254,74 @@ fn too_many_headers(req: &Request<Incoming>) -> Response<Body> {
     })
 }
 
+/// One request on `conn`, start to end.
+async fn answer(
+    conn: Arc<Conn>,
+    req: Request<Incoming>,
+) -> Result<Response<Tracked<ResponseBody>>, Infallible> {
+    let guard = InFlight::new(conn);
+    let (c, s) = (&*guard.conn, &*guard.serving);
+    let h2 = req.version() == Version::HTTP_2;
+    if h2 && !c.h2.load(Ordering::Relaxed) {
+        c.h2.store(true, Ordering::Relaxed);
+    }
+    let mut resp = if h2 && limits::too_many_headers(req.headers()) {
+        crate::pipeline::response::own(too_many_headers(&req))
+    } else {
+        s.app.handle(req, &c.peer, &s.proxy).await
+    };
+    // Shutdown: this is the connection's last response (hyper closes it after).
+    if !h2 && c.draining.load(Ordering::Relaxed) {
+        resp.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    Ok(resp.map(|inner| Tracked { inner, guard }))
+}
+
 /// Serve one connection (TLS or plain) until it ends, it has been idle for the idle timeout,
-/// or shutdown drains it.
+/// or shutdown drains it. `h2` is the TLS handshake's choice (ALPN); without one, hyper
+/// tells the protocol by the preface.
 pub(crate) async fn serve_io<I>(
     builder: &auto::Builder<TokioExecutor>,
     io: I,
     conn: Arc<Conn>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
+    h2: bool,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let peer = conn.peer.addr;
     let watch = conn.clone();
-    let svc = service_fn(move |req: Request<Incoming>| {
-        let conn = conn.clone();
-        async move {
-            let guard = InFlight::new(conn);
-            let (c, s) = (&*guard.conn, &*guard.serving);
-            let h2 = req.version() == Version::HTTP_2;
-            if h2 && !c.h2.load(Ordering::Relaxed) {
-                c.h2.store(true, Ordering::Relaxed);
-            }
-            let mut resp = if h2 && limits::too_many_headers(req.headers()) {
-                crate::pipeline::response::own(too_many_headers(&req))
-            } else {
-                s.app.handle(req, &c.peer, &s.proxy).await
-            };
-            // Shutdown: this is the connection's last response (hyper closes it after).
-            if !h2 && c.draining.load(Ordering::Relaxed) {
-                resp.headers_mut()
-                    .insert(CONNECTION, HeaderValue::from_static("close"));
-            }
-            Ok::<_, Infallible>(resp.map(|inner| Tracked { inner, guard }))
-        }
-    });
+    if h2 {
+        // Boxed: a request's future is about 2 KiB, and HTTP/2 moves it several times (into
+        // its stream, into the stream's task); boxed, a pointer moves. HTTP/1 keeps it in
+        // place in the connection, where the allocation would be the extra cost.
+        let svc = service_fn(move |req| Box::pin(answer(conn.clone(), req)));
+        drive(builder, io, svc, watch, stop).await
+    } else {
+        let svc = service_fn(move |req| answer(conn.clone(), req));
+        drive(builder, io, svc, watch, stop).await
+    }
+}
+
+/// hyper serving one connection with `svc`, and what may end it early (see the module's
+/// documentation).
+async fn drive<I, S>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    svc: S,
+    watch: Arc<Conn>,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<
+        Request<Incoming>,
+        Response = Response<Tracked<ResponseBody>>,
+        Error = Infallible,
+    >,
+    S::Future: Send + 'static,
+    TokioExecutor: auto::HttpServerConnExec<S::Future, Tracked<ResponseBody>>,
+{
+    let peer = watch.peer.addr;
     let serving = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(serving);
     let mut draining = false;

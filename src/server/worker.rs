@@ -117,14 +117,17 @@ pub(crate) async fn worker(
                     // The expensive step runs on a handshake thread (handshakes.rs).
                     match tokio::time::timeout_at(deadline, handshakes.accept(config, io)).await {
                         // Idle from the end of the handshake.
-                        Ok(Ok(s)) => serve_io(builder, s, conn(), stop).await,
+                        Ok(Ok(s)) => {
+                            let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2");
+                            serve_io(builder, s, conn(), stop, h2).await
+                        }
                         Ok(Err(e)) => {
                             tracing::debug!(peer = %addr, error = %e, "TLS handshake failed")
                         }
                         Err(_) => tracing::debug!(peer = %addr, "TLS handshake timed out"),
                     }
                 }
-                None => serve_io(builder, io, conn(), stop).await,
+                None => serve_io(builder, io, conn(), stop, false).await,
             }
         });
     }
