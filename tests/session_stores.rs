@@ -688,22 +688,30 @@ async fn cache_revocation_reaches_another_instance_within_a_second() {
     )
     .await;
     let b = u.another().await;
-    wait_until_trusted(&u, &b).await;
     let id = SessionId::random();
-    u.store
-        .insert(id, record(&id_openid(&id), NEVER))
-        .await
-        .unwrap();
-    assert!(
-        b.get(&id, NOW).await.unwrap().is_some(),
-        "B reads it (and caches it)"
-    );
-    // B serves it from its cache: gone from Redis behind its back, B still answers.
-    delete_quietly(&u, &id).await;
-    assert!(
-        b.get(&id, NOW).await.unwrap().is_some(),
-        "served from B's cache"
-    );
+    // B serves it from its cache: gone from Redis behind its back, B still answers. Trust
+    // lapses when a heartbeat is late by more than FRESH (a loaded machine), and the read then
+    // goes to Redis, the safe way round; so this is retried for up to 5 s, and must happen.
+    let t = std::time::Instant::now();
+    loop {
+        wait_until_trusted(&u, &b).await;
+        u.store
+            .insert(id, record(&id_openid(&id), NEVER))
+            .await
+            .unwrap();
+        assert!(
+            b.get(&id, NOW).await.unwrap().is_some(),
+            "B reads it (and caches it)"
+        );
+        delete_quietly(&u, &id).await;
+        if b.get(&id, NOW).await.unwrap().is_some() {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "never served from B's cache"
+        );
+    }
     // Put it back, then log out through A: B refuses it within a second.
     u.store
         .insert(id, record(&id_openid(&id), NEVER))
