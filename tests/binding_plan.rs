@@ -227,15 +227,7 @@ async fn case_08_wechat_user_b_binding_phone_a_of_wechat_a_sees_the_apps_403_mes
         .unwrap()
         .to_string();
     site.lock().unwrap().by_wechat.remove(BOB_UNION);
-    let code = send(
-        &client(),
-        http::Request::post(format!("{}/mock/phone/code?user=bob", env.mock.url()))
-            .body(empty())
-            .unwrap(),
-    )
-    .await
-    .json()["code"]
-        .clone();
+    let code = env.mock_post("/mock/phone/code?user=bob").await["code"].clone();
     let r = send(
         &client(),
         http::Request::post(env.gw.url("/_wxgate/miniprogram/phone"))

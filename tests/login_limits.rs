@@ -455,7 +455,7 @@ async fn login_rate_limit_429_page_and_json() {
     // Other endpoints are not limited.
     let r = nav_with(&gw, "/_wxgate/healthz", &[]).await;
     assert_eq!(r.status, StatusCode::OK);
-    let m = nav_with(&gw, "/_wxgate/metrics", &[]).await.text();
+    let m = gw.metrics().await;
     assert!(m.contains("wxgate_rate_limited_total 4"), "{m}");
     gw.stop().await;
 }

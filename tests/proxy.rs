@@ -603,15 +603,7 @@ async fn health_and_readiness() {
     )
     .await;
     assert_eq!(r.status, StatusCode::OK);
-    let r = send(
-        &client(),
-        Request::get(gw.url("/_wxgate/metrics"))
-            .body(empty())
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::OK);
-    assert!(r.text().contains("wxgate_requests_total"));
+    assert!(gw.metrics().await.contains("wxgate_requests_total"));
 }
 
 #[tokio::test]
