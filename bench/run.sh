@@ -1106,9 +1106,10 @@ mode_profile() {
     echo "profile files: perf-self.txt perf-children.txt perf-callgraph.txt strace-c.txt strace-io.txt" >>"$RESULTS/summary.txt"
 }
 
-# D (or the floor E) alone under valgrind's callgrind, one worker: instructions per proxied request. Throughput and
-# CPU time on this shared VM move by 20-30% between runs; an instruction count moves by 0.1%, so
-# it is what tells whether a change to the hot path made it cheaper. (It does not see the kernel,
+# D (or, with INSTR_SETUP=E, the floor) alone under valgrind's callgrind, one worker: instructions
+# per proxied request. Throughput and CPU time on this shared VM move by 20-30% between runs; an
+# instruction count moves by 0.1%, so it is what tells whether a change to the hot path made it
+# cheaper. (It does not see the kernel,
 # cache misses or the cost of memcpy's `rep movsb`, which counts as one instruction.)
 mode_instructions() {
     command -v valgrind >/dev/null || die "instructions needs valgrind (apt-get install valgrind)"

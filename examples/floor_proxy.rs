@@ -6,10 +6,10 @@
 //! connection gets one dedicated upstream connection (hyper's connection-level client, no pool,
 //! no lookup). An HTTP/2 stream takes an idle upstream connection from its worker's stack (or
 //! opens one) and puts it back when the response body has ended: the least pooling that
-//! concurrent streams need. The request goes upstream exactly as it came (no session lookup, no header work, no metrics, no
-//! logging), the response comes back as it is. Not a usable proxy (no hop-by-hop handling, no
-//! timeouts, no X-Forwarded-*): a measuring stick. Whatever wxgate costs above this is wxgate's;
-//! what this costs is the price of the stack on this machine.
+//! concurrent streams need. The request goes upstream exactly as it came (no session lookup, no
+//! header work, no metrics, no logging), the response comes back as it is. Not a usable proxy
+//! (no hop-by-hop handling, no timeouts, no X-Forwarded-*): a measuring stick. Whatever wxgate
+//! costs above this is wxgate's; what this costs is the price of the stack on this machine.
 //!
 //! ```text
 //! cargo run --release --example floor_proxy -- \
