@@ -20,7 +20,8 @@
 //! after [`DRAIN_LINGER`] (a client may be writing a request on it at that very moment).
 
 use std::convert::Infallible;
-use std::pin::Pin;
+use std::future::Future;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -42,6 +43,7 @@ use crate::pipeline::response::ResponseBody;
 use crate::server::limits::{self};
 use crate::server::serving::Serving;
 use crate::server::shutdown::stopped;
+use crate::server::wake_gate::WakeGate;
 
 /// At shutdown, how long an HTTP/1 connection with no request in progress is kept open for
 /// one last request (answered with `Connection: close`).
@@ -303,8 +305,17 @@ pub(crate) async fn serve_io<I>(
     }
 }
 
+/// What ended one round of [`drive`]'s wait: hyper, or one of the watchers.
+enum Woke<R> {
+    Served(R),
+    Stop,
+    Linger,
+    Quiet(Quiet),
+    Kill,
+}
+
 /// hyper serving one connection with `svc`, and what may end it early (see the module's
-/// documentation).
+/// documentation). The watchers sit behind a [`WakeGate`]: a wake for hyper does not poll them.
 async fn drive<I, S>(
     builder: &auto::Builder<TokioExecutor>,
     io: I,
@@ -331,13 +342,49 @@ async fn drive<I, S>(
     // has not closed by itself (a partial request head; an HTTP/2 peer that does not answer
     // the GOAWAY's PING).
     let mut kill_at: Option<u64> = None;
+    let gate = WakeGate::new();
     let result = loop {
-        let kill = kill_at;
-        let linger = linger_until;
-        tokio::select! {
-            biased;
-            r = serving.as_mut() => break r,
-            _ = stopped(&mut stop), if !draining => {
+        // This round's watchers, polled (after hyper) only when one of them woke the task.
+        let stop_w = pin!((!draining).then(|| stopped(&mut stop)));
+        let linger_w = pin!(linger_until.map(|t| watch.timer.sleep_until_tick(t)));
+        let quiet_w = pin!(kill_at.is_none().then(|| watch.quiet()));
+        let kill_w = pin!(kill_at.map(|t| watch.past(t)));
+        let (mut stop_w, mut linger_w) = (stop_w.as_pin_mut(), linger_w.as_pin_mut());
+        let (mut quiet_w, mut kill_w) = (quiet_w.as_pin_mut(), kill_w.as_pin_mut());
+        gate.reopen();
+        let woke = std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = serving.as_mut().poll(cx) {
+                return Poll::Ready(Woke::Served(r));
+            }
+            let Some(mut cx) = gate.open(cx) else {
+                return Poll::Pending;
+            };
+            if let Some(w) = stop_w.as_mut() {
+                if w.as_mut().poll(&mut cx).is_ready() {
+                    return Poll::Ready(Woke::Stop);
+                }
+            }
+            if let Some(w) = linger_w.as_mut() {
+                if w.as_mut().poll(&mut cx).is_ready() {
+                    return Poll::Ready(Woke::Linger);
+                }
+            }
+            if let Some(w) = quiet_w.as_mut() {
+                if let Poll::Ready(q) = w.as_mut().poll(&mut cx) {
+                    return Poll::Ready(Woke::Quiet(q));
+                }
+            }
+            if let Some(w) = kill_w.as_mut() {
+                if w.as_mut().poll(&mut cx).is_ready() {
+                    return Poll::Ready(Woke::Kill);
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        match woke {
+            Woke::Served(r) => break r,
+            Woke::Stop => {
                 draining = true;
                 watch.draining.store(true, Ordering::Relaxed);
                 if watch.h2.load(Ordering::Relaxed) {
@@ -348,23 +395,23 @@ async fn drive<I, S>(
                     linger_until = Some(t.ticks().saturating_add(t.ticks_in(DRAIN_LINGER).max(1)));
                 }
             }
-            _ = watch.timer.sleep_until_tick(linger.unwrap_or(0)), if linger.is_some() => {
+            Woke::Linger => {
                 // Closes at once when idle, else after the response in progress.
                 linger_until = None;
                 serving.as_mut().graceful_shutdown();
             }
-            quiet = watch.quiet(), if kill_at.is_none() => {
-                if quiet == Quiet::ClientStalled {
-                    tracing::debug!(%peer, "client stopped reading a response; connection closed");
-                    break Ok(());
-                }
+            Woke::Quiet(Quiet::ClientStalled) => {
+                tracing::debug!(%peer, "client stopped reading a response; connection closed");
+                break Ok(());
+            }
+            Woke::Quiet(Quiet::Idle) => {
                 tracing::debug!(%peer, "idle connection closed");
                 serving.as_mut().graceful_shutdown();
                 let second = watch.timer.ticks_in(Duration::from_secs(1));
                 let grace = (watch.idle_ticks / 4).clamp(1, second);
                 kill_at = Some(watch.timer.ticks().saturating_add(grace));
             }
-            _ = watch.past(kill.unwrap_or(0)), if kill.is_some() => break Ok(()),
+            Woke::Kill => break Ok(()),
         }
     };
     if let Err(e) = result {

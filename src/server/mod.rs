@@ -23,6 +23,7 @@ mod running;
 mod serving;
 mod shutdown;
 pub mod tls;
+mod wake_gate;
 mod worker;
 
 pub use self::running::{Reloaded, Running, ServeError};
