@@ -4,8 +4,8 @@
 //!
 //! Where to look: `acceptor.rs` (connection limits, dealing to workers), `worker.rs` (a thread
 //! per core with its own runtime, timer and upstream pool), `connection.rs` (one connection,
-//! the idle watch), `limits.rs`, `common/timer.rs` (the coarse per-worker timer every timeout uses),
-//! `tls.rs`, `metrics_listener.rs` (`server.metrics_listen`), `shutdown.rs`, `running.rs` (the
+//! the idle watch; `wake_gate.rs` polls its watchers only when they woke it), `limits.rs`,
+//! `common/timer.rs` (the coarse per-worker timer every timeout uses), `tls.rs`, `metrics_listener.rs` (`server.metrics_listen`), `shutdown.rs`, `running.rs` (the
 //! running server: `Running::reload`, a new configuration without a restart; `reload_tls`;
 //! `shutdown`), `serving.rs` (what a worker serves with, swapped on a reload).
 //!
