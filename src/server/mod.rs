@@ -2,12 +2,13 @@
 //! the metrics listener, and shutting them down. TLS (rustls, ALPN h2 + http/1.1) or plain HTTP,
 //! hyper-util's auto builder (HTTP/1.1 and HTTP/2) with header-read, handshake and size limits.
 //!
-//! Where to look: `acceptor.rs` (connection limits, dealing to workers), `worker.rs` (a thread
-//! per core with its own runtime, timer and upstream pool), `connection.rs` (one connection,
-//! the idle watch; `wake_gate.rs` polls its watchers only when they woke it), `limits.rs`,
-//! `common/timer.rs` (the coarse per-worker timer every timeout uses), `tls.rs`, `metrics_listener.rs` (`server.metrics_listen`), `shutdown.rs`, `running.rs` (the
-//! running server: `Running::reload`, a new configuration without a restart; `reload_tls`;
-//! `shutdown`), `serving.rs` (what a worker serves with, swapped on a reload).
+//! Where to look: `acceptor.rs` (connection limits, dealing to workers), `worker.rs` (a thread per
+//! core with its own runtime, timer and upstream pool), `connection.rs` (one connection, the idle
+//! watch; `wake_gate.rs` polls its watchers only when they woke it), `limits.rs`, `common/timer.rs`
+//! (the coarse per-worker timer every timeout uses), `tls.rs`, `metrics_listener.rs`
+//! (`server.metrics_listen`), `shutdown.rs`, `running.rs` (the running server: `Running::reload`, a
+//! new configuration without a restart; `reload_tls`; `shutdown`), `serving.rs` (what a worker
+//! serves with, swapped on a reload).
 //!
 //! Listeners are bound with `SO_REUSEPORT`, so a new `wxgate` process can start on the same
 //! address while the old one drains (a rolling upgrade on one machine).
