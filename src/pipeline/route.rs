@@ -2,7 +2,10 @@
 //! route (gateway endpoints, verification files, public paths) → authenticate → authorize →
 //! inject identity → forward → the response phase (response.rs), which every answer passes.
 
+use std::future::Future;
 use std::time::Duration;
+
+use futures_util::FutureExt;
 
 use http::header::{HeaderValue, HOST};
 use http::{Method, Request, Response, StatusCode};
@@ -23,112 +26,121 @@ use crate::session::Authenticated;
 impl App {
     /// One request, start to end: its phases (below), then the response phase, which counts
     /// and logs it.
-    pub(crate) async fn handle(
-        &self,
+    ///
+    /// Not an async fn, and `route` is an async block: an async fn keeps its arguments and a
+    /// second copy of them in its state, and the request (264 bytes) would be held twice per
+    /// layer in the future every request moves. Here the request is in the future once.
+    pub(crate) fn handle<'a>(
+        &'a self,
         req: Request<Incoming>,
-        peer: &Peer,
-        proxy: &Proxy,
-    ) -> Response<ResponseBody> {
+        peer: &'a Peer,
+        proxy: &'a Proxy,
+    ) -> impl Future<Output = Response<ResponseBody>> + Send + 'a {
         // With the access line off (the usual production level is warn, or info for
         // wxgate::access only), nothing is read for it, not even the clock.
-        if !AccessLine::enabled() {
-            let (resp, route, upstream) = self.route(req, peer, proxy).await;
-            return self.respond(resp, route, upstream);
-        }
-        let line = AccessLine::start(&req);
-        let (resp, route, upstream) = self.route(req, peer, proxy).await;
-        let resp = self.respond(resp, route, upstream);
-        line.write(resp.status().as_u16(), upstream, peer);
-        resp
+        let line = AccessLine::enabled().then(|| AccessLine::start(&req));
+        self.route(req, peer, proxy)
+            .map(move |(resp, route, upstream)| {
+                let resp = self.respond(resp, route, upstream);
+                if let Some(line) = line {
+                    line.write(resp.status().as_u16(), upstream, peer);
+                }
+                resp
+            })
     }
 
-    async fn route(
-        &self,
+    // Written out, not an async fn: see `handle`.
+    #[allow(clippy::manual_async_fn)]
+    fn route<'a>(
+        &'a self,
         mut req: Request<Incoming>,
-        peer: &Peer,
-        proxy: &Proxy,
-    ) -> (Response<ResponseBody>, Route, Option<Duration>) {
-        // Phase 1: hop-by-hop headers go before the gateway adds anything (so `Connection` can
-        // never name Host, X-Forwarded-* or identity headers away), and nothing that reads as an
-        // identity header survives, on any path.
-        proxy::remove_request_hop_headers(&mut req);
-        strip::strip_identity_headers(req.headers_mut());
-        // Two Host lines: the gateway would read one and the upstream maybe the other
-        // (RFC 9112 3.2: 400).
-        if req.headers().get_all(HOST).iter().nth(1).is_some() {
-            let e = ApiError::BadRequest("more than one Host header".into());
-            let json = http_util::wants_json(req.headers());
-            return (error_answer(e, json), Route::Gateway, None);
-        }
-
-        // Phase 2: a path some upstream could resolve differently from us is refused here,
-        // before any decision is taken on it (DESIGN.md "Proxying" → Paths).
-        let view = match paths::check_path(req.uri().path()) {
-            Ok(v) => v,
-            Err(e) => {
-                let json = !http_util::is_navigation(req.method(), req.headers());
-                tracing::debug!(error = %e, "path refused");
-                let resp = error_answer(e, json);
-                return (resp, Route::Gateway, None);
-            }
-        };
-        let path = view.raw();
-        let prefix = self.prefix();
-        if paths::in_namespace(path, prefix) {
-            // Boxed: the login flows' state is larger than the proxy path's, and the future of
-            // every request is as large as its largest branch.
-            let cx = self.endpoint_ctx(req.headers(), peer);
-            let resp = Box::pin(crate::endpoints::handle(&cx, req, peer)).await;
-            return (own(resp), Route::Gateway, None);
-        }
-        if view.has_params() && view.match_in_namespace(prefix) {
-            // `/_wxgate;x/login`: the gateway's namespace, never the upstream's; its endpoints
-            // take no `;parameters`.
-            let json = !http_util::is_navigation(req.method(), req.headers());
-            let resp = error_answer(LoginError::NotFound, json);
-            return (resp, Route::Gateway, None);
-        }
-
-        if self.verification.is_enabled()
-            && (req.method() == Method::GET || req.method() == Method::HEAD)
-        {
-            if let Some(name) = verification::requested_name(path) {
-                if let Some(bytes) = self.verification.lookup(name).await {
-                    let resp = http_util::respond(StatusCode::OK, "text/plain", bytes);
-                    return (own(resp), Route::Verification, None);
-                }
-            }
-        }
-
-        if self.is_public(&view) {
-            let (req, json) = self.prepare_forward(req, peer, None);
-            let (resp, up) = self.forwarded(proxy.forward(req).await, json);
-            return (resp, Route::Public, up);
-        }
-
-        let auth = match self.authenticate(req.headers()).await {
-            Ok(a) => a,
-            Err(e) => {
+        peer: &'a Peer,
+        proxy: &'a Proxy,
+    ) -> impl Future<Output = (Response<ResponseBody>, Route, Option<Duration>)> + Send + 'a {
+        async move {
+            // Phase 1: hop-by-hop headers go before the gateway adds anything (so `Connection`
+            // can never name Host, X-Forwarded-* or identity headers away), and nothing that
+            // reads as an identity header survives, on any path.
+            proxy::remove_request_hop_headers(&mut req);
+            strip::strip_identity_headers(req.headers_mut());
+            // Two Host lines: the gateway would read one and the upstream maybe the other
+            // (RFC 9112 3.2: 400).
+            if req.headers().get_all(HOST).iter().nth(1).is_some() {
+                let e = ApiError::BadRequest("more than one Host header".into());
                 let json = http_util::wants_json(req.headers());
                 return (error_answer(e, json), Route::Gateway, None);
             }
-        };
-        match auth {
-            Some(a) if self.access.allows_session(&a.session) => {
-                let (req, json) = self.prepare_forward(req, peer, Some(&a));
-                let (resp, up) = self.forwarded(proxy.forward(req).await, json);
-                (resp, Route::Proxy, up)
+
+            // Phase 2: a path some upstream could resolve differently from us is refused
+            // here, before any decision is taken on it (DESIGN.md "Proxying" → Paths).
+            let view = match paths::check_path(req.uri().path()) {
+                Ok(v) => v,
+                Err(e) => {
+                    let json = !http_util::is_navigation(req.method(), req.headers());
+                    tracing::debug!(error = %e, "path refused");
+                    let resp = error_answer(e, json);
+                    return (resp, Route::Gateway, None);
+                }
+            };
+            let path = view.raw();
+            let prefix = self.prefix();
+            if paths::in_namespace(path, prefix) {
+                // Boxed: the login flows' state is larger than the proxy path's, and the
+                // future of every request is as large as its largest branch.
+                let cx = self.endpoint_ctx(req.headers(), peer);
+                let resp = Box::pin(crate::endpoints::handle(&cx, req, peer)).await;
+                return (own(resp), Route::Gateway, None);
             }
-            Some(a) => {
+            if view.has_params() && view.match_in_namespace(prefix) {
+                // `/_wxgate;x/login`: the gateway's namespace, never the upstream's; its
+                // endpoints take no `;parameters`.
                 let json = !http_util::is_navigation(req.method(), req.headers());
-                let resp = error_answer(self.refusal(&req, peer, &a), json);
-                (resp, Route::Unauthenticated, None)
+                let resp = error_answer(LoginError::NotFound, json);
+                return (resp, Route::Gateway, None);
             }
-            None => (
-                own(self.unauthenticated(&req, peer)),
-                Route::Unauthenticated,
-                None,
-            ),
+
+            if self.verification.is_enabled()
+                && (req.method() == Method::GET || req.method() == Method::HEAD)
+            {
+                if let Some(name) = verification::requested_name(path) {
+                    // Boxed for the same reason: its file reads are the largest state here.
+                    if let Some(bytes) = Box::pin(self.verification.lookup(name)).await {
+                        let resp = http_util::respond(StatusCode::OK, "text/plain", bytes);
+                        return (own(resp), Route::Verification, None);
+                    }
+                }
+            }
+
+            if self.is_public(&view) {
+                let (req, json) = self.prepare_forward(req, peer, None);
+                let (resp, up) = self.forwarded(proxy.forward(req).await, json);
+                return (resp, Route::Public, up);
+            }
+
+            let auth = match self.authenticate(req.headers()).await {
+                Ok(a) => a,
+                Err(e) => {
+                    let json = http_util::wants_json(req.headers());
+                    return (error_answer(e, json), Route::Gateway, None);
+                }
+            };
+            match auth {
+                Some(a) if self.access.allows_session(&a.session) => {
+                    let (req, json) = self.prepare_forward(req, peer, Some(&a));
+                    let (resp, up) = self.forwarded(proxy.forward(req).await, json);
+                    (resp, Route::Proxy, up)
+                }
+                Some(a) => {
+                    let json = !http_util::is_navigation(req.method(), req.headers());
+                    let resp = error_answer(self.refusal(&req, peer, &a), json);
+                    (resp, Route::Unauthenticated, None)
+                }
+                None => (
+                    own(self.unauthenticated(&req, peer)),
+                    Route::Unauthenticated,
+                    None,
+                ),
+            }
         }
     }
 

@@ -256,28 +256,33 @@ fn too_many_headers(req: &Request<Incoming>) -> Response<Body> {
     })
 }
 
-/// One request on `conn`, start to end.
-async fn answer(
+/// One request on `conn`, start to end. An async block, not an async fn: an async fn would
+/// keep a second copy of the request in the future hyper holds for it.
+fn answer(
     conn: Arc<Conn>,
     req: Request<Incoming>,
-) -> Result<Response<Tracked<ResponseBody>>, Infallible> {
+) -> impl Future<Output = Result<Response<Tracked<ResponseBody>>, Infallible>> + Send + 'static {
     let guard = InFlight::new(conn);
-    let (c, s) = (&*guard.conn, &*guard.serving);
-    let h2 = req.version() == Version::HTTP_2;
-    if h2 && !c.h2.load(Ordering::Relaxed) {
-        c.h2.store(true, Ordering::Relaxed);
+    if req.version() == Version::HTTP_2 && !guard.conn.h2.load(Ordering::Relaxed) {
+        guard.conn.h2.store(true, Ordering::Relaxed);
     }
-    let mut resp = if h2 && limits::too_many_headers(req.headers()) {
-        crate::pipeline::response::own(too_many_headers(&req))
-    } else {
-        s.app.handle(req, &c.peer, &s.proxy).await
-    };
-    // Shutdown: this is the connection's last response (hyper closes it after).
-    if !h2 && c.draining.load(Ordering::Relaxed) {
-        resp.headers_mut()
-            .insert(CONNECTION, HeaderValue::from_static("close"));
+    // Only the request and the guard go into the block, side by side: a future not yet polled
+    // is moved by copying those bytes and no more (hyper moves it into its connection).
+    async move {
+        let (c, s) = (&*guard.conn, &*guard.serving);
+        let h2 = req.version() == Version::HTTP_2;
+        let mut resp = if h2 && limits::too_many_headers(req.headers()) {
+            crate::pipeline::response::own(too_many_headers(&req))
+        } else {
+            s.app.handle(req, &c.peer, &s.proxy).await
+        };
+        // Shutdown: this is the connection's last response (hyper closes it after).
+        if !h2 && c.draining.load(Ordering::Relaxed) {
+            resp.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        Ok(resp.map(|inner| Tracked { inner, guard }))
     }
-    Ok(resp.map(|inner| Tracked { inner, guard }))
 }
 
 /// Serve one connection (TLS or plain) until it ends, it has been idle for the idle timeout,
