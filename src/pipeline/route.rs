@@ -6,7 +6,6 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures_util::FutureExt;
-
 use http::header::{HeaderValue, HOST};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;

@@ -266,8 +266,6 @@ fn answer(
     if req.version() == Version::HTTP_2 && !guard.conn.h2.load(Ordering::Relaxed) {
         guard.conn.h2.store(true, Ordering::Relaxed);
     }
-    // Only the request and the guard go into the block, side by side: a future not yet polled
-    // is moved by copying those bytes and no more (hyper moves it into its connection).
     async move {
         let (c, s) = (&*guard.conn, &*guard.serving);
         let h2 = req.version() == Version::HTTP_2;
