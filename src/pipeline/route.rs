@@ -28,7 +28,7 @@ impl App {
     ///
     /// Not an async fn, and `route` is an async block: an async fn keeps its arguments and a
     /// second copy of them in its state, and the request (264 bytes) would be held twice per
-    /// layer in the future every request moves. Here the request is in the future once.
+    /// layer in the future every request moves. Here `handle` holds none and `route` one.
     pub(crate) fn handle<'a>(
         &'a self,
         req: Request<Incoming>,

@@ -83,10 +83,15 @@ mod tests {
         }
     }
 
+    /// A task's waker, and its count of wakes.
+    fn task() -> (Waker, Arc<Count>) {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        (Waker::from(count.clone()), count)
+    }
+
     #[test]
     fn opens_first_then_only_after_a_watcher_woke() {
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let task = Waker::from(count.clone());
+        let (task, count) = task();
         let cx = Context::from_waker(&task);
         let gate = WakeGate::new();
 
@@ -107,7 +112,7 @@ mod tests {
 
     #[test]
     fn the_watchers_waker_is_the_same_at_every_poll() {
-        let task = Waker::from(Arc::new(Count(AtomicUsize::new(0))));
+        let (task, _) = task();
         let cx = Context::from_waker(&task);
         let gate = WakeGate::new();
         let first = gate.open(&cx).unwrap().waker().clone();
@@ -117,8 +122,7 @@ mod tests {
 
     #[test]
     fn a_wake_before_the_task_polls_is_kept() {
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let task = Waker::from(count.clone());
+        let (task, count) = task();
         let cx = Context::from_waker(&task);
         let gate = WakeGate::new();
         let watcher = gate.open(&cx).unwrap().waker().clone();
