@@ -7,6 +7,7 @@
 //! [`LoginProvider`](provider::LoginProvider) (and its error type implementing [`ProviderError`](crate::common::error::ProviderError)), plus one line in
 //! [`registry::Registry::from_settings`].
 
+mod identity_cache;
 pub(crate) mod provider;
 pub(crate) mod registry;
 pub mod wechat;

@@ -3,11 +3,14 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::common::error::ProviderFailure;
 use crate::common::pages::Text;
 use crate::session::{Grant, Origin, Session};
+
+/// Identity headers as a provider writes them (names are the provider's statics).
+pub(crate) type IdentityHeaders = Vec<(&'static HeaderName, HeaderValue)>;
 
 /// A boxed future: the provider trait is used as `dyn LoginProvider`.
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -98,7 +101,8 @@ impl PhoneNumber {
 /// Used as `dyn LoginProvider` in the [`Registry`](super::registry::Registry): the async methods return a [`BoxFuture`]
 /// (one allocation per login call, which is rare next to the request path), so a provider is
 /// one more entry in a list rather than an enum variant and a dispatch arm in every method. The
-/// per-request method, [`LoginProvider::insert_identity`], is synchronous.
+/// per-request methods, [`LoginProvider::identity`] and [`LoginProvider::signature`], are
+/// synchronous.
 pub(crate) trait LoginProvider: Send + Sync {
     /// The provider's name (`"wechat"`), for logs.
     fn id(&self) -> &'static str;
@@ -194,13 +198,17 @@ pub(crate) trait LoginProvider: Send + Sync {
         }
     }
 
-    /// Write the identity headers the upstream gets for a session of this provider (after the
-    /// spoofed ones were stripped). Runs on every proxied request: no allocation if possible.
-    fn insert_identity(
+    /// The identity headers the upstream gets for a session of this provider, without the
+    /// signature. They must follow from the session's record and the provider's settings alone:
+    /// the registry reuses them for the next request with the same record.
+    fn identity(&self, session: &Session, out: &mut IdentityHeaders);
+
+    /// The signature header (`headers.sign_secret`) over the session's identity at `now`
+    /// (unix seconds). Runs on every proxied request when signing is on.
+    fn signature(
         &self,
-        headers: &mut HeaderMap,
         session: &Session,
-        sign_secret: Option<&[u8]>,
+        secret: &[u8],
         now: u64,
-    );
+    ) -> Option<(&'static HeaderName, HeaderValue)>;
 }

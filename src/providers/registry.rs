@@ -3,7 +3,8 @@
 use http::header::HeaderName;
 use http::HeaderMap;
 
-use super::provider::{BrowserMatch, JsonEndpoint, LoginProvider};
+use super::identity_cache;
+use super::provider::{BrowserMatch, IdentityHeaders, JsonEndpoint, LoginProvider};
 use crate::common::error::ProviderFailure;
 use crate::common::metrics::ApiCalls;
 use crate::config::Settings;
@@ -14,19 +15,17 @@ static USERID: HeaderName = HeaderName::from_static("x-wechat-userid");
 static PHONE: HeaderName = HeaderName::from_static("x-wechat-phone");
 
 /// `X-WeChat-UserId` / `X-WeChat-Phone` when the session carries them (any provider).
-fn insert_link(headers: &mut HeaderMap, session: &Session) {
+fn link(session: &Session, out: &mut IdentityHeaders) {
     let [user_id, phone] = session.link_headers();
-    if let Some(v) = user_id {
-        headers.insert(USERID.clone(), v);
-    }
-    if let Some(v) = phone {
-        headers.insert(PHONE.clone(), v);
-    }
+    out.extend(user_id.map(|v| (&USERID, v)));
+    out.extend(phone.map(|v| (&PHONE, v)));
 }
 
 /// Every configured login provider, in the order browsers are matched.
 pub(crate) struct Registry {
     providers: Vec<Box<dyn LoginProvider>>,
+    /// This registry's identity headers in the per-thread cache (see `identity_cache`).
+    generation: u64,
 }
 
 /// A browser's login, as [`Registry::browser_login`] chose it.
@@ -64,7 +63,10 @@ impl Registry {
         providers.extend(super::wecom::Wecom::boxed(settings, calls)?);
         let ids: Vec<&str> = providers.iter().map(|p| p.id()).collect();
         tracing::debug!(providers = ?ids, "login providers");
-        Ok(Registry { providers })
+        Ok(Registry {
+            providers,
+            generation: identity_cache::next_generation(),
+        })
     }
 
     /// The provider that made a session or pending login.
@@ -135,7 +137,9 @@ impl Registry {
     }
 
     /// The identity headers for a session, written by the provider that made it, then the
-    /// account-linking headers, which are the same for every provider.
+    /// account-linking headers, which are the same for every provider; then, with
+    /// `sign_secret`, the provider's signature at `now`. The unsigned ones come from the
+    /// per-thread cache when the same record came by before.
     pub(crate) fn insert_identity(
         &self,
         headers: &mut HeaderMap,
@@ -143,9 +147,22 @@ impl Registry {
         sign_secret: Option<&[u8]>,
         now: u64,
     ) {
-        if let Some(p) = self.get(session.origin()) {
-            p.insert_identity(headers, session, sign_secret, now);
-            insert_link(headers, session);
+        let Some(p) = self.get(session.origin()) else {
+            return;
+        };
+        identity_cache::for_each(
+            self.generation,
+            session.as_bytes(),
+            |out| {
+                p.identity(session, out);
+                link(session, out);
+            },
+            |name, value| {
+                headers.insert(name, value.clone());
+            },
+        );
+        if let Some((name, value)) = sign_secret.and_then(|k| p.signature(session, k, now)) {
+            headers.insert(name, value);
         }
     }
 
@@ -154,6 +171,7 @@ impl Registry {
     pub(crate) fn empty() -> Registry {
         Registry {
             providers: Vec::new(),
+            generation: identity_cache::next_generation(),
         }
     }
 }
@@ -163,9 +181,16 @@ mod tests {
     use super::*;
     use crate::common::pages::Text;
     use crate::providers::provider::{BoxFuture, Identity, JsonCredentials};
+    use http::HeaderValue;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
 
-    /// A provider that answers every browser the same.
-    struct Stub(&'static str, u8, BrowserMatch);
+    /// A provider that answers every browser the same. Its identity is the openid, its
+    /// signature the time; it counts how often it built the identity.
+    struct Stub(&'static str, u8, BrowserMatch, Arc<AtomicUsize>);
+
+    static STUB_ID: HeaderName = HeaderName::from_static("x-stub-id");
+    static STUB_SIGNATURE: HeaderName = HeaderName::from_static("x-stub-signature");
 
     impl LoginProvider for Stub {
         fn id(&self) -> &'static str {
@@ -209,7 +234,18 @@ mod tests {
         ) -> BoxFuture<'a, Result<Identity, ProviderFailure>> {
             unreachable!()
         }
-        fn insert_identity(&self, _: &mut HeaderMap, _: &Session, _: Option<&[u8]>, _: u64) {}
+        fn identity(&self, session: &Session, out: &mut IdentityHeaders) {
+            self.3.fetch_add(1, Ordering::Relaxed);
+            out.extend(session.openid_header().map(|v| (&STUB_ID, v)));
+        }
+        fn signature(
+            &self,
+            _: &Session,
+            _: &[u8],
+            now: u64,
+        ) -> Option<(&'static HeaderName, HeaderValue)> {
+            Some((&STUB_SIGNATURE, now.into()))
+        }
     }
 
     fn registry(matches: &[BrowserMatch]) -> Registry {
@@ -218,8 +254,20 @@ mod tests {
             providers: matches
                 .iter()
                 .enumerate()
-                .map(|(i, m)| Box::new(Stub(ids[i], i as u8, *m)) as Box<dyn LoginProvider>)
+                .map(|(i, m)| {
+                    Box::new(Stub(ids[i], i as u8, *m, Arc::default())) as Box<dyn LoginProvider>
+                })
                 .collect(),
+            generation: identity_cache::next_generation(),
+        }
+    }
+
+    /// A registry of one stub provider (record id 0) that counts its builds in `built`.
+    fn counting(built: &Arc<AtomicUsize>) -> Registry {
+        let stub = Stub("a", 0, BrowserMatch::None, built.clone());
+        Registry {
+            providers: vec![Box::new(stub)],
+            generation: identity_cache::next_generation(),
         }
     }
 
@@ -291,5 +339,51 @@ mod tests {
         let gone = session(7).with_link(Some("42"), None);
         r.insert_identity(&mut h, &gone, None, 1);
         assert!(h.is_empty());
+    }
+
+    #[test]
+    fn identity_built_once_per_record_and_registry_signature_every_time() {
+        let session = Session::new(&crate::session::NewSession {
+            openid: "oOpen",
+            unionid: None,
+            appid: "wxA",
+            origin: Origin {
+                provider: 0,
+                kind: 0,
+            },
+            nickname: "",
+            avatar: "",
+            expires_at: 99,
+        });
+        let built = Arc::new(AtomicUsize::new(0));
+        let r = counting(&built);
+        let mut seen = Vec::new();
+        for now in [1, 2, 3] {
+            let mut h = HeaderMap::new();
+            // A clone, as the session store hands it out: the same record.
+            r.insert_identity(&mut h, &session.clone(), Some(b"k"), now);
+            seen.push((h[&STUB_ID].clone(), h[&STUB_SIGNATURE].clone()));
+        }
+        assert_eq!(built.load(Ordering::Relaxed), 1);
+        assert!(seen.iter().all(|(id, _)| id == "oOpen"));
+        let signatures: Vec<_> = seen.iter().map(|(_, s)| s.to_str().unwrap()).collect();
+        assert_eq!(signatures, ["1", "2", "3"]);
+        // Without the secret, no signature; the identity is still the cached one.
+        let mut h = HeaderMap::new();
+        r.insert_identity(&mut h, &session, None, 4);
+        assert!(!h.contains_key(&STUB_SIGNATURE) && h[&STUB_ID] == "oOpen");
+        assert_eq!(built.load(Ordering::Relaxed), 1);
+        // Another record of the same user (linked since): its own headers.
+        let linked = session.with_link(Some("42"), None);
+        let mut h = HeaderMap::new();
+        r.insert_identity(&mut h, &linked, None, 5);
+        assert_eq!(h[&USERID], "42");
+        assert_eq!(built.load(Ordering::Relaxed), 2);
+        // A new registry (a reload) builds its own, for the same record.
+        let again = Arc::new(AtomicUsize::new(0));
+        let mut h = HeaderMap::new();
+        counting(&again).insert_identity(&mut h, &session, None, 6);
+        assert_eq!(again.load(Ordering::Relaxed), 1);
+        assert_eq!(h[&STUB_ID], "oOpen");
     }
 }

@@ -3,10 +3,11 @@
 //! `-Signature`. The values are zero-copy slices of the session record where possible.
 
 use hmac::{Hmac, Mac};
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderName, HeaderValue};
 use percent_encoding::{percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha2::Sha256;
 
+use crate::providers::provider::IdentityHeaders;
 use crate::session::Session;
 
 pub(crate) static OPENID: HeaderName = HeaderName::from_static("x-wechat-openid");
@@ -60,37 +61,29 @@ pub(crate) fn signature(secret: &[u8], t: u64, unionid: &str, openid: &str) -> S
     format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// Write the identity headers for `s` (after stripping, so nothing spoofed survives); `source`
-/// is the name of its app kind.
-pub(crate) fn insert_identity(
-    headers: &mut HeaderMap,
-    s: &Session,
-    source: &'static str,
-    sign_secret: Option<&[u8]>,
-    now: u64,
-) {
-    if let Some(v) = s.openid_header() {
-        headers.insert(OPENID.clone(), v);
-    }
-    if let Some(v) = s.unionid_header() {
-        headers.insert(UNIONID.clone(), v);
-    }
-    if let Some(v) = s.appid_header() {
-        headers.insert(APPID.clone(), v);
-    }
-    headers.insert(SOURCE.clone(), HeaderValue::from_static(source));
-    if let Some(v) = nickname_header(s) {
-        headers.insert(NICKNAME.clone(), v);
-    }
-    if let Some(v) = s.avatar_header() {
-        headers.insert(AVATAR.clone(), v);
-    }
-    if let Some(secret) = sign_secret {
-        let sig = signature(secret, now, s.unionid().unwrap_or(""), s.openid());
-        if let Ok(v) = HeaderValue::from_str(&sig) {
-            headers.insert(SIGNATURE.clone(), v);
+/// The identity headers for `s` (unsigned); `source` is the name of its app kind.
+pub(crate) fn identity(s: &Session, source: &'static str, out: &mut IdentityHeaders) {
+    let mut add = |name: &'static HeaderName, v: Option<HeaderValue>| {
+        if let Some(v) = v {
+            out.push((name, v));
         }
-    }
+    };
+    add(&OPENID, s.openid_header());
+    add(&UNIONID, s.unionid_header());
+    add(&APPID, s.appid_header());
+    add(&SOURCE, Some(HeaderValue::from_static(source)));
+    add(&NICKNAME, nickname_header(s));
+    add(&AVATAR, s.avatar_header());
+}
+
+/// `X-WeChat-Signature` for `s` at `now`.
+pub(crate) fn signature_header(
+    s: &Session,
+    secret: &[u8],
+    now: u64,
+) -> Option<(&'static HeaderName, HeaderValue)> {
+    let sig = signature(secret, now, s.unionid().unwrap_or(""), s.openid());
+    HeaderValue::from_str(&sig).ok().map(|v| (&SIGNATURE, v))
 }
 
 #[cfg(test)]
@@ -116,6 +109,14 @@ mod tests {
         assert_ne!(s, signature(b"secret", 1700000000, "u1", "o2"));
     }
 
+    /// The headers of a mini program's session, signed with `secret`.
+    fn headers(s: &Session, secret: Option<&[u8]>) -> http::HeaderMap {
+        let mut out = IdentityHeaders::new();
+        identity(s, "mini_program", &mut out);
+        out.extend(secret.and_then(|k| signature_header(s, k, 1)));
+        out.into_iter().map(|(n, v)| (n.clone(), v)).collect()
+    }
+
     #[test]
     fn headers_of_a_session() {
         let n = NewSession {
@@ -127,8 +128,7 @@ mod tests {
             avatar: "https://a/b/132",
             expires_at: 99,
         };
-        let mut h = HeaderMap::new();
-        insert_identity(&mut h, &Session::new(&n), "mini_program", None, 1);
+        let h = headers(&Session::new(&n), None);
         assert_eq!(h[&NICKNAME], "Alice%20%F0%9F%90%BC%07");
         assert_eq!(h[&SOURCE], "mini_program");
         assert_eq!(h[&OPENID], "oOpen");
@@ -137,7 +137,7 @@ mod tests {
             nickname: "Bob_1.x~",
             ..n
         });
-        insert_identity(&mut h, &plain, "mini_program", Some(b"k"), 1);
+        let h = headers(&plain, Some(b"k"));
         assert_eq!(h[&NICKNAME], "Bob_1.x~");
         assert!(h.contains_key(&SIGNATURE));
     }

@@ -25,7 +25,7 @@ mod stable_token;
 pub(crate) mod user_agent;
 mod website;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 pub use self::app::Source;
 pub(crate) use self::app::RECORD_ID;
@@ -39,7 +39,8 @@ pub use crate::common::error::ErrorClass;
 use crate::common::error::ProviderFailure;
 use crate::config::{OfficialScope, Settings};
 use crate::providers::provider::{
-    BoxFuture, BrowserMatch, Identity, JsonCredentials, JsonEndpoint, LoginProvider, Revalidation,
+    BoxFuture, BrowserMatch, Identity, IdentityHeaders, JsonCredentials, JsonEndpoint,
+    LoginProvider, Revalidation,
 };
 use crate::session::{Grant, Session};
 
@@ -213,15 +214,18 @@ impl LoginProvider for Wechat {
         )))
     }
 
-    fn insert_identity(
-        &self,
-        headers: &mut HeaderMap,
-        session: &Session,
-        sign_secret: Option<&[u8]>,
-        now: u64,
-    ) {
+    fn identity(&self, session: &Session, out: &mut IdentityHeaders) {
         let source = self.kind_name(session.origin().kind);
-        headers::insert_identity(headers, session, source, sign_secret, now);
+        headers::identity(session, source, out);
+    }
+
+    fn signature(
+        &self,
+        session: &Session,
+        secret: &[u8],
+        now: u64,
+    ) -> Option<(&'static HeaderName, HeaderValue)> {
+        headers::signature_header(session, secret, now)
     }
 }
 

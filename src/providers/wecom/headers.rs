@@ -6,9 +6,10 @@
 //! openid's place: `hmac(secret, "<t>..<userid>")`.
 
 use hmac::{Hmac, Mac};
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderName, HeaderValue};
 use sha2::Sha256;
 
+use crate::providers::provider::IdentityHeaders;
 use crate::session::Session;
 
 pub(crate) static USERID: HeaderName = HeaderName::from_static("x-wecom-userid");
@@ -27,26 +28,25 @@ fn signature(secret: &[u8], t: u64, id: &str) -> String {
 
 /// The session's id (userid, or a non-member's openid) is its record's openid field, the
 /// corp id its appid field.
-pub(super) fn insert_identity(
-    headers: &mut HeaderMap,
-    s: &Session,
-    member: bool,
-    sign_secret: Option<&[u8]>,
-    now: u64,
-) {
+pub(super) fn identity(s: &Session, member: bool, out: &mut IdentityHeaders) {
     if let Some(v) = s.openid_header() {
-        let name = if member { &USERID } else { &OPENID };
-        headers.insert(name.clone(), v);
+        out.push((if member { &USERID } else { &OPENID }, v));
     }
     if let Some(v) = s.appid_header() {
-        headers.insert(CORPID.clone(), v);
+        out.push((&CORPID, v));
     }
-    headers.insert(SOURCE.clone(), HeaderValue::from_static("wecom"));
-    if let Some(secret) = sign_secret {
-        if let Ok(v) = HeaderValue::from_str(&signature(secret, now, s.openid())) {
-            headers.insert(SIGNATURE.clone(), v);
-        }
-    }
+    out.push((&SOURCE, HeaderValue::from_static("wecom")));
+}
+
+/// `X-WeChat-Signature` for `s` at `now`.
+pub(super) fn signature_header(
+    s: &Session,
+    secret: &[u8],
+    now: u64,
+) -> Option<(&'static HeaderName, HeaderValue)> {
+    HeaderValue::from_str(&signature(secret, now, s.openid()))
+        .ok()
+        .map(|v| (&SIGNATURE, v))
 }
 
 #[cfg(test)]
@@ -69,17 +69,23 @@ mod tests {
         })
     }
 
+    /// The headers of a session, signed with `secret` at 1700000000.
+    fn headers(s: &Session, member: bool, secret: Option<&[u8]>) -> http::HeaderMap {
+        let mut out = IdentityHeaders::new();
+        identity(s, member, &mut out);
+        out.extend(secret.and_then(|k| signature_header(s, k, 1700000000)));
+        out.into_iter().map(|(n, v)| (n.clone(), v)).collect()
+    }
+
     #[test]
     fn member_and_non_member() {
-        let mut h = HeaderMap::new();
-        insert_identity(&mut h, &session("zhangsan"), true, None, 1);
+        let h = headers(&session("zhangsan"), true, None);
         assert_eq!(h[&USERID], "zhangsan");
         assert_eq!(h[&CORPID], "ww01");
         assert_eq!(h[&SOURCE], "wecom");
         assert!(!h.contains_key(&OPENID) && !h.contains_key("x-wechat-unionid"));
         assert!(!h.contains_key(&SIGNATURE));
-        let mut h = HeaderMap::new();
-        insert_identity(&mut h, &session("oX"), false, Some(b"k"), 1700000000);
+        let h = headers(&session("oX"), false, Some(b"k"));
         assert_eq!(h[&OPENID], "oX");
         assert!(!h.contains_key(&USERID));
         let sig = h[&SIGNATURE].to_str().unwrap();

@@ -19,7 +19,7 @@ mod urls;
 
 use std::collections::HashSet;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 use self::client::WecomClient;
 use self::error::WecomError;
@@ -29,7 +29,8 @@ use crate::common::metrics::ApiCalls;
 use crate::common::pages::Text;
 use crate::config::Settings;
 use crate::providers::provider::{
-    BoxFuture, BrowserMatch, Identity, JsonCredentials, JsonEndpoint, LoginProvider,
+    BoxFuture, BrowserMatch, Identity, IdentityHeaders, JsonCredentials, JsonEndpoint,
+    LoginProvider,
 };
 use crate::providers::wechat::user_agent::{self, BrowserKind};
 use crate::session::{Origin, Session};
@@ -237,15 +238,18 @@ impl LoginProvider for Wecom {
         json.insert("wecom_member".into(), member.into());
     }
 
-    fn insert_identity(
-        &self,
-        headers: &mut HeaderMap,
-        session: &Session,
-        sign_secret: Option<&[u8]>,
-        now: u64,
-    ) {
+    fn identity(&self, session: &Session, out: &mut IdentityHeaders) {
         let member = session.origin().kind & NON_MEMBER == 0;
-        headers::insert_identity(headers, session, member, sign_secret, now);
+        headers::identity(session, member, out);
+    }
+
+    fn signature(
+        &self,
+        session: &Session,
+        secret: &[u8],
+        now: u64,
+    ) -> Option<(&'static HeaderName, HeaderValue)> {
+        headers::signature_header(session, secret, now)
     }
 }
 

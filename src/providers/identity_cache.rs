@@ -1,0 +1,179 @@
+//! The identity headers of recent sessions, kept per worker thread so that the next request of
+//! the same session inserts them as they are.
+//!
+//! A session's unsigned identity headers are a function of its record and of the providers'
+//! settings alone. Building them checks every value byte by byte (`HeaderValue`), and
+//! percent-encodes the nickname: about half of what the identity headers cost per request. The
+//! records come back from the session store as clones of the same buffer, so a small table by
+//! the record's address finds them again without hashing anything.
+//!
+//! Bounded: [`SLOTS`] entries per worker thread, each a record (kept alive by the entry, so its
+//! address is not reused while it is there) and its headers. A slot taken by another record is
+//! overwritten. An entry is used only for the same record bytes and the same registry (a reload
+//! builds a new one, see [`next_generation`]).
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+
+use super::provider::IdentityHeaders;
+
+/// Entries per worker thread: a few hundred KiB at most.
+const SLOTS: usize = 1024;
+
+struct Entry {
+    generation: u64,
+    record: Bytes,
+    headers: Box<[(&'static http::HeaderName, http::HeaderValue)]>,
+}
+
+thread_local! {
+    static TABLE: RefCell<Vec<Option<Entry>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A number no other registry of this process has: the entries built under one registry are
+/// not used under the next (its providers' settings may differ).
+pub(super) fn next_generation() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The slot of a record: its address, mixed (Fibonacci hashing) so that records a fixed size
+/// apart spread over the table.
+fn slot_of(record: &Bytes) -> usize {
+    let addr = record.as_ptr() as usize as u64;
+    (addr.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SLOTS.trailing_zeros())) as usize
+}
+
+/// Whether an entry holds the headers of `record` under `generation`. The same address and
+/// length is the same bytes (the entry keeps its record alive and `Bytes` never change); another
+/// buffer with equal bytes is the same record too.
+fn holds(e: &Entry, generation: u64, record: &Bytes) -> bool {
+    e.generation == generation
+        && ((e.record.as_ptr() == record.as_ptr() && e.record.len() == record.len())
+            || e.record == *record)
+}
+
+/// Calls `each` with every identity header of `record`: from the table when it holds them,
+/// else built by `build` (and then kept).
+pub(super) fn for_each(
+    generation: u64,
+    record: &Bytes,
+    build: impl FnOnce(&mut IdentityHeaders),
+    mut each: impl FnMut(&'static http::HeaderName, &http::HeaderValue),
+) {
+    TABLE.with(|t| {
+        let mut t = t.borrow_mut();
+        let e = lookup(&mut t, slot_of(record), generation, record, build);
+        for (name, value) in e.headers.iter() {
+            each(name, value);
+        }
+    })
+}
+
+/// The entry for `record` in `slot`, built there when the slot holds another.
+fn lookup<'t>(
+    table: &'t mut Vec<Option<Entry>>,
+    slot: usize,
+    generation: u64,
+    record: &Bytes,
+    build: impl FnOnce(&mut IdentityHeaders),
+) -> &'t Entry {
+    if table.is_empty() {
+        table.resize_with(SLOTS, || None);
+    }
+    let cell = &mut table[slot];
+    match cell {
+        Some(e) if holds(e, generation, record) => {}
+        _ => {
+            let mut headers = IdentityHeaders::new();
+            build(&mut headers);
+            *cell = Some(Entry {
+                generation,
+                record: record.clone(),
+                headers: headers.into_boxed_slice(),
+            });
+        }
+    }
+    cell.as_ref().expect("the slot was filled above")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{HeaderName, HeaderValue};
+
+    static NAME: HeaderName = HeaderName::from_static("x-test");
+
+    /// Looks `record` up in `slot`; the value built is `built`, and whether it was built is
+    /// returned with the value found.
+    fn get(
+        t: &mut Vec<Option<Entry>>,
+        slot: usize,
+        generation: u64,
+        record: &Bytes,
+        built: &'static str,
+    ) -> (String, bool) {
+        let mut was_built = false;
+        let e = lookup(t, slot, generation, record, |h| {
+            was_built = true;
+            h.push((&NAME, HeaderValue::from_static(built)));
+        });
+        let v = e.headers[0].1.to_str().unwrap().to_string();
+        (v, was_built)
+    }
+
+    #[test]
+    fn a_record_is_built_once_then_found() {
+        let mut t = Vec::new();
+        let r = Bytes::from(b"record one".to_vec());
+        assert_eq!(get(&mut t, 3, 1, &r, "a"), ("a".into(), true));
+        assert_eq!(get(&mut t, 3, 1, &r.clone(), "b"), ("a".into(), false));
+        // Equal bytes in another buffer are the same record.
+        let copy = Bytes::from(b"record one".to_vec());
+        assert_eq!(get(&mut t, 3, 1, &copy, "c"), ("a".into(), false));
+        assert_eq!(t.len(), SLOTS);
+    }
+
+    #[test]
+    fn another_record_or_registry_rebuilds() {
+        let mut t = Vec::new();
+        let one = Bytes::from(b"record one".to_vec());
+        let two = Bytes::from(b"record two".to_vec());
+        assert!(get(&mut t, 5, 1, &one, "one").1);
+        // The same slot, another record: built, and it takes the slot.
+        assert_eq!(get(&mut t, 5, 1, &two, "two"), ("two".into(), true));
+        assert_eq!(get(&mut t, 5, 1, &one, "one"), ("one".into(), true));
+        // The same record under a new registry (a reload): built again.
+        assert_eq!(
+            get(&mut t, 5, 2, &one, "reloaded"),
+            ("reloaded".into(), true)
+        );
+        // What counts is the bytes: a slice of another buffer equal to the record finds it, the
+        // whole of that buffer does not.
+        let longer = Bytes::from(b"record one!".to_vec());
+        assert_eq!(
+            get(&mut t, 5, 2, &longer.slice(..10), "x"),
+            ("reloaded".into(), false)
+        );
+        assert!(get(&mut t, 5, 2, &longer, "longer").1);
+    }
+
+    #[test]
+    fn slots_spread_and_stay_in_the_table() {
+        let records: Vec<Bytes> = (0..256)
+            .map(|i| Bytes::from(format!("record {i}").into_bytes()))
+            .collect();
+        let slots: std::collections::HashSet<usize> = records.iter().map(slot_of).collect();
+        assert!(slots.iter().all(|&s| s < SLOTS));
+        assert!(slots.len() > 128, "{} slots for 256 records", slots.len());
+    }
+
+    #[test]
+    fn generations_are_unique() {
+        let a = next_generation();
+        let b = next_generation();
+        assert_ne!(a, b);
+    }
+}
