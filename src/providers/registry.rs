@@ -137,15 +137,14 @@ impl Registry {
     }
 
     /// The identity headers for a session, written by the provider that made it, then the
-    /// account-linking headers, which are the same for every provider; then, with
-    /// `sign_secret`, the provider's signature at `now`. The unsigned ones come from the
-    /// per-thread cache when the same record came by before.
+    /// account-linking headers, which are the same for every provider; then, with `sign` (the
+    /// secret and the time in unix seconds), the provider's signature. The unsigned ones come
+    /// from the per-thread cache when the same record came by before.
     pub(crate) fn insert_identity(
         &self,
         headers: &mut HeaderMap,
         session: &Session,
-        sign_secret: Option<&[u8]>,
-        now: u64,
+        sign: Option<(&[u8], u64)>,
     ) {
         let Some(p) = self.get(session.origin()) else {
             return;
@@ -161,7 +160,7 @@ impl Registry {
                 headers.insert(name, value.clone());
             },
         );
-        if let Some((name, value)) = sign_secret.and_then(|k| p.signature(session, k, now)) {
+        if let Some((name, value)) = sign.and_then(|(k, now)| p.signature(session, k, now)) {
             headers.insert(name, value);
         }
     }
@@ -327,17 +326,17 @@ mod tests {
         };
         for provider in [0, 1] {
             let mut h = HeaderMap::new();
-            r.insert_identity(&mut h, &session(provider), None, 1);
+            r.insert_identity(&mut h, &session(provider), None);
             assert!(!h.contains_key(&USERID) && !h.contains_key(&PHONE));
             let linked = session(provider).with_link(Some("42"), Some("+8613800000000"));
-            r.insert_identity(&mut h, &linked, None, 1);
+            r.insert_identity(&mut h, &linked, None);
             assert_eq!(h[&USERID], "42");
             assert_eq!(h[&PHONE], "+8613800000000");
         }
         // A provider no longer configured writes nothing, its link headers included.
         let mut h = HeaderMap::new();
         let gone = session(7).with_link(Some("42"), None);
-        r.insert_identity(&mut h, &gone, None, 1);
+        r.insert_identity(&mut h, &gone, None);
         assert!(h.is_empty());
     }
 
@@ -361,7 +360,7 @@ mod tests {
         for now in [1, 2, 3] {
             let mut h = HeaderMap::new();
             // A clone, as the session store hands it out: the same record.
-            r.insert_identity(&mut h, &session.clone(), Some(b"k"), now);
+            r.insert_identity(&mut h, &session.clone(), Some((b"k", now)));
             seen.push((h[&STUB_ID].clone(), h[&STUB_SIGNATURE].clone()));
         }
         assert_eq!(built.load(Ordering::Relaxed), 1);
@@ -370,19 +369,19 @@ mod tests {
         assert_eq!(signatures, ["1", "2", "3"]);
         // Without the secret, no signature; the identity is still the cached one.
         let mut h = HeaderMap::new();
-        r.insert_identity(&mut h, &session, None, 4);
+        r.insert_identity(&mut h, &session, None);
         assert!(!h.contains_key(&STUB_SIGNATURE) && h[&STUB_ID] == "oOpen");
         assert_eq!(built.load(Ordering::Relaxed), 1);
         // Another record of the same user (linked since): its own headers.
         let linked = session.with_link(Some("42"), None);
         let mut h = HeaderMap::new();
-        r.insert_identity(&mut h, &linked, None, 5);
+        r.insert_identity(&mut h, &linked, None);
         assert_eq!(h[&USERID], "42");
         assert_eq!(built.load(Ordering::Relaxed), 2);
         // A new registry (a reload) builds its own, for the same record.
         let again = Arc::new(AtomicUsize::new(0));
         let mut h = HeaderMap::new();
-        counting(&again).insert_identity(&mut h, &session, None, 6);
+        counting(&again).insert_identity(&mut h, &session, None);
         assert_eq!(again.load(Ordering::Relaxed), 1);
         assert_eq!(h[&STUB_ID], "oOpen");
     }
