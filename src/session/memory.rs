@@ -8,7 +8,10 @@ use super::{PendingLogin, Session, SessionId, SessionStore, SessionStoreSettings
 
 /// Sessions in process memory.
 pub(crate) struct MemoryStore {
-    sessions: moka::sync::Cache<SessionId, Session>,
+    /// Hashed with foldhash (seeded per process) rather than SipHash: every request looks a
+    /// session up, and the keys stored are the gateway's own 128 random bits (a client only
+    /// chooses what it looks up, which adds nothing to the table).
+    sessions: moka::sync::Cache<SessionId, Session, foldhash::fast::RandomState>,
     pub(super) pending: moka::sync::Cache<Box<str>, Pending>,
     /// `session.snapshot_path`: read at start, written at shutdown.
     snapshot: Option<SnapshotFile>,
@@ -77,7 +80,7 @@ impl MemoryStore {
                 .max_capacity(capacity)
                 .time_to_idle(idle.min(ttl))
                 .eviction_policy(moka::policy::EvictionPolicy::lru())
-                .build(),
+                .build_with_hasher(foldhash::fast::RandomState::default()),
             // Weighed by bytes, each entry expiring after the TTL `/login` gave it. LRU: the
             // oldest login in flight goes first when full.
             pending: moka::sync::Cache::builder()
