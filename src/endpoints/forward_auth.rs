@@ -10,7 +10,7 @@ use serde_json::json;
 use super::context::Ctx;
 use super::urls;
 use crate::common::error::GatewayError;
-use crate::common::http_util::{self, unix_now, Body};
+use crate::common::http_util::{self, Body};
 
 pub(super) async fn auth(
     cx: &Ctx<'_>,
@@ -36,10 +36,8 @@ pub(super) async fn auth(
         return Err(super::audit::refusal(cx, &a.session, reason, &uri));
     }
     let mut r = http_util::respond(StatusCode::ACCEPTED, http_util::TEXT, "");
-    // The clock is read only for the signature.
-    let sign = cx.sign_secret.map(|k| (k, unix_now()));
     cx.providers
-        .insert_identity(r.headers_mut(), &a.session, sign);
+        .insert_identity(r.headers_mut(), &a.session, cx.sign_secret);
     Ok(r)
 }
 

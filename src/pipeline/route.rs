@@ -185,12 +185,8 @@ impl App {
         // On every path, whatever authenticated the request: a gateway token is the gateway's.
         strip::strip_gateway_bearer(h);
         if let Some(a) = auth {
-            // The clock is read only for the signature.
-            let sign = self
-                .sign_secret
-                .as_deref()
-                .map(|k| (k, http_util::unix_now()));
-            self.providers.insert_identity(h, &a.session, sign);
+            self.providers
+                .insert_identity(h, &a.session, self.sign_secret.as_deref());
         }
         let host = req.headers().get(HOST).cloned().or_else(|| {
             req.uri()

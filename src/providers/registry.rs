@@ -137,10 +137,21 @@ impl Registry {
     }
 
     /// The identity headers for a session, written by the provider that made it, then the
-    /// account-linking headers, which are the same for every provider; then, with `sign` (the
-    /// secret and the time in unix seconds), the provider's signature. The unsigned ones come
-    /// from the per-thread cache when the same record came by before.
+    /// account-linking headers, which are the same for every provider; then, with
+    /// `sign_secret`, the provider's signature (the clock is read for it only). The unsigned ones
+    /// come from the per-thread cache when the same record came by before.
     pub(crate) fn insert_identity(
+        &self,
+        headers: &mut HeaderMap,
+        session: &Session,
+        sign_secret: Option<&[u8]>,
+    ) {
+        let sign = sign_secret.map(|k| (k, crate::common::http_util::unix_now()));
+        self.insert_identity_at(headers, session, sign);
+    }
+
+    /// [`Registry::insert_identity`] with `sign`: the secret and the time (unix seconds).
+    fn insert_identity_at(
         &self,
         headers: &mut HeaderMap,
         session: &Session,
@@ -360,7 +371,7 @@ mod tests {
         for now in [1, 2, 3] {
             let mut h = HeaderMap::new();
             // A clone, as the session store hands it out: the same record.
-            r.insert_identity(&mut h, &session.clone(), Some((b"k", now)));
+            r.insert_identity_at(&mut h, &session.clone(), Some((b"k", now)));
             seen.push((h[&STUB_ID].clone(), h[&STUB_SIGNATURE].clone()));
         }
         assert_eq!(built.load(Ordering::Relaxed), 1);
