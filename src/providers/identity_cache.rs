@@ -1,25 +1,25 @@
 //! The identity headers of recent sessions, kept per worker thread so that the next request of
 //! the same session inserts them as they are.
 //!
-//! A session's unsigned identity headers are a function of its record and of the providers'
-//! settings alone. Building them checks every value byte by byte (`HeaderValue`), and
-//! percent-encodes the nickname: about half of what the identity headers cost per request. The
-//! records come back from the session store as clones of the same buffer, so a small table by
-//! the record's address finds them again without hashing anything.
+//! A session's unsigned identity headers are a function of its record (without the grant
+//! block: [`Session::without_grant`](crate::session::Session::without_grant)) and of the
+//! providers' settings alone. Building them checks every value byte by byte (`HeaderValue`),
+//! and percent-encodes the nickname: about half of what the identity headers cost per request.
+//! The records come back from the session store as clones of the same buffer, so a small table
+//! by the record's address finds them again without hashing anything.
 //!
-//! Bounded: [`SLOTS`] entries per worker thread, each a record (kept alive by the entry, so its
-//! address is not reused while it is there) and its headers. A slot taken by another record is
-//! overwritten. An entry is used only for the same record bytes and the same registry (a reload
-//! builds a new one, see [`next_generation`]).
+//! Bounded: [`SLOTS`] entries per worker thread, each a copy of the record's bytes up to its
+//! grant block (never the provider's tokens: an ended session's stay nowhere) and its headers.
+//! A slot taken by another record is overwritten. An entry is used only for equal bytes and the
+//! same registry (a reload builds a new one, see [`next_generation`]).
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::Bytes;
-
 use super::provider::IdentityHeaders;
+use crate::session::Session;
 
-/// Entries per worker thread. An entry is 56 bytes in the table plus its record and headers:
+/// Entries per worker thread. An entry is 40 bytes in the table plus its record and headers:
 /// about 700 bytes for a usual WeChat user, at most about 11 KiB (a 2 048-byte nickname, encoded,
 /// and avatar). Full: under 1 MiB per worker as a rule, 11 MiB at the very most, and only for
 /// logged-in sessions.
@@ -27,7 +27,7 @@ const SLOTS: usize = 1024;
 
 struct Entry {
     generation: u64,
-    record: Bytes,
+    record: Box<[u8]>,
     headers: Box<[(&'static http::HeaderName, http::HeaderValue)]>,
 }
 
@@ -44,43 +44,49 @@ pub(super) fn next_generation() -> u64 {
 
 /// The slot of a record: its address, mixed (Fibonacci hashing) so that records a fixed size
 /// apart spread over the table.
-fn slot_of(record: &Bytes) -> usize {
+fn slot_of(record: &[u8]) -> usize {
     let addr = record.as_ptr() as usize as u64;
     (addr.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SLOTS.trailing_zeros())) as usize
 }
 
-/// Whether an entry holds the headers of `record` under `generation`. The same address and
-/// length is the same bytes (the entry keeps its record alive and `Bytes` never change); another
-/// buffer with equal bytes is the same record too.
-fn holds(e: &Entry, generation: u64, record: &Bytes) -> bool {
-    e.generation == generation
-        && ((e.record.as_ptr() == record.as_ptr() && e.record.len() == record.len())
-            || e.record == *record)
-}
-
-/// Calls `each` with every identity header of `record`: from the table when it holds them,
+/// Calls `each` with every identity header of `session`: from the table when it holds them,
 /// else built by `build` (and then kept).
 pub(super) fn for_each(
     generation: u64,
-    record: &Bytes,
+    session: &Session,
     build: impl FnOnce(&mut IdentityHeaders),
     mut each: impl FnMut(&'static http::HeaderName, &http::HeaderValue),
 ) {
+    let record = session.as_bytes();
     TABLE.with(|t| {
         let mut t = t.borrow_mut();
-        let e = lookup(&mut t, slot_of(record), generation, record, build);
+        let identity = || session.without_grant();
+        let e = lookup(&mut t, slot_of(record), generation, record, identity, build);
         for (name, value) in e.headers.iter() {
             each(name, value);
         }
     })
 }
 
-/// The entry for `record` in `slot`, built there when the slot holds another.
-fn lookup<'t>(
+/// Whether `kept` (a record up to its grant block) is `record`'s part before its grant,
+/// `identity(record)`. A record of the same length is compared as it is: equal bytes parse the
+/// same, so it has no grant either, and the usual record (without one) is never parsed.
+fn holds<'r>(kept: &[u8], record: &'r [u8], identity: impl Fn() -> &'r [u8]) -> bool {
+    if kept.len() == record.len() {
+        kept == record
+    } else {
+        kept == identity()
+    }
+}
+
+/// The entry for `record` in `slot`, built there (keeping `identity(record)`, the record up
+/// to its grant block) when the slot holds another.
+fn lookup<'t, 'r>(
     table: &'t mut Vec<Option<Entry>>,
     slot: usize,
     generation: u64,
-    record: &Bytes,
+    record: &'r [u8],
+    identity: impl Fn() -> &'r [u8],
     build: impl FnOnce(&mut IdentityHeaders),
 ) -> &'t Entry {
     if table.is_empty() {
@@ -88,13 +94,13 @@ fn lookup<'t>(
     }
     let cell = &mut table[slot];
     match cell {
-        Some(e) if holds(e, generation, record) => {}
+        Some(e) if e.generation == generation && holds(&e.record, record, &identity) => {}
         _ => {
             let mut headers = IdentityHeaders::new();
             build(&mut headers);
             *cell = Some(Entry {
                 generation,
-                record: record.clone(),
+                record: identity().into(),
                 headers: headers.into_boxed_slice(),
             });
         }
@@ -105,6 +111,7 @@ fn lookup<'t>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use http::{HeaderName, HeaderValue};
 
     static NAME: HeaderName = HeaderName::from_static("x-test");
@@ -115,14 +122,21 @@ mod tests {
         t: &mut Vec<Option<Entry>>,
         slot: usize,
         generation: u64,
-        record: &Bytes,
+        record: &[u8],
         built: &'static str,
     ) -> (String, bool) {
         let mut was_built = false;
-        let e = lookup(t, slot, generation, record, |h| {
-            was_built = true;
-            h.push((&NAME, HeaderValue::from_static(built)));
-        });
+        let e = lookup(
+            t,
+            slot,
+            generation,
+            record,
+            || record,
+            |h| {
+                was_built = true;
+                h.push((&NAME, HeaderValue::from_static(built)));
+            },
+        );
         let v = e.headers[0].1.to_str().unwrap().to_string();
         (v, was_built)
     }
@@ -164,11 +178,37 @@ mod tests {
     }
 
     #[test]
+    fn the_grant_is_neither_compared_nor_kept() {
+        let mut t = Vec::new();
+        let mut built = 0;
+        // Records whose part before the grant is their first three bytes.
+        let mut find = |t: &mut Vec<Option<Entry>>, r: &[u8]| {
+            let e = lookup(
+                t,
+                1,
+                1,
+                r,
+                || &r[..3],
+                |h| {
+                    built += 1;
+                    h.push((&NAME, HeaderValue::from_static("v")));
+                },
+            );
+            e.record.to_vec()
+        };
+        assert_eq!(find(&mut t, b"whoTOKEN"), b"who");
+        assert_eq!(find(&mut t, b"whoNEWTOKEN"), b"who");
+        assert_eq!(find(&mut t, b"who"), b"who");
+        assert_eq!(find(&mut t, b"cat"), b"cat");
+        assert_eq!(built, 2);
+    }
+
+    #[test]
     fn slots_spread_and_stay_in_the_table() {
         let records: Vec<Bytes> = (0..256)
             .map(|i| Bytes::from(format!("record {i}").into_bytes()))
             .collect();
-        let slots: std::collections::HashSet<usize> = records.iter().map(slot_of).collect();
+        let slots: std::collections::HashSet<usize> = records.iter().map(|r| slot_of(r)).collect();
         assert!(slots.iter().all(|&s| s < SLOTS));
         assert!(slots.len() > 128, "{} slots for 256 records", slots.len());
     }

@@ -162,7 +162,7 @@ impl Registry {
         };
         identity_cache::for_each(
             self.generation,
-            session.as_bytes(),
+            session,
             |out| {
                 p.identity(session, out);
                 link(session, out);

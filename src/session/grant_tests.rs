@@ -40,6 +40,8 @@ fn records_carry_the_grant_and_version_3_still_reads() {
     let back = Session::from_bytes(with.as_bytes().clone()).unwrap();
     assert_eq!(back.grant(), Some(grant()));
     assert_eq!(with.with_grant(None), s);
+    // Who the session is, without the tokens: the same bytes with the grant as without it.
+    assert_eq!(with.without_grant(), s.as_bytes().as_ref());
     // A version-3 record (the same strings, neither the link block — its last two bytes
     // here, both "absent" — nor a grant) still reads.
     let mut v3 = s.as_bytes()[..s.as_bytes().len() - 2].to_vec();

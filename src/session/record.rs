@@ -268,9 +268,9 @@ impl Session {
     /// This record with `g` as its grant (replacing any), or without one when `g` is None or
     /// its tokens are too long to keep.
     pub fn with_grant(&self, g: Option<&Grant>) -> Session {
-        let end = link::end(&self.buf).unwrap_or(self.buf.len());
-        let mut v = Vec::with_capacity(end + 256);
-        v.extend_from_slice(&self.buf[..end]);
+        let head = self.without_grant();
+        let mut v = Vec::with_capacity(head.len() + 256);
+        v.extend_from_slice(head);
         if let Some(g) = g {
             grant::encode(g, &mut v);
         }
@@ -292,8 +292,14 @@ impl Session {
 
     /// The record's bytes after the link block: the grant block, or nothing.
     fn grant_tail(&self) -> &[u8] {
+        &self.buf[self.without_grant().len()..]
+    }
+
+    /// The record's bytes up to the grant block: who the session is (the identity headers are
+    /// made of these alone), without the provider's tokens.
+    pub fn without_grant(&self) -> &[u8] {
         let end = link::end(&self.buf).unwrap_or(self.buf.len());
-        &self.buf[end..]
+        &self.buf[..end]
     }
 }
 
