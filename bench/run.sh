@@ -511,7 +511,7 @@ summary() {
         pc=$(col 10) uc=$(col 11) wc=$(col 12) pus=$(col 13) pks=$(col 14)
         printf '%-24s %10.0f %8.3f %8.3f %8.3f %7d %7d %7.1f =%5.1fu+%5.1fs %11.1f %9.1f\n' "$l" "$rps" "$p50" "$p90" "$p99" "$bad" "$errs" "$pc" "$pus" "$pks" "$uc" "$wc"
         local k=${l//[^A-Za-z0-9]/_}_$CONNS
-        eval "MED_RPS_$k=$rps MED_P99_$k=$p99 MED_CPU_$k=$pc"
+        eval "MED_RPS_$k=$rps MED_P99_$k=$p99 MED_CPU_$k=$pc MED_UP_$k=$uc MED_LOAD_$k=$wc"
     done
 }
 
@@ -772,9 +772,31 @@ mode_compare() {
                 echo "throughput  D/B2 over HTTP/2 (wxgate / nginx http2 proxy_pass): $(ratio "$d2" "$b2")x   (target >= 1.3) $(verdict "$(ratio "$d2" "$b2")" ge 1.3)"
                 echo "CPU us/req  D $(med CPU D-wxgate-h2)   B2 $(med CPU B2-nginx-h2)"
                 echo "paired      median of the per-round ratios D/B2: req/s $(paired 4 D-wxgate-h2 B2-nginx-h2)x  p99 $(paired 7 D-wxgate-h2 B2-nginx-h2)x  CPU/req $(paired 10 D-wxgate-h2 B2-nginx-h2)x"
+                h2_budget
             fi
         fi
     } | tee -a "$RESULTS/summary.txt"
+}
+
+# h2_budget → what the HTTP/2 target (D >= 1.3x B2's requests per second) leaves wxgate to spend.
+# The load tool, the upstream and the proxy share the machine's cores, and all of them are busy
+# (the "cores" figures): requests per second follow the CPU all three spend per request. At 1.3x
+# B2's rate, with D's own upstream and h2load costs, D's proxy may spend at most the budget
+# printed; the floor's CPU (E2) shows whether the stack alone fits in it.
+h2_budget() {
+    local b p u l pd ud ld e
+    b=B2-nginx-h2
+    p=$(med CPU $b) u=$(med UP $b) l=$(med LOAD $b)
+    pd=$(med CPU D-wxgate-h2) ud=$(med UP D-wxgate-h2) ld=$(med LOAD D-wxgate-h2)
+    e=$(med CPU E2-floor-h2)
+    awk -v p="$p" -v u="$u" -v l="$l" -v pd="$pd" -v ud="$ud" -v ld="$ld" -v e="$e" \
+        -v rb="$(med RPS $b)" -v rd="$(med RPS D-wxgate-h2)" 'BEGIN {
+        if (p == "nan" || pd == "nan") exit
+        printf "CPU us/req of all three (proxy + upstream + h2load): B2 %.1f = %.1f + %.1f + %.1f (cores busy %.2f)   D %.1f = %.1f + %.1f + %.1f (cores busy %.2f)\n", p + u + l, p, u, l, (p + u + l) * rb / 1e6, pd + ud + ld, pd, ud, ld, (pd + ud + ld) * rd / 1e6
+        printf "HTTP/2 budget: at 1.3x B2 with D'"'"'s upstream and h2load costs, D'"'"'s proxy may spend %.1f us/req (D spends %.1f", (p + u + l) / 1.3 - ud - ld, pd
+        if (e != "nan" && e != "") printf ", the floor E2 %.1f", e
+        print ")"
+    }'
 }
 
 # alternate_rounds SETUP...: a warm-up of each, then ROUNDS rounds alternating the setups, with
