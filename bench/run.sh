@@ -25,6 +25,8 @@
 # logins: LOGINS=20000   profile: PROFILE_SECS=8 PERF_FREQ=499
 # instructions: INSTR_SECS=10 INSTR_PROTO=h1|h2 (h2: h2load over HTTP/2 instead of wrk)
 #               INSTR_SETUP=D|E (E: the stack floor, to see what wxgate adds per function)
+#               INSTR_CACHE=0|1 (1: valgrind's cache simulation too: L1 misses per request and
+#               callgrind's cycle estimate; slower)
 set -euo pipefail
 
 MODE=${1:-compare}
@@ -56,6 +58,7 @@ PERF_FREQ=${PERF_FREQ:-499}
 INSTR_SECS=${INSTR_SECS:-10}
 INSTR_PROTO=${INSTR_PROTO:-h1}
 INSTR_SETUP=${INSTR_SETUP:-D}
+INSTR_CACHE=${INSTR_CACHE:-0}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET_DIR/release/wxgate
 LOAD=$TARGET_DIR/release/examples/login_load
@@ -1136,14 +1139,16 @@ mode_profile() {
 mode_instructions() {
     command -v valgrind >/dev/null || die "instructions needs valgrind (apt-get install valgrind)"
     [[ $INSTR_SETUP == D || $INSTR_SETUP == E ]] || die "INSTR_SETUP must be D or E"
+    [[ $INSTR_CACHE == 0 || $INSTR_CACHE == 1 ]] || die "INSTR_CACHE must be 0 or 1"
+    local vg=(valgrind --tool=callgrind --callgrind-out-file="$RUN/callgrind.out")
+    [[ $INSTR_CACHE == 1 ]] && vg+=(--cache-sim=yes)
     check_ports "$UPSTREAM_PORT" "$MOCK_PORT" "$D_PORT" "$E_PORT"
     start_nginx upstream
     wait_http "http://127.0.0.1:$UPSTREAM_PORT/"
     local cd gw d out reqs ir dump
     if [[ $INSTR_SETUP == E ]]; then
         # The floor: the same load, the cookie is sent and ignored.
-        start floor valgrind --tool=callgrind --callgrind-out-file="$RUN/callgrind.out" \
-            "$FLOOR" --workers 1 --listen "127.0.0.1:$E_PORT" --upstream "127.0.0.1:$UPSTREAM_PORT" \
+        start floor "${vg[@]}" "$FLOOR" --workers 1 --listen "127.0.0.1:$E_PORT" --upstream "127.0.0.1:$UPSTREAM_PORT" \
             --cert "$RUN/certs/server.crt" --key "$RUN/certs/server.key"
         d=https://127.0.0.1:$E_PORT/
         wait_http "$d" 60
@@ -1151,8 +1156,8 @@ mode_instructions() {
     else
         start_mock
         gateway_conf "$RUN/gateway-d.toml" "$D_PORT" "https://localhost:$D_PORT" 1
-        start gateway-d env RUST_LOG=warn WXGATE_SERVER__WORKERS=1 valgrind --tool=callgrind \
-            --callgrind-out-file="$RUN/callgrind.out" "$BIN" run --config "$RUN/gateway-d.toml"
+        start gateway-d env RUST_LOG=warn WXGATE_SERVER__WORKERS=1 "${vg[@]}" \
+            "$BIN" run --config "$RUN/gateway-d.toml"
         wait_http "$MOCK_URL/"
         wait_http "https://127.0.0.1:$D_PORT/_wxgate/healthz" 60 # valgrind starts slowly
         d=https://127.0.0.1:$D_PORT/
@@ -1164,7 +1169,7 @@ mode_instructions() {
     busy_warning
     # Two windows, a short and a long one, each a new wrk with 8 new TLS connections: the
     # difference between them is requests only (the handshakes, ~3M instructions each, cancel).
-    local short=$((INSTR_SECS / 3 > 2 ? INSTR_SECS / 3 : 2)) w secs ir1 n1 ir2 n2
+    local short=$((INSTR_SECS / 3 > 2 ? INSTR_SECS / 3 : 2)) w secs ir1 n1 ir2 n2 ev1 ev2
     for w in 1 2; do
         secs=$short
         ((w == 2)) && secs=$INSTR_SECS
@@ -1183,10 +1188,10 @@ mode_instructions() {
         ir=$(awk '/^(summary|totals):/ { print $2; exit }' "$dump")
         log "window ${secs}s: $reqs requests, $ir instructions"
         if ((w == 1)); then
-            ir1=$ir n1=$reqs
+            ir1=$ir n1=$reqs ev1=$(awk '/^(summary|totals):/ { $1 = ""; print; exit }' "$dump")
             rm -f "$dump"
         else
-            ir2=$ir n2=$reqs
+            ir2=$ir n2=$reqs ev2=$(awk '/^(summary|totals):/ { $1 = ""; print; exit }' "$dump")
         fi
     done
     ((n2 > n1)) || die "the long window served no more requests than the short one"
@@ -1196,6 +1201,17 @@ mode_instructions() {
     {
         echo "callgrind, $INSTR_SETUP with one worker, $INSTR_PROTO (wrk -t1 -c8 / h2load -c8 -m10): ${short} $n1 requests, ${INSTR_SECS} $n2 requests"
         echo "instructions per proxied request (long - short window): $ir"
+        if [[ $INSTR_CACHE == 1 ]]; then
+            # Events: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw. Cycle estimate as callgrind's
+            # (Ir + 10 per L1 miss + 100 per last-level miss): an L1 miss that hits L2 costs
+            # about 10 cycles, so a request whose code does not fit the 32 KiB instruction
+            # cache costs more than its instruction count says.
+            awk -v a="$ev1" -v b="$ev2" -v n=$((n2 - n1)) 'BEGIN {
+                split(a, x, " "); split(b, y, " ")
+                for (i = 1; i <= 9; i++) d[i] = (y[i] - x[i]) / n
+                printf "cache simulation per request (long - short window): I1 misses %.0f, D1 misses %.0f (read %.0f, write %.0f), last-level misses %.1f; cycle estimate %.0f\n", d[4], d[5] + d[6], d[5], d[6], d[7] + d[8] + d[9], d[1] + 10 * (d[4] + d[5] + d[6]) + 100 * (d[7] + d[8] + d[9])
+            }'
+        fi
         echo "top functions in the long window, per request (self, handshakes included; callgrind_annotate $RESULTS/callgrind.out for all):"
         callgrind_annotate --threshold=100 "$dump" 2>/dev/null |
             awk -v n="$reqs" '/^ *[0-9,]+ \( *[0-9.]+%\)  / && !/\(100\.0%\)/ {
