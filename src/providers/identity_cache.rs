@@ -10,16 +10,20 @@
 //!
 //! Bounded: [`SLOTS`] entries per worker thread, each a copy of the record's bytes up to its
 //! grant block (never the provider's tokens: an ended session's stay nowhere) and its headers.
+//! The headers are built from that copy, so their values (zero-copy slices of a record) point
+//! into it and never keep the record handed in, grant and all, alive.
 //! A slot taken by another record is overwritten. An entry is used only for equal bytes and the
 //! same registry (a reload builds a new one, see [`next_generation`]).
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::Bytes;
+
 use super::provider::IdentityHeaders;
 use crate::session::Session;
 
-/// Entries per worker thread. An entry is 40 bytes in the table plus its record and headers:
+/// Entries per worker thread. An entry is 56 bytes in the table plus its record and headers:
 /// about 700 bytes for a usual WeChat user, at most about 11 KiB (a 2 048-byte nickname, encoded,
 /// and avatar). Full: under 1 MiB per worker as a rule, 11 MiB at the very most, and only for
 /// logged-in sessions.
@@ -27,7 +31,8 @@ const SLOTS: usize = 1024;
 
 struct Entry {
     generation: u64,
-    record: Box<[u8]>,
+    /// The record up to its grant block; the headers' values are slices of it.
+    record: Bytes,
     headers: Box<[(&'static http::HeaderName, http::HeaderValue)]>,
 }
 
@@ -50,18 +55,26 @@ fn slot_of(record: &[u8]) -> usize {
 }
 
 /// Calls `each` with every identity header of `session`: from the table when it holds them,
-/// else built by `build` (and then kept).
+/// else built by `build` from the session without its grant (and then kept).
 pub(super) fn for_each(
     generation: u64,
     session: &Session,
-    build: impl FnOnce(&mut IdentityHeaders),
+    build: impl FnOnce(&Session, &mut IdentityHeaders),
     mut each: impl FnMut(&'static http::HeaderName, &http::HeaderValue),
 ) {
     let record = session.as_bytes();
     TABLE.with(|t| {
         let mut t = t.borrow_mut();
         let identity = || session.without_grant();
-        let e = lookup(&mut t, slot_of(record), generation, record, identity, build);
+        let keep = || {
+            // A buffer of its own holding the record up to its grant: what the entry keeps,
+            // and what the headers' values slice.
+            let kept = session.with_grant(None);
+            let mut headers = IdentityHeaders::new();
+            build(&kept, &mut headers);
+            (kept.as_bytes().clone(), headers)
+        };
+        let e = lookup(&mut t, slot_of(record), generation, record, identity, keep);
         for (name, value) in e.headers.iter() {
             each(name, value);
         }
@@ -79,15 +92,15 @@ fn holds<'r>(kept: &[u8], record: &'r [u8], identity: impl Fn() -> &'r [u8]) -> 
     }
 }
 
-/// The entry for `record` in `slot`, built there (keeping `identity(record)`, the record up
-/// to its grant block) when the slot holds another.
+/// The entry for `record` in `slot`, made there by `keep` (the record up to its grant block,
+/// equal to `identity(record)`, and the headers built from it) when the slot holds another.
 fn lookup<'t, 'r>(
     table: &'t mut Vec<Option<Entry>>,
     slot: usize,
     generation: u64,
     record: &'r [u8],
     identity: impl Fn() -> &'r [u8],
-    build: impl FnOnce(&mut IdentityHeaders),
+    keep: impl FnOnce() -> (Bytes, IdentityHeaders),
 ) -> &'t Entry {
     if table.is_empty() {
         table.resize_with(SLOTS, || None);
@@ -96,11 +109,10 @@ fn lookup<'t, 'r>(
     match cell {
         Some(e) if e.generation == generation && holds(&e.record, record, &identity) => {}
         _ => {
-            let mut headers = IdentityHeaders::new();
-            build(&mut headers);
+            let (record, headers) = keep();
             *cell = Some(Entry {
                 generation,
-                record: identity().into(),
+                record,
                 headers: headers.into_boxed_slice(),
             });
         }
@@ -111,7 +123,6 @@ fn lookup<'t, 'r>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
     use http::{HeaderName, HeaderValue};
 
     static NAME: HeaderName = HeaderName::from_static("x-test");
@@ -132,9 +143,10 @@ mod tests {
             generation,
             record,
             || record,
-            |h| {
+            || {
                 was_built = true;
-                h.push((&NAME, HeaderValue::from_static(built)));
+                let h = vec![(&NAME, HeaderValue::from_static(built))];
+                (Bytes::copy_from_slice(record), h)
             },
         );
         let v = e.headers[0].1.to_str().unwrap().to_string();
@@ -189,9 +201,10 @@ mod tests {
                 1,
                 r,
                 || &r[..3],
-                |h| {
+                || {
                     built += 1;
-                    h.push((&NAME, HeaderValue::from_static("v")));
+                    let h = vec![(&NAME, HeaderValue::from_static("v"))];
+                    (Bytes::copy_from_slice(&r[..3]), h)
                 },
             );
             e.record.to_vec()

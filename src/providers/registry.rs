@@ -163,9 +163,9 @@ impl Registry {
         identity_cache::for_each(
             self.generation,
             session,
-            |out| {
-                p.identity(session, out);
-                link(session, out);
+            |grantless, out| {
+                p.identity(grantless, out);
+                link(grantless, out);
             },
             |name, value| {
                 headers.insert(name, value.clone());
@@ -395,5 +395,35 @@ mod tests {
         counting(&again).insert_identity(&mut h, &session, None);
         assert_eq!(again.load(Ordering::Relaxed), 1);
         assert_eq!(h[&STUB_ID], "oOpen");
+    }
+
+    #[test]
+    fn cached_headers_keep_no_part_of_a_record_with_its_grant() {
+        let session = Session::new(&crate::session::NewSession {
+            openid: "oGranted",
+            unionid: None,
+            appid: "wxA",
+            origin: Origin {
+                provider: 0,
+                kind: 0,
+            },
+            nickname: "",
+            avatar: "",
+            expires_at: 99,
+        })
+        .with_grant(Some(&crate::session::Grant {
+            access_token: "AT_SECRET".into(),
+            refresh_token: "RT_SECRET".into(),
+            access_expires_at: 1_900_000_000,
+            granted_at: 1_800_000_000,
+        }));
+        let r = counting(&Arc::default());
+        let mut h = HeaderMap::new();
+        r.insert_identity(&mut h, &session, None);
+        assert_eq!(h[&STUB_ID], "oGranted");
+        // The value is a slice of the cache's own copy (the record up to its grant), not of
+        // the record handed in: the cache does not keep that buffer, tokens and all, alive.
+        let record = session.as_bytes().as_ptr_range();
+        assert!(!record.contains(&h[&STUB_ID].as_bytes().as_ptr()));
     }
 }
