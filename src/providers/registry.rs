@@ -272,6 +272,19 @@ mod tests {
         }
     }
 
+    /// A session of `openid` made by provider `provider`, no unionid, nickname or avatar.
+    fn stub_session(openid: &str, provider: u8) -> Session {
+        Session::new(&crate::session::NewSession {
+            openid,
+            unionid: None,
+            appid: "wxA",
+            origin: Origin { provider, kind: 0 },
+            nickname: "",
+            avatar: "",
+            expires_at: 99,
+        })
+    }
+
     /// A registry of one stub provider (record id 0) that counts its builds in `built`.
     fn counting(built: &Arc<AtomicUsize>) -> Registry {
         let stub = Stub("a", 0, BrowserMatch::None, built.clone());
@@ -324,17 +337,7 @@ mod tests {
     #[test]
     fn link_headers_written_for_every_provider() {
         let r = registry(&[BrowserMatch::None, BrowserMatch::None]);
-        let session = |provider| {
-            Session::new(&crate::session::NewSession {
-                openid: "oOpen",
-                unionid: None,
-                appid: "wxA",
-                origin: Origin { provider, kind: 0 },
-                nickname: "",
-                avatar: "",
-                expires_at: 99,
-            })
-        };
+        let session = |provider| stub_session("oOpen", provider);
         for provider in [0, 1] {
             let mut h = HeaderMap::new();
             r.insert_identity(&mut h, &session(provider), None);
@@ -353,18 +356,7 @@ mod tests {
 
     #[test]
     fn identity_built_once_per_record_and_registry_signature_every_time() {
-        let session = Session::new(&crate::session::NewSession {
-            openid: "oOpen",
-            unionid: None,
-            appid: "wxA",
-            origin: Origin {
-                provider: 0,
-                kind: 0,
-            },
-            nickname: "",
-            avatar: "",
-            expires_at: 99,
-        });
+        let session = stub_session("oOpen", 0);
         let built = Arc::new(AtomicUsize::new(0));
         let r = counting(&built);
         let mut seen = Vec::new();
@@ -399,19 +391,7 @@ mod tests {
 
     #[test]
     fn cached_headers_keep_no_part_of_a_record_with_its_grant() {
-        let session = Session::new(&crate::session::NewSession {
-            openid: "oGranted",
-            unionid: None,
-            appid: "wxA",
-            origin: Origin {
-                provider: 0,
-                kind: 0,
-            },
-            nickname: "",
-            avatar: "",
-            expires_at: 99,
-        })
-        .with_grant(Some(&crate::session::Grant {
+        let session = stub_session("oGranted", 0).with_grant(Some(&crate::session::Grant {
             access_token: "AT_SECRET".into(),
             refresh_token: "RT_SECRET".into(),
             access_expires_at: 1_900_000_000,
