@@ -1169,7 +1169,7 @@ mode_instructions() {
     busy_warning
     # Two windows, a short and a long one, each a new wrk with 8 new TLS connections: the
     # difference between them is requests only (the handshakes, ~3M instructions each, cancel).
-    local short=$((INSTR_SECS / 3 > 2 ? INSTR_SECS / 3 : 2)) w secs ir1 n1 ir2 n2 ev1 ev2
+    local short=$((INSTR_SECS / 3 > 2 ? INSTR_SECS / 3 : 2)) w secs ir1 n1 ir2 n2 ev ev1 ev2
     for w in 1 2; do
         secs=$short
         ((w == 2)) && secs=$INSTR_SECS
@@ -1185,13 +1185,15 @@ mode_instructions() {
         callgrind_control -d "$gw" >/dev/null
         dump=$(ls -t "$RUN"/callgrind.out.* 2>/dev/null | sed -n 1p)
         [[ -n $dump && ${reqs:-0} -gt 0 ]] || die "no callgrind dump or no requests (wrk: $out)"
-        ir=$(awk '/^(summary|totals):/ { print $2; exit }' "$dump")
+        # The totals line: every event counted, instructions first.
+        ev=$(awk '/^(summary|totals):/ { $1 = ""; sub(/^ /, ""); print; exit }' "$dump")
+        ir=${ev%% *}
         log "window ${secs}s: $reqs requests, $ir instructions"
         if ((w == 1)); then
-            ir1=$ir n1=$reqs ev1=$(awk '/^(summary|totals):/ { $1 = ""; print; exit }' "$dump")
+            ir1=$ir n1=$reqs ev1=$ev
             rm -f "$dump"
         else
-            ir2=$ir n2=$reqs ev2=$(awk '/^(summary|totals):/ { $1 = ""; print; exit }' "$dump")
+            ir2=$ir n2=$reqs ev2=$ev
         fi
     done
     ((n2 > n1)) || die "the long window served no more requests than the short one"
