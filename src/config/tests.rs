@@ -66,6 +66,13 @@ fn hardening_keys_have_defaults_and_are_checked() {
     assert!(e.contains("server.idle_timeout_ms"), "{e}");
     let e = Config::from_toml(&BASE.replace(
         "[wechat.website]",
+        "header_read_timeout_ms = 0\n[wechat.website]",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("server.header_read_timeout_ms"), "{e}");
+    let e = Config::from_toml(&BASE.replace(
+        "[wechat.website]",
         "metrics_listen = \"nope\"\n[wechat.website]",
     ))
     .unwrap_err()

@@ -11,6 +11,12 @@
 //! forever) is cut off once it has taken nothing for the idle timeout, as nginx's send_timeout
 //! does; on HTTP/2, when no stream of the connection has moved for that long.
 //!
+//! The same watch keeps `server.header_read_timeout_ms` on HTTP/1: a connection that has not
+//! completed a request head that long after it started, or after its previous response was sent,
+//! is closed (a slowloris client trickling a head, or a keep-alive connection left open). hyper
+//! can do this itself, but arms a boxed timer for every request; here it is the connection's one
+//! sleep. It never applies to HTTP/2 (chosen by ALPN, or seen in a request).
+//!
 //! Each request takes the worker's [`Serving`] current when it starts (a reload swaps it) and
 //! keeps it until its response has been sent.
 //!
@@ -70,6 +76,8 @@ pub(crate) struct Conn {
     body_polled: AtomicU64,
     /// `server.idle_timeout_ms` in ticks.
     idle_ticks: u64,
+    /// `server.header_read_timeout_ms` in ticks; `None` on a connection that ALPN made HTTP/2.
+    head_ticks: Option<u64>,
 }
 
 /// What the idle watch saw.
@@ -80,15 +88,34 @@ enum Quiet {
     /// A response waits for the client, which has taken nothing for the idle timeout (it
     /// stopped reading: a slow-read client would hold its upstream connection forever).
     ClientStalled,
+    /// HTTP/1: no request head completed within the header-read timeout of the connection's
+    /// start or of its previous response.
+    HeadTimeout,
+}
+
+/// With no request in progress since tick `since`: the tick at which the connection is to be
+/// closed, and why. `head` is the header-read timeout in ticks when it applies (HTTP/1). One tick
+/// late: `since` lags the clock by up to a tick.
+fn quiet_due(since: u64, idle: u64, head: Option<u64>) -> (u64, Quiet) {
+    let idle_due = since.saturating_add(idle).saturating_add(1);
+    match head {
+        Some(h) if since.saturating_add(h).saturating_add(1) < idle_due => (
+            since.saturating_add(h).saturating_add(1),
+            Quiet::HeadTimeout,
+        ),
+        _ => (idle_due, Quiet::Idle),
+    }
 }
 
 impl Conn {
-    /// A new connection's shared state; idle from now.
+    /// A new connection's shared state; idle from now. `head_ticks`: the header-read timeout,
+    /// `None` when the connection is HTTP/2 from the start (ALPN).
     pub(crate) fn new(
         serving: Arc<ArcSwap<Serving>>,
         peer: crate::proxy::Peer,
         timer: CoarseTimer,
         idle_ticks: u64,
+        head_ticks: Option<u64>,
     ) -> Arc<Conn> {
         Arc::new(Conn {
             serving,
@@ -100,12 +127,14 @@ impl Conn {
             waiting: AtomicU32::new(0),
             body_polled: AtomicU64::new(0),
             idle_ticks,
+            head_ticks,
             timer,
         })
     }
 
-    /// Resolves once the connection has had no request in progress for the idle timeout, or
-    /// its client has stopped taking a response for as long.
+    /// Resolves once the connection has had no request in progress for the idle timeout (or,
+    /// on HTTP/1, the header-read timeout), or its client has stopped taking a response for as
+    /// long as the idle timeout.
     async fn quiet(&self) -> Quiet {
         loop {
             let now = self.timer.ticks();
@@ -126,14 +155,11 @@ impl Conn {
                 self.timer.sleep_until_tick(due.min(next)).await;
                 continue;
             }
-            // One tick late: `idle_since` lags the clock by up to a tick.
-            let due = self
-                .idle_since
-                .load(Ordering::Acquire)
-                .saturating_add(self.idle_ticks)
-                .saturating_add(1);
+            let head = self.head_ticks.filter(|_| !self.h2.load(Ordering::Relaxed));
+            let since = self.idle_since.load(Ordering::Acquire);
+            let (due, why) = quiet_due(since, self.idle_ticks, head);
             if now >= due && self.inflight.load(Ordering::Acquire) == 0 {
-                return Quiet::Idle;
+                return why;
             }
             self.timer.sleep_until_tick(due).await;
         }
@@ -407,8 +433,13 @@ async fn drive<I, S>(
                 tracing::debug!(%peer, "client stopped reading a response; connection closed");
                 break Ok(());
             }
-            Woke::Quiet(Quiet::Idle) => {
-                tracing::debug!(%peer, "idle connection closed");
+            Woke::Quiet(why @ (Quiet::Idle | Quiet::HeadTimeout)) => {
+                if why == Quiet::Idle {
+                    tracing::debug!(%peer, "idle connection closed");
+                } else {
+                    tracing::debug!(%peer, "no request head in time; connection closed");
+                }
+                // HTTP/1 between requests or in a partial head: closed at once.
                 serving.as_mut().graceful_shutdown();
                 let second = watch.timer.ticks_in(Duration::from_secs(1));
                 let grace = (watch.idle_ticks / 4).clamp(1, second);
@@ -419,5 +450,26 @@ async fn drive<I, S>(
     };
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_earlier_timeout_closes_an_idle_connection() {
+        // HTTP/1, header-read timeout shorter than the idle timeout: it decides.
+        assert_eq!(quiet_due(100, 600, Some(100)), (201, Quiet::HeadTimeout));
+        // Longer (or equal): the idle timeout does.
+        assert_eq!(quiet_due(100, 600, Some(900)), (701, Quiet::Idle));
+        assert_eq!(quiet_due(100, 600, Some(600)), (701, Quiet::Idle));
+        // HTTP/2: only the idle timeout.
+        assert_eq!(quiet_due(100, 600, None), (701, Quiet::Idle));
+        // No overflow at the far end of the clock.
+        assert_eq!(
+            quiet_due(u64::MAX - 1, 600, Some(1)),
+            (u64::MAX, Quiet::Idle)
+        );
     }
 }

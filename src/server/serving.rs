@@ -27,6 +27,8 @@ pub(crate) struct Serving {
     pub(crate) builder: Arc<auto::Builder<TokioExecutor>>,
     /// `server.idle_timeout_ms` in the worker's ticks.
     pub(crate) idle_ticks: u64,
+    /// `server.header_read_timeout_ms` in the worker's ticks (HTTP/1; see `connection.rs`).
+    pub(crate) head_ticks: u64,
 }
 
 impl Serving {
@@ -45,6 +47,9 @@ impl Serving {
         Serving {
             builder: Arc::new(builder(&app.settings, timer.clone())),
             idle_ticks: timer.ticks_in(app.settings.server.idle_timeout),
+            head_ticks: timer
+                .ticks_in(app.settings.server.header_read_timeout)
+                .max(1),
             proxy,
             app,
         }
@@ -61,15 +66,15 @@ fn same_upstream(a: &Settings, b: &Settings) -> bool {
         && a.server.idle_timeout == b.server.idle_timeout
 }
 
-/// `timer`: the worker's coarse timer, the one timer of both protocols: HTTP/1's header-read
-/// timeout (armed on every request) and HTTP/2's keep-alive pings (hyper's `Timer::reset` is the
-/// default, a new coarse sleep: no lock taken while it is polled by its own task).
+/// `timer`: the worker's coarse timer, for HTTP/2's keep-alive pings (hyper's `Timer::reset` is
+/// the default, a new coarse sleep: no lock taken while it is polled by its own task). HTTP/1 has
+/// no timer in hyper: the connection's idle watch keeps the header-read timeout (hyper's would
+/// box and arm a sleep for every request).
 fn builder(s: &Settings, timer: CoarseTimer) -> auto::Builder<TokioExecutor> {
     let c = &s.server;
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
-        .timer(timer.clone())
-        .header_read_timeout(c.header_read_timeout)
+        .header_read_timeout(None::<Duration>)
         .max_buf_size(c.max_header_bytes.max(8192))
         .keep_alive(true);
     b.http2()

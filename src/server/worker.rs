@@ -78,13 +78,13 @@ pub(crate) async fn worker(
         let io: ClientIo = Held::new(stream, guard);
         // What the connection takes from the configuration current now; requests load their
         // own (a connection does not keep an old App alive).
-        let (handshake, peer, idle_ticks, builder) = {
+        let (handshake, peer, (idle_ticks, head_ticks), builder) = {
             let s = current.load();
             let c = &s.app.settings;
             (
                 c.server.tls_handshake_timeout,
                 crate::proxy::Peer::new(peer, &c.trusted_proxies),
-                s.idle_ticks,
+                (s.idle_ticks, s.head_ticks),
                 s.builder.clone(),
             )
         };
@@ -94,7 +94,16 @@ pub(crate) async fn worker(
         tokio::spawn(async move {
             let _alive = alive;
             let addr = peer.addr;
-            let conn = move || Conn::new(current, peer, timer, idle_ticks);
+            // HTTP/2 (by ALPN) has no header-read timeout.
+            let conn = move |h2: bool| {
+                Conn::new(
+                    current,
+                    peer,
+                    timer,
+                    idle_ticks,
+                    (!h2).then_some(head_ticks),
+                )
+            };
             let builder = &*builder;
             match tls {
                 Some((config, handshakes)) => {
@@ -119,7 +128,7 @@ pub(crate) async fn worker(
                         // Idle from the end of the handshake.
                         Ok(Ok(s)) => {
                             let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2");
-                            serve_io(builder, s, conn(), stop, h2).await
+                            serve_io(builder, s, conn(h2), stop, h2).await
                         }
                         Ok(Err(e)) => {
                             tracing::debug!(peer = %addr, error = %e, "TLS handshake failed")
@@ -127,7 +136,7 @@ pub(crate) async fn worker(
                         Err(_) => tracing::debug!(peer = %addr, "TLS handshake timed out"),
                     }
                 }
-                None => serve_io(builder, io, conn(), stop, false).await,
+                None => serve_io(builder, io, conn(false), stop, false).await,
             }
         });
     }

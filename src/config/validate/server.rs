@@ -102,6 +102,7 @@ pub(super) fn check(s: &ServerConfig) -> Result<Server, ConfigError> {
     }
     for (key, v) in [
         ("server.idle_timeout_ms", s.idle_timeout_ms),
+        ("server.header_read_timeout_ms", s.header_read_timeout_ms),
         ("server.body_timeout_ms", s.body_timeout_ms),
         ("server.max_connections", s.max_connections as u64),
         (
