@@ -433,13 +433,14 @@ async fn drive<I, S>(
                 tracing::debug!(%peer, "client stopped reading a response; connection closed");
                 break Ok(());
             }
-            Woke::Quiet(why @ (Quiet::Idle | Quiet::HeadTimeout)) => {
-                if why == Quiet::Idle {
-                    tracing::debug!(%peer, "idle connection closed");
-                } else {
-                    tracing::debug!(%peer, "no request head in time; connection closed");
-                }
-                // HTTP/1 between requests or in a partial head: closed at once.
+            Woke::Quiet(Quiet::HeadTimeout) => {
+                // As hyper's own header-read timeout: no request is owed an answer, the
+                // connection is dropped (a partial head, if any, with it).
+                tracing::debug!(%peer, "no request head in time; connection closed");
+                break Ok(());
+            }
+            Woke::Quiet(Quiet::Idle) => {
+                tracing::debug!(%peer, "idle connection closed");
                 serving.as_mut().graceful_shutdown();
                 let second = watch.timer.ticks_in(Duration::from_secs(1));
                 let grace = (watch.idle_ticks / 4).clamp(1, second);
