@@ -25,23 +25,10 @@ async fn gateway(
     cert: Option<(&std::path::Path, &std::path::Path)>,
 ) -> Gateway {
     let up = start_upstream().await;
-    let tls = cert
-        .map(|(c, k)| {
-            format!(
-                "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
-                c.display(),
-                k.display()
-            )
-        })
-        .unwrap_or_default();
-    let toml = config_toml(
+    let toml = public_toml(
         up.addr,
-        "http://127.0.0.1:9",
-        "[access]\npublic_paths = [\"/\"]\n",
-    )
-    .replace(
-        "[upstream]",
-        &format!("idle_timeout_ms = {IDLE_MS}\n{tls}{server_extra}\n[upstream]"),
+        &format!("idle_timeout_ms = {IDLE_MS}\n{server_extra}"),
+        cert,
     );
     // The upstream task lives as long as the test's runtime.
     std::mem::forget(up);
@@ -59,22 +46,6 @@ async fn gateway(
         addr,
         running: Some(running),
     }
-}
-
-/// Read until the peer closes (or resets); how long that took, or None after `limit`.
-async fn closed_within<S: AsyncRead + Unpin>(s: &mut S, limit: Duration) -> Option<Duration> {
-    let t = Instant::now();
-    let mut buf = [0u8; 4096];
-    let r = tokio::time::timeout(limit, async {
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
-    r.ok().map(|()| t.elapsed())
 }
 
 /// `GET {prefix}/healthz` on a fresh plain connection; how long the answer took.

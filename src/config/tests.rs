@@ -58,26 +58,21 @@ fn hardening_keys_have_defaults_and_are_checked() {
     assert_eq!(s.upstream.max_connections, 1024);
     assert_eq!(s.access.login_rate_per_minute, 300);
     assert!(s.metrics_listen.is_none());
-    let e = Config::from_toml(
-        &BASE.replace("[wechat.website]", "idle_timeout_ms = 0\n[wechat.website]"),
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(e.contains("server.idle_timeout_ms"), "{e}");
-    let e = Config::from_toml(&BASE.replace(
-        "[wechat.website]",
-        "header_read_timeout_ms = 0\n[wechat.website]",
-    ))
-    .unwrap_err()
-    .to_string();
-    assert!(e.contains("server.header_read_timeout_ms"), "{e}");
-    let e = Config::from_toml(&BASE.replace(
-        "[wechat.website]",
-        "metrics_listen = \"nope\"\n[wechat.website]",
-    ))
-    .unwrap_err()
-    .to_string();
-    assert!(e.contains("server.metrics_listen"), "{e}");
+    for (line, key) in [
+        ("idle_timeout_ms = 0", "server.idle_timeout_ms"),
+        (
+            "header_read_timeout_ms = 0",
+            "server.header_read_timeout_ms",
+        ),
+        ("metrics_listen = \"nope\"", "server.metrics_listen"),
+    ] {
+        let e = Config::from_toml(
+            &BASE.replace("[wechat.website]", &format!("{line}\n[wechat.website]")),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains(key), "{line}: {e}");
+    }
     let s = Config::from_toml(&BASE.replace(
         "[wechat.website]",
         "metrics_listen = \"127.0.0.1:0\"\n[wechat.website]",

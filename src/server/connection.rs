@@ -97,13 +97,10 @@ enum Quiet {
 /// closed, and why. `head` is the header-read timeout in ticks when it applies (HTTP/1). One tick
 /// late: `since` lags the clock by up to a tick.
 fn quiet_due(since: u64, idle: u64, head: Option<u64>) -> (u64, Quiet) {
-    let idle_due = since.saturating_add(idle).saturating_add(1);
-    match head {
-        Some(h) if since.saturating_add(h).saturating_add(1) < idle_due => (
-            since.saturating_add(h).saturating_add(1),
-            Quiet::HeadTimeout,
-        ),
-        _ => (idle_due, Quiet::Idle),
+    let due = |ticks: u64| since.saturating_add(ticks).saturating_add(1);
+    match head.map(due) {
+        Some(h) if h < due(idle) => (h, Quiet::HeadTimeout),
+        _ => (due(idle), Quiet::Idle),
     }
 }
 

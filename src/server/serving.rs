@@ -47,9 +47,7 @@ impl Serving {
         Serving {
             builder: Arc::new(builder(&app.settings, timer.clone())),
             idle_ticks: timer.ticks_in(app.settings.server.idle_timeout),
-            head_ticks: timer
-                .ticks_in(app.settings.server.header_read_timeout)
-                .max(1),
+            head_ticks: timer.ticks_in(app.settings.server.header_read_timeout),
             proxy,
             app,
         }

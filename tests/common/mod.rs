@@ -216,6 +216,50 @@ cookie_secret = "{SECRET}"
     )
 }
 
+/// [`config_toml`] with every path public (no login in the way), `server_extra` lines in
+/// `[server]`, and TLS with `cert` (certificate, key).
+pub fn public_toml(
+    upstream: SocketAddr,
+    server_extra: &str,
+    cert: Option<(&std::path::Path, &std::path::Path)>,
+) -> String {
+    let tls = cert
+        .map(|(c, k)| {
+            format!(
+                "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+                c.display(),
+                k.display()
+            )
+        })
+        .unwrap_or_default();
+    config_toml(
+        upstream,
+        "http://127.0.0.1:9",
+        "[access]\npublic_paths = [\"/\"]\n",
+    )
+    .replace("[upstream]", &format!("{server_extra}\n{tls}[upstream]"))
+}
+
+/// Read until the peer closes (or resets); how long that took, or None after `limit`.
+pub async fn closed_within<S: tokio::io::AsyncRead + Unpin>(
+    s: &mut S,
+    limit: Duration,
+) -> Option<Duration> {
+    use tokio::io::AsyncReadExt;
+    let t = std::time::Instant::now();
+    let mut buf = [0u8; 4096];
+    let r = tokio::time::timeout(limit, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    r.ok().map(|()| t.elapsed())
+}
+
 pub struct Gateway {
     pub addr: SocketAddr,
     pub running: Option<wxgate::server::Running>,
