@@ -25,6 +25,8 @@
 # logins: LOGINS=20000   profile: PROFILE_SECS=8 PERF_FREQ=499
 # instructions: INSTR_SECS=10 INSTR_PROTO=h1|h2 (h2: h2load over HTTP/2 instead of wrk)
 #               INSTR_SETUP=D|E (E: the stack floor, to see what wxgate adds per function)
+#               INSTR_CONNECTIONS=8 (connections of the measured load; h2: 10 streams each;
+#               with 64 or more, INSTR_SECS=45 or more: the handshakes run under valgrind too)
 #               INSTR_CACHE=0|1 (1: valgrind's cache simulation too: L1 misses per request and
 #               callgrind's cycle estimate; slower)
 set -euo pipefail
@@ -58,6 +60,7 @@ PERF_FREQ=${PERF_FREQ:-499}
 INSTR_SECS=${INSTR_SECS:-10}
 INSTR_PROTO=${INSTR_PROTO:-h1}
 INSTR_SETUP=${INSTR_SETUP:-D}
+INSTR_CONNECTIONS=${INSTR_CONNECTIONS:-8}
 INSTR_CACHE=${INSTR_CACHE:-0}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET_DIR/release/wxgate
@@ -852,13 +855,13 @@ compare_lines() {
         echo "throughput  D/C (wxgate / nginx auth_request): $(ratio "$d" "$c")x"
     fi
     if [[ " $SETUPS " == *" R "* ]]; then
-        echo "throughput  R/D (Redis store, cache_ms=5000 / memory store): $(ratio "$(med RPS R-wxgate-redis-cache)" "$d")x   (target >= 0.9)   p99 R $(med P99 R-wxgate-redis-cache) ms   CPU R $(med CPU R-wxgate-redis-cache) us/req"
+        echo "throughput  R/D (Redis store, cache_ms=5000 / memory store): $(ratio "$(med RPS R-wxgate-redis-cache)" "$d")x   (target >= 0.9)   paired R/D $(paired 4 R-wxgate-redis-cache D-wxgate)x   p99 R $(med P99 R-wxgate-redis-cache) ms   CPU R $(med CPU R-wxgate-redis-cache) us/req"
     fi
     if [[ " $SETUPS " == *" S "* ]]; then
         echo "throughput  S/D (Redis store, cache_ms=0 / memory store):    $(ratio "$(med RPS S-wxgate-redis-nocache)" "$d")x   (every request reads Redis)"
     fi
     if [[ " $SETUPS " == *" E "* ]]; then
-        echo "stack floor E/B (tokio+rustls+hyper doing nothing else / nginx proxy_pass): $(ratio "$(med RPS E-floor)" "$b")x   D/E $(ratio "$d" "$(med RPS E-floor)")x   CPU D/E $(ratio "$(med CPU D-wxgate)" "$(med CPU E-floor)")x"
+        echo "stack floor E/B (tokio+rustls+hyper doing nothing else / nginx proxy_pass): $(ratio "$(med RPS E-floor)" "$b")x   D/E $(ratio "$d" "$(med RPS E-floor)")x   CPU D/E $(ratio "$(med CPU D-wxgate)" "$(med CPU E-floor)")x   paired D/E: req/s $(paired 4 D-wxgate E-floor)x  p99 $(paired 7 D-wxgate E-floor)x  CPU/req $(paired 10 D-wxgate E-floor)x"
     fi
 }
 
@@ -1165,9 +1168,9 @@ mode_instructions() {
         verify_d "$cd"
         gw=$(pid_of gateway-d)
     fi
-    wrk -t1 -c8 -d3s -H "Cookie: _wxgate=$cd" "$d" >/dev/null
+    wrk -t1 -c"$INSTR_CONNECTIONS" -d3s -H "Cookie: _wxgate=$cd" "$d" >/dev/null
     busy_warning
-    # Two windows, a short and a long one, each a new wrk with 8 new TLS connections: the
+    # Two windows, a short and a long one, each a new wrk with new TLS connections: the
     # difference between them is requests only (the handshakes, ~3M instructions each, cancel).
     local short=$((INSTR_SECS / 3 > 2 ? INSTR_SECS / 3 : 2)) w secs ir1 n1 ir2 n2 ev ev1 ev2
     for w in 1 2; do
@@ -1175,11 +1178,12 @@ mode_instructions() {
         ((w == 2)) && secs=$INSTR_SECS
         callgrind_control -z "$gw" >/dev/null
         if [[ $INSTR_PROTO == h2 ]]; then
-            # HTTP/2 (h2load, 8 connections x 10 streams), a fixed count per second of window.
-            out=$(h2load -c8 -m10 -n $((secs * 1500)) -H "cookie: _wxgate=$cd" "$d")
+            # HTTP/2 (h2load, INSTR_CONNECTIONS connections x 10 streams), a fixed count per
+            # second of window.
+            out=$(h2load -c"$INSTR_CONNECTIONS" -m10 -n $((secs * 1500)) -H "cookie: _wxgate=$cd" "$d")
             reqs=$(awk '/^status codes:/ { print $3 }' <<<"$out")
         else
-            out=$(wrk -t1 -c8 -d"${secs}s" -H "Cookie: _wxgate=$cd" "$d")
+            out=$(wrk -t1 -c"$INSTR_CONNECTIONS" -d"${secs}s" -H "Cookie: _wxgate=$cd" "$d")
             reqs=$(awk '/ requests in /{ print $1 }' <<<"$out")
         fi
         callgrind_control -d "$gw" >/dev/null
@@ -1201,7 +1205,7 @@ mode_instructions() {
     reqs=$n2
     cp "$dump" "$RESULTS/callgrind.out"
     {
-        echo "callgrind, $INSTR_SETUP with one worker, $INSTR_PROTO (wrk -t1 -c8 / h2load -c8 -m10): ${short} $n1 requests, ${INSTR_SECS} $n2 requests"
+        echo "callgrind, $INSTR_SETUP with one worker, $INSTR_PROTO (wrk -t1 -c$INSTR_CONNECTIONS / h2load -c$INSTR_CONNECTIONS -m10): ${short} $n1 requests, ${INSTR_SECS} $n2 requests"
         echo "instructions per proxied request (long - short window): $ir"
         if [[ $INSTR_CACHE == 1 ]]; then
             # Events: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw. Cycle estimate as callgrind's
