@@ -110,36 +110,37 @@ impl App {
                 }
             }
 
-            if self.is_public(&view) {
+            // Public, or a session the access rules allow: forwarded, at one await point (two
+            // would each inline the forward future's code into this one).
+            let (route, req, json) = if self.is_public(&view) {
                 let (req, json) = self.prepare_forward(req, peer, None);
-                let (resp, up) = self.forwarded(proxy.forward(req).await, json);
-                return (resp, Route::Public, up);
-            }
-
-            let auth = match self.authenticate(req.headers()).await {
-                Ok(a) => a,
-                Err(e) => {
-                    let json = http_util::wants_json(req.headers());
-                    return (error_answer(e, json), Route::Gateway, None);
+                (Route::Public, req, json)
+            } else {
+                let auth = match self.authenticate(req.headers()).await {
+                    Ok(a) => a,
+                    Err(e) => {
+                        let json = http_util::wants_json(req.headers());
+                        return (error_answer(e, json), Route::Gateway, None);
+                    }
+                };
+                match auth {
+                    Some(a) if self.access.allows_session(&a.session) => {
+                        let (req, json) = self.prepare_forward(req, peer, Some(&a));
+                        (Route::Proxy, req, json)
+                    }
+                    Some(a) => {
+                        let json = !http_util::is_navigation(req.method(), req.headers());
+                        let resp = error_answer(self.refusal(&req, peer, &a), json);
+                        return (resp, Route::Unauthenticated, None);
+                    }
+                    None => {
+                        let resp = own(self.unauthenticated(&req, peer));
+                        return (resp, Route::Unauthenticated, None);
+                    }
                 }
             };
-            match auth {
-                Some(a) if self.access.allows_session(&a.session) => {
-                    let (req, json) = self.prepare_forward(req, peer, Some(&a));
-                    let (resp, up) = self.forwarded(proxy.forward(req).await, json);
-                    (resp, Route::Proxy, up)
-                }
-                Some(a) => {
-                    let json = !http_util::is_navigation(req.method(), req.headers());
-                    let resp = error_answer(self.refusal(&req, peer, &a), json);
-                    (resp, Route::Unauthenticated, None)
-                }
-                None => (
-                    own(self.unauthenticated(&req, peer)),
-                    Route::Unauthenticated,
-                    None,
-                ),
-            }
+            let (resp, up) = self.forwarded(proxy.forward(req).await, json);
+            (resp, route, up)
         }
     }
 
