@@ -214,10 +214,10 @@ impl App {
     }
 }
 
-/// An error as the client gets it: logged once, then rendered (JSON when `json`).
 /// The one path public without configuration (see `is_public`).
 const FAVICON: &str = "/favicon.ico";
 
+/// An error as the client gets it: logged once, then rendered (JSON when `json`).
 fn error_answer(e: impl Into<GatewayError>, json: bool) -> Response<ResponseBody> {
     let e = e.into();
     e.log();
