@@ -449,6 +449,42 @@ async fn spoofed_identity_headers_never_reach_upstream() {
     }
 }
 
+/// A public path is forwarded without identity, with or without a session, and counted as
+/// `public`; a logged-in request elsewhere gets its identity and is counted as `proxy`.
+#[tokio::test]
+async fn public_and_logged_in_requests_forwarded_and_counted_apart() {
+    let (_up, gw, cookie) = setup("[access]\npublic_paths = [\"/public/\"]\n").await;
+    let c = client();
+    for (path, with_session, identity) in [
+        ("/public/a", false, false),
+        ("/public/b", true, false),
+        ("/private", true, true),
+    ] {
+        let mut req = Request::get(gw.url(path));
+        if with_session {
+            req = req.header("cookie", &cookie);
+        }
+        let r = send(&c, req.body(empty()).unwrap()).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.text());
+        assert_eq!(
+            r.text().contains("oUnionTest"),
+            identity,
+            "{path}: {}",
+            r.text()
+        );
+    }
+    let r = send(&c, Request::get(gw.url("/private")).body(empty()).unwrap()).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+    let m = gw.metrics().await;
+    for line in [
+        "wxgate_requests_total{route=\"public\",class=\"2xx\"} 2\n",
+        "wxgate_requests_total{route=\"proxy\",class=\"2xx\"} 1\n",
+        "wxgate_requests_total{route=\"unauthenticated\",class=\"4xx\"} 1\n",
+    ] {
+        assert!(m.contains(line), "no {line} in:\n{m}");
+    }
+}
+
 #[tokio::test]
 async fn verification_files_and_traversal() {
     let up = start_upstream().await;
