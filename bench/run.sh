@@ -1143,6 +1143,7 @@ mode_instructions() {
     command -v valgrind >/dev/null || die "instructions needs valgrind (apt-get install valgrind)"
     [[ $INSTR_SETUP == D || $INSTR_SETUP == E ]] || die "INSTR_SETUP must be D or E"
     [[ $INSTR_CACHE == 0 || $INSTR_CACHE == 1 ]] || die "INSTR_CACHE must be 0 or 1"
+    [[ $INSTR_CONNECTIONS =~ ^[1-9][0-9]*$ ]] || die "INSTR_CONNECTIONS must be a positive whole number"
     local vg=(valgrind --tool=callgrind --callgrind-out-file="$RUN/callgrind.out")
     [[ $INSTR_CACHE == 1 ]] && vg+=(--cache-sim=yes)
     check_ports "$UPSTREAM_PORT" "$MOCK_PORT" "$D_PORT" "$E_PORT"
