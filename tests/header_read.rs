@@ -29,33 +29,6 @@ async fn gateway(cert: Option<(&std::path::Path, &std::path::Path)>) -> Gateway 
     start_gateway(&toml).await
 }
 
-/// One HTTP/1.1 response with a `Content-Length` body, read whole from `s` (within 5 s).
-async fn response(s: &mut TcpStream) -> String {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            let n = s.read(&mut buf).await.unwrap();
-            assert!(n > 0, "closed: {}", String::from_utf8_lossy(&out));
-            out.extend_from_slice(&buf[..n]);
-            let text = String::from_utf8_lossy(&out).to_ascii_lowercase();
-            if let Some(end) = text.find("\r\n\r\n") {
-                let len: usize = text[..end]
-                    .split("\r\n")
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0);
-                if out.len() >= end + 4 + len {
-                    return;
-                }
-            }
-        }
-    })
-    .await
-    .expect("a whole response within 5 s");
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Closed by the header-read timeout: not before it, and well before the idle timeout.
 fn assert_head_close(what: &str, took: Option<Duration>) {
     let took = took.unwrap_or_else(|| panic!("{what}: still open 5 s later"));
@@ -63,6 +36,12 @@ fn assert_head_close(what: &str, took: Option<Duration>) {
         took >= Duration::from_millis(HEAD_MS - 100) && took < Duration::from_millis(3000),
         "{what}: closed after {took:?}"
     );
+}
+
+/// `s`, sending nothing more, is closed by the header-read timeout counted from `since`.
+async fn assert_closed_at_head_timeout(what: &str, s: &mut TcpStream, since: Instant) {
+    let closed = closed_within(s, Duration::from_secs(5)).await;
+    assert_head_close(what, closed.map(|_| since.elapsed()));
 }
 
 #[tokio::test]
@@ -105,17 +84,12 @@ async fn a_keep_alive_connection_gets_the_header_read_timeout_after_each_respons
         s.write_all(b"GET /_wxgate/healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
             .unwrap();
-        let out = response(&mut s).await;
-        assert!(out.starts_with("HTTP/1.1 200"), "request {i}: {out}");
+        let (head, _) = read_response(&mut s).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "request {i}: {head}");
         last = Instant::now();
     }
     // Then nothing: closed at the header-read timeout, not the idle timeout (10 s).
-    assert_head_close(
-        "keep-alive",
-        closed_within(&mut s, Duration::from_secs(5))
-            .await
-            .map(|_| last.elapsed()),
-    );
+    assert_closed_at_head_timeout("keep-alive", &mut s, last).await;
 }
 
 #[tokio::test]
@@ -123,12 +97,7 @@ async fn a_silent_new_connection_gets_the_header_read_timeout() {
     let gw = gateway(None).await;
     let t = Instant::now();
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    assert_head_close(
-        "silent",
-        closed_within(&mut s, Duration::from_secs(5))
-            .await
-            .map(|_| t.elapsed()),
-    );
+    assert_closed_at_head_timeout("silent", &mut s, t).await;
 }
 
 #[tokio::test]
@@ -139,10 +108,10 @@ async fn a_slow_answer_and_a_slow_upload_are_not_cut() {
     s.write_all(b"GET /slow?ms=1200 HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
-    let out = response(&mut s).await;
+    let (head, body) = read_response(&mut s).await;
     assert!(
-        out.starts_with("HTTP/1.1 200") && out.ends_with("slow done"),
-        "{out}"
+        head.starts_with("HTTP/1.1 200") && body.ends_with("slow done"),
+        "{head}{body}"
     );
     // A body sent over 1.2 s after its head, on the same connection.
     s.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nab")
@@ -152,11 +121,11 @@ async fn a_slow_answer_and_a_slow_upload_are_not_cut() {
         tokio::time::sleep(Duration::from_millis(600)).await;
         s.write_all(part).await.unwrap();
     }
-    let out = response(&mut s).await;
-    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let (head, body) = read_response(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}{body}");
     assert!(
-        out.contains("\"body_len\":6"),
-        "the whole body went upstream: {out}"
+        body.contains("\"body_len\":6"),
+        "the whole body went upstream: {head}{body}"
     );
 }
 

@@ -76,30 +76,6 @@ fn vm_rss_kib(pid: u32) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-/// One HTTP/1.1 response from a keep-alive connection: status line + headers, and the body
-/// (Content-Length framed).
-async fn read_response(s: &mut TcpStream) -> (String, String) {
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        let n = s.read(&mut byte).await.unwrap();
-        assert!(n > 0, "connection closed mid-response: {buf:?}");
-        buf.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&buf).into_owned();
-    let len: usize = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().unwrap())
-        })
-        .unwrap_or(0);
-    let mut body = vec![0u8; len];
-    s.read_exact(&mut body).await.unwrap();
-    (head, String::from_utf8_lossy(&body).into_owned())
-}
-
 // ---- item 3: a 60 KB rd is not kept ----
 
 /// 6 000 `/login?rd=<62 000 bytes>` to a separate gateway process: its RSS grows by under

@@ -240,6 +240,35 @@ pub fn public_toml(
     .replace("[upstream]", &format!("{server_extra}\n{tls}[upstream]"))
 }
 
+/// One HTTP/1.1 response from a keep-alive connection, within 10 s: status line + headers, and
+/// the body (Content-Length framed).
+pub async fn read_response<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> (String, String) {
+    use tokio::io::AsyncReadExt;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = Vec::new();
+        let mut byte = [0u8; 1];
+        while !buf.ends_with(b"\r\n\r\n") {
+            let n = s.read(&mut byte).await.unwrap();
+            assert!(n > 0, "connection closed mid-response: {buf:?}");
+            buf.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&buf).into_owned();
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().unwrap())
+            })
+            .unwrap_or(0);
+        let mut body = vec![0u8; len];
+        s.read_exact(&mut body).await.unwrap();
+        (head, String::from_utf8_lossy(&body).into_owned())
+    })
+    .await
+    .expect("a whole response within 10 s")
+}
+
 /// Read until the peer closes (or resets); how long that took, or None after `limit`.
 pub async fn closed_within<S: tokio::io::AsyncRead + Unpin>(
     s: &mut S,
