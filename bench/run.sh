@@ -12,13 +12,18 @@
 #   bench/run.sh instructions  D under callgrind: CPU instructions per proxied request (exact, so
 #                           a change of 1% shows; the machine's noise does not)
 #   bench/run.sh serve      start A-D, log in, print URLs/cookies/pids, wait (experiments by hand)
+#   bench/run.sh pgo-train  the training load of scripts/build-pgo.sh (WXGATE_BIN = the
+#                           instrumented binary): D, R, S, C, HTTP/2, no session, logins
 #
 # Knobs (environment): ROUNDS=5 DURATION=10 (seconds per wrk run) CONNECTIONS="64 256 1000"
 # (compare: each count in turn; the other modes use the first) THREADS=2
 # H2=1 H2_CONNECTIONS=32 H2_STREAMS=10 (compare: the HTTP/2 part, h2load against B2 = nginx with
 # http2 on, D, and E2 = the floor over HTTP/2 when E is in SETUPS)
 # SETUPS="A B C D R S" (compare: which setups, e.g. "B D" for quick A/B work on the hot path;
-# E = the stack floor, on request)
+# E = the stack floor, on request; P = D built with PGO, $PGO_BIN from scripts/build-pgo.sh)
+# WXGATE_BIN (the gateway binary; default target/release/wxgate) PGO_BIN (setup P's;
+# default target/pgo/wxgate) LOGIN_LOAD_BIN (default target/release/examples/login_load)
+# PGO_TRAIN_SECS=4 (pgo-train: seconds per load)
 # WARMUP=2 PORT_BASE=18000 ACCESS_LOG=0|1 SKIP_BUILD=0|1 KEEP_RUN_DIR=0|1 NGINX_WORKERS=auto
 # sessions: SESSIONS_SMALL=1000 SESSIONS_LARGE=1000000 ROTATE_MAX=100000 LOGIN_CONCURRENCY=128
 #           LOGIN_BATCH=150000 MAX_SESSIONS=1000000
@@ -63,8 +68,10 @@ INSTR_SETUP=${INSTR_SETUP:-D}
 INSTR_CONNECTIONS=${INSTR_CONNECTIONS:-8}
 INSTR_CACHE=${INSTR_CACHE:-0}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-BIN=$TARGET_DIR/release/wxgate
-LOAD=$TARGET_DIR/release/examples/login_load
+BIN=${WXGATE_BIN:-$TARGET_DIR/release/wxgate}
+PGO_BIN=${PGO_BIN:-$TARGET_DIR/pgo/wxgate}
+PGO_TRAIN_SECS=${PGO_TRAIN_SECS:-4}
+LOAD=${LOGIN_LOAD_BIN:-$TARGET_DIR/release/examples/login_load}
 FLOOR=$TARGET_DIR/release/examples/floor_proxy
 
 UPSTREAM_PORT=$((PORT_BASE + 80))
@@ -77,19 +84,20 @@ E_PORT=$((PORT_BASE + 447))
 R_PORT=$((PORT_BASE + 448))
 S_PORT=$((PORT_BASE + 449))
 B2_PORT=$((PORT_BASE + 450))
+P_PORT=$((PORT_BASE + 451))
 REDIS_PORT=$((PORT_BASE + 379))
 MOCK_URL=http://127.0.0.1:$MOCK_PORT
 WEBSITE_APPID=wx1000000000000001
 WEBSITE_SECRET=mock-website-secret-000000000000001
 
 case $MODE in
-compare | sessions | logins | profile | instructions | serve) ;;
+compare | sessions | logins | profile | instructions | serve | pgo-train) ;;
 -h | --help | help)
     awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
     exit 0
     ;;
 *)
-    echo "usage: bench/run.sh [compare|sessions|logins|profile|instructions|serve]" >&2
+    echo "usage: bench/run.sh [compare|sessions|logins|profile|instructions|serve|pgo-train]" >&2
     exit 2
     ;;
 esac
@@ -203,11 +211,23 @@ check_ports() {
 
 build() {
     if [[ $SKIP_BUILD == 1 ]]; then
-        [[ -x $BIN && -x $LOAD && -x $FLOOR ]] || die "SKIP_BUILD=1 but $BIN, $LOAD or $FLOOR is missing"
-        return
+        # Only what this mode runs.
+        local need=("$BIN") f
+        [[ $MODE == sessions || $MODE == logins || $MODE == pgo-train ]] && need+=("$LOAD")
+        if [[ $MODE == profile || ($MODE == compare && " $SETUPS " == *" E "*) ||
+            ($MODE == instructions && $INSTR_SETUP == E) ]]; then
+            need+=("$FLOOR")
+        fi
+        for f in "${need[@]}"; do
+            [[ -x $f ]] || die "SKIP_BUILD=1 but $f is missing"
+        done
+    else
+        log "cargo build --release --bin wxgate --example login_load --example floor_proxy"
+        (cd "$ROOT" && cargo build --release --quiet --bin wxgate --example login_load --example floor_proxy)
     fi
-    log "cargo build --release --bin wxgate --example login_load --example floor_proxy"
-    (cd "$ROOT" && cargo build --release --quiet --bin wxgate --example login_load --example floor_proxy)
+    if [[ $MODE == compare && " $SETUPS " == *" P "* && ! -x $PGO_BIN ]]; then
+        die "setup P needs $PGO_BIN: run scripts/build-pgo.sh first (or set PGO_BIN)"
+    fi
 }
 
 gen_certs() {
@@ -275,12 +295,12 @@ gateway_conf() {
     } >"$file"
 }
 
-start_gateway() { # NAME PORT PUBLIC_URL TLS [CACHE_MS]
+start_gateway() { # NAME PORT PUBLIC_URL TLS [CACHE_MS]; GATEWAY_BIN= another binary (P)
     local name=$1
     gateway_conf "$RUN/$name.toml" "$2" "$3" "$4" "${5:-}"
     local level=warn
     [[ $ACCESS_LOG == 1 ]] && level=info
-    start "$name" env RUST_LOG="$level" "$BIN" run --config "$RUN/$name.toml"
+    start "$name" env RUST_LOG="$level" "${GATEWAY_BIN:-$BIN}" run --config "$RUN/$name.toml"
 }
 
 start_mock() {
@@ -658,6 +678,17 @@ start_floor() {
     wait_http "https://127.0.0.1:$E_PORT/"
 }
 
+# P: D's gateway and configuration, built with PGO (scripts/build-pgo.sh). Sets COOKIE_P.
+start_pgo() {
+    check_ports "$P_PORT"
+    GATEWAY_BIN=$PGO_BIN start_gateway gateway-p "$P_PORT" "https://localhost:$P_PORT" 1
+    wait_http "https://127.0.0.1:$P_PORT/_wxgate/healthz"
+    COOKIE_P=$(browser_login "https://localhost:$P_PORT" "$P_PORT")
+    expect "P (PGO build) with its session" "200 ok" "$(curl -sk -w '%{http_code} ' -o /dev/null -H "Cookie: _wxgate=$COOKIE_P" "https://127.0.0.1:$P_PORT/")$(curl -sk -H "Cookie: _wxgate=$COOKIE_P" "https://127.0.0.1:$P_PORT/")"
+    expect "P without a session (browser)" 302 "$(code -H 'Accept: text/html' "https://127.0.0.1:$P_PORT/")"
+    expect "P without a session (API client)" 401 "$(code "https://127.0.0.1:$P_PORT/")"
+}
+
 # Everything up, for experiments by hand (perf, strace, wrk with other settings); Ctrl-C stops.
 mode_serve() {
     start_all
@@ -691,6 +722,7 @@ mode_compare() {
         [E-floor]="https://127.0.0.1:$E_PORT/"
         [R-wxgate-redis-cache]="https://127.0.0.1:$R_PORT/"
         [S-wxgate-redis-nocache]="https://127.0.0.1:$S_PORT/"
+        [P-wxgate-pgo]="https://127.0.0.1:$P_PORT/"
     )
     local -A cookie=(
         [A-upstream]=$cd [B-nginx-proxy]=$cd [C-nginx-auth_request]=$cc [D-wxgate]=$cd [E-floor]=$cd
@@ -705,7 +737,8 @@ mode_compare() {
         E) order+=(E-floor) ;;
         R) order+=(R-wxgate-redis-cache) ;;
         S) order+=(S-wxgate-redis-nocache) ;;
-        *) die "SETUPS: unknown setup '$s' (A B C D E R S)" ;;
+        P) order+=(P-wxgate-pgo) ;;
+        *) die "SETUPS: unknown setup '$s' (A B C D E P R S)" ;;
         esac
     done
     ((${#order[@]} > 0)) || die "SETUPS is empty"
@@ -726,6 +759,11 @@ mode_compare() {
         PROXY_PIDS[R-wxgate-redis-cache]="$(pid_of gateway-r) $(pid_of redis)"
         PROXY_PIDS[S-wxgate-redis-nocache]="$(pid_of gateway-s) $(pid_of redis)"
     fi
+    if [[ " $SETUPS " == *" P "* ]]; then
+        start_pgo
+        cookie[P-wxgate-pgo]=$COOKIE_P
+        PROXY_PIDS[P-wxgate-pgo]=$(pid_of gateway-p)
+    fi
     runs_header
     for CONNS in $CONNECTIONS; do
         log "HTTP/1.1, $CONNS connections"
@@ -739,7 +777,10 @@ mode_compare() {
         TOOL=h2load CONNS=$H2_CONNECTIONS
         [[ " $SETUPS " == *" B "* ]] && h2order+=(B2-nginx-h2)
         [[ " $SETUPS " == *" D "* ]] && h2order+=(D-wxgate-h2)
+        [[ " $SETUPS " == *" P "* ]] && h2order+=(P2-wxgate-pgo-h2)
         [[ " $SETUPS " == *" E "* ]] && h2order+=(E2-floor-h2)
+        url[P2-wxgate-pgo-h2]=${url[P-wxgate-pgo]} cookie[P2-wxgate-pgo-h2]=${cookie[P-wxgate-pgo]:-}
+        PROXY_PIDS[P2-wxgate-pgo-h2]=${PROXY_PIDS[P-wxgate-pgo]:-}
         url[E2-floor-h2]=${url[E-floor]:-} cookie[E2-floor-h2]=$cd
         PROXY_PIDS[E2-floor-h2]=${PROXY_PIDS[E-floor]:-}
         url[B2-nginx-h2]="https://127.0.0.1:$B2_PORT/"
@@ -780,8 +821,54 @@ mode_compare() {
                 echo "paired      median of the per-round ratios D/B2: req/s $(paired 4 D-wxgate-h2 B2-nginx-h2)x  p99 $(paired 7 D-wxgate-h2 B2-nginx-h2)x  CPU/req $(paired 10 D-wxgate-h2 B2-nginx-h2)x"
                 h2_budget
             fi
+            if [[ " ${h2order[*]} " == *" P2-wxgate-pgo-h2 "* && " ${h2order[*]} " == *" B2-nginx-h2 "* ]]; then
+                local p2 b2
+                p2=$(med RPS P2-wxgate-pgo-h2) b2=$(med RPS B2-nginx-h2)
+                echo "throughput  P/B2 over HTTP/2 (wxgate built with PGO / nginx http2 proxy_pass): $(ratio "$p2" "$b2")x   (target >= 1.3) $(verdict "$(ratio "$p2" "$b2")" ge 1.3)"
+                echo "CPU us/req  P $(med CPU P2-wxgate-pgo-h2)   B2 $(med CPU B2-nginx-h2)"
+                echo "paired      median of the per-round ratios P/B2: req/s $(paired 4 P2-wxgate-pgo-h2 B2-nginx-h2)x  p99 $(paired 7 P2-wxgate-pgo-h2 B2-nginx-h2)x  CPU/req $(paired 10 P2-wxgate-pgo-h2 B2-nginx-h2)x"
+                if [[ " ${h2order[*]} " == *" D-wxgate-h2 "* ]]; then
+                    echo "paired P/D  (the same code without PGO): req/s $(paired 4 P2-wxgate-pgo-h2 D-wxgate-h2)x  p99 $(paired 7 P2-wxgate-pgo-h2 D-wxgate-h2)x  CPU/req $(paired 10 P2-wxgate-pgo-h2 D-wxgate-h2)x"
+                fi
+            fi
         fi
     } | tee -a "$RESULTS/summary.txt"
+}
+
+# The training load of scripts/build-pgo.sh, against $BIN (its instrumented build): what a
+# gateway does all day, PGO_TRAIN_SECS per load. Each wxgate writes its profile as it exits.
+mode_pgo_train() {
+    start_all # A B C D and C's wxgate; the browser login flow and the checks of each
+    local secs=$PGO_TRAIN_SECS t name url ck conns
+    local d=https://127.0.0.1:$D_PORT/
+    local targets=("D $d $COOKIE_D" "C https://127.0.0.1:$C_PORT/ $COOKIE_C")
+    if command -v redis-server >/dev/null; then
+        start_redis_setups
+        targets+=("R https://127.0.0.1:$R_PORT/ $COOKIE_R" "S https://127.0.0.1:$S_PORT/ $COOKIE_S")
+    else
+        log "no redis-server: the Redis store is not trained"
+    fi
+    for t in "${targets[@]}"; do
+        read -r name url ck <<<"$t"
+        for conns in 64 256; do
+            log "training: $name, HTTP/1.1, $conns connections, ${secs}s"
+            wrk -t"$THREADS" -c"$conns" -d"${secs}s" -H "Cookie: _wxgate=$ck" "$url" >"$RUN/train.txt" 2>&1 ||
+                die "wrk failed: $(cat "$RUN/train.txt")"
+        done
+        [[ $name == C ]] && continue # nginx serves C's HTTP/2; its wxgate is plain HTTP/1.1
+        log "training: $name, HTTP/2, 32 x 10 streams, ${secs}s"
+        h2load -t"$THREADS" -c32 -m10 -D "$secs" -H "cookie: _wxgate=$ck" "$url" >"$RUN/train.txt" 2>&1 ||
+            die "h2load failed: $(cat "$RUN/train.txt")"
+    done
+    log "training: D without a session (API client: 401; browser: 302 to the login), ${secs}s each"
+    wrk -t"$THREADS" -c64 -d"${secs}s" "$d" >"$RUN/train.txt" 2>&1 || die "wrk failed: $(cat "$RUN/train.txt")"
+    wrk -t"$THREADS" -c64 -d"${secs}s" -H 'Accept: text/html' "$d" >"$RUN/train.txt" 2>&1 ||
+        die "wrk failed: $(cat "$RUN/train.txt")"
+    log "training: logins through D (login_load)"
+    "$LOAD" --gateway "https://127.0.0.1:$D_PORT" --mock "$MOCK_URL" --logins $((2000 * secs)) \
+        --concurrency 64 --progress-secs 0 >"$RUN/train.txt" 2>&1 || die "login_load failed: $(tail -n5 "$RUN/train.txt")"
+    verify_d "$COOKIE_D" >/dev/null 2>&1 || die "D lost its session during the training"
+    log "training done; the gateways write their profiles as they stop"
 }
 
 # h2_budget → what the HTTP/2 target (D >= 1.3x B2's requests per second) leaves wxgate to spend.
@@ -850,6 +937,17 @@ compare_lines() {
         echo "p99 ms      D $(med P99 D-wxgate)   B $(med P99 B-nginx-proxy)   (target: D <= B) $(verdict "$(med P99 D-wxgate)" le "$(med P99 B-nginx-proxy)")"
         echo "CPU us/req  D $(med CPU D-wxgate)   B $(med CPU B-nginx-proxy)   (target: D <= B) $(verdict "$(med CPU D-wxgate)" le "$(med CPU B-nginx-proxy)")   D/B $(ratio "$(med CPU D-wxgate)" "$(med CPU B-nginx-proxy)")x (aim 0.8x)"
         echo "paired      median of the per-round ratios D/B: req/s $(paired 4 D-wxgate B-nginx-proxy)x  p99 $(paired 7 D-wxgate B-nginx-proxy)x  CPU/req $(paired 10 D-wxgate B-nginx-proxy)x"
+    fi
+    if [[ " $SETUPS " == *" B "* && " $SETUPS " == *" P "* ]]; then
+        local p
+        p=$(med RPS P-wxgate-pgo)
+        echo "throughput  P/B (wxgate built with PGO / nginx proxy_pass):   $(ratio "$p" "$b")x"
+        echo "p99 ms      P $(med P99 P-wxgate-pgo)   B $(med P99 B-nginx-proxy)   (target: P <= B) $(verdict "$(med P99 P-wxgate-pgo)" le "$(med P99 B-nginx-proxy)")"
+        echo "CPU us/req  P $(med CPU P-wxgate-pgo)   B $(med CPU B-nginx-proxy)   (target: P <= B) $(verdict "$(med CPU P-wxgate-pgo)" le "$(med CPU B-nginx-proxy)")   P/B $(ratio "$(med CPU P-wxgate-pgo)" "$(med CPU B-nginx-proxy)")x (aim 0.8x)"
+        echo "paired      median of the per-round ratios P/B: req/s $(paired 4 P-wxgate-pgo B-nginx-proxy)x  p99 $(paired 7 P-wxgate-pgo B-nginx-proxy)x  CPU/req $(paired 10 P-wxgate-pgo B-nginx-proxy)x"
+    fi
+    if [[ " $SETUPS " == *" D "* && " $SETUPS " == *" P "* ]]; then
+        echo "paired P/D  (the same code without PGO): req/s $(paired 4 P-wxgate-pgo D-wxgate)x  p99 $(paired 7 P-wxgate-pgo D-wxgate)x  CPU/req $(paired 10 P-wxgate-pgo D-wxgate)x"
     fi
     if [[ " $SETUPS " == *" C "* && " $SETUPS " == *" D "* ]]; then
         echo "throughput  D/C (wxgate / nginx auth_request): $(ratio "$d" "$c")x"
@@ -1232,4 +1330,4 @@ mode_instructions() {
 env_info
 build
 gen_certs
-"mode_$MODE"
+"mode_${MODE//-/_}"
