@@ -2,6 +2,8 @@
 # Install what wxgate's tests need, only when missing (idempotent; safe to run repeatedly).
 #
 #   Debian packages: nginx redis-server caddy chromium wrk
+#                    nghttp2-client curl openssl (h2load and the benchmark's login and
+#                    certificate; scripts/test checks the PGO build with it)
 #                    redis-sentinel redis-tools (tests/redis_sentinel.rs runs three sentinels,
 #                    tests/redis_cluster.rs creates a cluster with redis-cli; never the services)
 #                    tomcat10 (tests/tomcat.rs runs its own Tomcat, as the current user, from
@@ -21,7 +23,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 E2E_DIR="$ROOT/tests/e2e"
-DEBIAN_PACKAGES=(nginx redis-server redis-sentinel redis-tools caddy chromium wrk tomcat10 fonts-wqy-microhei fonts-noto-color-emoji)
+DEBIAN_PACKAGES=(nginx redis-server redis-sentinel redis-tools caddy chromium wrk nghttp2-client curl openssl tomcat10 fonts-wqy-microhei fonts-noto-color-emoji)
 
 log() { printf 'install-test-deps: %s\n' "$*"; }
 
@@ -73,7 +75,7 @@ else
     log "Debian packages already installed: ${DEBIAN_PACKAGES[*]}"
 fi
 
-for bin in /usr/bin/chromium /usr/sbin/nginx /usr/bin/redis-server /usr/bin/caddy /usr/bin/wrk \
+for bin in /usr/bin/chromium /usr/sbin/nginx /usr/bin/redis-server /usr/bin/caddy /usr/bin/wrk /usr/bin/h2load \
     /usr/share/tomcat10/bin/catalina.sh; do
     if [ ! -x "$bin" ]; then
         log "expected $bin after installing; it is not there" >&2

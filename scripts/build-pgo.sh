@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Build wxgate with profile-guided optimisation (PGO): target/pgo/wxgate.
+#
+#   scripts/build-pgo.sh
+#
+# 1. An instrumented build (rustc -Cprofile-generate) into target/pgo/gen.
+# 2. Training: `bench/run.sh pgo-train` runs that binary as a TLS gateway in front of nginx, with
+#    the mock WeChat, and drives what a gateway does all day: logged-in requests over HTTP/1.1
+#    and HTTP/2 (memory store, Redis store with and without its cache), nginx auth_request
+#    checks, requests without a session (401 and the browser's 302), and logins; once with the
+#    access log off and once with it on. Each wxgate process writes its counters when it exits.
+# 3. llvm-profdata (rustup's llvm-tools component, added when missing) merges them.
+# 4. The optimised build (rustc -Cprofile-use) into target/pgo/use, copied to target/pgo/wxgate.
+#
+# Same code and features as `cargo build --release`; the compiler lays out and inlines the code
+# by the measured counts. Needs what the benchmark needs (nginx, wrk, h2load, curl, openssl;
+# redis-server for the Redis part, skipped without it) and about twice a release build's time.
+# Knobs: PGO_TRAIN_SECS=4 (seconds per training load), PORT_BASE=18000, LLVM_PROFDATA (path),
+# CARGO_TARGET_DIR.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+OUT=$TARGET_DIR/pgo
+PROFILES=$OUT/profiles
+HOST=$(rustc -vV | sed -n 's/^host: //p')
+
+log() { printf 'build-pgo: %s\n' "$*" >&2; }
+die() {
+    log "ERROR: $*"
+    exit 1
+}
+
+profdata() {
+    if [[ -n ${LLVM_PROFDATA:-} ]]; then
+        [[ -x $LLVM_PROFDATA ]] || die "LLVM_PROFDATA=$LLVM_PROFDATA is not an executable"
+        echo "$LLVM_PROFDATA"
+        return
+    fi
+    # rustc's own LLVM: a profile must be read by the LLVM that wrote it (or a newer one).
+    local p
+    p="$(rustc --print sysroot)/lib/rustlib/$HOST/bin/llvm-profdata"
+    if [[ ! -x $p ]]; then
+        command -v rustup >/dev/null ||
+            die "no $p and no rustup to add it: install rustc's llvm-tools or set LLVM_PROFDATA"
+        log "rustup component add llvm-tools (llvm-profdata for rustc's LLVM)"
+        rustup component add llvm-tools >&2
+    fi
+    [[ -x $p ]] || die "llvm-profdata is still missing at $p"
+    echo "$p"
+}
+
+PROFDATA=$(profdata)
+# `--target` keeps the flags off build scripts and proc macros: only wxgate's own binary (with
+# every crate it links) is instrumented and optimised.
+cargo_pgo() { # TARGET_SUBDIR RUSTFLAGS...
+    local dir=$1
+    shift
+    RUSTFLAGS="${RUSTFLAGS:-} $*" cargo build --release --locked --quiet --target "$HOST" \
+        --target-dir "$OUT/$dir" --bin wxgate
+}
+
+log "1/4 instrumented build ($OUT/gen)"
+cargo_pgo gen "-Cprofile-generate=$PROFILES"
+# The training's login client: a debug build is fast enough for it (and `cargo test` has
+# usually built it already).
+log "    and the training's login client (cargo build --example login_load)"
+cargo build --locked --quiet --example login_load
+LOGIN_LOAD=$TARGET_DIR/debug/examples/login_load
+
+log "2/4 training"
+rm -rf "$PROFILES"
+mkdir -p "$PROFILES"
+for access_log in 0 1; do
+    WXGATE_BIN="$OUT/gen/$HOST/release/wxgate" LOGIN_LOAD_BIN=$LOGIN_LOAD SKIP_BUILD=1 \
+        ACCESS_LOG=$access_log bench/run.sh pgo-train
+done
+ls "$PROFILES"/*.profraw >/dev/null 2>&1 || die "the training wrote no profile to $PROFILES"
+
+log "3/4 merging the profiles"
+"$PROFDATA" merge -o "$OUT/wxgate.profdata" "$PROFILES"
+
+log "4/4 optimised build ($OUT/use)"
+cargo_pgo use "-Cprofile-use=$OUT/wxgate.profdata"
+install -m 0755 "$OUT/use/$HOST/release/wxgate" "$OUT/wxgate"
+log "done: $OUT/wxgate ($("$OUT/wxgate" --version))"
