@@ -356,21 +356,24 @@ tls_info() { # URL → "TLSv1.3 / TLS_AES_256_GCM_SHA384 / ALPN"
     curl -skv -o /dev/null "$1" 2>&1 | sed -n -E 's/^\* SSL connection using (.*)/\1/p' | sed -n 1p
 }
 
-verify_d() { # COOKIE
-    local c=$1 d=https://127.0.0.1:$D_PORT h
-    expect "D without cookie (API client)" 401 "$(code "$d/")"
-    expect "D without cookie (browser)" 302 "$(code -H 'Accept: text/html' "$d/")"
-    expect "D /_wxgate/auth with cookie" 202 "$(code -H "Cookie: _wxgate=$c" "$d/_wxgate/auth")"
+verify_d() { verify_gateway D "$D_PORT" "$1"; } # COOKIE
+
+# verify_gateway LABEL PORT COOKIE: an inline wxgate (D's configuration) with that session.
+verify_gateway() {
+    local l=$1 d=https://127.0.0.1:$2 c=$3 h
+    expect "$l without cookie (API client)" 401 "$(code "$d/")"
+    expect "$l without cookie (browser)" 302 "$(code -H 'Accept: text/html' "$d/")"
+    expect "$l /_wxgate/auth with cookie" 202 "$(code -H "Cookie: _wxgate=$c" "$d/_wxgate/auth")"
     h=$(curl -sk -D - -o /dev/null -H "Cookie: _wxgate=$c" "$d/_wxgate/auth")
-    [[ -n $(header x-wechat-openid <<<"$h") ]] || die "D /_wxgate/auth: no X-WeChat-OpenId in: $h"
-    expect "D / with cookie" "200 ok" "$(curl -sk -w '%{http_code} ' -o /dev/null -H "Cookie: _wxgate=$c" "$d/")$(curl -sk -H "Cookie: _wxgate=$c" "$d/")"
+    [[ -n $(header x-wechat-openid <<<"$h") ]] || die "$l /_wxgate/auth: no X-WeChat-OpenId in: $h"
+    expect "$l / with cookie" "200 ok" "$(curl -sk -w '%{http_code} ' -o /dev/null -H "Cookie: _wxgate=$c" "$d/")$(curl -sk -H "Cookie: _wxgate=$c" "$d/")"
     h=$(curl -sk -D - -o /dev/null -H "Cookie: _wxgate=$c; other=1" -H 'X-WeChat-OpenId: spoofed' "$d/whoami")
     [[ -n $(header x-seen-openid <<<"$h") && $(header x-seen-openid <<<"$h") != spoofed ]] ||
-        die "D: upstream did not receive the injected X-WeChat-OpenId: $h"
-    expect "D upstream sees X-WeChat-Source" website "$(header x-seen-source <<<"$h")"
-    expect "D upstream sees Cookie without _wxgate" "other=1" "$(header x-seen-cookie <<<"$h")"
-    log "ok    D upstream sees X-WeChat-OpenId: $(header x-seen-openid <<<"$h")"
-    log "      D TLS: $(tls_info "$d/")"
+        die "$l: upstream did not receive the injected X-WeChat-OpenId: $h"
+    expect "$l upstream sees X-WeChat-Source" website "$(header x-seen-source <<<"$h")"
+    expect "$l upstream sees Cookie without _wxgate" "other=1" "$(header x-seen-cookie <<<"$h")"
+    log "ok    $l upstream sees X-WeChat-OpenId: $(header x-seen-openid <<<"$h")"
+    log "      $l TLS: $(tls_info "$d/")"
 }
 
 verify_c() { # COOKIE
@@ -684,9 +687,7 @@ start_pgo() {
     GATEWAY_BIN=$PGO_BIN start_gateway gateway-p "$P_PORT" "https://localhost:$P_PORT" 1
     wait_http "https://127.0.0.1:$P_PORT/_wxgate/healthz"
     COOKIE_P=$(browser_login "https://localhost:$P_PORT" "$P_PORT")
-    expect "P (PGO build) with its session" "200 ok" "$(curl -sk -w '%{http_code} ' -o /dev/null -H "Cookie: _wxgate=$COOKIE_P" "https://127.0.0.1:$P_PORT/")$(curl -sk -H "Cookie: _wxgate=$COOKIE_P" "https://127.0.0.1:$P_PORT/")"
-    expect "P without a session (browser)" 302 "$(code -H 'Accept: text/html' "https://127.0.0.1:$P_PORT/")"
-    expect "P without a session (API client)" 401 "$(code "https://127.0.0.1:$P_PORT/")"
+    verify_gateway P "$P_PORT" "$COOKIE_P"
 }
 
 # Everything up, for experiments by hand (perf, strace, wrk with other settings); Ctrl-C stops.
@@ -814,21 +815,13 @@ mode_compare() {
                 echo "stack floor over HTTP/2 E2/B2 (tokio+rustls+hyper h2 doing nothing else / nginx): req/s $(ratio "$(med RPS E2-floor-h2)" "$(med RPS B2-nginx-h2)")x   CPU/req $(ratio "$(med CPU E2-floor-h2)" "$(med CPU B2-nginx-h2)")x"
             fi
             if [[ " ${h2order[*]} " == *" D-wxgate-h2 "* && " ${h2order[*]} " == *" B2-nginx-h2 "* ]]; then
-                local d2 b2
-                d2=$(med RPS D-wxgate-h2) b2=$(med RPS B2-nginx-h2)
-                echo "throughput  D/B2 over HTTP/2 (wxgate / nginx http2 proxy_pass): $(ratio "$d2" "$b2")x   (target >= 1.3) $(verdict "$(ratio "$d2" "$b2")" ge 1.3)"
-                echo "CPU us/req  D $(med CPU D-wxgate-h2)   B2 $(med CPU B2-nginx-h2)"
-                echo "paired      median of the per-round ratios D/B2: req/s $(paired 4 D-wxgate-h2 B2-nginx-h2)x  p99 $(paired 7 D-wxgate-h2 B2-nginx-h2)x  CPU/req $(paired 10 D-wxgate-h2 B2-nginx-h2)x"
+                h2_target_lines D D-wxgate-h2 "wxgate"
                 h2_budget
             fi
             if [[ " ${h2order[*]} " == *" P2-wxgate-pgo-h2 "* && " ${h2order[*]} " == *" B2-nginx-h2 "* ]]; then
-                local p2 b2
-                p2=$(med RPS P2-wxgate-pgo-h2) b2=$(med RPS B2-nginx-h2)
-                echo "throughput  P/B2 over HTTP/2 (wxgate built with PGO / nginx http2 proxy_pass): $(ratio "$p2" "$b2")x   (target >= 1.3) $(verdict "$(ratio "$p2" "$b2")" ge 1.3)"
-                echo "CPU us/req  P $(med CPU P2-wxgate-pgo-h2)   B2 $(med CPU B2-nginx-h2)"
-                echo "paired      median of the per-round ratios P/B2: req/s $(paired 4 P2-wxgate-pgo-h2 B2-nginx-h2)x  p99 $(paired 7 P2-wxgate-pgo-h2 B2-nginx-h2)x  CPU/req $(paired 10 P2-wxgate-pgo-h2 B2-nginx-h2)x"
+                h2_target_lines P P2-wxgate-pgo-h2 "wxgate built with PGO"
                 if [[ " ${h2order[*]} " == *" D-wxgate-h2 "* ]]; then
-                    echo "paired P/D  (the same code without PGO): req/s $(paired 4 P2-wxgate-pgo-h2 D-wxgate-h2)x  p99 $(paired 7 P2-wxgate-pgo-h2 D-wxgate-h2)x  CPU/req $(paired 10 P2-wxgate-pgo-h2 D-wxgate-h2)x"
+                    echo "paired P/D  (the same code without PGO): $(paired3 P2-wxgate-pgo-h2 D-wxgate-h2)"
                 fi
             fi
         fi
@@ -869,6 +862,30 @@ mode_pgo_train() {
         --concurrency 64 --progress-secs 0 >"$RUN/train.txt" 2>&1 || die "login_load failed: $(tail -n5 "$RUN/train.txt")"
     verify_d "$COOKIE_D" >/dev/null 2>&1 || die "D lost its session during the training"
     log "training done; the gateways write their profiles as they stop"
+}
+
+# paired3 A B → "req/s …x  p99 …x  CPU/req …x": the per-round ratios A/B (see `paired`).
+paired3() {
+    echo "req/s $(paired 4 "$1" "$2")x  p99 $(paired 7 "$1" "$2")x  CPU/req $(paired 10 "$1" "$2")x"
+}
+
+# h1_target_lines LETTER SETUP DESCRIPTION: the issue's HTTP/1.1 targets for a wxgate setup
+# against B (nginx proxy_pass), at $CONNS connections.
+h1_target_lines() {
+    local l=$1 s=$2 b=B-nginx-proxy
+    echo "throughput  $l/B ($3 / nginx proxy_pass):   $(ratio "$(med RPS "$s")" "$(med RPS $b)")x"
+    echo "p99 ms      $l $(med P99 "$s")   B $(med P99 $b)   (target: $l <= B) $(verdict "$(med P99 "$s")" le "$(med P99 $b)")"
+    echo "CPU us/req  $l $(med CPU "$s")   B $(med CPU $b)   (target: $l <= B) $(verdict "$(med CPU "$s")" le "$(med CPU $b)")   $l/B $(ratio "$(med CPU "$s")" "$(med CPU $b)")x (aim 0.8x)"
+    echo "paired      median of the per-round ratios $l/B: $(paired3 "$s" $b)"
+}
+
+# h2_target_lines LETTER SETUP DESCRIPTION: the HTTP/2 target (>= 1.3x B2's requests).
+h2_target_lines() {
+    local l=$1 s=$2 b=B2-nginx-h2 r
+    r=$(ratio "$(med RPS "$s")" "$(med RPS $b)")
+    echo "throughput  $l/B2 over HTTP/2 ($3 / nginx http2 proxy_pass): ${r}x   (target >= 1.3) $(verdict "$r" ge 1.3)"
+    echo "CPU us/req  $l $(med CPU "$s")   B2 $(med CPU $b)"
+    echo "paired      median of the per-round ratios $l/B2: $(paired3 "$s" $b)"
 }
 
 # h2_budget → what the HTTP/2 target (D >= 1.3x B2's requests per second) leaves wxgate to spend.
@@ -933,21 +950,13 @@ compare_lines() {
     local d b c
     d=$(med RPS D-wxgate) b=$(med RPS B-nginx-proxy) c=$(med RPS C-nginx-auth_request)
     if [[ " $SETUPS " == *" B "* && " $SETUPS " == *" D "* ]]; then
-        echo "throughput  D/B (wxgate / nginx proxy_pass):   $(ratio "$d" "$b")x"
-        echo "p99 ms      D $(med P99 D-wxgate)   B $(med P99 B-nginx-proxy)   (target: D <= B) $(verdict "$(med P99 D-wxgate)" le "$(med P99 B-nginx-proxy)")"
-        echo "CPU us/req  D $(med CPU D-wxgate)   B $(med CPU B-nginx-proxy)   (target: D <= B) $(verdict "$(med CPU D-wxgate)" le "$(med CPU B-nginx-proxy)")   D/B $(ratio "$(med CPU D-wxgate)" "$(med CPU B-nginx-proxy)")x (aim 0.8x)"
-        echo "paired      median of the per-round ratios D/B: req/s $(paired 4 D-wxgate B-nginx-proxy)x  p99 $(paired 7 D-wxgate B-nginx-proxy)x  CPU/req $(paired 10 D-wxgate B-nginx-proxy)x"
+        h1_target_lines D D-wxgate "wxgate"
     fi
     if [[ " $SETUPS " == *" B "* && " $SETUPS " == *" P "* ]]; then
-        local p
-        p=$(med RPS P-wxgate-pgo)
-        echo "throughput  P/B (wxgate built with PGO / nginx proxy_pass):   $(ratio "$p" "$b")x"
-        echo "p99 ms      P $(med P99 P-wxgate-pgo)   B $(med P99 B-nginx-proxy)   (target: P <= B) $(verdict "$(med P99 P-wxgate-pgo)" le "$(med P99 B-nginx-proxy)")"
-        echo "CPU us/req  P $(med CPU P-wxgate-pgo)   B $(med CPU B-nginx-proxy)   (target: P <= B) $(verdict "$(med CPU P-wxgate-pgo)" le "$(med CPU B-nginx-proxy)")   P/B $(ratio "$(med CPU P-wxgate-pgo)" "$(med CPU B-nginx-proxy)")x (aim 0.8x)"
-        echo "paired      median of the per-round ratios P/B: req/s $(paired 4 P-wxgate-pgo B-nginx-proxy)x  p99 $(paired 7 P-wxgate-pgo B-nginx-proxy)x  CPU/req $(paired 10 P-wxgate-pgo B-nginx-proxy)x"
+        h1_target_lines P P-wxgate-pgo "wxgate built with PGO"
     fi
     if [[ " $SETUPS " == *" D "* && " $SETUPS " == *" P "* ]]; then
-        echo "paired P/D  (the same code without PGO): req/s $(paired 4 P-wxgate-pgo D-wxgate)x  p99 $(paired 7 P-wxgate-pgo D-wxgate)x  CPU/req $(paired 10 P-wxgate-pgo D-wxgate)x"
+        echo "paired P/D  (the same code without PGO): $(paired3 P-wxgate-pgo D-wxgate)"
     fi
     if [[ " $SETUPS " == *" C "* && " $SETUPS " == *" D "* ]]; then
         echo "throughput  D/C (wxgate / nginx auth_request): $(ratio "$d" "$c")x"
@@ -959,7 +968,7 @@ compare_lines() {
         echo "throughput  S/D (Redis store, cache_ms=0 / memory store):    $(ratio "$(med RPS S-wxgate-redis-nocache)" "$d")x   (every request reads Redis)"
     fi
     if [[ " $SETUPS " == *" E "* ]]; then
-        echo "stack floor E/B (tokio+rustls+hyper doing nothing else / nginx proxy_pass): $(ratio "$(med RPS E-floor)" "$b")x   D/E $(ratio "$d" "$(med RPS E-floor)")x   CPU D/E $(ratio "$(med CPU D-wxgate)" "$(med CPU E-floor)")x   paired D/E: req/s $(paired 4 D-wxgate E-floor)x  p99 $(paired 7 D-wxgate E-floor)x  CPU/req $(paired 10 D-wxgate E-floor)x"
+        echo "stack floor E/B (tokio+rustls+hyper doing nothing else / nginx proxy_pass): $(ratio "$(med RPS E-floor)" "$b")x   D/E $(ratio "$d" "$(med RPS E-floor)")x   CPU D/E $(ratio "$(med CPU D-wxgate)" "$(med CPU E-floor)")x   paired D/E: $(paired3 D-wxgate E-floor)"
     fi
 }
 
