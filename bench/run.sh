@@ -11,6 +11,9 @@
 #   bench/run.sh profile    CPU per request by component for D, E and B; D: perf, syscalls, mallocs
 #   bench/run.sh instructions  D under callgrind: CPU instructions per proxied request (exact, so
 #                           a change of 1% shows; the machine's noise does not)
+#   bench/run.sh handshakes every request on a new TLS connection (wrk, Connection: close): CPU
+#                           per connection (accept, handshake, one request, close) and p99 of B
+#                           and the gateways, in alternating rounds
 #   bench/run.sh serve      start A-D, log in, print URLs/cookies/pids, wait (experiments by hand)
 #   bench/run.sh pgo-train  the training load of scripts/build-pgo.sh (WXGATE_BIN = the
 #                           instrumented binary): D, R, S, C, HTTP/2, no session, logins
@@ -21,6 +24,7 @@
 # http2 on, D, and E2 = the floor over HTTP/2 when E is in SETUPS)
 # SETUPS="A B C D R S" (compare: which setups, e.g. "B D" for quick A/B work on the hot path;
 # E = the stack floor, on request; P = D built with PGO, $PGO_BIN from scripts/build-pgo.sh)
+# handshakes: SETUPS="B D" (any of B C D E P R S) HS_CONNECTIONS=16 (connections at a time)
 # WXGATE_BIN (the gateway binary; default target/release/wxgate) PGO_BIN (setup P's;
 # default target/pgo/wxgate) LOGIN_LOAD_BIN (default target/release/examples/login_load)
 # PGO_TRAIN_SECS=4 (pgo-train: seconds per load)
@@ -40,7 +44,11 @@ MODE=${1:-compare}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH=$ROOT/bench
 ROUNDS=${ROUNDS:-5}
-SETUPS=${SETUPS:-A B C D R S}
+if [[ -z ${SETUPS+set} ]]; then
+    SETUPS="A B C D R S"
+    [[ $MODE == handshakes ]] && SETUPS="B D"
+fi
+HS_CONNECTIONS=${HS_CONNECTIONS:-16}
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-64 256 1000}
 H2=${H2:-1}
@@ -91,13 +99,13 @@ WEBSITE_APPID=wx1000000000000001
 WEBSITE_SECRET=mock-website-secret-000000000000001
 
 case $MODE in
-compare | sessions | logins | profile | instructions | serve | pgo-train) ;;
+compare | handshakes | sessions | logins | profile | instructions | serve | pgo-train) ;;
 -h | --help | help)
     awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
     exit 0
     ;;
 *)
-    echo "usage: bench/run.sh [compare|sessions|logins|profile|instructions|serve|pgo-train]" >&2
+    echo "usage: bench/run.sh [compare|handshakes|sessions|logins|profile|instructions|serve|pgo-train]" >&2
     exit 2
     ;;
 esac
@@ -214,7 +222,7 @@ build() {
         # Only what this mode runs.
         local need=("$BIN") f
         [[ $MODE == sessions || $MODE == logins || $MODE == pgo-train ]] && need+=("$LOAD")
-        if [[ $MODE == profile || ($MODE == compare && " $SETUPS " == *" E "*) ||
+        if [[ $MODE == profile || (($MODE == compare || $MODE == handshakes) && " $SETUPS " == *" E "*) ||
             ($MODE == instructions && $INSTR_SETUP == E) ]]; then
             need+=("$FLOOR")
         fi
@@ -225,7 +233,7 @@ build() {
         log "cargo build --release --bin wxgate --example login_load --example floor_proxy"
         (cd "$ROOT" && cargo build --release --quiet --bin wxgate --example login_load --example floor_proxy)
     fi
-    if [[ $MODE == compare && " $SETUPS " == *" P "* && ! -x $PGO_BIN ]]; then
+    if [[ ($MODE == compare || $MODE == handshakes) && " $SETUPS " == *" P "* && ! -x $PGO_BIN ]]; then
         die "setup P needs $PGO_BIN: run scripts/build-pgo.sh first (or set PGO_BIN)"
     fi
 }
@@ -711,11 +719,12 @@ mode_serve() {
     wait "$(pid_of idle)" || true
 }
 
-mode_compare() {
+# Start the setups of $SETUPS: fills the caller's `url`, `cookie` (associative arrays) and
+# `order` (the labels, in SETUPS' order), and PROXY_PIDS.
+prepare_setups() {
     start_all
     local cd=$COOKIE_D cc=$COOKIE_C
-
-    local -A url=(
+    url=(
         [A-upstream]="http://127.0.0.1:$UPSTREAM_PORT/"
         [B-nginx-proxy]="https://127.0.0.1:$B_PORT/"
         [C-nginx-auth_request]="https://127.0.0.1:$C_PORT/"
@@ -725,10 +734,11 @@ mode_compare() {
         [S-wxgate-redis-nocache]="https://127.0.0.1:$S_PORT/"
         [P-wxgate-pgo]="https://127.0.0.1:$P_PORT/"
     )
-    local -A cookie=(
+    cookie=(
         [A-upstream]=$cd [B-nginx-proxy]=$cd [C-nginx-auth_request]=$cc [D-wxgate]=$cd [E-floor]=$cd
     )
-    local order=() s
+    order=()
+    local s
     for s in $SETUPS; do
         case $s in
         A) order+=(A-upstream) ;;
@@ -765,6 +775,13 @@ mode_compare() {
         cookie[P-wxgate-pgo]=$COOKIE_P
         PROXY_PIDS[P-wxgate-pgo]=$(pid_of gateway-p)
     fi
+}
+
+mode_compare() {
+    local -A url=() cookie=()
+    local order=()
+    prepare_setups
+    local cd=$COOKIE_D
     runs_header
     for CONNS in $CONNECTIONS; do
         log "HTTP/1.1, $CONNS connections"
@@ -824,6 +841,39 @@ mode_compare() {
                     echo "paired P/D  (the same code without PGO): $(paired3 P2-wxgate-pgo-h2 D-wxgate-h2)"
                 fi
             fi
+        fi
+    } | tee -a "$RESULTS/summary.txt"
+}
+
+# What a new connection costs: every request on a connection of its own (the client sends
+# Connection: close; the proxy closes after the answer), HS_CONNECTIONS at a time. The CPU per
+# request is then the CPU per connection: accept, the TLS handshake, one request, the close. B
+# and wxgate use the same certificate (ECDSA P-256) and the client negotiates the same (TLS 1.3,
+# X25519); no client resumes (wrk keeps no tickets).
+mode_handshakes() {
+    local -A url=() cookie=()
+    local order=()
+    prepare_setups
+    [[ " ${order[*]} " != *" A-upstream "* ]] || die "handshakes: A has no TLS (SETUPS from B C D E P R S)"
+    runs_header
+    CONNS=$HS_CONNECTIONS
+    LOAD_ARGS=(-H "Connection: close")
+    log "HTTP/1.1, every request on a new TLS connection, $CONNS at a time"
+    alternate_rounds "${order[@]}"
+    LOAD_ARGS=()
+    verify_d "$COOKIE_D" >/dev/null 2>&1 || die "D lost its session during the run"
+    {
+        echo
+        echo "wxgate bench handshakes: $ROUNDS rounds x ${DURATION}s per setup, setups alternating, medians"
+        echo "wrk -t$THREADS -c$CONNS, Connection: close: one request per TLS connection, so proxy CPU us/req"
+        echo "is the CPU of a whole connection (accept, handshake, request, close)"
+        summary "${order[@]}"
+        local l
+        if [[ " ${order[*]} " == *" B-nginx-proxy "* ]]; then
+            for l in "${order[@]}"; do
+                [[ $l == B-nginx-proxy ]] && continue
+                echo "${l%%-*}/B  connections/s $(ratio "$(med RPS "$l")" "$(med RPS B-nginx-proxy)")x  p99 $(ratio "$(med P99 "$l")" "$(med P99 B-nginx-proxy)")x  CPU per connection $(ratio "$(med CPU "$l")" "$(med CPU B-nginx-proxy)")x   paired: $(paired3 "$l" B-nginx-proxy)"
+            done
         fi
     } | tee -a "$RESULTS/summary.txt"
 }
@@ -911,15 +961,18 @@ h2_budget() {
 
 # alternate_rounds SETUP...: a warm-up of each, then ROUNDS rounds alternating the setups, with
 # $TOOL and $CONNS; reads mode_compare's url and cookie maps.
+# Extra arguments of every load run of alternate_rounds (handshakes: Connection: close).
+LOAD_ARGS=()
+
 alternate_rounds() {
     local s r
     for s in "$@"; do
-        DURATION=$WARMUP run_load "$s" "${url[$s]}" "$RUN/warmup.txt" -H "cookie: _wxgate=${cookie[$s]}"
+        DURATION=$WARMUP run_load "$s" "${url[$s]}" "$RUN/warmup.txt" -H "cookie: _wxgate=${cookie[$s]}" "${LOAD_ARGS[@]}"
     done
     busy_warning
     for ((r = 1; r <= ROUNDS; r++)); do
         for s in "$@"; do
-            measure "$s" "${url[$s]}" "$r" -H "cookie: _wxgate=${cookie[$s]}"
+            measure "$s" "${url[$s]}" "$r" -H "cookie: _wxgate=${cookie[$s]}" "${LOAD_ARGS[@]}"
             sleep 1
         done
         busy_warning
