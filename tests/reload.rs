@@ -139,12 +139,15 @@ async fn reload_keeps_sessions_and_metrics_and_names_restart_only_keys() {
     }
     let after = requests_2xx(&conn.get("/_wxgate/metrics", None).await.1, "proxy");
     assert_eq!(after, 5);
+    // The gateway runs in this process: this process must not listen on the new port.
     assert!(
-        tokio::net::TcpStream::connect(("127.0.0.1", other_port))
-            .await
-            .is_err(),
+        !proc_support::pid_listens_on(std::process::id(), other_port),
         "server.listen applied without a restart"
     );
+    assert!(proc_support::pid_listens_on(
+        std::process::id(),
+        gw.addr.port()
+    ));
     gw.stop().await;
 }
 
@@ -216,10 +219,9 @@ async fn sighup_rereads_the_config_file() {
             "{key} named:\n{log}"
         );
     }
+    assert!(child.listens_on(child.addr.port()), "still on its port");
     assert!(
-        tokio::net::TcpStream::connect(("127.0.0.1", other))
-            .await
-            .is_err(),
+        !child.listens_on(other),
         "server.listen applied without a restart"
     );
 

@@ -50,6 +50,11 @@ impl Child {
         }
     }
 
+    /// Whether this process holds a listening TCP socket on `port` (see [`pid_listens_on`]).
+    pub fn listens_on(&self, port: u16) -> bool {
+        pid_listens_on(self.child.id(), port)
+    }
+
     /// Wait for the process to exit; its status.
     pub async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
         let t = Instant::now();
@@ -105,6 +110,34 @@ pub fn spawn_run(config: &Path, envs: &[(&str, &str)]) -> Child {
         }
     };
     Child { child, addr, log }
+}
+
+/// Whether process `pid` holds a listening TCP socket on `port` (any address). Asks the kernel
+/// about the process, not the port: another process's listener that happens to take the same
+/// port (a test running beside this one) does not count.
+pub fn pid_listens_on(pid: u32, port: u16) -> bool {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // local_address is ADDR:PORT in hex; state 0A is LISTEN; the inode is column 10.
+            let local_port = f.get(1).and_then(|a| a.rsplit(':').next());
+            if local_port.and_then(|p| u16::from_str_radix(p, 16).ok()) == Some(port)
+                && f.get(3) == Some(&"0A")
+            {
+                inodes.extend(f.get(9).map(|i| format!("socket:[{i}]")));
+            }
+        }
+    }
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap();
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path())
+            .map(|target| inodes.iter().any(|i| target.as_os_str() == i.as_str()))
+            .unwrap_or(false)
+    })
 }
 
 /// A port nothing listens on now.
