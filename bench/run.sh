@@ -49,6 +49,9 @@ if [[ -z ${SETUPS+set} ]]; then
     [[ $MODE == handshakes ]] && SETUPS="B D"
 fi
 HS_CONNECTIONS=${HS_CONNECTIONS:-16}
+# The modes that run the setups of SETUPS (prepare_setups).
+SETUP_MODE=0
+[[ $MODE == compare || $MODE == handshakes ]] && SETUP_MODE=1
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-64 256 1000}
 H2=${H2:-1}
@@ -222,7 +225,7 @@ build() {
         # Only what this mode runs.
         local need=("$BIN") f
         [[ $MODE == sessions || $MODE == logins || $MODE == pgo-train ]] && need+=("$LOAD")
-        if [[ $MODE == profile || (($MODE == compare || $MODE == handshakes) && " $SETUPS " == *" E "*) ||
+        if [[ $MODE == profile || ($SETUP_MODE == 1 && " $SETUPS " == *" E "*) ||
             ($MODE == instructions && $INSTR_SETUP == E) ]]; then
             need+=("$FLOOR")
         fi
@@ -233,7 +236,7 @@ build() {
         log "cargo build --release --bin wxgate --example login_load --example floor_proxy"
         (cd "$ROOT" && cargo build --release --quiet --bin wxgate --example login_load --example floor_proxy)
     fi
-    if [[ ($MODE == compare || $MODE == handshakes) && " $SETUPS " == *" P "* && ! -x $PGO_BIN ]]; then
+    if [[ $SETUP_MODE == 1 && " $SETUPS " == *" P "* && ! -x $PGO_BIN ]]; then
         die "setup P needs $PGO_BIN: run scripts/build-pgo.sh first (or set PGO_BIN)"
     fi
 }
@@ -849,12 +852,14 @@ mode_compare() {
 # Connection: close; the proxy closes after the answer), HS_CONNECTIONS at a time. The CPU per
 # request is then the CPU per connection: accept, the TLS handshake, one request, the close. B
 # and wxgate use the same certificate (ECDSA P-256) and the client negotiates the same (TLS 1.3,
-# X25519); no client resumes (wrk keeps no tickets).
+# X25519). wrk reuses a connection's TLS session when it reconnects, and both proxies accept it:
+# after a connection's first, the handshakes are resumed ones (a fresh X25519 exchange, no
+# certificate or signature).
 mode_handshakes() {
+    [[ " $SETUPS " != *" A "* ]] || die "handshakes: A has no TLS (SETUPS from B C D E P R S)"
     local -A url=() cookie=()
     local order=()
     prepare_setups
-    [[ " ${order[*]} " != *" A-upstream "* ]] || die "handshakes: A has no TLS (SETUPS from B C D E P R S)"
     runs_header
     CONNS=$HS_CONNECTIONS
     LOAD_ARGS=(-H "Connection: close")
@@ -959,11 +964,11 @@ h2_budget() {
     }'
 }
 
-# alternate_rounds SETUP...: a warm-up of each, then ROUNDS rounds alternating the setups, with
-# $TOOL and $CONNS; reads mode_compare's url and cookie maps.
 # Extra arguments of every load run of alternate_rounds (handshakes: Connection: close).
 LOAD_ARGS=()
 
+# alternate_rounds SETUP...: a warm-up of each, then ROUNDS rounds alternating the setups, with
+# $TOOL, $CONNS and LOAD_ARGS; reads the caller's url and cookie maps (see prepare_setups).
 alternate_rounds() {
     local s r
     for s in "$@"; do

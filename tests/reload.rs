@@ -144,10 +144,10 @@ async fn reload_keeps_sessions_and_metrics_and_names_restart_only_keys() {
         !proc_support::pid_listens_on(std::process::id(), other_port),
         "server.listen applied without a restart"
     );
-    assert!(proc_support::pid_listens_on(
-        std::process::id(),
-        gw.addr.port()
-    ));
+    assert!(
+        proc_support::pid_listens_on(std::process::id(), gw.addr.port()),
+        "still on its port"
+    );
     gw.stop().await;
 }
 
