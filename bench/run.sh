@@ -14,6 +14,10 @@
 #   bench/run.sh handshakes every request on a new TLS connection (wrk, Connection: close): CPU
 #                           per connection (accept, handshake, one request, close) and p99 of B
 #                           and the gateways, in alternating rounds
+#   bench/run.sh burst      BURST_CONNECTIONS clients connect at once, then keep-alive requests
+#                           (h2load --h1, every request logged): how long the connections took
+#                           and the requests' p99 during the burst and after it, B against the
+#                           gateways, in alternating rounds
 #   bench/run.sh serve      start A-D, log in, print URLs/cookies/pids, wait (experiments by hand)
 #   bench/run.sh pgo-train  the training load of scripts/build-pgo.sh (WXGATE_BIN = the
 #                           instrumented binary): D, R, S, C, HTTP/2, no session, logins
@@ -25,6 +29,8 @@
 # SETUPS="A B C D R S" (compare: which setups, e.g. "B D" for quick A/B work on the hot path;
 # E = the stack floor, on request; P = D built with PGO, $PGO_BIN from scripts/build-pgo.sh)
 # handshakes: SETUPS="B D" (any of B C D E P R S) HS_CONNECTIONS=16 (connections at a time)
+# burst: SETUPS="B D" (any of B C D E P R S) BURST_CONNECTIONS=1000 BURST_WINDOW_MS=1000 (the
+#        first this many ms of a run count as the burst)
 # WXGATE_BIN (the gateway binary; default target/release/wxgate) PGO_BIN (setup P's;
 # default target/pgo/wxgate) LOGIN_LOAD_BIN (default target/release/examples/login_load)
 # PGO_TRAIN_SECS=4 (pgo-train: seconds per load)
@@ -46,12 +52,14 @@ BENCH=$ROOT/bench
 ROUNDS=${ROUNDS:-5}
 if [[ -z ${SETUPS+set} ]]; then
     SETUPS="A B C D R S"
-    [[ $MODE == handshakes ]] && SETUPS="B D"
+    [[ $MODE == handshakes || $MODE == burst ]] && SETUPS="B D"
 fi
 HS_CONNECTIONS=${HS_CONNECTIONS:-16}
+BURST_CONNECTIONS=${BURST_CONNECTIONS:-1000}
+BURST_WINDOW_MS=${BURST_WINDOW_MS:-1000}
 # The modes that run the setups of SETUPS (prepare_setups).
 SETUP_MODE=0
-[[ $MODE == compare || $MODE == handshakes ]] && SETUP_MODE=1
+[[ $MODE == compare || $MODE == handshakes || $MODE == burst ]] && SETUP_MODE=1
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-64 256 1000}
 H2=${H2:-1}
@@ -102,13 +110,13 @@ WEBSITE_APPID=wx1000000000000001
 WEBSITE_SECRET=mock-website-secret-000000000000001
 
 case $MODE in
-compare | handshakes | sessions | logins | profile | instructions | serve | pgo-train) ;;
+compare | handshakes | burst | sessions | logins | profile | instructions | serve | pgo-train) ;;
 -h | --help | help)
     awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
     exit 0
     ;;
 *)
-    echo "usage: bench/run.sh [compare|handshakes|sessions|logins|profile|instructions|serve|pgo-train]" >&2
+    echo "usage: bench/run.sh [compare|handshakes|burst|sessions|logins|profile|instructions|serve|pgo-train]" >&2
     exit 2
     ;;
 esac
@@ -513,6 +521,11 @@ measure() {
     read -r pu1 ps1 < <(tree_ticks $proxy)
     read -r uu1 us1 < <(tree_ticks "$upstream")
     local line
+    if [[ $MODE == burst && $TOOL == h2load ]]; then
+        burst_record "$label" "$round" "$out"
+    elif [[ $MODE == burst ]]; then
+        awk -v l="$label" -v r="$round" '/^tail / { for (i = 2; i <= 5; i++) { sub(/^[^=]*=/, "", $i) } print l "\t" r "\t" $2 "\t" $3 "\t" $4 "\t" $5 }' "$out" >>"$RESULTS/wrk-tail.tsv"
+    fi
     if [[ $TOOL == h2load ]]; then line=$(parse_h2load "$out"); else line=$(parse_wrk "$out"); fi
     read -r rps p50 p90 p99 non2xx errs reqs <<<"$line"
     local wu ws cpu
@@ -881,6 +894,124 @@ mode_handshakes() {
             done
         fi
     } | tee -a "$RESULTS/summary.txt"
+}
+
+# A burst of new connections: BURST_CONNECTIONS clients connect at once (a restart, a deploy,
+# the morning rush), then send requests on keep-alive. h2load --h1 logs every request with its
+# start time, so the requests of the first BURST_WINDOW_MS (when the handshakes and the first
+# requests compete) are told apart from the rest. wrk's latency counts from a request's first
+# byte: a proxy that finishes its handshakes later lets fewer requests start during the burst
+# and so has fewer slow requests, without being faster. Hence also how long the connections
+# took: h2load's time for connect (TCP and TLS handshake) and to the first response byte.
+mode_burst() {
+    [[ " $SETUPS " != *" A "* ]] || die "burst: A has no TLS (SETUPS from B C D E P R S)"
+    local -A url=() cookie=()
+    local order=()
+    prepare_setups
+    printf 'setup\tround\tconnect_mean_ms\tconnect_max_ms\tfirst_byte_mean_ms\tfirst_byte_max_ms\tburst_requests\tburst_p99_ms\tafter_p99_ms\tp999_ms\tmax_ms\n' >"$RESULTS/burst.tsv"
+    printf 'setup\tround\tp99_ms\tp995_ms\tp999_ms\tmax_ms\n' >"$RESULTS/wrk-tail.tsv"
+    CONNS=$BURST_CONNECTIONS
+    {
+        echo
+        echo "wxgate bench burst: $ROUNDS rounds x ${DURATION}s per setup and load tool, setups alternating, medians"
+    } | tee -a "$RESULTS/summary.txt"
+
+    runs_header
+    TOOL=h2load H2_STREAMS=1 LOAD_ARGS=(--h1)
+    log "h2load --h1: $CONNS connections opened at once, then keep-alive requests"
+    alternate_rounds "${order[@]}"
+    {
+        echo
+        echo "h2load --h1 -t$THREADS -c$CONNS: all connections opened at once, then keep-alive requests"
+        summary "${order[@]}"
+        echo
+        echo "the burst: connections ready (TCP + TLS) and first answers; request p99 in the first ${BURST_WINDOW_MS} ms of a run and after"
+        burst_summary "${order[@]}"
+    } | tee -a "$RESULTS/summary.txt"
+    mv "$RESULTS/runs.tsv" "$RESULTS/runs-h2load.tsv"
+
+    runs_header
+    TOOL=wrk LOAD_ARGS=(-s "$BENCH/tail.lua")
+    log "wrk: the same, with the tail beyond p99"
+    alternate_rounds "${order[@]}"
+    LOAD_ARGS=()
+    {
+        echo
+        echo "wrk -t$THREADS -c$CONNS (as compare at $CONNS connections), and the tail beyond its p99"
+        summary "${order[@]}"
+        wrk_tail_summary "${order[@]}"
+    } | tee -a "$RESULTS/summary.txt"
+    mv "$RESULTS/runs.tsv" "$RESULTS/runs-wrk.tsv"
+    verify_d "$COOKIE_D" >/dev/null 2>&1 || die "D lost its session during the run"
+}
+
+# wrk_tail_summary LABEL...: medians of wrk-tail.tsv per setup.
+wrk_tail_summary() {
+    printf '%-24s %9s %9s %9s %9s\n' setup "p99" "p99.5" "p99.9" "max"
+    local l c
+    for l in "$@"; do
+        local m=()
+        for c in 3 4 5 6; do
+            m+=("$(awk -F'\t' -v l="$l" -v c="$c" 'NR > 1 && $1 == l { print $c }' "$RESULTS/wrk-tail.tsv" | median)")
+        done
+        printf '%-24s %9.3f %9.3f %9.3f %9.3f\n' "$l" "${m[@]}"
+    done
+}
+
+# burst_record LABEL ROUND OUT: one line of burst.tsv from h2load's output and its request log
+# (OUT.log: start µs since the epoch, status, duration µs), before parse_h2load removes it.
+burst_record() {
+    local label=$1 round=$2 out=$3 times
+    times=$(awk '
+        function ms(v,   n, u) {
+            n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+            if (u == "us") return n / 1000
+            if (u == "s") return n * 1000
+            return n
+        }
+        /^time for connect:/ { cm = ms($6); cx = ms($5) }
+        /^time to 1st byte:/ { fm = ms($7); fx = ms($6) }
+        END { printf "%.1f %.1f %.1f %.1f", cm, cx, fm, fx }' "$out")
+    # Requests that started within the window, and the others: count and p99 of each.
+    local split=$RUN/burst-split.txt nb bp rest
+    sort -n -k1,1 "$out.log" | awk -v w="$BURST_WINDOW_MS" 'NR == 1 { t0 = $1 } { print ($1 - t0 < w * 1000 ? "b" : "a"), $3 / 1000 }' >"$split"
+    p99_of() { awk -v k="$1" '$1 == k { print $2 }' "$split" | sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) { print 0; exit } printf "%.3f", a[int(NR * 0.99) + 1] }'; }
+    nb=$(awk '$1 == "b"' "$split" | wc -l)
+    bp=$(p99_of b)
+    rest=$(p99_of a)
+    local tail
+    tail=$(cut -f3 "$out.log" | sort -n | awk '{ a[NR] = $1 } END { if (NR == 0) { print "0 0"; exit } printf "%.3f %.3f", a[int(NR * 0.999) + 1] / 1000, a[NR] / 1000 }')
+    local cm cx fm fx p999 mx
+    read -r cm cx fm fx <<<"$times"
+    read -r p999 mx <<<"$tail"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$round" "$cm" "$cx" "$fm" "$fx" "$nb" "$bp" "$rest" "$p999" "$mx" >>"$RESULTS/burst.tsv"
+    log "burst round $round $label: connect mean ${cm}ms max ${cx}ms; first byte mean ${fm}ms max ${fx}ms; $nb requests in the first ${BURST_WINDOW_MS}ms, p99 ${bp}ms; after it p99 ${rest}ms; p99.9 ${p999}ms max ${mx}ms"
+}
+
+# burst_ratio KIND LABEL → LABEL's median of KIND (from burst_summary) / B's
+burst_ratio() {
+    local a="BURST_$1_${2//[^A-Za-z0-9]/_}" b="BURST_$1_B_nginx_proxy"
+    ratio "${!a:-nan}" "${!b:-nan}"
+}
+
+# burst_summary LABEL...: medians of burst.tsv per setup, and the ratios to B (medians).
+burst_summary() {
+    printf '%-24s %12s %12s %12s %12s %9s %10s %10s %9s %9s\n' setup "connect ms" "conn max" "1st byte ms" "1st max" "burst req" "burst p99" "after p99" "p99.9" "max"
+    local l c
+    for l in "$@"; do
+        local m=()
+        for c in 3 4 5 6 7 8 9 10 11; do
+            m+=("$(awk -F'\t' -v l="$l" -v c="$c" 'NR > 1 && $1 == l { print $c }' "$RESULTS/burst.tsv" | median)")
+        done
+        printf '%-24s %12.1f %12.1f %12.1f %12.1f %9.0f %10.3f %10.3f %9.3f %9.3f\n' "$l" "${m[@]}"
+        local k=${l//[^A-Za-z0-9]/_}
+        eval "BURST_CONN_$k=${m[0]} BURST_FIRST_$k=${m[2]} BURST_P99_$k=${m[5]} BURST_AFTER_$k=${m[6]} BURST_MAX_$k=${m[8]}"
+    done
+    [[ " $* " == *" B-nginx-proxy "* ]] || return 0
+    for l in "$@"; do
+        [[ $l == B-nginx-proxy ]] && continue
+        echo "${l%%-*}/B  connect $(burst_ratio CONN "$l")x  first byte $(burst_ratio FIRST "$l")x  burst p99 $(burst_ratio P99 "$l")x  after p99 $(burst_ratio AFTER "$l")x  max $(burst_ratio MAX "$l")x"
+    done
 }
 
 # The training load of scripts/build-pgo.sh, against $BIN (its instrumented build): what a
