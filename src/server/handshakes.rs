@@ -1,7 +1,7 @@
 //! TLS handshakes next to the workers, not on them: the expensive step of a handshake (the
-//! key exchange and the signature, about 0.15 ms of CPU) runs on handshake threads, one per
-//! worker, so a burst of new connections (a restart, a deploy, the morning rush) cannot hold up
-//! the requests of connections that are already open.
+//! key exchange and the signature, about 0.15 ms of CPU) runs on handshake threads, so a burst
+//! of new connections (a restart, a deploy, the morning rush) cannot hold up the requests of
+//! connections that are already open.
 //!
 //! A worker reads the ClientHello itself ([`LazyConfigAcceptor`], cheap), hands the parsed
 //! hello to a handshake thread, which answers it (`StartHandshake::into_stream`: the server's
@@ -14,16 +14,20 @@
 //! request waited for hundreds of handshakes. On their own threads, the kernel shares the CPU
 //! between handshakes and requests in time slices instead.
 //!
-//! The handshake threads run at nice 10 ([`HANDSHAKE_NICE`] above the process's own): when handshakes and requests both
-//! want the CPU, the requests of connections already open go first, and the handshakes take the
-//! rest (the scheduler gives every runnable thread some CPU, so a handshake is delayed, never
-//! stalled). Measured with `bench/run.sh burst` (1 000 TLS connections opened at once, five
-//! rounds, same binary at nice 0 and nice 10, nginx alongside): wrk's p99 / p99.9 / max went from
-//! 67 / 214 / 281 ms at nice 0 to 39 / 89 / 113 ms at nice 10 (nginx 46 / 228 / 323 ms); the
-//! connections took longer to be ready (mean 245 against 193 ms) but got their first answer
-//! sooner (307 against 336 ms), and CPU per request was unchanged. An earlier version of this
-//! module, with two handshake threads per worker, was slower at nice 10; with one per worker it
-//! is the other way round.
+//! Each worker has two handshake threads. A quiet-time thread, at the workers' priority, takes
+//! the handshakes while few are pending (fewer than [`QUIET_DEPTH`] per thread: new
+//! connections at a steady rate). Beyond that it is a burst, and new handshakes go to a burst
+//! thread at nice +10 ([`HANDSHAKE_NICE`]): while handshakes and requests both want the CPU, the
+//! requests of open connections go first and the handshakes take the rest (the scheduler gives
+//! every runnable thread some CPU, so a handshake is delayed, never stalled). Measured with
+//! `bench/run.sh burst` (1 000 TLS connections at once, five rounds, same binary, nginx
+//! alongside), all handshakes at nice 10 against all at nice 0: wrk's p99 / p99.9 / max 39 / 89 /
+//! 113 ms against 67 / 214 / 281 (nginx 46 / 228 / 323), connections ready later (mean 245
+//! against 193 ms) but answered sooner (first byte 307 against 336 ms), CPU per request
+//! unchanged. But at nice 10 alone, new connections at a steady rate (`bench/run.sh
+//! handshakes`) lost their CPU to any busy process at nice 0 (there, the load generator): 0.59x
+//! nginx's connections per second, against about 1.0x at nice 0. The quiet-time threads keep
+//! that case at the workers' priority.
 
 use std::io;
 use std::pin::Pin;
@@ -64,46 +68,84 @@ fn lower_priority() {
 #[cfg(not(target_os = "linux"))]
 fn lower_priority() {}
 
-/// The handshake threads of one server (one per worker; they end when the pool is dropped).
+/// Handshakes waiting or running, per quiet-time thread, below which a new one goes to a
+/// quiet-time thread (at the workers' priority); at or above it, to a burst thread. Eight is
+/// about a millisecond of handshake work: a steady stream of new connections stays under it,
+/// a burst goes over it at once.
+const QUIET_DEPTH: usize = 8;
+
+/// The handshake threads of one server, two per worker: a quiet-time thread at the workers'
+/// priority and a burst thread [`HANDSHAKE_NICE`] below it. They end when the pool is dropped.
 pub(crate) struct HandshakePool {
-    queues: Vec<mpsc::Sender<Job>>,
+    quiet: Vec<mpsc::Sender<Job>>,
+    burst: Vec<mpsc::Sender<Job>>,
+    /// Handshakes sent to a thread and not yet done, on all threads.
+    pending: Arc<AtomicUsize>,
     next: AtomicUsize,
 }
 
+/// Counts a handshake as pending while it lives (sent, waiting or running; a job the channel
+/// drops unrun is done too).
+struct Pending(Arc<AtomicUsize>);
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One handshake thread, named `name`, at a lower priority if `low`.
+fn spawn_thread(name: String, low: bool) -> io::Result<mpsc::Sender<Job>> {
+    let (tx, rx) = mpsc::channel::<Job>();
+    std::thread::Builder::new().name(name).spawn(move || {
+        if low {
+            lower_priority();
+        }
+        // Ends when the pool (every sender) is gone.
+        while let Ok(job) = rx.recv() {
+            job();
+        }
+    })?;
+    Ok(tx)
+}
+
 impl HandshakePool {
-    /// Start `threads` handshake threads (at least one).
-    pub(crate) fn start(threads: usize) -> io::Result<Arc<Self>> {
-        let mut queues = Vec::new();
-        for i in 0..threads.max(1) {
-            let (tx, rx) = mpsc::channel::<Job>();
-            std::thread::Builder::new()
-                .name(format!("wxgate-tls-{i}"))
-                .spawn(move || {
-                    lower_priority();
-                    // Ends when the pool (every sender) is gone.
-                    while let Ok(job) = rx.recv() {
-                        job();
-                    }
-                })?;
-            queues.push(tx);
+    /// Start `workers` quiet-time and `workers` burst threads (at least one of each).
+    pub(crate) fn start(workers: usize) -> io::Result<Arc<Self>> {
+        let mut quiet = Vec::new();
+        let mut burst = Vec::new();
+        for i in 0..workers.max(1) {
+            quiet.push(spawn_thread(format!("wxgate-tls-{i}"), false)?);
+            burst.push(spawn_thread(format!("wxgate-tlsb-{i}"), true)?);
         }
         Ok(Arc::new(HandshakePool {
-            queues,
+            quiet,
+            burst,
+            pending: Arc::new(AtomicUsize::new(0)),
             next: AtomicUsize::new(0),
         }))
     }
 
-    /// Run `f` on a handshake thread; `None` if the pool is gone. A job whose caller gave up
-    /// (its handshake timed out) is skipped.
+    /// Run `f` on a handshake thread: a quiet-time one while few handshakes are pending, a
+    /// burst one otherwise. `None` if the pool is gone. A job whose caller gave up (its
+    /// handshake timed out) is skipped.
     async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let before = self.pending.fetch_add(1, Ordering::Relaxed);
+        let pending = Pending(self.pending.clone());
         let job: Job = Box::new(move || {
+            let _pending = pending;
             if !tx.is_closed() {
                 let _ = tx.send(f());
             }
         });
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.queues.len();
-        self.queues[i].send(job).ok()?;
+        let threads = if before < QUIET_DEPTH * self.quiet.len() {
+            &self.quiet
+        } else {
+            &self.burst
+        };
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % threads.len();
+        threads[i].send(job).ok()?;
         rx.await.ok()
     }
 
@@ -285,24 +327,79 @@ mod tests {
         assert_eq!(on.as_deref(), Some("wxgate-tls-0"));
     }
 
-    /// The handshake threads run [`HANDSHAKE_NICE`] below the priority of the thread that
-    /// started the pool, which keeps its own.
+    /// This thread's nice value.
     #[cfg(target_os = "linux")]
-    #[tokio::test]
-    async fn handshake_threads_run_at_a_lower_priority() {
+    fn own_nice() -> i32 {
         // SAFETY: plain syscalls on the calling thread's own id.
-        fn own_nice() -> i32 {
-            unsafe {
-                let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-                libc::getpriority(libc::PRIO_PROCESS, tid)
-            }
+        unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::getpriority(libc::PRIO_PROCESS, tid)
         }
+    }
+
+    /// Where a job ran: the thread's name and nice value.
+    fn where_run() -> (String, i32) {
+        let name = std::thread::current().name().unwrap_or("").to_owned();
+        #[cfg(target_os = "linux")]
+        return (name, own_nice());
+        #[cfg(not(target_os = "linux"))]
+        return (name, 0);
+    }
+
+    /// While few handshakes are pending they run on the quiet-time threads, at the priority of
+    /// the thread that started the pool (which keeps its own); once the quiet-time threads
+    /// have [`QUIET_DEPTH`] each, the next go to the burst threads, [`HANDSHAKE_NICE`] lower;
+    /// when the burst is over, to the quiet-time threads again.
+    #[tokio::test]
+    async fn a_burst_goes_to_the_lower_priority_threads() {
+        #[cfg(target_os = "linux")]
         let before = own_nice();
         let pool = HandshakePool::start(2).unwrap();
-        for _ in 0..2 {
-            let nice = pool.run(own_nice).await.unwrap();
-            assert_eq!(nice, (before + HANDSHAKE_NICE).min(MAX_NICE));
+        let (name, nice) = pool.run(where_run).await.unwrap();
+        assert!(name.starts_with("wxgate-tls-"), "{name}");
+        #[cfg(target_os = "linux")]
+        assert_eq!(nice, before);
+
+        // Fill the quiet-time threads: QUIET_DEPTH pending handshakes each, held.
+        let mut release = Vec::new();
+        let mut held = Vec::new();
+        for _ in 0..QUIET_DEPTH * 2 {
+            let (tx, rx) = std::sync::mpsc::channel::<()>();
+            release.push(tx);
+            let pool = pool.clone();
+            held.push(tokio::spawn(async move {
+                pool.run(move || {
+                    let _ = rx.recv();
+                    where_run()
+                })
+                .await
+            }));
         }
+        while pool.pending.load(Ordering::Relaxed) < QUIET_DEPTH * 2 {
+            tokio::task::yield_now().await;
+        }
+        for _ in 0..2 {
+            let (name, nice) = pool.run(where_run).await.unwrap();
+            assert!(name.starts_with("wxgate-tlsb-"), "{name}");
+            #[cfg(target_os = "linux")]
+            assert_eq!(nice, (before + HANDSHAKE_NICE).min(MAX_NICE));
+            let _ = nice;
+        }
+        for tx in release {
+            tx.send(()).unwrap();
+        }
+        for h in held {
+            let (name, _) = h.await.unwrap().unwrap();
+            assert!(name.starts_with("wxgate-tls-"), "{name}");
+        }
+        assert_eq!(
+            pool.pending.load(Ordering::Relaxed),
+            0,
+            "every job counted out"
+        );
+        let (name, _) = pool.run(where_run).await.unwrap();
+        assert!(name.starts_with("wxgate-tls-"), "{name}");
+        #[cfg(target_os = "linux")]
         assert_eq!(own_nice(), before, "the caller's priority is untouched");
     }
 
