@@ -144,10 +144,13 @@ fn run(flag: Option<PathBuf>) -> anyhow::Result<()> {
     wxgate::common::logging::init(settings.log.format.as_str());
     let rt = runtime()?;
     rt.block_on(async move {
+        // SIGHUP's handler before the listener: a SIGHUP right after "listening" (a reload
+        // script, a test) would otherwise meet the default action and end the process.
+        let hup = sighup();
         let running = wxgate::server::serve(settings).await?;
         tokio::select! {
             _ = wxgate::server::shutdown_signal() => {}
-            _ = reload_on_sighup(&running, path.as_deref()) => {}
+            _ = reload_on_sighup(hup, &running, path.as_deref()) => {}
         }
         running.shutdown().await;
         Ok(())
@@ -158,11 +161,14 @@ fn run(flag: Option<PathBuf>) -> anyhow::Result<()> {
 /// files. A valid config applies to new requests; an invalid one is one ERROR line and the
 /// running one stays. The TLS files are re-read either way (a certificate renewal does not
 /// wait for a config fix). Never returns.
-async fn reload_on_sighup(running: &wxgate::server::Running, path: Option<&std::path::Path>) {
+async fn reload_on_sighup(
+    hup: SigHup,
+    running: &wxgate::server::Running,
+    path: Option<&std::path::Path>,
+) {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::hangup()) {
+        match hup {
             Ok(mut hup) => {
                 while hup.recv().await.is_some() {
                     tracing::info!("SIGHUP: reloading the configuration");
@@ -194,6 +200,17 @@ async fn reload_on_sighup(running: &wxgate::server::Running, path: Option<&std::
         }
     }
     #[cfg(not(unix))]
-    let _ = (running, path);
+    let _ = (hup, running, path);
     std::future::pending::<()>().await
+}
+
+#[cfg(unix)]
+type SigHup = std::io::Result<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type SigHup = ();
+
+/// Take SIGHUP over from its default action (ending the process); must run on the runtime.
+fn sighup() -> SigHup {
+    #[cfg(unix)]
+    return tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
 }
