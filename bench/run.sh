@@ -945,15 +945,22 @@ mode_burst() {
     verify_d "$COOKIE_D" >/dev/null 2>&1 || die "D lost its session during the run"
 }
 
+# tsv_medians FILE LABEL COL...: the median of each column COL over the rows of setup LABEL
+# (FILE: a header line, then setup, round, values), space-separated.
+tsv_medians() {
+    local file=$1 label=$2 c
+    shift 2
+    for c in "$@"; do
+        awk -F'\t' -v l="$label" -v c="$c" 'NR > 1 && $1 == l { print $c }' "$file" | median
+    done | paste -sd' '
+}
+
 # wrk_tail_summary LABEL...: medians of wrk-tail.tsv per setup.
 wrk_tail_summary() {
     printf '%-24s %9s %9s %9s %9s\n' setup "p99" "p99.5" "p99.9" "max"
-    local l c
+    local l m
     for l in "$@"; do
-        local m=()
-        for c in 3 4 5 6; do
-            m+=("$(awk -F'\t' -v l="$l" -v c="$c" 'NR > 1 && $1 == l { print $c }' "$RESULTS/wrk-tail.tsv" | median)")
-        done
+        read -ra m <<<"$(tsv_medians "$RESULTS/wrk-tail.tsv" "$l" 3 4 5 6)"
         printf '%-24s %9.3f %9.3f %9.3f %9.3f\n' "$l" "${m[@]}"
     done
 }
@@ -997,12 +1004,9 @@ burst_ratio() {
 # burst_summary LABEL...: medians of burst.tsv per setup, and the ratios to B (medians).
 burst_summary() {
     printf '%-24s %12s %12s %12s %12s %9s %10s %10s %9s %9s\n' setup "connect ms" "conn max" "1st byte ms" "1st max" "burst req" "burst p99" "after p99" "p99.9" "max"
-    local l c
+    local l m
     for l in "$@"; do
-        local m=()
-        for c in 3 4 5 6 7 8 9 10 11; do
-            m+=("$(awk -F'\t' -v l="$l" -v c="$c" 'NR > 1 && $1 == l { print $c }' "$RESULTS/burst.tsv" | median)")
-        done
+        read -ra m <<<"$(tsv_medians "$RESULTS/burst.tsv" "$l" 3 4 5 6 7 8 9 10 11)"
         printf '%-24s %12.1f %12.1f %12.1f %12.1f %9.0f %10.3f %10.3f %9.3f %9.3f\n' "$l" "${m[@]}"
         local k=${l//[^A-Za-z0-9]/_}
         eval "BURST_CONN_$k=${m[0]} BURST_FIRST_$k=${m[2]} BURST_P99_$k=${m[5]} BURST_AFTER_$k=${m[6]} BURST_MAX_$k=${m[8]}"

@@ -144,12 +144,12 @@ fn run(flag: Option<PathBuf>) -> anyhow::Result<()> {
     wxgate::common::logging::init(settings.log.format.as_str());
     let rt = runtime()?;
     rt.block_on(async move {
-        // SIGHUP's handler before the listener: a SIGHUP right after "listening" (a reload
-        // script, a test) would otherwise meet the default action and end the process.
-        let hup = sighup();
+        // Before the listener: a signal right after "listening" gets its graceful handling.
+        let mut stop = wxgate::server::ShutdownSignal::install();
+        let hup = wxgate::server::ReloadSignal::install();
         let running = wxgate::server::serve(settings).await?;
         tokio::select! {
-            _ = wxgate::server::shutdown_signal() => {}
+            _ = stop.recv() => {}
             _ = reload_on_sighup(hup, &running, path.as_deref()) => {}
         }
         running.shutdown().await;
@@ -162,55 +162,31 @@ fn run(flag: Option<PathBuf>) -> anyhow::Result<()> {
 /// running one stays. The TLS files are re-read either way (a certificate renewal does not
 /// wait for a config fix). Never returns.
 async fn reload_on_sighup(
-    hup: SigHup,
+    mut hup: wxgate::server::ReloadSignal,
     running: &wxgate::server::Running,
     path: Option<&std::path::Path>,
 ) {
-    #[cfg(unix)]
-    {
-        match hup {
-            Ok(mut hup) => {
-                while hup.recv().await.is_some() {
-                    tracing::info!("SIGHUP: reloading the configuration");
-                    // Reading files blocks: off the runtime's threads.
-                    let owned = path.map(|p| p.to_path_buf());
-                    let loaded =
-                        tokio::task::spawn_blocking(move || Config::load(owned.as_deref())).await;
-                    match loaded {
-                        Ok(Ok(settings)) => {
-                            // A failure has logged its ERROR; the running configuration stays.
-                            let _ = running.reload(settings).await;
-                        }
-                        Ok(Err(e)) => tracing::error!(
-                            error = %e,
-                            "config reload failed; keeping the running configuration"
-                        ),
-                        Err(e) => tracing::error!(error = %e, "config reload failed"),
-                    }
-                    // A failed TLS reload has logged its ERROR (file and reason); the old
-                    // certificate stays.
-                    if running.has_tls() && running.reload_tls().is_ok() {
-                        tracing::info!("SIGHUP: TLS files reloaded");
-                    }
-                }
+    loop {
+        hup.recv().await;
+        tracing::info!("SIGHUP: reloading the configuration");
+        // Reading files blocks: off the runtime's threads.
+        let owned = path.map(|p| p.to_path_buf());
+        let loaded = tokio::task::spawn_blocking(move || Config::load(owned.as_deref())).await;
+        match loaded {
+            Ok(Ok(settings)) => {
+                // A failure has logged its ERROR; the running configuration stays.
+                let _ = running.reload(settings).await;
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGHUP; reload by signal is off")
-            }
+            Ok(Err(e)) => tracing::error!(
+                error = %e,
+                "config reload failed; keeping the running configuration"
+            ),
+            Err(e) => tracing::error!(error = %e, "config reload failed"),
+        }
+        // A failed TLS reload has logged its ERROR (file and reason); the old certificate
+        // stays.
+        if running.has_tls() && running.reload_tls().is_ok() {
+            tracing::info!("SIGHUP: TLS files reloaded");
         }
     }
-    #[cfg(not(unix))]
-    let _ = (hup, running, path);
-    std::future::pending::<()>().await
-}
-
-#[cfg(unix)]
-type SigHup = std::io::Result<tokio::signal::unix::Signal>;
-#[cfg(not(unix))]
-type SigHup = ();
-
-/// Take SIGHUP over from its default action (ending the process); must run on the runtime.
-fn sighup() -> SigHup {
-    #[cfg(unix)]
-    return tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
 }

@@ -49,18 +49,29 @@ pub(crate) const HANDSHAKE_NICE: i32 = 10;
 #[cfg(target_os = "linux")]
 const MAX_NICE: i32 = 19;
 
+/// The calling thread's nice value (its own, not the process's).
+#[cfg(target_os = "linux")]
+fn thread_nice() -> i32 {
+    // SAFETY: plain syscalls on this thread's own id; no memory is passed or touched.
+    unsafe {
+        libc::getpriority(
+            libc::PRIO_PROCESS,
+            libc::syscall(libc::SYS_gettid) as libc::id_t,
+        )
+    }
+}
+
 /// Lower the calling thread's priority by [`HANDSHAKE_NICE`]. Best effort: lowering one's own
 /// priority needs no privilege, and if it fails the thread runs at the workers' priority.
 #[cfg(target_os = "linux")]
 fn lower_priority() {
-    // SAFETY: plain syscalls on this thread's own id; no memory is passed or touched.
+    let nice = (thread_nice() + HANDSHAKE_NICE).min(MAX_NICE);
+    // SAFETY: as in `thread_nice`.
     unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        let now = libc::getpriority(libc::PRIO_PROCESS, tid);
         libc::setpriority(
             libc::PRIO_PROCESS,
-            tid,
-            (now + HANDSHAKE_NICE).min(MAX_NICE),
+            libc::syscall(libc::SYS_gettid) as libc::id_t,
+            nice,
         );
     }
 }
@@ -327,21 +338,11 @@ mod tests {
         assert_eq!(on.as_deref(), Some("wxgate-tls-0"));
     }
 
-    /// This thread's nice value.
-    #[cfg(target_os = "linux")]
-    fn own_nice() -> i32 {
-        // SAFETY: plain syscalls on the calling thread's own id.
-        unsafe {
-            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-            libc::getpriority(libc::PRIO_PROCESS, tid)
-        }
-    }
-
     /// Where a job ran: the thread's name and nice value.
     fn where_run() -> (String, i32) {
         let name = std::thread::current().name().unwrap_or("").to_owned();
         #[cfg(target_os = "linux")]
-        return (name, own_nice());
+        return (name, thread_nice());
         #[cfg(not(target_os = "linux"))]
         return (name, 0);
     }
@@ -353,7 +354,7 @@ mod tests {
     #[tokio::test]
     async fn a_burst_goes_to_the_lower_priority_threads() {
         #[cfg(target_os = "linux")]
-        let before = own_nice();
+        let before = thread_nice();
         let pool = HandshakePool::start(2).unwrap();
         let (name, nice) = pool.run(where_run).await.unwrap();
         assert!(name.starts_with("wxgate-tls-"), "{name}");
@@ -400,7 +401,7 @@ mod tests {
         let (name, _) = pool.run(where_run).await.unwrap();
         assert!(name.starts_with("wxgate-tls-"), "{name}");
         #[cfg(target_os = "linux")]
-        assert_eq!(own_nice(), before, "the caller's priority is untouched");
+        assert_eq!(thread_nice(), before, "the caller's priority is untouched");
     }
 
     /// A job whose caller gave up before a handshake thread got to it (its handshake timed

@@ -23,12 +23,13 @@ mod plain_http;
 mod running;
 mod serving;
 mod shutdown;
+mod signals;
 pub mod tls;
 mod wake_gate;
 mod worker;
 
 pub use self::running::{Reloaded, Running, ServeError};
-pub use self::shutdown::shutdown_signal;
+pub use self::signals::{ReloadSignal, ShutdownSignal};
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -167,6 +167,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
     let mut settings = Config::from_toml(&toml).context("dev configuration")?;
     settings.wechat.api_base = mock.url();
+    let mut stop = crate::server::ShutdownSignal::install();
     let running = crate::server::serve(settings).await?;
     let url = format!("https://localhost:{}/", running.addr.port());
 
@@ -218,7 +219,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         snapshot.display()
     );
     println!();
-    crate::server::shutdown_signal().await;
+    stop.recv().await;
     running.shutdown().await;
     drop(mock);
     Ok(())
