@@ -33,6 +33,8 @@
 #        first this many ms of a run count as the burst)
 # WXGATE_BIN (the gateway binary; default target/release/wxgate) PGO_BIN (setup P's;
 # default target/pgo/wxgate) LOGIN_LOAD_BIN (default target/release/examples/login_load)
+# FLOOR_BIN (setup E's; default target/release/examples/floor_proxy; target/pgo/floor_proxy
+# from `scripts/build-pgo.sh floor` is the floor built with PGO)
 # PGO_TRAIN_SECS=4 (pgo-train: seconds per load)
 # WARMUP=2 PORT_BASE=18000 ACCESS_LOG=0|1 SKIP_BUILD=0|1 KEEP_RUN_DIR=0|1 NGINX_WORKERS=auto
 # sessions: SESSIONS_SMALL=1000 SESSIONS_LARGE=1000000 ROTATE_MAX=100000 LOGIN_CONCURRENCY=128
@@ -91,7 +93,7 @@ BIN=${WXGATE_BIN:-$TARGET_DIR/release/wxgate}
 PGO_BIN=${PGO_BIN:-$TARGET_DIR/pgo/wxgate}
 PGO_TRAIN_SECS=${PGO_TRAIN_SECS:-4}
 LOAD=${LOGIN_LOAD_BIN:-$TARGET_DIR/release/examples/login_load}
-FLOOR=$TARGET_DIR/release/examples/floor_proxy
+FLOOR=${FLOOR_BIN:-$TARGET_DIR/release/examples/floor_proxy}
 
 UPSTREAM_PORT=$((PORT_BASE + 80))
 MOCK_PORT=$((PORT_BASE + 100))
@@ -845,14 +847,15 @@ mode_compare() {
             echo "HTTP/2, h2load -t$THREADS -c$CONNS -m$H2_STREAMS (percentiles from h2load's per-request log)"
             summary "${h2order[@]}"
             if [[ " ${h2order[*]} " == *" E2-floor-h2 "* && " ${h2order[*]} " == *" B2-nginx-h2 "* ]]; then
-                echo "stack floor over HTTP/2 E2/B2 (tokio+rustls+hyper h2 doing nothing else / nginx): req/s $(ratio "$(med RPS E2-floor-h2)" "$(med RPS B2-nginx-h2)")x   CPU/req $(ratio "$(med CPU E2-floor-h2)" "$(med CPU B2-nginx-h2)")x"
+                echo "stack floor over HTTP/2 E2/B2 (tokio+rustls+hyper h2 doing nothing else, $(floor_kind) / nginx): req/s $(ratio "$(med RPS E2-floor-h2)" "$(med RPS B2-nginx-h2)")x   CPU/req $(ratio "$(med CPU E2-floor-h2)" "$(med CPU B2-nginx-h2)")x"
             fi
             if [[ " ${h2order[*]} " == *" D-wxgate-h2 "* && " ${h2order[*]} " == *" B2-nginx-h2 "* ]]; then
                 h2_target_lines D D-wxgate-h2 "wxgate"
-                h2_budget
+                h2_budget D D-wxgate-h2
             fi
             if [[ " ${h2order[*]} " == *" P2-wxgate-pgo-h2 "* && " ${h2order[*]} " == *" B2-nginx-h2 "* ]]; then
                 h2_target_lines P P2-wxgate-pgo-h2 "wxgate built with PGO"
+                h2_budget P P2-wxgate-pgo-h2
                 if [[ " ${h2order[*]} " == *" D-wxgate-h2 "* ]]; then
                     echo "paired P/D  (the same code without PGO): $(paired3 P2-wxgate-pgo-h2 D-wxgate-h2)"
                 fi
@@ -1078,22 +1081,22 @@ h2_target_lines() {
     echo "paired      median of the per-round ratios $l/B2: $(paired3 "$s" $b)"
 }
 
-# h2_budget → what the HTTP/2 target (D >= 1.3x B2's requests per second) leaves wxgate to spend.
-# The load tool, the upstream and the proxy share the machine's cores, and all of them are busy
-# (the "cores" figures): requests per second follow the CPU all three spend per request. At 1.3x
-# B2's rate, with D's own upstream and h2load costs, D's proxy may spend at most the budget
-# printed; the floor's CPU (E2) shows whether the stack alone fits in it.
+# h2_budget LABEL SETUP → what the HTTP/2 target (LABEL >= 1.3x B2's requests per second) leaves
+# wxgate to spend. The load tool, the upstream and the proxy share the machine's cores, and all
+# of them are busy (the "cores" figures): requests per second follow the CPU all three spend per
+# request. At 1.3x B2's rate, with LABEL's own upstream and h2load costs, LABEL's proxy may spend
+# at most the budget printed; the floor's CPU (E2) shows whether the stack alone fits in it.
 h2_budget() {
-    local b p u l pd ud ld e
+    local n=$1 s=$2 b p u l pd ud ld e
     b=B2-nginx-h2
     p=$(med CPU $b) u=$(med UP $b) l=$(med LOAD $b)
-    pd=$(med CPU D-wxgate-h2) ud=$(med UP D-wxgate-h2) ld=$(med LOAD D-wxgate-h2)
+    pd=$(med CPU "$s") ud=$(med UP "$s") ld=$(med LOAD "$s")
     e=$(med CPU E2-floor-h2)
-    awk -v p="$p" -v u="$u" -v l="$l" -v pd="$pd" -v ud="$ud" -v ld="$ld" -v e="$e" \
-        -v rb="$(med RPS $b)" -v rd="$(med RPS D-wxgate-h2)" 'BEGIN {
+    awk -v n="$n" -v p="$p" -v u="$u" -v l="$l" -v pd="$pd" -v ud="$ud" -v ld="$ld" -v e="$e" \
+        -v rb="$(med RPS $b)" -v rd="$(med RPS "$s")" 'BEGIN {
         if (p == "nan" || pd == "nan") exit
-        printf "CPU us/req of all three (proxy + upstream + h2load): B2 %.1f = %.1f + %.1f + %.1f (cores busy %.2f)   D %.1f = %.1f + %.1f + %.1f (cores busy %.2f)\n", p + u + l, p, u, l, (p + u + l) * rb / 1e6, pd + ud + ld, pd, ud, ld, (pd + ud + ld) * rd / 1e6
-        printf "HTTP/2 budget: at 1.3x B2 with D'"'"'s upstream and h2load costs, D'"'"'s proxy may spend %.1f us/req (D spends %.1f", (p + u + l) / 1.3 - ud - ld, pd
+        printf "CPU us/req of all three (proxy + upstream + h2load): B2 %.1f = %.1f + %.1f + %.1f (cores busy %.2f)   %s %.1f = %.1f + %.1f + %.1f (cores busy %.2f)\n", p + u + l, p, u, l, (p + u + l) * rb / 1e6, n, pd + ud + ld, pd, ud, ld, (pd + ud + ld) * rd / 1e6
+        printf "HTTP/2 budget: at 1.3x B2 with %s'"'"'s upstream and h2load costs, %s'"'"'s proxy may spend %.1f us/req (%s spends %.1f", n, n, (p + u + l) / 1.3 - ud - ld, n, pd
         if (e != "nan" && e != "") printf ", the floor E2 %.1f", e
         print ")"
     }'
@@ -1161,7 +1164,27 @@ compare_lines() {
         echo "throughput  S/D (Redis store, cache_ms=0 / memory store):    $(ratio "$(med RPS S-wxgate-redis-nocache)" "$d")x   (every request reads Redis)"
     fi
     if [[ " $SETUPS " == *" E "* ]]; then
-        echo "stack floor E/B (tokio+rustls+hyper doing nothing else / nginx proxy_pass): $(ratio "$(med RPS E-floor)" "$b")x   D/E $(ratio "$d" "$(med RPS E-floor)")x   CPU D/E $(ratio "$(med CPU D-wxgate)" "$(med CPU E-floor)")x   paired D/E: $(paired3 D-wxgate E-floor)"
+        local e l s line
+        e=$(med RPS E-floor)
+        line="stack floor E (tokio+rustls+hyper doing nothing else, $(floor_kind))"
+        [[ " $SETUPS " == *" B "* ]] && line+=": E/B $(ratio "$e" "$b")x (nginx proxy_pass)"
+        echo "$line"
+        for l in D P; do
+            [[ " $SETUPS " == *" $l "* ]] || continue
+            s=D-wxgate
+            [[ $l == P ]] && s=P-wxgate-pgo
+            echo "            $l/E: req/s $(ratio "$(med RPS $s)" "$e")x   CPU/req $(ratio "$(med CPU $s)" "$(med CPU E-floor)")x   paired $l/E: $(paired3 $s E-floor)"
+        done
+    fi
+}
+
+# floor_kind → how the floor binary of setup E was built: "PGO build" when FLOOR_BIN is not the
+# plain release build.
+floor_kind() {
+    if [[ $FLOOR == "$TARGET_DIR/release/examples/floor_proxy" ]]; then
+        echo "cargo build --release"
+    else
+        echo "FLOOR_BIN=${FLOOR#"$ROOT"/}"
     fi
 }
 

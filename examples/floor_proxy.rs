@@ -77,6 +77,7 @@ fn main() -> anyhow::Result<()> {
                 })?,
         );
     }
+    exit_on_signal()?;
     eprintln!(
         "floor_proxy listening on {} ({workers} workers)",
         args.listen
@@ -84,6 +85,35 @@ fn main() -> anyhow::Result<()> {
     for t in threads {
         t.join().map_err(|_| anyhow::anyhow!("worker panicked"))??;
     }
+    Ok(())
+}
+
+/// SIGTERM or SIGINT ends the process through `exit` (status 0), so that what runs at exit
+/// does: a build with `-Cprofile-generate` (`scripts/build-pgo.sh floor`) writes its counters
+/// then, and the default action of either signal would skip it. Taken over before the
+/// listeners start, on a thread of its own that sleeps until then: the workers do not see it.
+fn exit_on_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    let (mut term, mut int) = rt.block_on(async {
+        Ok::<_, std::io::Error>((
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+        ))
+    })?;
+    std::thread::Builder::new()
+        .name("floor-signals".into())
+        .spawn(move || {
+            rt.block_on(async {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            });
+            std::process::exit(0);
+        })?;
     Ok(())
 }
 

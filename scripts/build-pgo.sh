@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build wxgate with profile-guided optimisation (PGO): target/pgo/wxgate.
 #
-#   scripts/build-pgo.sh
+#   scripts/build-pgo.sh          # wxgate → target/pgo/wxgate
+#   scripts/build-pgo.sh floor    # the benchmark's stack floor → target/pgo/floor_proxy
 #
 # 1. An instrumented build (rustc -Cprofile-generate) into target/pgo/gen.
 # 2. Training: `bench/run.sh pgo-train` runs that binary as a TLS gateway in front of nginx, with
@@ -11,6 +12,11 @@
 #    access log off and once with it on. Each wxgate process writes its counters when it exits.
 # 3. llvm-profdata (rustup's llvm-tools component, added when missing) merges them.
 # 4. The optimised build (rustc -Cprofile-use) into target/pgo/use, copied to target/pgo/wxgate.
+#
+# `floor` does the same for `examples/floor_proxy.rs` (setup E of bench/run.sh), trained on what
+# it does (`bench/run.sh compare` with SETUPS=E, one round: HTTP/1.1 and HTTP/2), so that
+# wxgate built with PGO can be set against its stack built the same way
+# (`FLOOR_BIN=target/pgo/floor_proxy bench/run.sh`).
 #
 # Same code and features as `cargo build --release`; the compiler lays out and inlines the code
 # by the measured counts. Needs what the benchmark needs (nginx, wrk, h2load, curl, openssl;
@@ -23,7 +29,15 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 OUT=$TARGET_DIR/pgo
-PROFILES=$OUT/profiles
+WHAT=${1:-wxgate}
+case $WHAT in
+wxgate) PROFILES=$OUT/profiles ;;
+floor) PROFILES=$OUT/floor-profiles ;;
+*)
+    echo "usage: scripts/build-pgo.sh [floor]" >&2
+    exit 2
+    ;;
+esac
 HOST=$(rustc -vV | sed -n 's/^host: //p')
 
 log() { printf 'build-pgo: %s\n' "$*" >&2; }
@@ -52,14 +66,34 @@ profdata() {
 }
 
 PROFDATA=$(profdata)
-# `--target` keeps the flags off build scripts and proc macros: only wxgate's own binary (with
+# `--target` keeps the flags off build scripts and proc macros: only the binary built (with
 # every crate it links) is instrumented and optimised.
 cargo_pgo() { # TARGET_SUBDIR RUSTFLAGS...
-    local dir=$1
+    local dir=$1 what=(--bin wxgate)
     shift
+    [[ $WHAT == floor ]] && what=(--example floor_proxy)
     RUSTFLAGS="${RUSTFLAGS:-} $*" cargo build --release --locked --quiet --target "$HOST" \
-        --target-dir "$OUT/$dir" --bin wxgate
+        --target-dir "$OUT/$dir" "${what[@]}"
 }
+
+if [[ $WHAT == floor ]]; then
+    built() { echo "$OUT/$1/$HOST/release/examples/floor_proxy"; }
+    log "1/4 instrumented build of the floor ($OUT/floor-gen)"
+    cargo_pgo floor-gen "-Cprofile-generate=$PROFILES"
+    log "2/4 training: one round of bench/run.sh compare with SETUPS=E (HTTP/1.1 and HTTP/2)"
+    rm -rf "$PROFILES"
+    mkdir -p "$PROFILES"
+    FLOOR_BIN=$(built floor-gen) SETUPS=E ROUNDS=1 WARMUP=1 \
+        DURATION="${PGO_TRAIN_SECS:-4}" CONNECTIONS="64 256" bench/run.sh compare
+    ls "$PROFILES"/*.profraw >/dev/null 2>&1 || die "the training wrote no profile to $PROFILES"
+    log "3/4 merging the profiles"
+    "$PROFDATA" merge -o "$OUT/floor.profdata" "$PROFILES"
+    log "4/4 optimised build of the floor ($OUT/floor-use)"
+    cargo_pgo floor-use "-Cprofile-use=$OUT/floor.profdata"
+    install -m 0755 "$(built floor-use)" "$OUT/floor_proxy"
+    log "done: $OUT/floor_proxy (FLOOR_BIN=$OUT/floor_proxy bench/run.sh)"
+    exit 0
+fi
 
 log "1/4 instrumented build ($OUT/gen)"
 cargo_pgo gen "-Cprofile-generate=$PROFILES"
