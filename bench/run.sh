@@ -93,7 +93,8 @@ BIN=${WXGATE_BIN:-$TARGET_DIR/release/wxgate}
 PGO_BIN=${PGO_BIN:-$TARGET_DIR/pgo/wxgate}
 PGO_TRAIN_SECS=${PGO_TRAIN_SECS:-4}
 LOAD=${LOGIN_LOAD_BIN:-$TARGET_DIR/release/examples/login_load}
-FLOOR=${FLOOR_BIN:-$TARGET_DIR/release/examples/floor_proxy}
+FLOOR_RELEASE=$TARGET_DIR/release/examples/floor_proxy
+FLOOR=${FLOOR_BIN:-$FLOOR_RELEASE}
 
 UPSTREAM_PORT=$((PORT_BASE + 80))
 MOCK_PORT=$((PORT_BASE + 100))
@@ -1169,19 +1170,17 @@ compare_lines() {
         line="stack floor E (tokio+rustls+hyper doing nothing else, $(floor_kind))"
         [[ " $SETUPS " == *" B "* ]] && line+=": E/B $(ratio "$e" "$b")x (nginx proxy_pass)"
         echo "$line"
-        for l in D P; do
+        for s in D-wxgate P-wxgate-pgo; do
+            l=${s%%-*}
             [[ " $SETUPS " == *" $l "* ]] || continue
-            s=D-wxgate
-            [[ $l == P ]] && s=P-wxgate-pgo
             echo "            $l/E: req/s $(ratio "$(med RPS $s)" "$e")x   CPU/req $(ratio "$(med CPU $s)" "$(med CPU E-floor)")x   paired $l/E: $(paired3 $s E-floor)"
         done
     fi
 }
 
-# floor_kind → how the floor binary of setup E was built: "PGO build" when FLOOR_BIN is not the
-# plain release build.
+# floor_kind → which floor binary setup E ran: the release build, or FLOOR_BIN's path.
 floor_kind() {
-    if [[ $FLOOR == "$TARGET_DIR/release/examples/floor_proxy" ]]; then
+    if [[ $FLOOR == "$FLOOR_RELEASE" ]]; then
         echo "cargo build --release"
     else
         echo "FLOOR_BIN=${FLOOR#"$ROOT"/}"

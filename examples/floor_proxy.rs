@@ -90,28 +90,18 @@ fn main() -> anyhow::Result<()> {
 
 /// SIGTERM or SIGINT ends the process through `exit` (status 0), so that what runs at exit
 /// does: a build with `-Cprofile-generate` (`scripts/build-pgo.sh floor`) writes its counters
-/// then, and the default action of either signal would skip it. Taken over before the
-/// listeners start, on a thread of its own that sleeps until then: the workers do not see it.
+/// then, and the default action of either signal would skip it. wxgate's own signal handling
+/// ([`wxgate::server::ShutdownSignal`]), taken over before the listeners start, on a thread of
+/// its own that sleeps until then: the workers do not see it.
 fn exit_on_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()?;
-    let (mut term, mut int) = rt.block_on(async {
-        Ok::<_, std::io::Error>((
-            signal(SignalKind::terminate())?,
-            signal(SignalKind::interrupt())?,
-        ))
-    })?;
+    let mut stop = rt.block_on(async { wxgate::server::ShutdownSignal::install() });
     std::thread::Builder::new()
         .name("floor-signals".into())
         .spawn(move || {
-            rt.block_on(async {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                }
-            });
+            rt.block_on(stop.recv());
             std::process::exit(0);
         })?;
     Ok(())

@@ -29,16 +29,18 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 OUT=$TARGET_DIR/pgo
-WHAT=${1:-wxgate}
-case $WHAT in
-wxgate) PROFILES=$OUT/profiles ;;
-floor) PROFILES=$OUT/floor-profiles ;;
+HOST=$(rustc -vV | sed -n 's/^host: //p')
+# What is built, and where: the cargo target, its path inside a target directory, the
+# subdirectory prefix under $OUT (gen, use, profiles) and the installed name.
+case ${1:-wxgate} in
+wxgate) CARGO_WHAT=(--bin wxgate) BUILT=wxgate PREFIX="" NAME=wxgate ;;
+floor) CARGO_WHAT=(--example floor_proxy) BUILT=examples/floor_proxy PREFIX=floor- NAME=floor_proxy ;;
 *)
     echo "usage: scripts/build-pgo.sh [floor]" >&2
     exit 2
     ;;
 esac
-HOST=$(rustc -vV | sed -n 's/^host: //p')
+PROFILES=$OUT/${PREFIX}profiles
 
 log() { printf 'build-pgo: %s\n' "$*" >&2; }
 die() {
@@ -67,55 +69,47 @@ profdata() {
 
 PROFDATA=$(profdata)
 # `--target` keeps the flags off build scripts and proc macros: only the binary built (with
-# every crate it links) is instrumented and optimised.
-cargo_pgo() { # TARGET_SUBDIR RUSTFLAGS...
-    local dir=$1 what=(--bin wxgate)
+# every crate it links) is instrumented and optimised. Prints the binary's path.
+cargo_pgo() { # gen|use RUSTFLAGS...
+    local dir=$OUT/$PREFIX$1
     shift
-    [[ $WHAT == floor ]] && what=(--example floor_proxy)
     RUSTFLAGS="${RUSTFLAGS:-} $*" cargo build --release --locked --quiet --target "$HOST" \
-        --target-dir "$OUT/$dir" "${what[@]}"
+        --target-dir "$dir" "${CARGO_WHAT[@]}"
+    echo "$dir/$HOST/release/$BUILT"
 }
 
-if [[ $WHAT == floor ]]; then
-    built() { echo "$OUT/$1/$HOST/release/examples/floor_proxy"; }
-    log "1/4 instrumented build of the floor ($OUT/floor-gen)"
-    cargo_pgo floor-gen "-Cprofile-generate=$PROFILES"
-    log "2/4 training: one round of bench/run.sh compare with SETUPS=E (HTTP/1.1 and HTTP/2)"
-    rm -rf "$PROFILES"
-    mkdir -p "$PROFILES"
-    FLOOR_BIN=$(built floor-gen) SETUPS=E ROUNDS=1 WARMUP=1 \
-        DURATION="${PGO_TRAIN_SECS:-4}" CONNECTIONS="64 256" bench/run.sh compare
-    ls "$PROFILES"/*.profraw >/dev/null 2>&1 || die "the training wrote no profile to $PROFILES"
-    log "3/4 merging the profiles"
-    "$PROFDATA" merge -o "$OUT/floor.profdata" "$PROFILES"
-    log "4/4 optimised build of the floor ($OUT/floor-use)"
-    cargo_pgo floor-use "-Cprofile-use=$OUT/floor.profdata"
-    install -m 0755 "$(built floor-use)" "$OUT/floor_proxy"
-    log "done: $OUT/floor_proxy (FLOOR_BIN=$OUT/floor_proxy bench/run.sh)"
-    exit 0
-fi
+# The training load for the instrumented binary $1: what the compare measures.
+train() {
+    if [[ $NAME == floor_proxy ]]; then
+        # One round of the compare with the floor alone: HTTP/1.1 at 64 and 256, then HTTP/2.
+        FLOOR_BIN=$1 SETUPS=E ROUNDS=1 WARMUP=1 DURATION="${PGO_TRAIN_SECS:-4}" \
+            CONNECTIONS="64 256" bench/run.sh compare
+        return
+    fi
+    # The login client: a debug build is fast enough for it (and `cargo test` has usually
+    # built it already).
+    log "    the training's login client (cargo build --example login_load)"
+    cargo build --locked --quiet --example login_load
+    local access_log
+    for access_log in 0 1; do
+        WXGATE_BIN=$1 LOGIN_LOAD_BIN=$TARGET_DIR/debug/examples/login_load SKIP_BUILD=1 \
+            ACCESS_LOG=$access_log bench/run.sh pgo-train
+    done
+}
 
-log "1/4 instrumented build ($OUT/gen)"
-cargo_pgo gen "-Cprofile-generate=$PROFILES"
-# The training's login client: a debug build is fast enough for it (and `cargo test` has
-# usually built it already).
-log "    and the training's login client (cargo build --example login_load)"
-cargo build --locked --quiet --example login_load
-LOGIN_LOAD=$TARGET_DIR/debug/examples/login_load
+log "1/4 instrumented build ($OUT/${PREFIX}gen)"
+gen=$(cargo_pgo gen "-Cprofile-generate=$PROFILES")
 
 log "2/4 training"
 rm -rf "$PROFILES"
 mkdir -p "$PROFILES"
-for access_log in 0 1; do
-    WXGATE_BIN="$OUT/gen/$HOST/release/wxgate" LOGIN_LOAD_BIN=$LOGIN_LOAD SKIP_BUILD=1 \
-        ACCESS_LOG=$access_log bench/run.sh pgo-train
-done
+train "$gen"
 ls "$PROFILES"/*.profraw >/dev/null 2>&1 || die "the training wrote no profile to $PROFILES"
 
 log "3/4 merging the profiles"
-"$PROFDATA" merge -o "$OUT/wxgate.profdata" "$PROFILES"
+"$PROFDATA" merge -o "$OUT/$NAME.profdata" "$PROFILES"
 
-log "4/4 optimised build ($OUT/use)"
-cargo_pgo use "-Cprofile-use=$OUT/wxgate.profdata"
-install -m 0755 "$OUT/use/$HOST/release/wxgate" "$OUT/wxgate"
-log "done: $OUT/wxgate ($("$OUT/wxgate" --version))"
+log "4/4 optimised build ($OUT/${PREFIX}use)"
+built=$(cargo_pgo use "-Cprofile-use=$OUT/$NAME.profdata")
+install -m 0755 "$built" "$OUT/$NAME"
+log "done: $OUT/$NAME"
