@@ -227,6 +227,52 @@ fn environment_overrides_and_secret_files() {
     assert!(!ok && err.contains("session.cookie_secret"), "{err}");
 }
 
+/// Environment values are text: an all-digit WeCom agent id or name keeps its form (not made
+/// a number, not stripped of leading zeros), while number, boolean and list keys still read
+/// theirs; an empty path is no path.
+#[test]
+fn environment_values_keep_their_text() {
+    let (ok, out, err) = check_with(
+        GOOD,
+        &[
+            ("WXGATE_WECOM__CORP_ID", "ww0123456789abcdef"),
+            ("WXGATE_WECOM__AGENT_ID", "1000002"),
+            ("WXGATE_WECOM__SECRET", "wecom-secret-value-1234"),
+            ("WXGATE_WECOM__ALLOW_NON_MEMBERS", "true"),
+            ("WXGATE_SESSION__COOKIE_NAME", "0042"),
+            ("WXGATE_SERVER__IDLE_TIMEOUT_MS", " 5000 "),
+            ("WXGATE_ACCESS__PUBLIC_PATHS", "[\"/static/\", \"/img/\"]"),
+            ("WXGATE_HEADERS__SIGN_SECRET", "\"quoted-secret-value-123\""),
+            ("WXGATE_SERVER__TLS_CERT", ""),
+            ("WXGATE_SERVER__TLS_KEY", ""),
+        ],
+    );
+    assert!(ok, "{err}");
+    for want in [
+        "agent_id = \"1000002\"",
+        "allow_non_members = true",
+        "cookie_name = \"0042\"",
+        "idle_timeout_ms = 5000",
+        "public_paths = [\n    \"/static/\",\n    \"/img/\",\n]",
+    ] {
+        assert!(out.contains(want), "{want}: {out}");
+    }
+    assert!(!out.contains("tls_cert"), "an empty path is no path: {out}");
+    // A number key given something else: refused, by name.
+    let (ok, _, err) = check_with(GOOD, &[("WXGATE_SERVER__IDLE_TIMEOUT_MS", "soon")]);
+    assert!(!ok && err.contains("server.idle_timeout_ms"), "{err}");
+    // In the file, the agent id as WeCom's console shows it (a number) is taken too, and
+    // `tls_cert = ""` / `tls_key = ""` mean plain HTTP, as left out.
+    let toml = format!(
+        "{GOOD}[wecom]\ncorp_id = \"ww0123456789abcdef\"\nagent_id = 1000002\nsecret = \"wecom-secret-value-1234\"\n"
+    )
+    .replace("[server]\n", "[server]\ntls_cert = \"\"\ntls_key = \"\"\n");
+    let (ok, out, err) = check_with(&toml, &[]);
+    assert!(ok, "{err}");
+    assert!(out.contains("agent_id = \"1000002\""), "{out}");
+    assert!(!out.contains("tls_cert"), "{out}");
+}
+
 #[tokio::test]
 async fn sigterm_drains_in_flight_request() {
     let up = start_upstream().await;

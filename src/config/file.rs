@@ -5,7 +5,37 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use serde::de::{Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
+
+/// An optional path: left out, or `""` (an environment variable, once set, cannot be left out),
+/// is none.
+fn optional_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+    let p: Option<PathBuf> = Option::deserialize(d)?;
+    Ok(p.filter(|p| !p.as_os_str().is_empty()))
+}
+
+/// Text, or a whole number written without quotes (`agent_id = 1000002`, as WeCom's console
+/// shows it).
+fn text_or_integer<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    struct TextOrInteger;
+    impl Visitor<'_> for TextOrInteger {
+        type Value = String;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a string or a whole number")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_owned())
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+    }
+    d.deserialize_any(TextOrInteger)
+}
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -27,9 +57,15 @@ pub struct Config {
 pub struct ServerConfig {
     pub listen: String,
     pub public_url: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "optional_path"
+    )]
     pub tls_cert: Option<PathBuf>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "optional_path"
+    )]
     pub tls_key: Option<PathBuf>,
     pub prefix: String,
     pub trusted_proxies: Vec<String>,
@@ -145,7 +181,10 @@ impl Default for WechatConfig {
 pub struct AppConfig {
     pub appid: String,
     pub secret: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "optional_path"
+    )]
     pub secret_file: Option<PathBuf>,
     /// Official account only: `snsapi_userinfo` (default) or `snsapi_base`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -157,14 +196,20 @@ pub struct AppConfig {
 pub struct SessionConfig {
     pub cookie_name: String,
     pub cookie_secret: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "optional_path"
+    )]
     pub cookie_secret_file: Option<PathBuf>,
     pub cookie_domain: String,
     pub ttl_secs: u64,
     pub idle_secs: u64,
     pub store: String,
     pub redis_url: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "optional_path"
+    )]
     pub redis_url_file: Option<PathBuf>,
     /// Seed nodes of a Redis Cluster ("host:port" or redis URLs).
     pub redis_cluster: Vec<String>,
@@ -238,9 +283,13 @@ impl Default for AccessConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct WecomConfig {
     pub corp_id: String,
+    #[serde(deserialize_with = "text_or_integer")]
     pub agent_id: String,
     pub secret: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "optional_path"
+    )]
     pub secret_file: Option<PathBuf>,
     pub api_base: String,
     pub login_base: String,
@@ -266,7 +315,10 @@ impl Default for WecomConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct HeadersConfig {
     pub sign_secret: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "optional_path"
+    )]
     pub sign_secret_file: Option<PathBuf>,
 }
 
@@ -276,7 +328,10 @@ pub struct HeadersConfig {
 pub struct LinkConfig {
     pub url: String,
     pub secret: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "optional_path"
+    )]
     pub secret_file: Option<PathBuf>,
     pub timeout_ms: u64,
 }

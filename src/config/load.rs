@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use figment::providers::{Env, Format, Toml};
-use figment::Figment;
+use figment::value::{Dict, Value};
+use figment::{Figment, Metadata, Profile, Provider};
 
 use super::error::{invalid, ConfigError};
 use super::file::Config;
@@ -49,8 +50,9 @@ impl Config {
             fig = fig.merge(Toml::file_exact(path));
         }
         fig = fig.merge(env_provider());
+        // Lossy: numbers and booleans may come as text (environment values always do).
         let cfg: Config = fig
-            .extract()
+            .extract_lossy()
             .map_err(|e| ConfigError::Parse(describe_figment(e)))?;
         cfg.into_settings()
     }
@@ -105,11 +107,61 @@ impl Config {
     }
 }
 
-fn env_provider() -> Env {
-    // Only SECTION__KEY variables: WXGATE_CONFIG and friends are not config keys.
-    Env::prefixed("WXGATE_")
-        .filter(|k| k.as_str().contains("__"))
-        .split("__")
+/// `WXGATE_SECTION__KEY` variables (only those: WXGATE_CONFIG and friends are not config
+/// keys), each value as text; see [`env_value`].
+struct EnvProvider(Env);
+
+fn env_provider() -> EnvProvider {
+    EnvProvider(
+        Env::prefixed("WXGATE_")
+            .filter(|k| k.as_str().contains("__"))
+            .split("__"),
+    )
+}
+
+impl Provider for EnvProvider {
+    fn metadata(&self) -> Metadata {
+        self.0.metadata()
+    }
+
+    fn data(&self) -> Result<figment::value::Map<Profile, Dict>, figment::Error> {
+        let mut dict = Dict::new();
+        for (k, v) in self.0.iter() {
+            let nested = figment::util::nest(k.as_str(), env_value(&v))
+                .into_dict()
+                .expect("a non-empty key nests into a dict");
+            merge_into(&mut dict, nested);
+        }
+        Ok(Profile::Default.collect(dict))
+    }
+}
+
+/// `from`'s keys into `into`, tables merged key by key (`WXGATE_A__B` and `WXGATE_A__C` make
+/// one table `a`).
+fn merge_into(into: &mut Dict, from: Dict) {
+    for (k, v) in from {
+        match (into.get_mut(&k), v) {
+            (Some(Value::Dict(_, a)), Value::Dict(_, b)) => merge_into(a, b),
+            (_, v) => {
+                into.insert(k, v);
+            }
+        }
+    }
+}
+
+/// An environment value as the configuration reads it. A list (`[...]`), a table (`{...}`) or a
+/// quoted string (`"..."`) is parsed; anything else is kept as the text it is, trimmed: an
+/// all-digit WeCom agent id or secret stays the string it is (figment's own parsing would make
+/// `1000002` a number, and `00123` the number 123). Number and boolean keys read their text
+/// when the configuration is extracted (`extract_lossy`).
+fn env_value(v: &str) -> Value {
+    let t = v.trim();
+    if t.starts_with(['[', '{', '"']) {
+        t.parse()
+            .unwrap_or_else(|e: std::convert::Infallible| match e {})
+    } else {
+        Value::from(t.to_string())
+    }
 }
 
 fn describe_figment(e: figment::Error) -> String {
@@ -158,4 +210,49 @@ fn resolve_file(key: &str, value: &mut String, file: &Option<PathBuf>) -> Result
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_values_stay_text_unless_a_list_table_or_quoted() {
+        for text in [
+            "1000002", "0042", "1.50", "true", "-3", " spaced ", "a,b", "", "'x'",
+        ] {
+            assert_eq!(
+                env_value(text),
+                Value::from(text.trim().to_string()),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            env_value(r#"["/a/", "/b/"]"#),
+            Value::from(vec!["/a/".to_string(), "/b/".to_string()])
+        );
+        assert_eq!(env_value(r#""quoted""#), Value::from("quoted".to_string()));
+        // Not a list after all: kept as it is.
+        assert_eq!(env_value("[oops"), Value::from("[oops".to_string()));
+    }
+
+    #[test]
+    fn tables_merge_key_by_key() {
+        let mut into = Dict::new();
+        for (k, v) in [
+            ("a.b", "1"),
+            ("a.c", "2"),
+            ("a.d.e", "3"),
+            ("a.b", "4"),
+            ("f", "5"),
+        ] {
+            let nested = figment::util::nest(k, env_value(v)).into_dict().unwrap();
+            merge_into(&mut into, nested);
+        }
+        let a = into["a"].as_dict().unwrap();
+        assert_eq!(a["b"], Value::from("4".to_string()), "the later value wins");
+        assert_eq!(a["c"], Value::from("2".to_string()));
+        assert_eq!(a["d"].as_dict().unwrap()["e"], Value::from("3".to_string()));
+        assert_eq!(into["f"], Value::from("5".to_string()));
+    }
 }
