@@ -191,6 +191,36 @@ async fn connection_cannot_remove_the_gateways_headers() {
     }
 }
 
+/// DESIGN.md "Proxying": every `Proxy-*` header is hop-by-hop, not only the three the gateway
+/// knew by name; and `Proxy` itself never reaches the upstream, where a CGI app (PHP behind
+/// nginx's `fastcgi_params`) would take it for its `HTTP_PROXY` ("httpoxy").
+#[tokio::test]
+async fn proxy_headers_never_reach_the_upstream() {
+    let gw = gateway(PUBLIC).await;
+    let sid = session(&gw, "oOpen1", Some("oUnion1")).await;
+    for path in ["/private", "/public/x"] {
+        let r = exchange(
+            &gw,
+            &format!(
+                "GET {path} HTTP/1.1\r\nHost: app.example.com\r\nCookie: _wxgate={sid}\r\n\
+                 Proxy: http://evil.example:8080\r\nProxy-Authorization: Basic eDp5\r\n\
+                 Proxy-Connection: keep-alive\r\nProxy-Foo: 1\r\nProxyish: kept\r\nX-End: kept"
+            ),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        let names = r.upstream_names();
+        assert!(
+            !names
+                .iter()
+                .any(|n| n == "proxy" || n.starts_with("proxy-")),
+            "{path}: {names:?}"
+        );
+        assert_eq!(r.upstream("proxyish"), ["kept"], "{path}");
+        assert_eq!(r.upstream("x-end"), ["kept"], "{path}");
+    }
+}
+
 /// Issue 11 item 6: a gateway bearer token went upstream on public paths, and on protected
 /// paths when a cookie authenticated the request.
 #[tokio::test]

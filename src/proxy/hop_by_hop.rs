@@ -5,7 +5,6 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Version};
 
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// Remove the hop-by-hop headers of an incoming request, keeping a WebSocket handshake's
 /// `Connection: upgrade` + `Upgrade` (HTTP/1.1 only). Called first thing, before the gateway adds
@@ -40,9 +39,7 @@ pub fn remove_hop_headers(h: &mut HeaderMap, upgrade: bool) {
         return;
     }
     h.remove(&KEEP_ALIVE);
-    h.remove(header::PROXY_AUTHENTICATE);
-    h.remove(header::PROXY_AUTHORIZATION);
-    h.remove(&PROXY_CONNECTION);
+    crate::common::http_util::remove_headers_where(h, is_proxy_name);
     h.remove(header::TRAILER);
     h.remove(header::TRANSFER_ENCODING);
     if let Some(te) = h.remove(header::TE) {
@@ -104,10 +101,18 @@ fn is_hop_name(n: &HeaderName) -> bool {
         || *n == header::TRANSFER_ENCODING
         || *n == header::TRAILER
         || *n == header::UPGRADE
-        || *n == header::PROXY_AUTHENTICATE
-        || *n == header::PROXY_AUTHORIZATION
         || *n == KEEP_ALIVE
-        || *n == PROXY_CONNECTION
+        || is_proxy_name(n)
+}
+
+/// `Proxy-*` (`Proxy-Authorization`, `Proxy-Authenticate`, `Proxy-Connection`, and any other),
+/// and `Proxy` itself: a CGI upstream (PHP behind nginx's `fastcgi_params`) would read a
+/// client's `Proxy:` as its `HTTP_PROXY` and send its own outgoing requests through the
+/// client's proxy ("httpoxy", CVE-2016-5385).
+fn is_proxy_name(n: &HeaderName) -> bool {
+    n.as_str()
+        .strip_prefix("proxy")
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('-'))
 }
 
 /// An HTTP/1.1 upgrade request (`Connection: upgrade` + `Upgrade`).
@@ -177,6 +182,32 @@ mod tests {
             let mut h = hm(&[("host", "app"), (name, "x")]);
             remove_hop_headers(&mut h, false);
             assert!(!h.contains_key(name), "{name}");
+            assert!(h.contains_key("host"));
+        }
+    }
+
+    #[test]
+    fn every_proxy_header_and_proxy_itself_removed() {
+        for name in [
+            "proxy",
+            "proxy-authorization",
+            "proxy-authenticate",
+            "proxy-connection",
+            "proxy-status",
+            "proxy-foo",
+        ] {
+            let mut h = hm(&[
+                ("host", "app"),
+                (name, "x"),
+                ("proxyish", "1"),
+                ("x-proxy", "1"),
+            ]);
+            remove_hop_headers(&mut h, false);
+            assert!(!h.contains_key(name), "{name}");
+            assert!(
+                h.contains_key("proxyish") && h.contains_key("x-proxy"),
+                "{name}"
+            );
             assert!(h.contains_key("host"));
         }
     }
