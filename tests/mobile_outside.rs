@@ -1,6 +1,7 @@
 //! Issue 14.4: a phone browser outside WeChat gets a page (200) telling the user to open the
 //! link in WeChat, with the link and a copy button; never a QR code of the page on the phone
-//! itself. PCs still get the QR login, WeChat the official account.
+//! itself. PCs still get the QR login, WeChat the official account. WeChat on a phone with only
+//! the website app gets a page saying to open the link on a computer.
 
 mod common;
 
@@ -108,4 +109,51 @@ async fn phone_page_with_only_a_website_app() {
     let gw = start_gateway(&config_toml(up.addr, &mock.url(), "")).await;
     let env = Env { up, mock, gw };
     phone_page(&env, IPHONE_SAFARI).await;
+}
+
+#[tokio::test]
+async fn wechat_on_a_phone_with_only_a_website_app_gets_the_open_on_a_computer_page() {
+    // No official account: inside WeChat on a phone, the website's QR code could only be shown
+    // on the phone itself, which cannot scan it. DESIGN: "If the needed app is not configured:
+    // a page that says so".
+    let up = start_upstream().await;
+    let mock = start_mock(Default::default()).await;
+    let gw = start_gateway(&config_toml(up.addr, &mock.url(), "")).await;
+    let env = Env { up, mock, gw };
+    let iphone_wechat = format!("{IPHONE_SAFARI} MicroMessenger/8.0.47(0x18002f2c) NetType/WIFI");
+    for mut b in [Browser::wechat(), browser(&iphone_wechat)] {
+        let r = b.nav(&env.gw.url("/_wxgate/login?rd=%2Forders")).await;
+        assert_eq!(r.status, StatusCode::OK, "{}: {}", b.ua, r.text());
+        let page = r.text();
+        assert!(page.contains("请在电脑上打开"), "{page}");
+        assert!(page.contains("Open this link on a computer"), "{page}");
+        let link = env.gw.url("/_wxgate/login?rd=%2Forders");
+        assert_eq!(
+            find_link(&page, "open-link").as_deref(),
+            Some(link.as_str())
+        );
+        assert!(page.contains("<button id=\"copy\""), "{page}");
+        assert!(!page.contains("<svg"), "no QR code on the phone itself");
+        assert!(r.set_cookies().is_empty(), "{:?}", r.set_cookies());
+    }
+    // WeChat on a computer (Windows, macOS) can show the QR code: the website's login.
+    for ua in [
+        "Mozilla/5.0 (Windows NT 10.0; WOW64) AppleWebKit/537.36 Chrome/81 Safari/537.36 NetType/WIFI MicroMessenger/7.0.20.1781(0x6700143B) WindowsWechat(0x63090a13) XWEB/9129",
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) MicroMessenger/6.8.0(0x16080000) MacWechat/3.8.7(0x13080710) Reporter/5.0",
+    ] {
+        let r = browser(ua)
+            .nav(&env.gw.url("/_wxgate/login?rd=%2Forders"))
+            .await;
+        assert_eq!(r.status, StatusCode::FOUND, "{ua}: {}", r.text());
+        assert!(
+            r.location().starts_with(&format!(
+                "{}/connect/qrconnect?appid={}",
+                env.mock.url(),
+                fixtures::WEBSITE_APPID
+            )),
+            "{ua}: {}",
+            r.location()
+        );
+    }
+    assert_eq!(env.up.hits(), 0);
 }

@@ -53,6 +53,13 @@ pub(super) async fn login(
                 &urls::login_url(s, &rd),
             ));
         }
+        BrowserLogin::OpenOnComputer => {
+            // WeChat on a phone, and only the website's QR login: the link to open on a
+            // computer.
+            return Ok(super::mobile_page::open_on_computer(&urls::login_url(
+                s, &rd,
+            )));
+        }
         BrowserLogin::None => return Err(LoginError::AppNotConfigured.into()),
     };
     let cookie = LoginCookie::parse(crate::common::cookies::find_cookie(

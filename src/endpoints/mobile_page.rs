@@ -1,5 +1,6 @@
-//! The page a phone browser outside WeChat gets from `/login`: open this link in WeChat, with
-//! the link and a button that copies it. Never a QR code: the phone cannot scan its own
+//! The pages a phone gets from `/login` when it cannot log in where it is, with the link and a
+//! button that copies it: outside WeChat, open this link in WeChat; inside WeChat with only the
+//! website's QR login, open it on a computer. Never a QR code: the phone cannot scan its own
 //! screen. The copy button is a few lines of inline script; the gateway's pages carry only
 //! `Content-Security-Policy: frame-ancestors 'none'`, which leaves inline scripts alone, and
 //! the link stays selectable (and copyable by hand) without script.
@@ -45,6 +46,24 @@ pub(super) fn open_in_wechat_on_phone(url: &str) -> Response<Body> {
     })
 }
 
+/// "Open this link on a computer" for WeChat on a phone when the site has only the website's
+/// QR login (200).
+pub(super) fn open_on_computer(url: &str) -> Response<Body> {
+    render(Page {
+        status: StatusCode::OK,
+        title: Text {
+            zh: "请在电脑上打开",
+            en: "Open this link on a computer",
+        },
+        message: Text {
+            zh: "本站的微信登录需要在电脑浏览器中打开，再用手机微信扫码，无法在手机微信内完成。请复制下方链接，在电脑浏览器中打开（例如发到「文件传输助手」，在电脑上打开）。",
+            en: "This site signs you in by scanning, with WeChat on your phone, a code shown in a computer's browser; it cannot be done inside WeChat on the phone. Copy the link below and open it in a browser on your computer (for example, send it to “File Transfer” and open it there).",
+        },
+        action: None,
+        extra_html: Some(link_html(url)),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,6 +78,8 @@ mod tests {
         assert!(!html.contains("<svg"));
         assert!(!html.contains("\"<y>"));
         let r = open_in_wechat_on_phone("https://app.example.com/");
+        assert_eq!(r.status(), StatusCode::OK);
+        let r = open_on_computer("https://app.example.com/");
         assert_eq!(r.status(), StatusCode::OK);
     }
 }

@@ -30,6 +30,10 @@ pub(crate) enum BrowserMatch {
     /// A phone browser outside the provider's app: the page that tells the user to open the
     /// link in the app (never a QR code: the phone cannot scan its own screen).
     PhoneOutsideApp,
+    /// Inside the app on a phone, and the provider's only login here is a QR code for a
+    /// computer's browser (e.g. WeChat with only a website app): the page that tells the user
+    /// to open the link on a computer.
+    OpenOnComputer,
     /// Nothing for this browser.
     None,
 }

@@ -36,6 +36,8 @@ pub(crate) enum BrowserLogin<'a> {
     OpenInApp,
     /// A phone browser outside the app that could log the user in.
     PhoneOutsideApp,
+    /// Inside the app on a phone, and only a computer's QR login could log the user in.
+    OpenOnComputer,
     None,
 }
 
@@ -90,6 +92,7 @@ impl Registry {
     pub(crate) fn browser_login(&self, headers: &HeaderMap, via: Option<&str>) -> BrowserLogin<'_> {
         let mut open_in_app = false;
         let mut phone = false;
+        let mut computer = false;
         let mut starts: Vec<(&dyn LoginProvider, u8)> = Vec::new();
         for p in &self.providers {
             match p.browser_match(headers) {
@@ -97,6 +100,7 @@ impl Registry {
                 BrowserMatch::Kind(kind) => starts.push((p.as_ref(), kind)),
                 BrowserMatch::OpenInApp => open_in_app = true,
                 BrowserMatch::PhoneOutsideApp => phone = true,
+                BrowserMatch::OpenOnComputer => computer = true,
                 BrowserMatch::None => {}
             }
         }
@@ -108,6 +112,7 @@ impl Registry {
             [_, _, ..] => BrowserLogin::Choose(starts.into_iter().map(|(p, _)| p).collect()),
             [] if phone => BrowserLogin::PhoneOutsideApp,
             [] if open_in_app => BrowserLogin::OpenInApp,
+            [] if computer => BrowserLogin::OpenOnComputer,
             [] => BrowserLogin::None,
         }
     }
@@ -304,13 +309,14 @@ mod tests {
             }
             BrowserLogin::OpenInApp => "open in app".into(),
             BrowserLogin::PhoneOutsideApp => "phone".into(),
+            BrowserLogin::OpenOnComputer => "computer".into(),
             BrowserLogin::None => "none".into(),
         }
     }
 
     #[test]
     fn browser_logins() {
-        use BrowserMatch::{InApp, Kind, OpenInApp, PhoneOutsideApp};
+        use BrowserMatch::{InApp, Kind, OpenInApp, OpenOnComputer, PhoneOutsideApp};
         const NO: BrowserMatch = BrowserMatch::None;
         for (matches, via, want) in [
             (&[Kind(0)][..], None, "start a 0"),
@@ -325,6 +331,9 @@ mod tests {
             (&[OpenInApp, PhoneOutsideApp], None, "phone"),
             (&[NO, NO], Some("a"), "none"),
             (&[OpenInApp, Kind(3), Kind(4)], None, "choose b,c"),
+            (&[OpenOnComputer, NO], None, "computer"),
+            (&[OpenOnComputer, Kind(1)], None, "start b 1"),
+            (&[OpenOnComputer, InApp(5)], None, "start b 5"),
         ] {
             assert_eq!(
                 outcome(&registry(matches), via),

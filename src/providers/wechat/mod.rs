@@ -116,20 +116,20 @@ impl LoginProvider for Wechat {
         split_kind(kind).0.and_then(|s| self.app(s)).is_some()
     }
 
-    /// Inside WeChat the official account, else the website; a phone browser outside WeChat
-    /// the page that says to open the link in WeChat (it cannot scan a QR code on its own
-    /// screen); a PC browser the website, else (only an official account) the "open in
-    /// WeChat" page with a QR code.
+    /// Inside WeChat (or WeCom) the official account. Without one, WeChat on a phone the page
+    /// that says to open the link on a computer (the website's login is a QR code to scan, and
+    /// the phone cannot scan its own screen); WeChat on a computer, and WeCom, the website. A phone
+    /// browser outside WeChat the page that says to open the link in WeChat; a PC browser the
+    /// website, else (only an official account) the "open in WeChat" page with a QR code.
     fn browser_match(&self, headers: &HeaderMap) -> BrowserMatch {
         let kind = user_agent::of_request(headers);
         let any_browser_app = self.official_account.is_some() || self.website.is_some();
-        match (kind.in_app(), &self.official_account, &self.website) {
-            (true, Some(_), _) => BrowserMatch::Kind(Source::OfficialAccount as u8),
-            (false, _, _) if kind == BrowserKind::Phone && any_browser_app => {
-                BrowserMatch::PhoneOutsideApp
-            }
+        match (kind, &self.official_account, &self.website) {
+            (k, Some(_), _) if k.in_app() => BrowserMatch::Kind(Source::OfficialAccount as u8),
+            (BrowserKind::WeChat, None, Some(_)) => BrowserMatch::OpenOnComputer,
+            (BrowserKind::Phone, _, _) if any_browser_app => BrowserMatch::PhoneOutsideApp,
             (_, _, Some(_)) => BrowserMatch::Kind(Source::Website as u8),
-            (false, Some(_), None) => BrowserMatch::OpenInApp,
+            (BrowserKind::Pc, Some(_), None) => BrowserMatch::OpenInApp,
             _ => BrowserMatch::None,
         }
     }
@@ -269,6 +269,13 @@ mod tests {
             http::header::USER_AGENT,
             "Mozilla/5.0 MicroMessenger/8.0".parse().unwrap(),
         );
+        let mut desktop = HeaderMap::new();
+        desktop.insert(
+            http::header::USER_AGENT,
+            "Mozilla/5.0 (Windows NT 10.0) MicroMessenger/7.0.20 WindowsWechat(0x63090a13)"
+                .parse()
+                .unwrap(),
+        );
         let website = BrowserMatch::Kind(Source::Website as u8);
         let official = BrowserMatch::Kind(Source::OfficialAccount as u8);
         for (web, oa, headers, want) in [
@@ -276,7 +283,10 @@ mod tests {
             (true, true, &pc, website),
             (false, true, &in_app, official),
             (false, true, &pc, BrowserMatch::OpenInApp),
-            (true, false, &in_app, website),
+            (true, false, &in_app, BrowserMatch::OpenOnComputer),
+            (true, false, &desktop, website),
+            (true, true, &desktop, official),
+            (false, true, &desktop, official),
             (true, false, &pc, website),
             (false, false, &pc, BrowserMatch::None),
             (false, false, &in_app, BrowserMatch::None),

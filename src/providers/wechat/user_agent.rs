@@ -1,11 +1,15 @@
-//! Which browser a login comes from, by its User-Agent: inside WeChat (`MicroMessenger`),
-//! inside WeCom (`wxwork`), a phone or tablet browser outside both, or a PC.
+//! Which browser a login comes from, by its User-Agent: inside WeChat (`MicroMessenger`) on a
+//! phone or on a computer (`WindowsWechat`, `MacWechat`), inside WeCom (`wxwork`), a phone or
+//! tablet browser outside both, or a PC.
 
 /// What a User-Agent says about where the login page will be shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BrowserKind {
     /// WeChat's built-in browser (`MicroMessenger`): the official account's login.
     WeChat,
+    /// WeChat's built-in browser on Windows or macOS (`WindowsWechat`, `MacWechat`): the
+    /// official account's login too, and, being on a computer, it can show a QR code to scan.
+    WeChatDesktop,
     /// WeCom's built-in browser (`wxwork`; it also says `MicroMessenger`).
     WeCom,
     /// A phone or tablet browser outside WeChat (`Android`, `iPhone`, `iPad` or `Mobile`):
@@ -18,7 +22,10 @@ pub(crate) enum BrowserKind {
 impl BrowserKind {
     /// WeChat or WeCom: a browser in which WeChat's OAuth pages work.
     pub(crate) fn in_app(self) -> bool {
-        matches!(self, BrowserKind::WeChat | BrowserKind::WeCom)
+        matches!(
+            self,
+            BrowserKind::WeChat | BrowserKind::WeChatDesktop | BrowserKind::WeCom
+        )
     }
 }
 
@@ -35,7 +42,11 @@ pub(crate) fn classify(ua: &[u8]) -> BrowserKind {
     if contains_ci(ua, b"wxwork") {
         BrowserKind::WeCom
     } else if contains_ci(ua, b"micromessenger") {
-        BrowserKind::WeChat
+        if contains_ci(ua, b"windowswechat") || contains_ci(ua, b"macwechat") {
+            BrowserKind::WeChatDesktop
+        } else {
+            BrowserKind::WeChat
+        }
     } else if [&b"android"[..], b"iphone", b"ipad", b"mobile"]
         .iter()
         .any(|k| contains_ci(ua, k))
@@ -69,7 +80,9 @@ mod tests {
             ("Mozilla/5.0 (Android 14; Mobile; rv:121.0) Gecko/121.0 Firefox/121.0", Phone),
             ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148 MicroMessenger/8.0.47(0x18002f2c) NetType/WIFI Language/zh_CN", WeChat),
             ("Mozilla/5.0 (Linux; Android 14; V2227A; wv) AppleWebKit/537.36 Chrome/111 Mobile Safari/537.36 XWEB/1110005 MMWEBSDK/20231002 MicroMessenger/8.0.43.2480(0x28002B37) WeChat/arm64 Weixin NetType/WIFI", WeChat),
-            ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/81 Safari/537.36 MicroMessenger/7.0.20.1781(0x6700143B) NetType/WIFI MiniProgramEnv/Windows WindowsWechat/WMPF", WeChat),
+            ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/81 Safari/537.36 MicroMessenger/7.0.20.1781(0x6700143B) NetType/WIFI MiniProgramEnv/Windows WindowsWechat/WMPF", WeChatDesktop),
+            ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) MicroMessenger/6.8.0(0x16080000) MacWechat/3.8.7(0x13080710) Reporter/5.0 XWEB/1288 Flue", WeChatDesktop),
+            ("Mozilla/5.0 MicroMessenger/8.0", WeChat),
             ("Mozilla/5.0 (iPhone; CPU iPhone OS 16_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148 wxwork/4.1.10 MicroMessenger/7.0.1 Language/zh", WeCom),
             ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/120 Safari/537.36", Pc),
             ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 Version/17.0 Safari/605.1.15", Pc),
@@ -78,7 +91,8 @@ mod tests {
         ] {
             assert_eq!(classify(ua.as_bytes()), want, "{ua}");
         }
-        assert!(WeChat.in_app() && WeCom.in_app() && !Phone.in_app() && !Pc.in_app());
+        assert!(WeChat.in_app() && WeChatDesktop.in_app() && WeCom.in_app());
+        assert!(!Phone.in_app() && !Pc.in_app());
     }
 
     #[test]
@@ -102,7 +116,11 @@ mod tests {
             let want = if lower.contains("wxwork") {
                 BrowserKind::WeCom
             } else if lower.contains("micromessenger") {
-                BrowserKind::WeChat
+                if lower.contains("windowswechat") || lower.contains("macwechat") {
+                    BrowserKind::WeChatDesktop
+                } else {
+                    BrowserKind::WeChat
+                }
             } else {
                 BrowserKind::Phone
             };

@@ -146,7 +146,7 @@ impl LoginProvider for Wecom {
     fn browser_match(&self, headers: &HeaderMap) -> BrowserMatch {
         match user_agent::of_request(headers) {
             BrowserKind::WeCom => BrowserMatch::InApp(IN_APP),
-            BrowserKind::WeChat => BrowserMatch::None,
+            BrowserKind::WeChat | BrowserKind::WeChatDesktop => BrowserMatch::None,
             BrowserKind::Phone if self.wechat_browsers => BrowserMatch::PhoneOutsideApp,
             BrowserKind::Phone | BrowserKind::Pc => BrowserMatch::Kind(SSO),
         }
