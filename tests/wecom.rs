@@ -316,10 +316,12 @@ async fn non_member_refused_unless_allowed() {
     let r = quick_login(&env, &mut b, fixtures::WECOM_GUEST).await;
     assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
     let r = fetch(&env, &mut b, "/home").await;
+    // Its WeCom openid, in WeCom's header: never taken for a WeChat openid.
     assert_eq!(
-        r.echoed_header("x-wechat-openid"),
+        r.echoed_header("x-wecom-openid"),
         Some(fixtures::wecom_openid(fixtures::WECOM_GUEST))
     );
+    assert_eq!(r.echoed_header("x-wechat-openid"), None);
     assert_eq!(r.echoed_header("x-wecom-userid"), None);
     assert_eq!(r.echoed_header("x-wechat-source").as_deref(), Some("wecom"));
     let info = fetch(&env, &mut b, "/_wxgate/userinfo").await.json();

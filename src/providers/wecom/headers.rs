@@ -1,8 +1,9 @@
 //! WeCom's identity headers for the upstream: `X-WeCom-UserId`, `X-WeCom-CorpId` and
 //! `X-WeChat-Source: wecom` (no OpenId / UnionId: a member is known by the userid), and
 //! `X-WeChat-UserId` when account linking gave the session the app's own user id. A
-//! non-member (`wecom.allow_non_members`) has no userid: `X-WeChat-OpenId` carries the openid
-//! WeCom gave. With `headers.sign_secret`, `X-WeChat-Signature` signs the userid in the
+//! non-member (`wecom.allow_non_members`) has no userid: `X-WeCom-OpenId` carries the openid
+//! WeCom gave (never `X-WeChat-OpenId`: a WeCom openid is not a WeChat one). With
+//! `headers.sign_secret`, `X-WeChat-Signature` signs the userid (or that openid) in the
 //! openid's place: `hmac(secret, "<t>..<userid>")`.
 
 use hmac::{Hmac, Mac};
@@ -15,7 +16,7 @@ use crate::session::Session;
 pub(crate) static USERID: HeaderName = HeaderName::from_static("x-wecom-userid");
 pub(crate) static CORPID: HeaderName = HeaderName::from_static("x-wecom-corpid");
 static SOURCE: HeaderName = HeaderName::from_static("x-wechat-source");
-static OPENID: HeaderName = HeaderName::from_static("x-wechat-openid");
+static OPENID: HeaderName = HeaderName::from_static("x-wecom-openid");
 static SIGNATURE: HeaderName = HeaderName::from_static("x-wechat-signature");
 
 /// `t=<unix>,v1=<hex hmac-sha256(secret, "<t>..<id>")>`: X-WeChat-Signature's formula with no
@@ -84,10 +85,12 @@ mod tests {
         assert_eq!(h[&CORPID], "ww01");
         assert_eq!(h[&SOURCE], "wecom");
         assert!(!h.contains_key(&OPENID) && !h.contains_key("x-wechat-unionid"));
+        assert!(!h.contains_key("x-wechat-openid"));
         assert!(!h.contains_key(&SIGNATURE));
         let h = headers(&session("oX"), false, Some(b"k"));
         assert_eq!(h[&OPENID], "oX");
-        assert!(!h.contains_key(&USERID));
+        assert_eq!(OPENID.as_str(), "x-wecom-openid");
+        assert!(!h.contains_key(&USERID) && !h.contains_key("x-wechat-openid"));
         let sig = h[&SIGNATURE].to_str().unwrap();
         assert_eq!(sig, signature(b"k", 1700000000, "oX"));
         assert!(sig.starts_with("t=1700000000,v1=") && sig.len() == 16 + 64);
