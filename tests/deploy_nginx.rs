@@ -281,7 +281,7 @@ async fn auth_request_recipe_full_login_through_nginx() {
         toml_get(&t, "server.prefix").and_then(|v| v.as_str()),
         Some("/_wxgate")
     );
-    let _gw = start_wxgate(listener, settings).await;
+    let gw = start_wxgate(listener, settings).await;
 
     // 1. Browser: nginx's auth check says 401, wxgate sends the browser to login, then WeChat.
     //    The target has `&`, `+` and `%2F` in its query: rd must survive exactly.
@@ -385,6 +385,17 @@ async fn auth_request_recipe_full_login_through_nginx() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_no_spoof(&r);
     assert_eq!(upstream_identity(&r), expected_identity("carol"));
+
+    // Account linking's headers come through from wxgate (and only from it: the spoofs are
+    // still sent).
+    link_session(&gw, &carol, "u-42", "+8613800000000").await;
+    let r = carol.nav(&t.landed).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_no_spoof(&r);
+    let mut want = expected_identity("carol");
+    want.insert("x-wechat-userid".into(), "u-42".into());
+    want.insert("x-wechat-phone".into(), "+8613800000000".into());
+    assert_eq!(upstream_identity(&r), want);
 
     // 4. No session: API calls get wxgate's 401 JSON; the internal auth location is not public.
     let hits = up.hits();
@@ -513,7 +524,7 @@ async fn multi_site_one_login_for_two_hosts() {
         toml_get(&t, "session.cookie_domain").and_then(|v| v.as_str()),
         Some(".example.com")
     );
-    let _gw = start_wxgate(listener, settings).await;
+    let gw = start_wxgate(listener, settings).await;
 
     // 1. Site a: not logged in → wxgate's login on the AUTH host, rd = the full a. URL.
     let mut br = Browser::new();
@@ -568,6 +579,17 @@ async fn multi_site_one_login_for_two_hosts() {
         .collect();
     let r = br.nav(&format!("{b_site}/b/again")).await;
     assert_no_spoof(&r);
+    // Account linking's headers reach both sites, from wxgate only.
+    link_session(&gw, &br, "u-42", "+8613800000000").await;
+    let mut want = expected_identity("alice");
+    want.insert("x-wechat-userid".into(), "u-42".into());
+    want.insert("x-wechat-phone".into(), "+8613800000000".into());
+    for url in [format!("{b_site}/b/linked"), format!("{a}/a/linked")] {
+        let r = br.nav(&url).await;
+        assert_eq!(r.status, 200, "{url}: {}", r.text());
+        assert_no_spoof(&r);
+        assert_eq!(upstream_identity(&r), want, "{url}");
+    }
     br.extra.clear();
 
     // 3. A fresh browser starting on b comes back to b.

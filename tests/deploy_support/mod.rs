@@ -829,9 +829,8 @@ pub fn identity_like(headers: &[(String, String)]) -> BTreeMap<String, String> {
     headers
         .iter()
         .filter(|(k, _)| {
-            k.to_ascii_lowercase()
-                .replace('_', "-")
-                .starts_with("x-wechat-")
+            let k = k.to_ascii_lowercase().replace('_', "-");
+            k.starts_with("x-wechat-") || k.starts_with("x-wecom-")
         })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
@@ -849,6 +848,14 @@ pub const SPOOFS: &[(&str, &str)] = &[
     ("X_WeChat_UnionId", "spoof-underscore-unionid"),
     ("X_WECHAT_OPENID", "spoof-underscore-openid"),
     ("x-wechat_source", "spoof-mixed-source"),
+    // Account linking's and WeCom's headers: an app that reads them must get them from the
+    // gateway only.
+    ("X-WeChat-UserId", "spoof-userid"),
+    ("X-WeChat-Phone", "spoof-phone"),
+    ("X-WeCom-UserId", "spoof-wecom-userid"),
+    ("X-WeCom-CorpId", "spoof-wecom-corpid"),
+    ("X-WeCom-OpenId", "spoof-wecom-openid"),
+    ("X_WeCom_UserId", "spoof-underscore-wecom-userid"),
 ];
 
 /// The upstream got no spoofed value under any identity-like name.
@@ -860,7 +867,7 @@ pub fn assert_no_spoof(r: &Resp) {
             "spoofed header reached the upstream: {k}: {v} (all: {seen:?})"
         );
         let norm = k.to_ascii_lowercase().replace('_', "-");
-        if norm.starts_with("x-wechat-") {
+        if norm.starts_with("x-wechat-") || norm.starts_with("x-wecom-") {
             assert!(
                 !k.contains('_'),
                 "underscore identity header reached the upstream: {k}: {v}"
@@ -911,4 +918,29 @@ pub fn query_param(url: &str, key: &str) -> Option<String> {
 
 pub fn enc(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, wxgate::endpoints::COMPONENT).to_string()
+}
+
+/// Give the session behind `b`'s `_wxgate` cookie account linking's user id and phone, as a
+/// completed link would (the recipes must pass X-WeChat-UserId and X-WeChat-Phone on).
+pub async fn link_session(gw: &wxgate::server::Running, b: &Browser, user_id: &str, phone: &str) {
+    use wxgate::session::{SessionId, SessionStore};
+    let cookie = b
+        .jar
+        .iter()
+        .find(|c| c.name == "_wxgate")
+        .expect("logged in");
+    let id = SessionId::parse(&cookie.value).expect("a session id");
+    let now = wxgate::common::http_util::unix_now();
+    let s = gw
+        .app
+        .store
+        .get(&id, now)
+        .await
+        .unwrap()
+        .expect("a live session");
+    gw.app
+        .store
+        .insert(id, s.with_link(Some(user_id), Some(phone)))
+        .await
+        .unwrap();
 }
