@@ -8,6 +8,7 @@ use http::header::SET_COOKIE;
 use http::{Request, Response};
 use hyper::body::Incoming;
 
+use super::callback_runs::{Answer, Outcome};
 use super::context::Ctx;
 use super::cookies::cookie_header;
 use super::login::{finish, provider_failed, Finished, Via, MAX_CODE};
@@ -111,32 +112,76 @@ pub(super) async fn callback(
     let state = query_param(q, "state")
         .filter(|s| !s.is_empty())
         .ok_or(LoginError::MissingState)?;
-    let cookie = LoginCookie::parse(crate::common::cookies::find_cookie(
-        req.headers(),
-        cx.login_cookie,
-    ));
+    let raw_cookie = crate::common::cookies::find_cookie(req.headers(), cx.login_cookie);
+    let cookie = LoginCookie::parse(raw_cookie);
     // Verified: one of the bindings is this browser's.
     let nonce = cx.signer.verify_any(&state, &cookie.bindings, unix_now())?;
-    let Some(pending) = cx.store.take_pending(nonce).await? else {
+    // One run per state, in a task of its own: a second callback while the first is being
+    // finished (WeChat calls twice, and the browser drops the first answer) gets its answer.
+    let outcome = match cx.source.upgrade() {
+        Some(source) => {
+            let (q, raw, key) = (
+                q.map(str::to_owned),
+                raw_cookie.map(str::to_owned),
+                nonce.to_owned(),
+            );
+            let (ip, credentials) = (cx.client_ip, cx.credentials);
+            let run = move || -> Box<dyn std::future::Future<Output = Outcome> + Send> {
+                Box::new(async move {
+                    let cx = source.ctx(ip, credentials);
+                    let cookie = LoginCookie::parse(raw.as_deref());
+                    run_callback(&cx, q.as_deref(), &key, &cookie).await
+                })
+            };
+            cx.callback_runs.join_or_start(nonce, run).await
+        }
+        // The App is gone only once no request holds it: not while this one does.
+        None => run_callback(cx, q, nonce, &cookie).await,
+    };
+    match outcome {
+        Outcome::Answer(a) => Ok(a.response()),
         // The provider sometimes calls twice: the same browser that finished goes where it
         // meant to.
-        if let Some((done, rd)) = &cookie.completed {
-            if *done == nonce {
+        Outcome::NoPending => match &cookie.completed {
+            Some((done, rd)) if *done == nonce => {
                 let s = cx.settings;
-                return Ok(http_util::redirect(&safe_return(
+                Ok(http_util::redirect(&safe_return(
                     rd,
                     &s.public,
                     &s.access.redirect_hosts,
-                )));
+                )))
             }
+            _ => Err(LoginError::StateUsed.into()),
+        },
+    }
+}
+
+/// A callback whose state checked out, as one run: its pending login taken, then finished.
+/// Every outcome but "nothing pending" is an answer (errors as their pages), to be given to
+/// each request for this state that waited.
+async fn run_callback(
+    cx: &Ctx<'_>,
+    q: Option<&str>,
+    nonce: &str,
+    cookie: &LoginCookie<'_>,
+) -> Outcome {
+    let prefix = cx.settings.prefix();
+    let pending = match cx.store.take_pending(nonce).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return Outcome::NoPending,
+        Err(e) => {
+            let e = GatewayError::from(e);
+            e.log();
+            return Outcome::Answer(Answer::of(
+                e.into_response(false, &urls::login_path(prefix, "/")),
+            ));
         }
-        return Err(LoginError::StateUsed.into());
     };
     // From here on the target is known: "sign in again" returns there.
-    let retry = urls::login_path(cx.settings.prefix(), &pending.rd);
+    let retry = urls::login_path(prefix, &pending.rd);
     let origin = pending.origin;
-    match finish_login(cx, q, nonce, &cookie, pending).await {
-        Ok(r) => Ok(r),
+    let r = match finish_login(cx, q, nonce, cookie, pending).await {
+        Ok(r) => r,
         Err(e) => {
             e.log();
             // The login's own failures (declined, bad code, ...); the provider's are audited
@@ -145,9 +190,10 @@ pub(super) async fn callback(
                 let source = cx.providers.kind_name(origin);
                 super::audit::failed_login(cx, source, e.code());
             }
-            Ok(e.into_response(false, &retry))
+            e.into_response(false, &retry)
         }
-    }
+    };
+    Outcome::Answer(Answer::of(r))
 }
 
 /// The callback once its state checked out: code → session → redirect.

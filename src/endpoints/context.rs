@@ -7,6 +7,9 @@ use crate::config::Settings;
 use crate::providers::Registry;
 use crate::session::{Authenticated, Credentials, Session, Store, StoreError};
 
+use std::sync::{Arc, Weak};
+
+use super::callback_runs::CallbackRuns;
 use super::login_state::StateSigner;
 use super::rate_limit::LoginLimiter;
 use super::revalidate::Revalidator;
@@ -32,6 +35,17 @@ pub(crate) struct Ctx<'a> {
     pub(crate) credentials: Credentials,
     /// `session.revalidate_secs` > 0: re-checks browser sessions' grants.
     pub(crate) revalidator: Option<&'a Revalidator>,
+    /// The login callbacks in progress (see [`CallbackRuns`]).
+    pub(crate) callback_runs: &'a Arc<CallbackRuns>,
+    /// Where this context came from, to make it again in a task that outlives the request.
+    pub(crate) source: &'a Weak<dyn CtxSource>,
+}
+
+/// What makes a [`Ctx`] (the pipeline's App): a login callback's run makes one again in a task
+/// of its own, which the request that started it may not outlive.
+pub(crate) trait CtxSource: Send + Sync + 'static {
+    /// The context for a request from `client_ip` presenting `credentials`.
+    fn ctx(&self, client_ip: std::net::IpAddr, credentials: Credentials) -> Ctx<'_>;
 }
 
 /// Who may pass: the access rules (`access.*`) over a session's identity.

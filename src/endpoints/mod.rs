@@ -12,6 +12,7 @@
 
 mod audit;
 mod browser_login;
+pub(crate) mod callback_runs;
 mod choose_page;
 pub(crate) mod context;
 mod cookies;

@@ -3,12 +3,14 @@
 //! with it), the metrics, the login rate limiter's counts, the state signer — is shared between
 //! an App and the one that replaces it; the rest is rebuilt from the new settings.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use http::header::HeaderValue;
 
 use crate::common::metrics::Metrics;
 use crate::config::Settings;
+use crate::endpoints::callback_runs::CallbackRuns;
+use crate::endpoints::context::CtxSource;
 use crate::endpoints::login_state::StateSigner;
 use crate::endpoints::rate_limit::LoginLimiter;
 use crate::pipeline::access::Access;
@@ -40,6 +42,10 @@ pub struct App {
     pub(crate) revalidator: Option<crate::endpoints::revalidate::Revalidator>,
     /// The account-linking hook (`[link]`), when `link.url` is set.
     pub(crate) link: Option<crate::endpoints::link_hook::Link>,
+    /// The login callbacks in progress (a reload keeps them).
+    pub(crate) callback_runs: Arc<CallbackRuns>,
+    /// This App, for what must outlive a request (a callback's run).
+    pub(crate) me: Weak<dyn CtxSource>,
 }
 
 /// What an App shares with the App a reload replaces it with.
@@ -48,6 +54,7 @@ struct Kept {
     metrics: Arc<Metrics>,
     signer: StateSigner,
     login_limiter: Option<Arc<LoginLimiter>>,
+    callback_runs: Arc<CallbackRuns>,
 }
 
 impl App {
@@ -57,6 +64,7 @@ impl App {
             metrics: Arc::new(Metrics::new()),
             signer: StateSigner::new(settings.cookie_secret()),
             login_limiter: LoginLimiter::new(settings.access.login_rate_per_minute).map(Arc::new),
+            callback_runs: Arc::default(),
         };
         App::build(settings, kept)
     }
@@ -79,6 +87,7 @@ impl App {
             } else {
                 LoginLimiter::new(rate).map(Arc::new)
             },
+            callback_runs: self.callback_runs.clone(),
         };
         App::build(settings, kept)
     }
@@ -108,7 +117,9 @@ impl App {
             })?),
             None => None,
         };
-        Ok(Arc::new(App {
+        Ok(Arc::new_cyclic(|me: &Weak<App>| App {
+            me: me.clone(),
+            callback_runs: kept.callback_runs,
             link,
             providers: providers.clone(),
             signer: kept.signer,

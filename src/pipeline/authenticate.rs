@@ -7,7 +7,7 @@ use hyper::body::Incoming;
 
 use crate::common::cookies;
 use crate::common::http_util::{self, Body};
-use crate::endpoints::context::Ctx;
+use crate::endpoints::context::{Ctx, CtxSource};
 use crate::pipeline::app::App;
 use crate::proxy::Peer;
 use crate::session::{Authenticated, Credentials, SessionId, StoreError, MAX_SESSION_COOKIES};
@@ -41,27 +41,13 @@ impl App {
 
     /// What the gateway's endpoints get for a request under `prefix`.
     pub(crate) fn endpoint_ctx(&self, headers: &http::HeaderMap, peer: &Peer) -> Ctx<'_> {
-        Ctx {
-            settings: &self.settings,
-            store: &self.store,
-            providers: &self.providers,
-            signer: &self.signer,
-            metrics: &self.metrics,
-            session_cookie: &self.session_cookie,
-            login_cookie: &self.login_cookie,
-            sign_secret: self.sign_secret.as_deref(),
-            login_limiter: self.login_limiter.as_deref(),
-            link: self.link.as_ref(),
-            access: &self.access,
-            client_ip: crate::endpoints::rate_limit::client_ip(
-                peer.addr.ip(),
-                peer.trusted,
-                headers,
-                &self.settings.trusted_proxies,
-            ),
-            credentials: self.credentials(headers),
-            revalidator: self.revalidator.as_ref(),
-        }
+        let client_ip = crate::endpoints::rate_limit::client_ip(
+            peer.addr.ip(),
+            peer.trusted,
+            headers,
+            &self.settings.trusted_proxies,
+        );
+        self.ctx(client_ip, self.credentials(headers))
     }
 
     /// 302 to login for browser navigations, 401 JSON for everything else.
@@ -100,5 +86,28 @@ impl App {
         peer: &Peer,
     ) -> String {
         crate::endpoints::urls::return_target(&self.settings, headers, authority, pq, peer.trusted)
+    }
+}
+
+impl CtxSource for App {
+    fn ctx(&self, client_ip: std::net::IpAddr, credentials: Credentials) -> Ctx<'_> {
+        Ctx {
+            settings: &self.settings,
+            store: &self.store,
+            providers: &self.providers,
+            signer: &self.signer,
+            metrics: &self.metrics,
+            session_cookie: &self.session_cookie,
+            login_cookie: &self.login_cookie,
+            sign_secret: self.sign_secret.as_deref(),
+            login_limiter: self.login_limiter.as_deref(),
+            link: self.link.as_ref(),
+            access: &self.access,
+            client_ip,
+            credentials,
+            revalidator: self.revalidator.as_ref(),
+            callback_runs: &self.callback_runs,
+            source: &self.me,
+        }
     }
 }
