@@ -62,7 +62,13 @@ async fn app_login(env: &Env, user: &str) -> Value {
 }
 
 async fn mini_login(env: &Env, user: &str, with_data: bool) -> Value {
-    let m = mint(env, fixtures::MINI_APPID, user, "").await;
+    mini_login_with(env, user, with_data, "").await
+}
+
+/// A mini-program login; `extra`: more `/mock/code` parameters (`&profile=user`: the user's own
+/// profile in `encryptedData`, as before 2022-11).
+async fn mini_login_with(env: &Env, user: &str, with_data: bool, extra: &str) -> Value {
+    let m = mint(env, fixtures::MINI_APPID, user, extra).await;
     let body = if with_data {
         json!({"code": m["code"], "encryptedData": m["encryptedData"], "iv": m["iv"]})
     } else {
@@ -168,6 +174,17 @@ async fn mini_program_login_with_and_without_encrypted_data() {
         r.echoed_header("x-wechat-source").as_deref(),
         Some("mini_program")
     );
+    // Today's encryptedData has the placeholder profile ("微信用户", a grey avatar): nobody's
+    // name, so none is passed on.
+    assert_eq!(r.echoed_header("x-wechat-nickname"), None);
+    assert_eq!(r.echoed_header("x-wechat-avatar"), None);
+    let info = with_bearer(&env, "GET", "/_wxgate/userinfo", token)
+        .await
+        .json();
+    assert!(!info.to_string().contains("微信用户"), "{info}");
+    // A real profile in it (as before 2022-11) is passed on.
+    let v = mini_login_with(&env, "alice", true, "&profile=user").await;
+    let r = with_bearer(&env, "GET", "/profile", v["token"].as_str().unwrap()).await;
     assert_eq!(
         r.echoed_header("x-wechat-nickname").as_deref(),
         Some("Alice%20%F0%9F%90%BC%20%E5%B0%8F%E7%88%B1")

@@ -673,7 +673,15 @@ async fn mini_program_login_and_user_data() {
     .unwrap();
     assert_eq!(data.open_id.as_deref(), Some(js.openid.as_str()));
     assert_eq!(data.union_id, js.unionid);
-    assert_eq!(data.nick_name.as_deref(), Some("Alice 🐼 小爱"));
+    // Today's WeChat: the placeholder profile for everyone (2022-11).
+    assert_eq!(
+        data.nick_name.as_deref(),
+        Some(fixtures::PLACEHOLDER_NICKNAME)
+    );
+    assert_eq!(
+        data.avatar_url.as_deref(),
+        Some(fixtures::PLACEHOLDER_AVATAR)
+    );
     assert_eq!(data.watermark_appid, MINI_APPID);
     assert!(data.watermark_timestamp.is_some());
 

@@ -36,15 +36,22 @@ pub(super) fn mock_code(state: &State, q: &Query) -> Resp {
             let (session_key, key) = random_session_key();
             let iv: [u8; 16] = rand::thread_rng().gen();
             let watermark_appid = param(q, "watermark_appid").unwrap_or(app.appid);
+            // Today's WeChat: every user's profile is the placeholder; `profile=user` gives the
+            // user's own, as before 2022-11.
+            let (nickname, avatar) = if param(q, "profile") == Some("user") {
+                (user.nickname, user.avatar)
+            } else {
+                (fixtures::PLACEHOLDER_NICKNAME, fixtures::PLACEHOLDER_AVATAR)
+            };
             let mut data = json!({
                 "openId": openid,
-                "nickName": user.nickname,
+                "nickName": nickname,
                 "gender": 0,
                 "language": "zh_CN",
                 "city": "",
                 "province": "",
                 "country": "",
-                "avatarUrl": user.avatar,
+                "avatarUrl": avatar,
                 "watermark": { "appid": watermark_appid, "timestamp": unix_now() },
             });
             if let Some(u) = user.unionid {

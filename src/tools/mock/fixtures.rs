@@ -48,11 +48,16 @@ pub const USERS: &[TestUser] = &[
     },
     TestUser {
         key: SNAPSHOT_USER,
-        nickname: "微信用户",
+        nickname: PLACEHOLDER_NICKNAME,
         unionid: Some("oUnionSnapshotVirtual0000004"),
-        avatar: "https://thirdwx.qlogo.cn/mmopen/vi_32/POgEwh4mIHO4nibH0KlMECNjjGxQUq24ZEaGT4poC6icRiccVGKSyXwibcPq4BWmiaIGuG1icwxaQX6grC9VemZoJ8rg/132",
+        avatar: PLACEHOLDER_AVATAR,
     },
 ];
+
+/// The profile WeChat gives a mini program for every user since 2022-11 (`getUserProfile`,
+/// `getUserInfo`), and a snapshot-page login.
+pub const PLACEHOLDER_NICKNAME: &str = "微信用户";
+pub const PLACEHOLDER_AVATAR: &str = "https://thirdwx.qlogo.cn/mmopen/vi_32/POgEwh4mIHO4nibH0KlMECNjjGxQUq24ZEaGT4poC6icRiccVGKSyXwibcPq4BWmiaIGuG1icwxaQX6grC9VemZoJ8rg/132";
 
 /// The user whose logins come back from WeChat's snapshot page (`is_snapshotuser: 1`).
 pub const SNAPSHOT_USER: &str = "snapshot";
