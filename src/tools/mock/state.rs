@@ -164,7 +164,8 @@ impl Calls {
 pub(super) const TICKET_TTL: Duration = Duration::from_secs(600);
 pub(super) const GRACE: Duration = Duration::from_secs(600);
 pub(super) const ACCESS_TOKEN_TTL: Duration = Duration::from_secs(7200);
-pub(super) const REFRESH_TOKEN_TTL: Duration = Duration::from_secs(86_400);
+/// A refresh token lives 30 days from the grant; refreshing does not extend it.
+pub(super) const REFRESH_TOKEN_TTL: Duration = Duration::from_secs(30 * 86_400);
 pub(super) const CAPACITY: u64 = 200_000;
 
 pub(super) struct State {
@@ -276,8 +277,11 @@ impl State {
         Ok(entry)
     }
 
+    /// New tokens for `entry`: a new access token, and the grant's refresh token (`Some`: a
+    /// refresh, which keeps it and its 30 days from the grant) or a new one.
     pub(super) fn issue_tokens(&self, entry: TokenEntry, refresh_token: Option<String>) -> Value {
         let access_token = random_alnum(64);
+        let refreshing = refresh_token.is_some();
         let refresh_token = refresh_token.unwrap_or_else(|| random_alnum(64));
         let entry = Arc::new(entry);
         let mut body = json!({
@@ -296,7 +300,9 @@ impl State {
             body["is_snapshotuser"] = Value::from(1);
         }
         self.access_tokens.insert(access_token, entry.clone());
-        self.refresh_tokens.insert(refresh_token, entry);
+        if !refreshing {
+            self.refresh_tokens.insert(refresh_token, entry);
+        }
         body
     }
 
@@ -339,4 +345,32 @@ pub(super) fn unix_now() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_refresh_keeps_the_grants_refresh_token_and_its_clock() {
+        assert_eq!(REFRESH_TOKEN_TTL, Duration::from_secs(30 * 24 * 3600));
+        let state = State::new(MockOptions::default());
+        let entry = || TokenEntry {
+            app: &APPS[0],
+            user: fixtures::user("alice").unwrap(),
+            scope: "snsapi_login",
+            openid: "o1".into(),
+        };
+        let body = state.issue_tokens(entry(), None);
+        let rt = body["refresh_token"].as_str().unwrap().to_string();
+        let granted = state.refresh_tokens.get(&rt).unwrap();
+        let again = state.issue_tokens(entry(), Some(rt.clone()));
+        assert_eq!(again["refresh_token"], rt.as_str());
+        assert_ne!(again["access_token"], body["access_token"]);
+        // Not stored again: the entry (and the time it was stored) is the grant's.
+        assert!(Arc::ptr_eq(
+            &granted,
+            &state.refresh_tokens.get(&rt).unwrap()
+        ));
+    }
 }
