@@ -421,6 +421,17 @@ async fn authorize_page_errors() {
     ))
     .await;
     assert!(p.body.contains("10003"));
+    // WeChat pattern-matches the link: the same parameters in another order, or without
+    // response_type=code, are no login.
+    for q in [
+        format!("redirect_uri=http%3A%2F%2F127.0.0.1%2Fcb&appid={WEBSITE_APPID}&response_type=code&scope=snsapi_login&state=s"),
+        format!("appid={WEBSITE_APPID}&redirect_uri=http%3A%2F%2F127.0.0.1%2Fcb&response_type=token&scope=snsapi_login&state=s"),
+    ] {
+        let p = get(&format!("{}/connect/qrconnect?{q}", m.url())).await;
+        assert_eq!(p.status, 200);
+        assert!(p.body.contains("Oops! Something went wrong"), "{q}: {}", p.body);
+        assert!(!p.body.contains("user-alice"), "{q}");
+    }
     // Unknown appid / appid of another kind → 40013.
     let p = get(&qrconnect_url(
         &m,

@@ -8,6 +8,27 @@ use super::fixtures::{self};
 use super::reply::*;
 use super::state::*;
 
+/// The login link's parameters in the order WeChat expects them (`appid, redirect_uri,
+/// response_type, scope, state`), with `response_type=code`; more may follow
+/// (`connect_redirect`, `agentid`). A missing one is left to its own error page (10003 for
+/// `redirect_uri`, ...).
+pub(super) fn params_in_order(query: Option<&str>) -> bool {
+    const ORDER: [&str; 5] = ["appid", "redirect_uri", "response_type", "scope", "state"];
+    let mut last = None;
+    let mut code = false;
+    for (k, v) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        let Some(i) = ORDER.iter().position(|o| *o == k) else {
+            continue;
+        };
+        if last.is_some_and(|l| i <= l) {
+            return false;
+        }
+        last = Some(i);
+        code |= k == "response_type" && v == "code";
+    }
+    code
+}
+
 /// Validates what both authorize pages share; returns the app and the granted scope.
 pub(super) fn check_authorize(
     state: &State,
@@ -106,5 +127,33 @@ pub(super) fn confirm(state: &State, q: &Query) -> Resp {
     match location {
         Some(loc) => redirect(&loc),
         None => wechat_error_page(10003, "redirect_uri 参数错误", "invalid redirect_uri"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_links_must_keep_wechats_parameter_order() {
+        let good = "appid=wx1&redirect_uri=http%3A%2F%2Fa%2Fcb&response_type=code&scope=snsapi_login&state=S";
+        assert!(params_in_order(Some(good)));
+        assert!(params_in_order(Some(&format!("{good}&connect_redirect=1"))));
+        assert!(params_in_order(Some(&format!("{good}&agentid=1000002"))));
+        // A missing one is its own page's business (10003 for redirect_uri).
+        assert!(params_in_order(Some(
+            "appid=wx1&response_type=code&scope=snsapi_login&state=S"
+        )));
+        for bad in [
+            "redirect_uri=http%3A%2F%2Fa%2Fcb&appid=wx1&response_type=code&scope=snsapi_login&state=S",
+            "appid=wx1&redirect_uri=x&scope=snsapi_login&response_type=code&state=S",
+            "appid=wx1&redirect_uri=x&response_type=token&scope=snsapi_login&state=S",
+            "appid=wx1&redirect_uri=x&scope=snsapi_login&state=S",
+            "appid=wx1&appid=wx1&redirect_uri=x&response_type=code&scope=snsapi_login&state=S",
+            "",
+        ] {
+            assert!(!params_in_order(Some(bad)), "{bad}");
+        }
+        assert!(!params_in_order(None));
     }
 }

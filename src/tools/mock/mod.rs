@@ -159,6 +159,17 @@ async fn handle(state: &State, wecom: &wecom::Wecom, req: Request<Incoming>) -> 
     let is_get = method == Method::GET || method == Method::HEAD;
     let is_get_or_post = is_get || method == Method::POST;
 
+    // WeChat pattern-matches its login links: the parameters in another order, or without
+    // `response_type=code`, get an error page, not a login.
+    if matches!(path, "/connect/qrconnect" | "/connect/oauth2/authorize")
+        && is_get
+        && !browser::params_in_order(req.uri().query())
+    {
+        return wechat_oops_page(
+            "参数错误，请检查链接参数及顺序",
+            "the link's parameters must be appid, redirect_uri, response_type=code, scope, state, in this order",
+        );
+    }
     if let Some(r) = wecom::route(state, wecom, path, is_get, is_get_or_post, &q) {
         return r;
     }

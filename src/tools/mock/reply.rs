@@ -136,6 +136,13 @@ pub(super) fn wechat_error_page(errcode: i64, zh: &str, en: &str) -> Resp {
     )
 }
 
+/// WeChat's page for a login link it does not recognise, which names no errcode.
+pub(super) fn wechat_oops_page(zh: &str, en: &str) -> Resp {
+    let content =
+        format!("<h1 class=\"err\">Oops! Something went wrong:(</h1><p>{zh}</p><p>{en}</p>");
+    html_page(StatusCode::OK, "微信登录 (mock)", &content)
+}
+
 pub(super) fn login_page(app: &App, ticket: &str, scope: &str) -> Resp {
     let mut users = String::new();
     for u in fixtures::USERS {
