@@ -53,6 +53,9 @@ const VERSION: u8 = 4;
 /// (offset, width) of each field's length in the header, in field order.
 const LENS: [(usize, usize); 5] = [(7, 1), (8, 1), (9, 1), (10, 2), (12, 2)];
 const HEAD: usize = 14;
+/// An absent field, in a one-byte length slot (openid, unionid, appid: at most
+/// [`MAX_SHORT_FIELD`] bytes). The two-byte slots (nickname, avatar) are always present, maybe
+/// empty: 255 there is a length like any other.
 const ABSENT: u16 = 255;
 /// Longest value kept per field (WeChat's are far shorter; this bounds hostile input).
 pub(super) const MAX_FIELD: usize = 2048;
@@ -81,11 +84,12 @@ pub(crate) fn truncate(s: &str, max: usize) -> &str {
     &s[..s.floor_char_boundary(max)]
 }
 
-fn read_len(buf: &[u8], (at, width): (usize, usize)) -> u16 {
+/// A field's length from its slot; None: absent (see [`ABSENT`]).
+fn read_len(buf: &[u8], (at, width): (usize, usize)) -> Option<u16> {
     if width == 1 {
-        buf[at] as u16
+        Some(buf[at] as u16).filter(|&l| l != ABSENT)
     } else {
-        u16::from_le_bytes([buf[at], buf[at + 1]])
+        Some(u16::from_le_bytes([buf[at], buf[at + 1]]))
     }
 }
 
@@ -100,10 +104,9 @@ fn read_fields<'a, const N: usize>(
     let mut at = head;
     let mut out = [None; N];
     for (o, &slot) in out.iter_mut().zip(lens) {
-        let len = read_len(buf, slot);
-        if len == ABSENT {
+        let Some(len) = read_len(buf, slot) else {
             continue;
-        }
+        };
         let end = at.checked_add(len as usize).filter(|&e| e <= buf.len())?;
         *o = Some(std::str::from_utf8(&buf[at..end]).ok()?);
         at = end;
@@ -139,7 +142,12 @@ impl Session {
         v.push(n.origin.kind);
         v.extend_from_slice(&unix32(n.expires_at).to_le_bytes());
         for (f, (_, width)) in fields.iter().zip(LENS) {
-            let len = f.map(|f| f.len() as u16).unwrap_or(ABSENT);
+            // A two-byte slot has no "absent": its fields are always given (maybe empty).
+            let len = match f {
+                Some(f) => f.len() as u16,
+                None if width == 1 => ABSENT,
+                None => 0,
+            };
             v.extend_from_slice(&len.to_le_bytes()[..width]);
         }
         for f in fields.iter().flatten() {
@@ -192,13 +200,9 @@ impl Session {
     fn range(&self, f: Field) -> Option<std::ops::Range<usize>> {
         let mut start = HEAD;
         for slot in &LENS[..f as usize] {
-            let len = read_len(&self.buf, *slot);
-            if len != ABSENT {
-                start += len as usize;
-            }
+            start += read_len(&self.buf, *slot).unwrap_or(0) as usize;
         }
-        let len = read_len(&self.buf, LENS[f as usize]);
-        (len != ABSENT).then(|| start..start + len as usize)
+        read_len(&self.buf, LENS[f as usize]).map(|len| start..start + len as usize)
     }
 
     fn str(&self, f: Field) -> Option<&str> {
@@ -334,10 +338,7 @@ mod link {
     pub(super) fn base_end(buf: &[u8]) -> Option<usize> {
         let mut end = HEAD;
         for slot in LENS {
-            let len = read_len(buf, slot);
-            if len != ABSENT {
-                end += len as usize;
-            }
+            end += read_len(buf, slot).unwrap_or(0) as usize;
         }
         (end <= buf.len()).then_some(end)
     }
@@ -520,7 +521,60 @@ mod link {
             assert_eq!(r.user_id(), None);
         }
 
+        /// A nickname or avatar of exactly 255 bytes (the one-byte slots' "absent") is a
+        /// length like any other in its two-byte slot: it was read as absent, which moved every
+        /// later field, the link block included, onto the nickname's bytes.
+        #[test]
+        fn nickname_and_avatar_of_any_length_keep_their_place() {
+            for len in [0, 1, 254, 255, 256, 511, 2048] {
+                let nick = "n".repeat(len);
+                let avatar = "a".repeat(len);
+                let s = Session::new(&NewSession {
+                    openid: "oOpen",
+                    unionid: Some("uUnion"),
+                    appid: "wxA",
+                    origin: Origin {
+                        provider: 0,
+                        kind: 3,
+                    },
+                    nickname: &nick,
+                    avatar: &avatar,
+                    expires_at: 99,
+                });
+                let l = s.with_link(Some("42"), Some("+8613800000000"));
+                for r in [
+                    l.clone(),
+                    Session::from_bytes(l.as_bytes().clone()).unwrap(),
+                ] {
+                    assert_eq!(r.nickname(), nick, "{len}");
+                    assert_eq!(r.avatar(), avatar, "{len}");
+                    assert_eq!((r.openid(), r.unionid()), ("oOpen", Some("uUnion")));
+                    assert_eq!(r.user_id(), Some("42"), "{len}");
+                    assert_eq!(r.phone(), Some("+8613800000000"), "{len}");
+                }
+            }
+        }
+
         proptest! {
+            #[test]
+            fn identity_fields_of_any_length_round_trip(nick in ".{0,300}", avatar in "[a-z:/.]{0,300}") {
+                let s = Session::new(&NewSession {
+                    openid: "oOpen",
+                    unionid: None,
+                    appid: "wxA",
+                    origin: Origin { provider: 0, kind: 3 },
+                    nickname: &nick,
+                    avatar: &avatar,
+                    expires_at: 99,
+                })
+                .with_link(Some("u"), None);
+                let back = Session::from_bytes(s.as_bytes().clone()).unwrap();
+                prop_assert_eq!(back.nickname(), nick.as_str());
+                prop_assert_eq!(back.avatar(), avatar.as_str());
+                prop_assert_eq!(back.unionid(), None);
+                prop_assert_eq!(back.user_id(), Some("u"));
+            }
+
             #[test]
             fn any_link_round_trips(uid in proptest::option::of(".{0,300}"), phone in proptest::option::of("[+0-9]{0,20}")) {
                 let l = sample().with_link(uid.as_deref(), phone.as_deref());
