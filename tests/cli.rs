@@ -273,6 +273,27 @@ fn environment_values_keep_their_text() {
     assert!(!out.contains("tls_cert"), "{out}");
 }
 
+/// A config error names the key and where it is, never a secret's value: not the line of a
+/// TOML syntax error, not a secret of the wrong type.
+#[test]
+fn config_errors_do_not_repeat_secrets() {
+    let bad_escape = GOOD.replace(
+        "secret = \"website-secret-value-1234\"",
+        "secret = \"website-s3cr3t-\\q-1234\"",
+    );
+    let (ok, _, err) = check_with(&bad_escape, &[]);
+    assert!(!ok);
+    assert!(err.contains("line 7"), "{err}");
+    assert!(!err.contains("s3cr3t"), "{err}");
+    let number = GOOD.replace(
+        "cookie_secret = \"0123456789abcdef0123456789abcdef-x\"",
+        "cookie_secret = 987654321987654321",
+    );
+    let (ok, _, err) = check_with(&number, &[]);
+    assert!(!ok && err.contains("session.cookie_secret"), "{err}");
+    assert!(!err.contains("987654321"), "{err}");
+}
+
 #[tokio::test]
 async fn sigterm_drains_in_flight_request() {
     let up = start_upstream().await;

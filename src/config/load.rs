@@ -169,10 +169,18 @@ fn describe_figment(e: figment::Error) -> String {
     e.into_iter()
         .map(|e| {
             let key = e.path.join(".");
-            let mut kind = e.kind.to_string();
-            if let figment::error::Kind::UnknownField(field, _) = &e.kind {
-                kind = format!("unknown key `{field}`");
-            }
+            let secret = e.path.last().is_some_and(|k| is_secret_key(k));
+            let kind = match &e.kind {
+                figment::error::Kind::UnknownField(field, _) => format!("unknown key `{field}`"),
+                // The value of a secret is never repeated back.
+                figment::error::Kind::InvalidType(_, expected) if secret => {
+                    format!("invalid type: expected {expected}")
+                }
+                figment::error::Kind::InvalidValue(_, expected) if secret => {
+                    format!("invalid value: expected {expected}")
+                }
+                k => without_source_lines(&k.to_string()),
+            };
             let origin = e
                 .metadata
                 .as_ref()
@@ -186,6 +194,25 @@ fn describe_figment(e: figment::Error) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// A key whose value is a secret (or holds one: a Redis URL's password).
+fn is_secret_key(k: &str) -> bool {
+    k.contains("secret") || k == "redis_url"
+}
+
+/// A parse error's message without the lines of the file it quotes (`3 | secret = "..."`
+/// and the caret under it): the line may be a secret's. Where it is stays ("at line 3,
+/// column 11").
+fn without_source_lines(msg: &str) -> String {
+    msg.lines()
+        .filter(|l| {
+            let t = l.trim_start();
+            let digits = t.trim_start_matches(|c: char| c.is_ascii_digit());
+            !digits.trim_start().starts_with('|')
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn resolve_file(key: &str, value: &mut String, file: &Option<PathBuf>) -> Result<(), ConfigError> {
@@ -234,6 +261,21 @@ mod tests {
         assert_eq!(env_value(r#""quoted""#), Value::from("quoted".to_string()));
         // Not a list after all: kept as it is.
         assert_eq!(env_value("[oops"), Value::from("[oops".to_string()));
+    }
+
+    #[test]
+    fn parse_errors_do_not_quote_the_file() {
+        let msg = "TOML parse error at line 3, column 11\n  |\n3 | secret = \"ab\\qc-s3cr3t\"\n  |           ^\ninvalid escape sequence\n";
+        let out = without_source_lines(msg);
+        assert!(!out.contains("s3cr3t"), "{out}");
+        assert!(
+            out.contains("line 3, column 11") && out.contains("invalid escape"),
+            "{out}"
+        );
+        assert!(
+            is_secret_key("cookie_secret") && is_secret_key("secret") && is_secret_key("redis_url")
+        );
+        assert!(!is_secret_key("appid"));
     }
 
     #[test]

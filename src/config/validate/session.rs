@@ -38,11 +38,16 @@ pub(super) fn check(se: &SessionConfig) -> Result<SessionSettings, ConfigError> 
             format!("'{}' is not a domain", se.cookie_domain),
         ));
     }
-    if se.ttl_secs == 0 {
-        return Err(invalid("session.ttl_secs", "must be at least 1"));
-    }
-    if se.idle_secs == 0 {
-        return Err(invalid("session.idle_secs", "must be at least 1"));
+    for (key, secs) in [
+        ("session.ttl_secs", se.ttl_secs),
+        ("session.idle_secs", se.idle_secs),
+    ] {
+        if !(1..=MAX_LIFETIME_SECS).contains(&secs) {
+            return Err(invalid(
+                key,
+                format!("must be from 1 to {MAX_LIFETIME_SECS} (10 years), not {secs}"),
+            ));
+        }
     }
     if se.max_sessions == 0 {
         return Err(invalid("session.max_sessions", "must be at least 1"));
@@ -117,6 +122,10 @@ pub(super) fn check(se: &SessionConfig) -> Result<SessionSettings, ConfigError> 
         revalidate: super::wechat::check_revalidate(se.revalidate_secs)?,
     })
 }
+
+/// Longest `session.ttl_secs` and `session.idle_secs`: 10 years. (The session cache refuses
+/// more than 1 000, and a record's expiry is a 32-bit Unix time.)
+const MAX_LIFETIME_SECS: u64 = 10 * 365 * 86_400;
 
 /// Longest `session.cache_ms` (a cached session outlives a Redis outage by at most this).
 const MAX_CACHE_MS: u64 = 60_000;
@@ -238,7 +247,7 @@ pub(crate) fn node_url(n: &str) -> Result<String, &'static str> {
 
 #[cfg(test)]
 mod tests {
-    use super::{check, node_url};
+    use super::{check, node_url, MAX_LIFETIME_SECS};
     use crate::config::file::SessionConfig;
     use crate::config::settings::{RedisTarget, StoreKind};
 
@@ -312,6 +321,36 @@ mod tests {
                 master: "mymaster".into()
             })
         );
+    }
+
+    #[test]
+    fn lifetimes_are_bounded() {
+        let cache = |f: &dyn Fn(&mut SessionConfig)| {
+            let mut c = SessionConfig {
+                cookie_secret: "x".repeat(32),
+                ..SessionConfig::default()
+            };
+            f(&mut c);
+            check(&c).map(|s| s.cache)
+        };
+        for key in ["ttl_secs", "idle_secs"] {
+            for (v, ok) in [
+                (0, false),
+                (1, true),
+                (MAX_LIFETIME_SECS, true),
+                (MAX_LIFETIME_SECS + 1, false),
+                (u64::MAX, false),
+            ] {
+                let r = cache(&|c| match key {
+                    "ttl_secs" => c.ttl_secs = v,
+                    _ => c.idle_secs = v,
+                });
+                assert_eq!(r.is_ok(), ok, "{key} = {v}");
+                if !ok {
+                    assert!(r.unwrap_err().to_string().contains(key), "{key}");
+                }
+            }
+        }
     }
 
     #[test]

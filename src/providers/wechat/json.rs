@@ -119,17 +119,17 @@ pub fn sanitize_json(s: &str) -> Cow<'_, str> {
 /// Replaces every occurrence of the values we sent with `***`, drops control characters and
 /// bounds the length.
 fn scrub(msg: &str, sensitive: &[&str]) -> String {
-    let mut m: String = msg
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(MAX_ERRMSG)
-        .collect();
+    // Replaced before the message is cut: a value cut in half would no longer match.
+    let mut m = msg.to_string();
     for s in sensitive {
         if !s.is_empty() && m.contains(s) {
             m = m.replace(s, "***");
         }
     }
-    m
+    m.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_ERRMSG)
+        .collect()
 }
 
 fn parse_errcode(v: &Value) -> Result<Option<i64>, WechatError> {
@@ -272,6 +272,16 @@ pub fn parse_check(body: &[u8], sensitive: &[&str]) -> Result<(), WechatError> {
 mod tests {
     use super::*;
     use crate::common::error::ErrorClass;
+
+    #[test]
+    fn a_secret_across_the_cut_is_still_taken_out() {
+        // The secret starts before MAX_ERRMSG and ends after it.
+        let secret = "S3CR3T-VALUE-0123456789";
+        let msg = format!("{}{secret} more", "x".repeat(MAX_ERRMSG - 5));
+        let out = scrub(&msg, &[secret]);
+        assert!(!out.contains(&secret[..5]), "{out}");
+        assert!(out.chars().count() <= MAX_ERRMSG);
+    }
 
     #[test]
     fn snapshot_user_flag() {

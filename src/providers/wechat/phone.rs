@@ -85,8 +85,12 @@ impl ProviderError for PhoneError {
 
 /// `{"errcode":0,"phone_info":{"phoneNumber","purePhoneNumber","countryCode","watermark"}}`:
 /// the number (digits checked) and the watermark's appid, when given.
-fn parse_answer(body: &[u8], _: &[&str]) -> Result<(PhoneNumber, Option<String>), WechatError> {
-    let (map, _) = super::json::parse_object(body, &[])?;
+fn parse_answer(
+    body: &[u8],
+    sensitive: &[&str],
+) -> Result<(PhoneNumber, Option<String>), WechatError> {
+    // The token and the code are taken out of WeChat's errmsg before it can be logged.
+    let (map, _) = super::json::parse_object(body, sensitive)?;
     let info = map
         .get("phone_info")
         .and_then(Value::as_object)
@@ -176,6 +180,18 @@ mod tests {
 
     fn parse_phone(body: &[u8], appid: &str) -> Result<PhoneNumber, WechatError> {
         for_app(parse_answer(body, &[])?, appid)
+    }
+
+    #[test]
+    fn errmsg_never_keeps_the_token_or_the_code() {
+        let body = br#"{"errcode":40029,"errmsg":"invalid code CODE123, access_token TOKEN456 hint: [x]"}"#;
+        let e = parse_answer(body, &["TOKEN456", "CODE123"]).unwrap_err();
+        let text = format!("{e} {e:?}");
+        assert!(
+            !text.contains("TOKEN456") && !text.contains("CODE123"),
+            "{text}"
+        );
+        assert!(text.contains("***"), "{text}");
     }
 
     #[test]

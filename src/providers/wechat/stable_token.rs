@@ -49,11 +49,15 @@ fn token_of(map: &Map<String, Value>) -> Result<(String, u64), WechatError> {
     Ok((token, expires_in))
 }
 
-/// When a token WeChat gives for `expires_in` seconds is renewed.
+/// When a token WeChat gives for `expires_in` seconds is renewed. A lifetime beyond a day
+/// (WeChat's is two hours) is taken as a day: an absurd answer cannot overflow the clock.
 fn renew_at(now: Instant, expires_in: u64) -> Instant {
-    let life = Duration::from_secs(expires_in);
+    let life = Duration::from_secs(expires_in.min(MAX_TOKEN_LIFE_SECS));
     now + life - RENEW_EARLY.min(life / 2)
 }
+
+/// The longest token lifetime believed (seconds).
+const MAX_TOKEN_LIFE_SECS: u64 = 86_400;
 
 impl StableToken {
     fn fresh(&self) -> Option<Arc<str>> {
@@ -161,5 +165,10 @@ mod tests {
         assert_eq!(renew_at(now, 7200), now + Duration::from_secs(6900));
         assert_eq!(renew_at(now, 4), now + Duration::from_secs(2));
         assert_eq!(renew_at(now, 0), now);
+        // An absurd lifetime does not overflow the clock: a day at most.
+        assert_eq!(
+            renew_at(now, u64::MAX),
+            now + Duration::from_secs(86_400 - 300)
+        );
     }
 }

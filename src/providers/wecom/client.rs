@@ -145,7 +145,9 @@ impl WecomClient {
         };
         *renewing = renewed.as_ref().err().map(|e| (Instant::now(), e.clone()));
         let (value, expires_in) = renewed?;
-        let life = Duration::from_secs(expires_in);
+        // WeCom's tokens live two hours; more than a day is taken as a day (an absurd answer
+        // cannot overflow the clock).
+        let life = Duration::from_secs(expires_in.min(86_400));
         let renew_at = Instant::now() + life.saturating_sub(RENEW_BEFORE.min(life / 2));
         let value: Arc<str> = Arc::from(value);
         *self.token.lock().unwrap_or_else(|e| e.into_inner()) = Some(Token {
