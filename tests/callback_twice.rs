@@ -5,44 +5,11 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
 use http::StatusCode;
 use tokio::io::AsyncWriteExt;
-
-/// A TCP relay to `to` that waits `delay` before it connects: WeChat's API, slow today.
-async fn slow_relay(to: SocketAddr, delay: Duration) -> SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut c, _)) = l.accept().await {
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                if let Ok(mut u) = tokio::net::TcpStream::connect(to).await {
-                    let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
-                }
-            });
-        }
-    });
-    addr
-}
-
-/// A gateway whose WeChat API calls each take `delay` longer (the browser pages are the mock's).
-async fn slow_env(delay: Duration) -> Env {
-    let up = start_upstream().await;
-    let mock = start_mock(Default::default()).await;
-    let relay = slow_relay(mock.addr(), delay).await;
-    let toml = full_config(up.addr, &mock.url(), "").replacen(
-        &format!("api_base = \"{}\"", mock.url()),
-        &format!("api_base = \"http://{relay}\""),
-        1,
-    );
-    assert!(toml.contains(&format!("http://{relay}")));
-    let gw = start_gateway(&toml).await;
-    Env { up, mock, gw }
-}
 
 /// The callback's path and query.
 fn path_of(cb: &str) -> &str {

@@ -295,3 +295,21 @@ async fn phone_joins_the_link_call() {
     assert_eq!(up.echoed_header("x-wechat-userid").as_deref(), Some("d"));
     assert_eq!(up.echoed_header("x-wechat-phone"), None);
 }
+
+/// A logout while the number is being looked up (two WeChat calls, seconds when WeChat is slow)
+/// stays a logout: the number is not written back onto the ended session, which would bring
+/// it back to life.
+#[tokio::test]
+async fn a_logout_during_the_lookup_stays_a_logout() {
+    let env = slow_env(Duration::from_millis(400)).await;
+    let token = mini_token(&env, "alice").await;
+    let body = json!({ "code": phone_code(&env, "alice").await });
+    let (r, ()) = tokio::join!(post_phone(&env, &token, &body), async {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let out = with_bearer(&env, "POST", "/_wxgate/logout", &token).await;
+        assert_eq!(out.status, StatusCode::OK, "{}", out.text());
+    });
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+    let up = with_bearer(&env, "GET", "/", &token).await;
+    assert_eq!(up.status, StatusCode::UNAUTHORIZED, "the session came back");
+}

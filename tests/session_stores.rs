@@ -236,6 +236,27 @@ async fn insert_replaces(kind: Kind) {
     assert_eq!(got.as_bytes(), new.as_bytes());
 }
 
+/// `replace` writes only onto a record that is there: an update after slow work (a phone
+/// number looked up) never brings back a session a logout ended meanwhile.
+async fn replace_only_what_is_there(kind: Kind) {
+    let u = open_default(kind).await;
+    let id = SessionId::random();
+    u.store.insert(id, record("old", NEVER)).await.unwrap();
+    let new = record("new", NEVER);
+    assert!(u.store.replace(id, new.clone()).await.unwrap());
+    let got = u.store.get(&id, NOW).await.unwrap().unwrap();
+    assert_eq!(got.as_bytes(), new.as_bytes());
+    // A logout, then the late update: nothing comes back.
+    u.store.remove(&id).await.unwrap();
+    assert!(!u.store.replace(id, record("late", NEVER)).await.unwrap());
+    assert!(u.store.get(&id, NOW).await.unwrap().is_none());
+    assert!(!u
+        .store
+        .replace(SessionId::random(), record("x", NEVER))
+        .await
+        .unwrap());
+}
+
 async fn absolute_expiry(kind: Kind) {
     let u = open_default(kind).await;
     let id = SessionId::random();
@@ -422,6 +443,10 @@ macro_rules! conformance {
             #[tokio::test]
             async fn insert_replaces() {
                 super::insert_replaces($kind).await
+            }
+            #[tokio::test]
+            async fn replace_only_what_is_there() {
+                super::replace_only_what_is_there($kind).await
             }
             #[tokio::test]
             async fn absolute_expiry() {

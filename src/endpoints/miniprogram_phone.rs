@@ -103,7 +103,14 @@ pub(super) async fn phone(
         }
     }
     let updated = a.session.with_link(user_id.as_deref(), Some(&e164));
-    cx.store.insert(a.id, updated).await?;
+    // Only onto the session still there: a logout during the calls above stays a logout.
+    if !cx.store.replace(a.id, updated).await? {
+        tracing::info!(session = %a.id.fingerprint(), "session ended while its phone number was looked up");
+        return Ok(http_util::unauthenticated_json(&urls::login_url(
+            cx.settings,
+            "/",
+        )));
+    }
     if let Some(u) = user_id {
         answer["user_id"] = Value::from(u);
     }

@@ -64,6 +64,9 @@ impl SessionStore for Store {
     async fn insert(&self, id: SessionId, v: Session) -> Result<(), StoreError> {
         delegate!(self, s => s.insert(id, v).await)
     }
+    async fn replace(&self, id: SessionId, v: Session) -> Result<bool, StoreError> {
+        delegate!(self, s => s.replace(id, v).await)
+    }
     async fn remove(&self, id: &SessionId) -> Result<(), StoreError> {
         delegate!(self, s => s.remove(id).await)
     }

@@ -156,6 +156,15 @@ impl SessionStore for MemoryStore {
         self.sessions.insert(id, s);
         Ok(())
     }
+    async fn replace(&self, id: SessionId, s: Session) -> Result<bool, StoreError> {
+        use moka::ops::compute::Op;
+        // One step: a logout's `invalidate` lands before it (nothing is written) or after.
+        let r = self.sessions.entry(id).and_compute_with(|old| match old {
+            Some(_) => Op::Put(s),
+            None => Op::Nop,
+        });
+        Ok(matches!(r, moka::ops::compute::CompResult::ReplacedWith(_)))
+    }
     async fn remove(&self, id: &SessionId) -> Result<(), StoreError> {
         self.sessions.invalidate(id);
         Ok(())

@@ -121,6 +121,15 @@ pub trait SessionStore: Send + Sync + 'static {
         id: SessionId,
         s: Session,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Store `s` under `id` only if a record is there now; `false`: there was none (a logout
+    /// or a revocation took it while the caller was busy), and nothing is written. For
+    /// updates of a live session after slow work (a phone number joined): an update must
+    /// never bring back a session that was ended meanwhile.
+    fn replace(
+        &self,
+        id: SessionId,
+        s: Session,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Forget `id` (logout, revocation); no error when it is unknown.
     fn remove(&self, id: &SessionId) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// `Ok` when the store can answer now (`/readyz`).

@@ -800,3 +800,49 @@ pub async fn login(env: &Env, b: &mut Browser, rd: &str, user: &str) -> String {
 pub async fn fetch(env: &Env, b: &mut Browser, path: &str) -> Reply {
     b.nav(&env.gw.url(path)).await
 }
+
+/// A TCP relay to `to` that holds every chunk a client sends for `delay` before passing it on:
+/// WeChat's API, slow today (each request is late, also on a kept-alive connection).
+pub async fn slow_relay(to: SocketAddr, delay: Duration) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((c, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let Ok(u) = tokio::net::TcpStream::connect(to).await else {
+                    return;
+                };
+                let (mut cr, mut cw) = c.into_split();
+                let (mut ur, mut uw) = u.into_split();
+                let up = async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    while let Ok(n @ 1..) = cr.read(&mut buf).await {
+                        tokio::time::sleep(delay).await;
+                        if uw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                let down = tokio::io::copy(&mut ur, &mut cw);
+                let _ = tokio::join!(up, down);
+            });
+        }
+    });
+    addr
+}
+
+/// A gateway whose WeChat API calls each take `delay` longer (the browser pages are the mock's).
+pub async fn slow_env(delay: Duration) -> Env {
+    let up = start_upstream().await;
+    let mock = start_mock(Default::default()).await;
+    let relay = slow_relay(mock.addr(), delay).await;
+    let toml = full_config(up.addr, &mock.url(), "").replacen(
+        &format!("api_base = \"{}\"", mock.url()),
+        &format!("api_base = \"http://{relay}\""),
+        1,
+    );
+    assert!(toml.contains(&format!("http://{relay}")));
+    let gw = start_gateway(&toml).await;
+    Env { up, mock, gw }
+}

@@ -152,28 +152,39 @@ impl RedisStore {
     /// same user cannot subscribe either, so no instance ever trusts its cache and nothing
     /// cached can go stale. The write is then sent alone, from now on.
     async fn write_and_invalidate(&self, write: redis::Cmd, d: &Digest) -> Result<(), StoreError> {
+        self.write_and_invalidate_with::<redis::Value>(write, d)
+            .await
+            .map(|_| ())
+    }
+
+    /// [`Self::write_and_invalidate`], with the write's reply.
+    async fn write_and_invalidate_with<T: redis::FromRedisValue>(
+        &self,
+        write: redis::Cmd,
+        d: &Digest,
+    ) -> Result<T, StoreError> {
         let publish = invalidation::publish(&Message::Session {
             from: self.me,
             key: *d,
         });
         if self.publish_refused.load(Ordering::Relaxed) {
-            return self.run::<redis::Value>(&write).await.map(|_| ());
+            return self.run::<T>(&write).await;
         }
         let r = if matches!(self.conn, Conn::Cluster(_)) {
-            self.run::<redis::Value>(&write).await?;
-            self.query::<()>(&publish).await
+            let reply = self.run::<T>(&write).await?;
+            self.query::<()>(&publish).await.map(|()| reply)
         } else {
             let mut p = redis::pipe();
-            p.add_command(write.clone()).ignore();
+            p.add_command(write.clone());
             p.add_command(publish).ignore();
-            self.query::<()>(&p).await
+            self.query::<(T,)>(&p).await.map(|(reply,)| reply)
         };
         match r {
             Err(e) if e.code() == Some("NOPERM") => {
                 if !self.publish_refused.swap(true, Ordering::Relaxed) {
                     tracing::warn!("redis refuses PUBLISH: the session cache stays off");
                 }
-                self.run::<redis::Value>(&write).await.map(|_| ())
+                self.run::<T>(&write).await
             }
             r => {
                 let r = r.map_err(unavailable);
@@ -238,6 +249,26 @@ impl SessionStore for RedisStore {
             cache.put(d, s);
         }
         Ok(())
+    }
+    async fn replace(&self, id: SessionId, s: Session) -> Result<bool, StoreError> {
+        let d = digest(&id);
+        let mut set = redis::cmd("SET");
+        set.arg(key_of(&d))
+            .arg(s.as_bytes().as_ref())
+            .arg("PX")
+            .arg(self.insert_ms)
+            .arg("XX");
+        // Nil: no record (a logout or a revocation took it): nothing is written.
+        let reply: redis::Value = self.write_and_invalidate_with(set, &d).await?;
+        let replaced = !matches!(reply, redis::Value::Nil);
+        if let Some(cache) = self.cache() {
+            if replaced {
+                cache.put(d, s);
+            } else {
+                cache.invalidate(&d);
+            }
+        }
+        Ok(replaced)
     }
     async fn remove(&self, id: &SessionId) -> Result<(), StoreError> {
         let d = digest(id);
