@@ -388,14 +388,8 @@ async fn auth_request_recipe_full_login_through_nginx() {
 
     // Account linking's headers come through from wxgate (and only from it: the spoofs are
     // still sent).
-    link_session(&gw, &carol, "u-42", "+8613800000000").await;
-    let r = carol.nav(&t.landed).await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_no_spoof(&r);
-    let mut want = expected_identity("carol");
-    want.insert("x-wechat-userid".into(), "u-42".into());
-    want.insert("x-wechat-phone".into(), "+8613800000000".into());
-    assert_eq!(upstream_identity(&r), want);
+    link_session(&gw, &carol).await;
+    assert_linked_identity(&mut carol, &t.landed, "carol").await;
 
     // 4. No session: API calls get wxgate's 401 JSON; the internal auth location is not public.
     let hits = up.hits();
@@ -580,15 +574,9 @@ async fn multi_site_one_login_for_two_hosts() {
     let r = br.nav(&format!("{b_site}/b/again")).await;
     assert_no_spoof(&r);
     // Account linking's headers reach both sites, from wxgate only.
-    link_session(&gw, &br, "u-42", "+8613800000000").await;
-    let mut want = expected_identity("alice");
-    want.insert("x-wechat-userid".into(), "u-42".into());
-    want.insert("x-wechat-phone".into(), "+8613800000000".into());
+    link_session(&gw, &br).await;
     for url in [format!("{b_site}/b/linked"), format!("{a}/a/linked")] {
-        let r = br.nav(&url).await;
-        assert_eq!(r.status, 200, "{url}: {}", r.text());
-        assert_no_spoof(&r);
-        assert_eq!(upstream_identity(&r), want, "{url}");
+        assert_linked_identity(&mut br, &url, "alice").await;
     }
     br.extra.clear();
 

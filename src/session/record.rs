@@ -467,16 +467,21 @@ mod link {
         use proptest::prelude::*;
 
         fn sample() -> Session {
+            with_profile(Some("uUnion"), "Alice 🐼", "")
+        }
+
+        /// openid `oOpen`, appid `wxA`, with this unionid, nickname and avatar.
+        fn with_profile(unionid: Option<&str>, nickname: &str, avatar: &str) -> Session {
             Session::new(&NewSession {
                 openid: "oOpen",
-                unionid: Some("uUnion"),
+                unionid,
                 appid: "wxA",
                 origin: Origin {
                     provider: 0,
                     kind: 3,
                 },
-                nickname: "Alice 🐼",
-                avatar: "",
+                nickname,
+                avatar,
                 expires_at: 99,
             })
         }
@@ -529,19 +534,8 @@ mod link {
             for len in [0, 1, 254, 255, 256, 511, 2048] {
                 let nick = "n".repeat(len);
                 let avatar = "a".repeat(len);
-                let s = Session::new(&NewSession {
-                    openid: "oOpen",
-                    unionid: Some("uUnion"),
-                    appid: "wxA",
-                    origin: Origin {
-                        provider: 0,
-                        kind: 3,
-                    },
-                    nickname: &nick,
-                    avatar: &avatar,
-                    expires_at: 99,
-                });
-                let l = s.with_link(Some("42"), Some("+8613800000000"));
+                let l = with_profile(Some("uUnion"), &nick, &avatar)
+                    .with_link(Some("42"), Some("+8613800000000"));
                 for r in [
                     l.clone(),
                     Session::from_bytes(l.as_bytes().clone()).unwrap(),
@@ -558,16 +552,7 @@ mod link {
         proptest! {
             #[test]
             fn identity_fields_of_any_length_round_trip(nick in ".{0,300}", avatar in "[a-z:/.]{0,300}") {
-                let s = Session::new(&NewSession {
-                    openid: "oOpen",
-                    unionid: None,
-                    appid: "wxA",
-                    origin: Origin { provider: 0, kind: 3 },
-                    nickname: &nick,
-                    avatar: &avatar,
-                    expires_at: 99,
-                })
-                .with_link(Some("u"), None);
+                let s = with_profile(None, &nick, &avatar).with_link(Some("u"), None);
                 let back = Session::from_bytes(s.as_bytes().clone()).unwrap();
                 prop_assert_eq!(back.nickname(), nick.as_str());
                 prop_assert_eq!(back.avatar(), avatar.as_str());

@@ -920,9 +920,14 @@ pub fn enc(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, wxgate::endpoints::COMPONENT).to_string()
 }
 
-/// Give the session behind `b`'s `_wxgate` cookie account linking's user id and phone, as a
-/// completed link would (the recipes must pass X-WeChat-UserId and X-WeChat-Phone on).
-pub async fn link_session(gw: &wxgate::server::Running, b: &Browser, user_id: &str, phone: &str) {
+/// The user id and phone [`link_session`] gives a session.
+pub const LINKED_USER_ID: &str = "u-42";
+pub const LINKED_PHONE: &str = "+8613800000000";
+
+/// Give the session behind `b`'s `_wxgate` cookie account linking's user id and phone
+/// ([`LINKED_USER_ID`], [`LINKED_PHONE`]), as a completed link would (the recipes must pass
+/// X-WeChat-UserId and X-WeChat-Phone on).
+pub async fn link_session(gw: &wxgate::server::Running, b: &Browser) {
     use wxgate::session::{SessionId, SessionStore};
     let cookie = b
         .jar
@@ -940,7 +945,20 @@ pub async fn link_session(gw: &wxgate::server::Running, b: &Browser, user_id: &s
         .expect("a live session");
     gw.app
         .store
-        .insert(id, s.with_link(Some(user_id), Some(phone)))
+        .insert(id, s.with_link(Some(LINKED_USER_ID), Some(LINKED_PHONE)))
         .await
         .unwrap();
+}
+
+/// `b` (its session linked by [`link_session`], maybe sending spoofs) gets `url` through the
+/// recipe, and the app sees `user`'s identity with the link's user id and phone, nothing
+/// spoofed.
+pub async fn assert_linked_identity(b: &mut Browser, url: &str, user: &str) {
+    let r = b.nav(url).await;
+    assert_eq!(r.status, 200, "{url}: {}", r.text());
+    assert_no_spoof(&r);
+    let mut want = expected_identity(user);
+    want.insert("x-wechat-userid".into(), LINKED_USER_ID.into());
+    want.insert("x-wechat-phone".into(), LINKED_PHONE.into());
+    assert_eq!(upstream_identity(&r), want, "{url}: {:?}", r.echoed());
 }

@@ -263,19 +263,15 @@ mod tests {
 
     #[test]
     fn browser_match_by_user_agent_and_apps() {
+        let ua = |s: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(http::header::USER_AGENT, HeaderValue::from_static(s));
+            h
+        };
         let pc = HeaderMap::new();
-        let mut in_app = HeaderMap::new();
-        in_app.insert(
-            http::header::USER_AGENT,
-            "Mozilla/5.0 MicroMessenger/8.0".parse().unwrap(),
-        );
-        let mut desktop = HeaderMap::new();
-        desktop.insert(
-            http::header::USER_AGENT,
-            "Mozilla/5.0 (Windows NT 10.0) MicroMessenger/7.0.20 WindowsWechat(0x63090a13)"
-                .parse()
-                .unwrap(),
-        );
+        let in_app = ua("Mozilla/5.0 MicroMessenger/8.0");
+        let desktop =
+            ua("Mozilla/5.0 (Windows NT 10.0) MicroMessenger/7.0.20 WindowsWechat(0x63090a13)");
         let website = BrowserMatch::Kind(Source::Website as u8);
         let official = BrowserMatch::Kind(Source::OfficialAccount as u8);
         for (web, oa, headers, want) in [
@@ -293,13 +289,8 @@ mod tests {
         ] {
             assert_eq!(wechat(web, oa).browser_match(headers), want, "{web} {oa}");
         }
-        let mut phone = HeaderMap::new();
-        phone.insert(
-            http::header::USER_AGENT,
-            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148 Safari/604.1"
-                .parse()
-                .unwrap(),
-        );
+        let phone =
+            ua("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148 Safari/604.1");
         for (web, oa, want) in [
             (true, true, BrowserMatch::PhoneOutsideApp),
             (false, true, BrowserMatch::PhoneOutsideApp),
