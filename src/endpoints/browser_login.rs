@@ -126,12 +126,10 @@ pub(super) async fn callback(
                 nonce.to_owned(),
             );
             let (ip, credentials) = (cx.client_ip, cx.credentials);
-            let run = move || -> Box<dyn std::future::Future<Output = Outcome> + Send> {
-                Box::new(async move {
-                    let cx = source.ctx(ip, credentials);
-                    let cookie = LoginCookie::parse(raw.as_deref());
-                    run_callback(&cx, q.as_deref(), &key, &cookie).await
-                })
+            let run = async move {
+                let cx = source.ctx(ip, credentials);
+                let cookie = LoginCookie::parse(raw.as_deref());
+                run_callback(&cx, q.as_deref(), &key, &cookie).await
             };
             cx.callback_runs.join_or_start(nonce, run).await
         }

@@ -88,23 +88,24 @@ pub(crate) struct CallbackRuns {
 }
 
 impl CallbackRuns {
-    /// The run for `nonce`: the one in progress, or `run` started now in a task of its own.
-    pub(crate) fn join_or_start<F>(self: &Arc<Self>, nonce: &str, run: F) -> Run
-    where
-        F: FnOnce() -> Box<dyn Future<Output = Outcome> + Send + 'static>,
-    {
+    /// The run for `nonce`: the one in progress (and `run` is dropped unpolled), or `run`
+    /// started now in a task of its own.
+    pub(crate) fn join_or_start(
+        self: &Arc<Self>,
+        nonce: &str,
+        run: impl Future<Output = Outcome> + Send + 'static,
+    ) -> Run {
         let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(r) = runs.get(nonce) {
             return r.clone();
         }
-        let fut = Box::into_pin(run());
         let (me, key) = (self.clone(), nonce.to_owned());
         // The entry goes when the run ends. It is inserted below under this same lock, which
         // the task must take first: it cannot go before it is there.
         let task = tokio::spawn(async move {
             // Removed however the run ends, a panic included.
             let _forget = Forget(me, key);
-            fut.await
+            run.await
         });
         let run: Run = async move {
             task.await.unwrap_or_else(|e| {
@@ -142,19 +143,14 @@ mod tests {
     async fn a_second_caller_waits_for_the_first_run_and_gets_its_answer() {
         let runs = Arc::new(CallbackRuns::default());
         let started = Arc::new(AtomicUsize::new(0));
-        let start = |started: Arc<AtomicUsize>| {
-            move || -> Box<dyn Future<Output = Outcome> + Send> {
-                started.fetch_add(1, Ordering::SeqCst);
-                Box::new(async {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    answer("first")
-                })
-            }
+        let start = |started: Arc<AtomicUsize>| async move {
+            started.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            answer("first")
         };
         let a = runs.join_or_start("n1", start(started.clone()));
         let b = runs.join_or_start("n1", start(started.clone()));
         let other = runs.join_or_start("n2", start(started.clone()));
-        assert_eq!(started.load(Ordering::SeqCst), 2, "one run per nonce");
         // The first caller goes away: its run goes on, and the second gets the answer.
         drop(a);
         let Outcome::Answer(got) = b.await else {
@@ -164,17 +160,18 @@ mod tests {
         assert_eq!(r.status(), StatusCode::FOUND);
         assert_eq!(r.headers()["set-cookie"], "a=1");
         assert!(matches!(other.await, Outcome::Answer(_)));
+        assert_eq!(started.load(Ordering::SeqCst), 2, "one run per nonce");
         // Ended runs are forgotten: a later call starts anew.
         tokio::task::yield_now().await;
         assert_eq!(runs.len(), 0);
-        let c = runs.join_or_start("n1", || Box::new(async { Outcome::NoPending }));
+        let c = runs.join_or_start("n1", async { Outcome::NoPending });
         assert!(matches!(c.await, Outcome::NoPending));
     }
 
     #[tokio::test]
     async fn a_run_that_panics_ends_as_no_pending_login() {
         let runs = Arc::new(CallbackRuns::default());
-        let r = runs.join_or_start("n", || Box::new(async { panic!("boom") }));
+        let r = runs.join_or_start("n", async { panic!("boom") });
         assert!(matches!(r.await, Outcome::NoPending));
         tokio::task::yield_now().await;
         assert_eq!(runs.len(), 0);
